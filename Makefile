@@ -1,0 +1,52 @@
+# gpunode — build, run and test. The quick start in README.md uses `make run` and `make test`.
+GO        ?= go
+BIN       := bin/gpunode
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/gpunode/gpunode/version.Version=$(VERSION)
+RUN_DIR   ?= $(CURDIR)/var
+PREFIX    ?= /usr/local
+# Tool builds (kubo, solc) are cached here and reused by every test run on this machine.
+export GPUNODE_CACHE ?= $(HOME)/.cache/gpunode
+
+.PHONY: all build run test test-go setup lint install generate clean
+
+all: build
+
+## build: compile bin/gpunode
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/gpunode
+
+## setup: install and start what is missing (Debian packages, dockerd, cached tools); root
+setup:
+	bash scripts/setup.sh
+
+## run: install what is missing, build, and start a node on embedded defaults
+run: setup build
+	bash scripts/run.sh $(BIN) $(RUN_DIR)
+
+## test: install what is missing, then run every test suite
+test: setup
+	bash scripts/test.sh
+
+## lint: formatting and vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	$(GO) vet ./...
+
+## install: binary, systemd unit and a default config (root)
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/gpunode
+	install -D -m 0644 systemd/gpunode.service $(DESTDIR)/etc/systemd/system/gpunode.service
+	install -D -m 0644 systemd/gpunode.sysusers $(DESTDIR)/usr/lib/sysusers.d/gpunode.conf
+	@if [ ! -e $(DESTDIR)/etc/gpunode/gpunode.toml ]; then \
+		install -d $(DESTDIR)/etc/gpunode && \
+		$(BIN) config default > $(DESTDIR)/etc/gpunode/gpunode.toml && \
+		echo "wrote /etc/gpunode/gpunode.toml"; \
+	else echo "kept existing /etc/gpunode/gpunode.toml"; fi
+
+## generate: regenerate committed generated files
+generate:
+	@true
+
+clean:
+	rm -rf bin var

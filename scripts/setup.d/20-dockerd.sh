@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Starts dockerd in the background when no engine answers on the default socket.
+# Under systemd the package's own unit does this; on machines without systemd as PID 1
+# (containers, CI sandboxes) we start it ourselves.
+set -euo pipefail
+if docker version >/dev/null 2>&1; then exit 0; fi
+log=/var/log/gpunode-dockerd.log
+echo "starting dockerd (log: $log)"
+nohup dockerd >"$log" 2>&1 &
+for _ in $(seq 1 60); do
+	docker version >/dev/null 2>&1 && exit 0
+	sleep 1
+done
+echo "dockerd did not start within 60s; see $log" >&2
+tail -20 "$log" >&2
+exit 1
