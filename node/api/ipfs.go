@@ -1,0 +1,70 @@
+package api
+
+import (
+	"context"
+	"net/url"
+	"time"
+)
+
+// IPFSAddResult is what the daemon stored for an add.
+type IPFSAddResult struct {
+	CID    string `json:"cid"`
+	Name   string `json:"name"`
+	Bytes  int64  `json:"bytes"`
+	Remote string `json:"remote"`
+}
+
+// IPFSProgress is the state of one fetch.
+type IPFSProgress struct {
+	CID         string    `json:"cid"`
+	State       string    `json:"state"`
+	Blocks      int       `json:"blocks"`
+	Local       int       `json:"local"`
+	FromNetwork int       `json:"from_network"`
+	Bytes       int64     `json:"bytes"`
+	Path        string    `json:"path,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	Started     time.Time `json:"started"`
+	Updated     time.Time `json:"updated"`
+}
+
+// IPFSPin is one pinned root.
+type IPFSPin struct {
+	CID     string    `json:"cid"`
+	Name    string    `json:"name"`
+	Kind    string    `json:"kind"`
+	Created time.Time `json:"created"`
+	Remote  *struct {
+		RequestID string `json:"requestid"`
+		Status    string `json:"status"`
+	} `json:"remote,omitempty"`
+}
+
+// IPFSAdd asks the daemon to add the file or directory at path (absolute, readable
+// by the daemon), pin it and publish it.
+func (c *Client) IPFSAdd(ctx context.Context, path, name string) (IPFSAddResult, error) {
+	var out IPFSAddResult
+	err := c.Post(ctx, "/v1/ipfs/add", map[string]string{"path": path, "name": name}, &out)
+	return out, err
+}
+
+// IPFSGet asks the daemon to fetch cid and write it into dir (absolute).
+func (c *Client) IPFSGet(ctx context.Context, cid, dir string) (IPFSProgress, error) {
+	var out IPFSProgress
+	err := c.Post(ctx, "/v1/ipfs/get", map[string]string{"cid": cid, "dir": dir}, &out)
+	return out, err
+}
+
+// IPFSFetch returns the progress of the daemon's fetch of cid.
+func (c *Client) IPFSFetch(ctx context.Context, cid string) (IPFSProgress, error) {
+	var out IPFSProgress
+	err := c.Get(ctx, "/v1/ipfs/fetches/"+url.PathEscape(cid), &out)
+	return out, err
+}
+
+// IPFSPins lists the daemon's pins.
+func (c *Client) IPFSPins(ctx context.Context) ([]IPFSPin, error) {
+	var out []IPFSPin
+	err := c.Get(ctx, "/v1/ipfs/pins", &out)
+	return out, err
+}

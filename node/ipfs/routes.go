@@ -1,0 +1,156 @@
+package ipfs
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/gpunode/gpunode/node/api"
+)
+
+// AddRequest is the body of POST /v1/ipfs/add. Path is read by the daemon, so it
+// must be absolute and readable by the daemon's user.
+type AddRequest struct {
+	Path string `json:"path"`
+	Name string `json:"name,omitempty"`
+}
+
+// GetRequest is the body of POST /v1/ipfs/get. Dir is written by the daemon.
+type GetRequest struct {
+	CID string `json:"cid"`
+	Dir string `json:"dir"`
+}
+
+// PinRequest is the body of POST /v1/ipfs/pins.
+type PinRequest struct {
+	CID  string `json:"cid"`
+	Name string `json:"name,omitempty"`
+}
+
+// Routes registers the IPFS control-API routes.
+func (n *Node) Routes(s *api.Server) {
+	s.HandleFunc("POST /v1/ipfs/add", n.handleAdd)
+	s.HandleFunc("POST /v1/ipfs/get", n.handleGet)
+	s.HandleFunc("GET /v1/ipfs/fetches", func(w http.ResponseWriter, _ *http.Request) {
+		api.WriteJSON(w, http.StatusOK, n.Fetches())
+	})
+	s.HandleFunc("GET /v1/ipfs/fetches/{cid}", n.handleFetch)
+	s.HandleFunc("GET /v1/ipfs/pins", func(w http.ResponseWriter, r *http.Request) {
+		pins, err := n.Pins(r.Context())
+		if err != nil {
+			api.WriteError(w, http.StatusBadGateway, err)
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, pins)
+	})
+	s.HandleFunc("POST /v1/ipfs/pins", n.handlePin)
+	s.HandleFunc("DELETE /v1/ipfs/pins/{cid}", n.handleUnpin)
+	s.HandleFunc("POST /v1/ipfs/gc", func(w http.ResponseWriter, r *http.Request) {
+		res, err := n.GC(r.Context())
+		if err != nil {
+			api.WriteError(w, http.StatusInternalServerError, err)
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, res)
+	})
+}
+
+func (n *Node) handleAdd(w http.ResponseWriter, r *http.Request) {
+	var req AddRequest
+	if err := api.DecodeJSON(r, 64<<10, &req); err != nil {
+		api.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	if !filepath.IsAbs(req.Path) {
+		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("path %q: must be absolute", req.Path))
+		return
+	}
+	res, err := n.Add(r.Context(), req.Path, req.Name)
+	if err != nil {
+		api.WriteError(w, statusOf(err), err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, res)
+}
+
+func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
+	var req GetRequest
+	if err := api.DecodeJSON(r, 64<<10, &req); err != nil {
+		api.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	c, err := cid.Decode(req.CID)
+	if err != nil {
+		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("cid %q: %w", req.CID, err))
+		return
+	}
+	if !filepath.IsAbs(req.Dir) {
+		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("dir %q: must be absolute", req.Dir))
+		return
+	}
+	if err := n.Get(r.Context(), c, req.Dir); err != nil {
+		api.WriteError(w, statusOf(err), err)
+		return
+	}
+	p, _ := n.FetchProgress(c)
+	api.WriteJSON(w, http.StatusOK, p)
+}
+
+func (n *Node) handleFetch(w http.ResponseWriter, r *http.Request) {
+	c, err := cid.Decode(r.PathValue("cid"))
+	if err != nil {
+		api.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	p, ok := n.FetchProgress(c)
+	if !ok {
+		api.WriteError(w, http.StatusNotFound, fmt.Errorf("no fetch of %s", c))
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, p)
+}
+
+func (n *Node) handlePin(w http.ResponseWriter, r *http.Request) {
+	var req PinRequest
+	if err := api.DecodeJSON(r, 64<<10, &req); err != nil {
+		api.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	c, err := cid.Decode(req.CID)
+	if err != nil {
+		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("cid %q: %w", req.CID, err))
+		return
+	}
+	if err := n.PinCID(r.Context(), c, req.Name); err != nil {
+		api.WriteError(w, statusOf(err), err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, req)
+}
+
+func (n *Node) handleUnpin(w http.ResponseWriter, r *http.Request) {
+	c, err := cid.Decode(r.PathValue("cid"))
+	if err != nil {
+		api.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := n.Unpin(r.Context(), c); err != nil {
+		api.WriteError(w, statusOf(err), err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, struct{}{})
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, ErrNotPinned):
+		return http.StatusNotFound
+	case errors.Is(err, ErrStorageFull), errors.Is(err, ErrTooLarge):
+		return http.StatusInsufficientStorage
+	default:
+		return http.StatusInternalServerError
+	}
+}
