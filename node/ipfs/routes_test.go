@@ -1,0 +1,80 @@
+package ipfs
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/node/api"
+)
+
+// TestCLIThroughAPI runs `gpunode ipfs add|get|pins` against the control API with
+// this component's routes.
+func TestCLIThroughAPI(t *testing.T) {
+	bin := testenv.Binary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	h1, h2 := newHost(t), newHost(t)
+	src := newNode(t, "", h1, nil)
+	n := newNode(t, "", h2, nil)
+	connect(t, h2, addrInfo(h1))
+
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	srv := api.NewServer(api.Config{Socket: sock}, testLogger(t))
+	n.Routes(srv)
+	ln, err := srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx, ln) }()
+	t.Cleanup(func() { stop(); <-done })
+
+	gpunode := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, bin, append([]string{"ipfs", "--api-socket", sock}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("gpunode ipfs %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+
+	file := filepath.Join(t.TempDir(), "out.bin")
+	writeRandom(t, file, 600<<10, 51)
+	c := gpunode("add", "--name", "run-7", file)
+	want, _ := Hash(ctx, file)
+	if c != want.String() {
+		t.Fatalf("gpunode ipfs add printed %q, want %s", c, want)
+	}
+	if pins := gpunode("pins"); !strings.Contains(pins, c) || !strings.Contains(pins, "run-7") {
+		t.Errorf("gpunode ipfs pins:\n%s", pins)
+	}
+
+	// get: content that only the other node has, fetched over bitswap.
+	other := t.TempDir()
+	writeRandom(t, filepath.Join(other, "data.bin"), 1<<20, 52)
+	res, err := src.Add(ctx, other, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "dst")
+	gpunode("get", res.CID, dst)
+	sameFile(t, filepath.Join(other, "data.bin"), filepath.Join(dst, "data.bin"))
+
+	// Errors come back as messages.
+	cmd := exec.CommandContext(ctx, bin, "ipfs", "--api-socket", sock, "get", "not-a-cid", dst)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cid") {
+		t.Errorf("get of a bad CID: err %v, output %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "data.bin")); err != nil {
+		t.Error(err)
+	}
+}
