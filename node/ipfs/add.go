@@ -290,6 +290,9 @@ func (w *asyncDAG) flush() error {
 	w.wg.Wait()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = w.store.Sync()
+	}
 	return w.err
 }
 

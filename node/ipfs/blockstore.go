@@ -16,6 +16,7 @@ import (
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	mh "github.com/multiformats/go-multihash"
+	"golang.org/x/sys/unix"
 )
 
 // ErrBadBlock means a block's bytes do not hash to its CID: it was corrupted on disk
@@ -30,6 +31,11 @@ var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 // place, so a crash leaves either the whole verified block or nothing: that is what
 // makes interrupted fetches resumable. Blocks are keyed by multihash, like kubo's
 // flatfs, so the same bytes stored under a CIDv0 and a CIDv1 take one file.
+//
+// Durability: blocks are not fsynced one by one. Callers call Sync at their commit
+// points (end of an add, each fetch batch) before recording a pin, which flushes the
+// whole filesystem at once; a block torn by a crash before that is caught by the
+// hash check on read and fetched or added again.
 type blockStore struct {
 	dir  string
 	sync bool
@@ -65,6 +71,22 @@ func openBlockStore(dir string, sync bool) (*blockStore, error) {
 func (s *blockStore) path(h mh.Multihash) string {
 	name := b32.EncodeToString(h)
 	return filepath.Join(s.dir, name[len(name)-2:], name)
+}
+
+// Sync makes every block written so far durable (one syncfs for the filesystem).
+func (s *blockStore) Sync() error {
+	if !s.sync {
+		return nil
+	}
+	f, err := os.Open(s.dir)
+	if err != nil {
+		return fmt.Errorf("blockstore: sync: %w", err)
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("blockstore: sync: %w", err)
+	}
+	return nil
 }
 
 // Size returns the bytes of block data stored.
@@ -154,9 +176,6 @@ func (s *blockStore) writeFile(p string, data []byte) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil && s.sync {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

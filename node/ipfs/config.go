@@ -35,7 +35,8 @@ type Config struct {
 	// ReprovideInterval is how often pinned roots are announced again on the DHT.
 	// Zero disables reproviding (roots are still provided once when added).
 	ReprovideInterval Duration `toml:"reprovide_interval"`
-	// SyncWrites makes every block write durable (fsync) before it is acknowledged.
+	// SyncWrites makes stored blocks durable (syncfs) at each commit point: the end
+	// of an add, before its pin is recorded, and every fetch batch.
 	SyncWrites bool `toml:"sync_writes"`
 	// KuboAPI is the kubo RPC endpoint used in kubo mode, e.g. "http://127.0.0.1:5001".
 	KuboAPI string `toml:"kubo_api"`

@@ -227,6 +227,9 @@ func (n *Node) fetchBlocks(ctx context.Context, root cid.Cid, st *fetchState) er
 				}
 				return fmt.Errorf("%d of %d blocks not found", len(want)-got, len(want))
 			}
+			if err := n.store.Sync(); err != nil {
+				return err
+			}
 		}
 		level = next
 	}

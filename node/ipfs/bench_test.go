@@ -1,0 +1,113 @@
+package ipfs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// BenchmarkAdd1GiB measures, in one run, the add throughput of 1 GiB for gpunode
+// and for `ipfs add --cid-version 1 --raw-leaves` (kubo, same file, default
+// durable datastore) and prints both with their ratio (target: gpunode >= kubo).
+// Run it with: go test -run XXX -bench Add1GiB -benchtime 1x ./node/ipfs/
+func BenchmarkAdd1GiB(b *testing.B) {
+	const size = 1 << 30
+	file := filepath.Join(b.TempDir(), "1GiB.bin")
+	writeRandom(b, file, size, 77)
+	ctx := context.Background()
+	var gTotal, kTotal time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		k := newKubo(b)
+		dir := b.TempDir()
+		cfg := Default()
+		cfg.Dir, cfg.MaxStorageBytes = dir, 4<<30
+		n, err := New(cfg, dir, newHost(b), nil, testLogger(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		res, err := n.Add(ctx, file, "")
+		gTotal += time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		start = time.Now()
+		kc := k.run("add", "-Q", "--cid-version", "1", "--raw-leaves", file)
+		kTotal += time.Since(start)
+		if kc != res.CID {
+			b.Fatalf("CIDs differ: gpunode %s, kubo %s", res.CID, kc)
+		}
+		n.Close()
+		os.RemoveAll(dir)
+		os.RemoveAll(k.repo)
+	}
+	g := float64(size) * float64(b.N) / gTotal.Seconds() / 1e6
+	kb := float64(size) * float64(b.N) / kTotal.Seconds() / 1e6
+	b.ReportMetric(g, "gpunode-MB/s")
+	b.ReportMetric(kb, "kubo-MB/s")
+	b.ReportMetric(g/kb, "ratio")
+	fmt.Printf("\nadd 1 GiB        gpunode %8.1f MB/s   kubo %8.1f MB/s   gpunode/kubo %.2f\n", g, kb, g/kb)
+}
+
+// BenchmarkTransfer256MiB measures, in one run, how fast a kubo daemon fetches 256 MiB
+// over bitswap on loopback from gpunode and from another kubo daemon (`ipfs pin add`
+// on the receiver), and prints both with their ratio.
+// Run it with: go test -run XXX -bench Transfer256MiB -benchtime 1x ./node/ipfs/
+func BenchmarkTransfer256MiB(b *testing.B) {
+	const size = 256 << 20
+	file := filepath.Join(b.TempDir(), "256MiB.bin")
+	writeRandom(b, file, size, 78)
+	ctx := context.Background()
+	var gTotal, kTotal time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		h := newHost(b)
+		n := newNode(b, "", h, nil)
+		res, err := n.Add(ctx, file, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		fromG := newKubo(b)
+		fromG.start()
+		connect(b, h, fromG.addr)
+		b.StartTimer()
+		start := time.Now()
+		if err := fromG.rpc("pin/add", nil, "arg", res.CID); err != nil {
+			b.Fatal(err)
+		}
+		gTotal += time.Since(start)
+		b.StopTimer()
+		fromG.stop()
+
+		src, dst := newKubo(b), newKubo(b)
+		src.start()
+		if c := src.run("add", "-Q", "--cid-version", "1", "--raw-leaves", file); c != res.CID {
+			b.Fatalf("CIDs differ: gpunode %s, kubo %s", res.CID, c)
+		}
+		dst.start()
+		if err := dst.rpc("swarm/connect", nil, "arg", src.addr.Addrs[0].String()+"/p2p/"+src.id.String()); err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		if err := dst.rpc("pin/add", nil, "arg", res.CID); err != nil {
+			b.Fatal(err)
+		}
+		kTotal += time.Since(start)
+		src.stop()
+		dst.stop()
+		n.Close()
+		h.Close()
+	}
+	g := float64(size) * float64(b.N) / gTotal.Seconds() / 1e6
+	kb := float64(size) * float64(b.N) / kTotal.Seconds() / 1e6
+	b.ReportMetric(g, "kubo<-gpunode-MB/s")
+	b.ReportMetric(kb, "kubo<-kubo-MB/s")
+	b.ReportMetric(g/kb, "ratio")
+	fmt.Printf("\ntransfer 256 MiB kubo<-gpunode %8.1f MB/s   kubo<-kubo %8.1f MB/s   ratio %.2f\n", g, kb, g/kb)
+}
