@@ -1,15 +1,16 @@
 package ipfs
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	chunk "github.com/ipfs/boxo/chunker"
@@ -128,19 +129,22 @@ func (im *importer) addFile(path string) (ipld.Node, error) {
 		return nil, err
 	}
 	defer f.Close()
-	cr := &countReader{r: bufio.NewReaderSize(f, 1<<20)}
+	cr := &countReader{r: f}
+	hashes := newHashCache()
 	params := helpers.DagBuilderParams{
 		Maxlinks:   helpers.DefaultLinksPerBlock,
 		RawLeaves:  true,
-		CidBuilder: cidBuilder,
+		CidBuilder: prehashBuilder{V1Builder: cidBuilder, hashes: hashes},
 		Dagserv:    im.dag,
 	}
-	db, err := params.New(chunk.NewSizeSplitter(cr, chunk.DefaultBlockSize))
+	spl := newPrehashSplitter(cr, int(chunk.DefaultBlockSize), hashes, runtime.GOMAXPROCS(0))
+	defer spl.close()
+	db, err := params.New(spl)
 	if err != nil {
 		return nil, err
 	}
 	nd, err := balanced.Layout(db)
-	im.bytes += cr.n
+	im.bytes += cr.n.Load()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -192,14 +196,15 @@ func (im *importer) addSymlink(path string) (ipld.Node, error) {
 	return nd, im.dag.Add(im.ctx, nd)
 }
 
+// countReader counts bytes read; the splitter reads on its own goroutine.
 type countReader struct {
 	r interface{ Read([]byte) (int, error) }
-	n int64
+	n atomic.Int64
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
 	k, err := c.r.Read(p)
-	c.n += int64(k)
+	c.n.Add(int64(k))
 	return k, err
 }
 
@@ -238,7 +243,7 @@ type asyncDAG struct {
 
 func newAsyncDAG(ctx context.Context, s *blockStore, local ipld.DAGService) *asyncDAG {
 	w := &asyncDAG{DAGService: local, store: s, ctx: ctx, ch: make(chan ipld.Node, 64)}
-	for range 4 {
+	for range 8 {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()

@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	mh "github.com/multiformats/go-multihash"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,21 +34,25 @@ var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 // makes interrupted fetches resumable. Blocks are keyed by multihash, like kubo's
 // flatfs, so the same bytes stored under a CIDv0 and a CIDv1 take one file.
 //
-// Durability: blocks are not fsynced one by one. Callers call Sync at their commit
-// points (end of an add, each fetch batch) before recording a pin, which flushes the
-// whole filesystem at once; a block torn by a crash before that is caught by the
-// hash check on read and fetched or added again.
+// Durability (when sync is set): each block file's data is flushed before it is
+// renamed into place, and callers call Sync at their commit points (end of an add,
+// each fetch batch) before recording a pin, which flushes the folders the renames
+// touched. A block torn by a crash anyway is caught by the hash check on read and
+// fetched or added again.
 type blockStore struct {
 	dir  string
 	sync bool
 	size atomic.Int64 // bytes of block data on disk
+
+	mu    sync.Mutex
+	dirty map[string]bool // folders with renames not yet flushed
 }
 
 func openBlockStore(dir string, sync bool) (*blockStore, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("blockstore %s: %w", dir, err)
 	}
-	s := &blockStore{dir: dir, sync: sync}
+	s := &blockStore{dir: dir, sync: sync, dirty: make(map[string]bool)}
 	// Sum what is there and drop temporary files left by a crash mid-write.
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -73,17 +79,31 @@ func (s *blockStore) path(h mh.Multihash) string {
 	return filepath.Join(s.dir, name[len(name)-2:], name)
 }
 
-// Sync makes every block written so far durable (one syncfs for the filesystem).
+// Sync flushes the folders that blocks were renamed into since the last Sync.
 func (s *blockStore) Sync() error {
 	if !s.sync {
 		return nil
 	}
-	f, err := os.Open(s.dir)
-	if err != nil {
-		return fmt.Errorf("blockstore: sync: %w", err)
+	s.mu.Lock()
+	dirs := make([]string, 0, len(s.dirty))
+	for d := range s.dirty {
+		dirs = append(dirs, d)
 	}
-	defer f.Close()
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
+	clear(s.dirty)
+	s.mu.Unlock()
+	var g errgroup.Group
+	g.SetLimit(8)
+	for _, d := range dirs {
+		g.Go(func() error {
+			f, err := os.Open(d)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return f.Sync()
+		})
+	}
+	if err := g.Wait(); err != nil {
 		return fmt.Errorf("blockstore: sync: %w", err)
 	}
 	return nil
@@ -176,6 +196,9 @@ func (s *blockStore) writeFile(p string, data []byte) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
+	if err == nil && s.sync {
+		err = unix.Fdatasync(int(f.Fd()))
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -184,8 +207,14 @@ func (s *blockStore) writeFile(p string, data []byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
+		return err
 	}
-	return err
+	if s.sync {
+		s.mu.Lock()
+		s.dirty[filepath.Dir(p)] = true
+		s.mu.Unlock()
+	}
+	return nil
 }
 
 func (s *blockStore) DeleteBlock(_ context.Context, c cid.Cid) error {

@@ -35,8 +35,10 @@ type Config struct {
 	// ReprovideInterval is how often pinned roots are announced again on the DHT.
 	// Zero disables reproviding (roots are still provided once when added).
 	ReprovideInterval Duration `toml:"reprovide_interval"`
-	// SyncWrites makes stored blocks durable (syncfs) at each commit point: the end
-	// of an add, before its pin is recorded, and every fetch batch.
+	// SyncWrites makes every stored block durable (fdatasync, and the folder it
+	// is renamed into) before an add records its pin or a fetch batch completes.
+	// Off by default, like kubo's flatfs ("sync": false): a block torn by a crash
+	// fails its hash check on read and is fetched or added again.
 	SyncWrites bool `toml:"sync_writes"`
 	// KuboAPI is the kubo RPC endpoint used in kubo mode, e.g. "http://127.0.0.1:5001".
 	KuboAPI string `toml:"kubo_api"`
@@ -80,7 +82,6 @@ func Default() Config {
 		MaxFetchBytes:     100 << 30,
 		FetchTimeout:      Duration(6 * time.Hour),
 		ReprovideInterval: Duration(22 * time.Hour),
-		SyncWrites:        true,
 		KuboAPI:           "http://127.0.0.1:5001",
 		RemotePinning:     RemotePinningConfig{Timeout: Duration(time.Minute)},
 	}
