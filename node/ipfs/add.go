@@ -243,7 +243,7 @@ type asyncDAG struct {
 
 func newAsyncDAG(ctx context.Context, s *blockStore, local ipld.DAGService) *asyncDAG {
 	w := &asyncDAG{DAGService: local, store: s, ctx: ctx, ch: make(chan ipld.Node, 64)}
-	for range 8 {
+	for range 2 {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()

@@ -9,9 +9,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -171,30 +173,30 @@ func (s *blockStore) PutMany(ctx context.Context, bs []blocks.Block) error {
 // write stores data under h unless it is there already.
 func (s *blockStore) write(h mh.Multihash, data []byte) error {
 	p := s.path(h)
-	if _, err := os.Stat(p); err == nil {
-		return nil
-	}
-	if err := s.writeFile(p, data); err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("blockstore: write %s: %w", filepath.Base(p), err)
-		}
+	added, err := s.writeFile(p, data)
+	if errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 			return fmt.Errorf("blockstore: %w", err)
 		}
-		if err := s.writeFile(p, data); err != nil {
-			return fmt.Errorf("blockstore: write %s: %w", filepath.Base(p), err)
-		}
+		added, err = s.writeFile(p, data)
 	}
-	s.size.Add(int64(len(data)))
+	if err != nil {
+		return fmt.Errorf("blockstore: write %s: %w", filepath.Base(p), err)
+	}
+	if added {
+		s.size.Add(int64(len(data)))
+	}
 	return nil
 }
 
-func (s *blockStore) writeFile(p string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(p), filepath.Base(p)+".*.tmp")
+// writeFile writes data to a temporary file and renames it to p unless p exists
+// (RENAME_NOREPLACE: no separate check, no race); added says whether it was new.
+func (s *blockStore) writeFile(p string, data []byte) (added bool, err error) {
+	tmp := p + "." + strconv.FormatUint(tmpSeq.Add(1), 36) + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
-		return err
+		return false, err
 	}
-	tmp := f.Name()
 	_, err = f.Write(data)
 	if err == nil && s.sync {
 		err = unix.Fdatasync(int(f.Fd()))
@@ -203,19 +205,28 @@ func (s *blockStore) writeFile(p string, data []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, p)
+		err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, p, unix.RENAME_NOREPLACE)
+		if errors.Is(err, unix.EEXIST) {
+			os.Remove(tmp)
+			return false, nil
+		}
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return err
+		return false, err
 	}
 	if s.sync {
 		s.mu.Lock()
 		s.dirty[filepath.Dir(p)] = true
 		s.mu.Unlock()
 	}
-	return nil
+	return true, nil
 }
+
+// tmpSeq names temporary files; with the process start time it keeps names unique.
+var tmpSeq atomic.Uint64
+
+func init() { tmpSeq.Store(uint64(time.Now().UnixNano())) }
 
 func (s *blockStore) DeleteBlock(_ context.Context, c cid.Cid) error {
 	p := s.path(c.Hash())
