@@ -132,7 +132,7 @@ func New(cfg Config, dataDir string, h host.Host, router routing.ContentRouting,
 	if router != nil {
 		disc = router
 	}
-	n.bitswap = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), disc, n.bstore)
+	n.bitswap = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), disc, blockstore.NewIdStore(serveStore{n.store}))
 	n.bserv = blockservice.New(n.bstore, n.bitswap)
 	n.offline = dag.NewDAGService(blockservice.New(n.bstore, nil))
 	return n, nil
