@@ -108,8 +108,10 @@ func (n *Node) Fetch(ctx context.Context, c cid.Cid) (string, error) {
 	st.p.Updated = time.Now().UTC()
 	if err != nil {
 		st.p.State, st.p.Error = "failed", err.Error()
+		n.stats.fetchesFailed.Add(1)
 	} else {
 		st.p.State, st.p.Path = "done", final
+		n.stats.fetchesDone.Add(1)
 	}
 	st.mu.Unlock()
 	close(st.done)
@@ -246,6 +248,12 @@ func (n *Node) count(st *fetchState, size int, network bool) error {
 	}
 	st.p.Bytes += int64(size)
 	st.p.Updated = time.Now().UTC()
+	if network {
+		n.stats.netBlocks.Add(1)
+	} else {
+		n.stats.localBlocks.Add(1)
+	}
+	n.stats.fetchedBytes.Add(int64(size))
 	p := st.p
 	st.mu.Unlock()
 	if n.afterBlock != nil {

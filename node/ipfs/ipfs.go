@@ -72,6 +72,7 @@ type Node struct {
 	fetches map[cid.Cid]*fetchState
 
 	cancel context.CancelFunc
+	stats  counters
 
 	// afterBlock, when set (tests), is called after every block a fetch gets.
 	afterBlock func(Progress)

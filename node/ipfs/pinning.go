@@ -131,6 +131,7 @@ func (n *Node) pinRemote(ctx context.Context, c cid.Cid, name string, res *AddRe
 	st, err := n.remote.add(ctx, c, name, origins)
 	if err != nil {
 		n.log.Warn("remote pin failed", "cid", c.String(), "err", err)
+		n.stats.remotePinFails.Add(1)
 		res.Remote = "error: " + err.Error()
 		return
 	}
