@@ -71,7 +71,7 @@ func (n *Node) Add(ctx context.Context, path, name string) (AddResult, error) {
 	}
 	res := AddResult{CID: c.String(), Name: name, Bytes: bytes}
 	n.stats.addedBytes.Add(bytes)
-	n.provide(ctx, c)
+	n.provideLater(c)
 	n.pinRemote(ctx, c, name, &res)
 	n.log.Info("added", "path", path, "cid", res.CID, "bytes", bytes)
 	return res, nil

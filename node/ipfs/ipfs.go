@@ -71,7 +71,9 @@ type Node struct {
 	fetchMu sync.Mutex
 	fetches map[cid.Cid]*fetchState
 
+	ctx    context.Context // lives until Close: bitswap and background provides
 	cancel context.CancelFunc
+	wg     sync.WaitGroup
 	stats  counters
 
 	// afterBlock, when set (tests), is called after every block a fetch gets.
@@ -128,7 +130,7 @@ func New(cfg Config, dataDir string, h host.Host, router routing.ContentRouting,
 	}
 	n.bstore = blockstore.NewIdStore(n.store)
 	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
+	n.ctx, n.cancel = ctx, cancel
 	var disc routing.ContentDiscovery
 	if router != nil {
 		disc = router
@@ -170,9 +172,9 @@ func (n *Node) Close() error {
 	if n.bitswap == nil {
 		return nil
 	}
-	err := n.bitswap.Close()
 	n.cancel()
-	return err
+	n.wg.Wait()
+	return n.bitswap.Close()
 }
 
 // StorageBytes returns the bytes of block data stored (0 in kubo mode).
@@ -181,6 +183,19 @@ func (n *Node) StorageBytes() int64 {
 		return 0
 	}
 	return n.store.Size()
+}
+
+// provideLater announces c in the background: a DHT provide can take a minute, and
+// the add that asked for it should not wait.
+func (n *Node) provideLater(c cid.Cid) {
+	if n.router == nil {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.provide(n.ctx, c)
+	}()
 }
 
 func (n *Node) provide(ctx context.Context, c cid.Cid) {

@@ -95,7 +95,10 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, statusOf(err), err)
 		return
 	}
-	p, _ := n.FetchProgress(c)
+	p, ok := n.FetchProgress(c)
+	if !ok { // served from the input cache, fetched before this process started
+		p = Progress{CID: c.String(), State: "done", Path: filepath.Join(n.inputsDir(), c.String())}
+	}
 	api.WriteJSON(w, http.StatusOK, p)
 }
 

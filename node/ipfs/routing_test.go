@@ -69,8 +69,17 @@ func TestProvideAndFind(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := mustCID(t, res.CID)
-	if got := mem.providers[string(root.Hash())]; len(got) != 1 || got[0].ID != h1.ID() {
-		t.Fatalf("providers of %s = %v, want %s", root, got, h1.ID())
+	for {
+		mem.mu.Lock()
+		got := append([]peer.AddrInfo(nil), mem.providers[string(root.Hash())]...)
+		mem.mu.Unlock()
+		if len(got) == 1 && got[0].ID == h1.ID() {
+			break
+		}
+		if len(got) > 1 || ctx.Err() != nil {
+			t.Fatalf("providers of %s = %v, want %s", root, got, h1.ID())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if len(h2.Network().Peers()) != 0 {
 		t.Fatal("nodes already connected")
