@@ -235,21 +235,26 @@ type asyncDAG struct {
 	ipld.DAGService // reads go to the local store once writes are flushed
 	store           *blockStore
 	ctx             context.Context
-	ch              chan ipld.Node
+	ch              chan pendingBlock
 	wg              sync.WaitGroup
 	once            sync.Once
 	mu              sync.Mutex
 	err             error
 }
 
+type pendingBlock struct {
+	hash mh.Multihash
+	data []byte
+}
+
 func newAsyncDAG(ctx context.Context, s *blockStore, local ipld.DAGService) *asyncDAG {
-	w := &asyncDAG{DAGService: local, store: s, ctx: ctx, ch: make(chan ipld.Node, 64)}
+	w := &asyncDAG{DAGService: local, store: s, ctx: ctx, ch: make(chan pendingBlock, 64)}
 	for range 2 {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			for nd := range w.ch {
-				if err := s.write(nd.Cid().Hash(), nd.RawData()); err != nil {
+			for b := range w.ch {
+				if err := s.write(b.hash, b.data); err != nil {
 					w.setErr(err)
 				}
 			}
@@ -273,8 +278,11 @@ func (w *asyncDAG) Add(ctx context.Context, nd ipld.Node) error {
 	if err != nil {
 		return err
 	}
+	// Encode on the importer's goroutine: dag-pb nodes cache their encoding lazily,
+	// so touching them from a writer would race with the importer.
+	b := pendingBlock{hash: nd.Cid().Hash(), data: nd.RawData()}
 	select {
-	case w.ch <- nd:
+	case w.ch <- b:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
