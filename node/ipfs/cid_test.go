@@ -2,9 +2,12 @@ package ipfs
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+
+	ft "github.com/ipfs/boxo/ipld/unixfs"
 )
 
 // TestCIDMatchesKubo checks acceptance 1: the same content gets the same CID as
@@ -44,7 +47,17 @@ func TestCIDMatchesKubo(t *testing.T) {
 	if err := os.Symlink("a/one", filepath.Join(tree, "link")); err != nil {
 		t.Fatal(err)
 	}
-	paths := []string{tree}
+	// A directory whose links pass 256 KiB becomes a HAMT shard, in kubo and here.
+	sharded := filepath.Join(dir, "sharded")
+	if err := os.Mkdir(sharded, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6000 {
+		if err := os.WriteFile(filepath.Join(sharded, fmt.Sprintf("sample-%06d.json", i)), []byte(fmt.Sprint(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	paths := []string{tree, sharded}
 	for _, f := range files {
 		paths = append(paths, filepath.Join(dir, f.name))
 	}
@@ -66,6 +79,16 @@ func TestCIDMatchesKubo(t *testing.T) {
 			}
 			if res.CID != want {
 				t.Errorf("Add = %s, kubo = %s", res.CID, want)
+			}
+			if p == sharded {
+				nd, err := n.offline.Get(ctx, got)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fsn, err := ft.ExtractFSNode(nd)
+				if err != nil || fsn.Type() != ft.THAMTShard {
+					t.Errorf("%s is not a HAMT shard (%v)", p, err)
+				}
 			}
 		})
 	}
