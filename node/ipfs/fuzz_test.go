@@ -51,6 +51,20 @@ func TestExtractTarRejectsEscapes(t *testing.T) {
 			t.Errorf("entry %q accepted", name)
 		}
 	}
+	// A symlink pointing out, then a file "inside" it.
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	outside := t.TempDir()
+	tw.WriteHeader(&tar.Header{Name: "bafkqaaa/l", Typeflag: tar.TypeSymlink, Linkname: outside})
+	tw.WriteHeader(&tar.Header{Name: "bafkqaaa/l/planted", Typeflag: tar.TypeReg, Size: 1, Mode: 0o644})
+	tw.Write([]byte("x"))
+	tw.Close()
+	if err := extractTar(&buf, t.TempDir(), "bafkqaaa", 1<<20); err == nil {
+		t.Error("entry through a symlink accepted")
+	}
+	if _, err := os.Stat(filepath.Join(outside, "planted")); err == nil {
+		t.Error("a file was written outside through a symlink")
+	}
 	dst := t.TempDir()
 	big := strings.Repeat("x", 100)
 	if err := extractTar(bytes.NewReader(tarOf(t, map[string]string{"bafkqaaa/big": big})), dst, "bafkqaaa", 10); err == nil {

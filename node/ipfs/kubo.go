@@ -156,6 +156,9 @@ func (k *kuboClient) get(ctx context.Context, c cid.Cid, final string, maxBytes 
 func extractTar(r io.Reader, dst, top string, maxBytes int64) error {
 	tr := tar.NewReader(r)
 	var total int64
+	// Symlinks extracted so far: no later entry may go through one, or a link to
+	// /etc followed by a file under it would write outside dst.
+	links := make(map[string]bool)
 	for entries := 0; ; entries++ {
 		if entries > 1_000_000 {
 			return errors.New("tar: too many entries")
@@ -181,6 +184,14 @@ func extractTar(r io.Reader, dst, top string, maxBytes int64) error {
 		if !fs.ValidPath(name) || name == "." {
 			return fmt.Errorf("tar: invalid entry name %q", h.Name)
 		}
+		for p := path.Dir(name); p != "."; p = path.Dir(p) {
+			if links[p] {
+				return fmt.Errorf("tar: entry %q goes through a symlink", h.Name)
+			}
+		}
+		if links[name] {
+			return fmt.Errorf("tar: entry %q replaces a symlink", h.Name)
+		}
 		out := filepath.Join(dst, filepath.FromSlash(name))
 		switch h.Typeflag {
 		case tar.TypeDir:
@@ -202,6 +213,7 @@ func extractTar(r io.Reader, dst, top string, maxBytes int64) error {
 			if err := os.Symlink(h.Linkname, out); err != nil {
 				return err
 			}
+			links[name] = true
 		default:
 			return fmt.Errorf("tar: entry %q has unsupported type %q", h.Name, h.Typeflag)
 		}
