@@ -93,7 +93,28 @@ func newIPFSCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.AddCommand(add, get, pins)
+	unpin := &cobra.Command{
+		Use:   "unpin CID",
+		Short: "Unpin content; its blocks go at the next garbage collection",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return api.NewClient(socket).IPFSUnpin(cmd.Context(), args[0])
+		},
+	}
+	gc := &cobra.Command{
+		Use:   "gc",
+		Short: "Delete every block that no pin reaches",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := api.NewClient(socket).IPFSGC(cmd.Context())
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "removed %d blocks, %d bytes\n", res.Blocks, res.Bytes)
+			return err
+		},
+	}
+	cmd.AddCommand(add, get, pins, unpin, gc)
 	return cmd
 }
 

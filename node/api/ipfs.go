@@ -68,3 +68,21 @@ func (c *Client) IPFSPins(ctx context.Context) ([]IPFSPin, error) {
 	err := c.Get(ctx, "/v1/ipfs/pins", &out)
 	return out, err
 }
+
+// IPFSGCResult says what a garbage collection removed.
+type IPFSGCResult struct {
+	Blocks int   `json:"blocks"`
+	Bytes  int64 `json:"bytes"`
+}
+
+// IPFSUnpin removes cid from the daemon's pin set.
+func (c *Client) IPFSUnpin(ctx context.Context, cid string) error {
+	return c.Do(ctx, "DELETE", "/v1/ipfs/pins/"+url.PathEscape(cid), nil, nil)
+}
+
+// IPFSGC asks the daemon to delete every unpinned block.
+func (c *Client) IPFSGC(ctx context.Context) (IPFSGCResult, error) {
+	var out IPFSGCResult
+	err := c.Post(ctx, "/v1/ipfs/gc", struct{}{}, &out)
+	return out, err
+}

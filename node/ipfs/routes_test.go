@@ -77,4 +77,13 @@ func TestCLIThroughAPI(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dst, "data.bin")); err != nil {
 		t.Error(err)
 	}
+
+	// unpin + gc frees the added file's blocks.
+	gpunode("unpin", c)
+	if out := gpunode("gc"); !strings.HasPrefix(out, "removed ") || strings.HasPrefix(out, "removed 0 ") {
+		t.Errorf("gpunode ipfs gc: %q", out)
+	}
+	if pins := gpunode("pins"); strings.Contains(pins, c) {
+		t.Errorf("still pinned after unpin:\n%s", pins)
+	}
 }
