@@ -261,3 +261,27 @@ func TestGCKeepsPinned(t *testing.T) {
 		t.Errorf("add after unpin: %v (gc should have made room)", err)
 	}
 }
+
+// TestFetchCap checks that a fetch stops at max_fetch_bytes.
+func TestFetchCap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	src := filepath.Join(t.TempDir(), "big.bin")
+	writeRandom(t, src, 3<<20, 81)
+	h1, h2 := newHost(t), newHost(t)
+	a := newNode(t, "", h1, nil)
+	b := newNode(t, "", h2, func(c *Config) { c.MaxFetchBytes = 1 << 20 })
+	res, err := a.Add(ctx, src, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect(t, h2, addrInfo(h1))
+	_, err = b.Fetch(ctx, mustCID(t, res.CID))
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("fetch of 3 MiB with a 1 MiB cap: err = %v, want ErrTooLarge", err)
+	}
+	p, _ := b.FetchProgress(mustCID(t, res.CID))
+	if p.State != "failed" || p.Bytes > 1<<20+256<<10 {
+		t.Errorf("progress after the cap: %+v", p)
+	}
+}
