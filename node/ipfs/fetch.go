@@ -179,9 +179,16 @@ func (n *Node) fetchBlocks(ctx context.Context, root cid.Cid, st *fetchState) er
 	ses := blockservice.NewSession(ctx, n.bserv)
 	level := []cid.Cid{root}
 	const batch = 512
+	// A DAG may link one block many times (a file of zeros is one leaf, linked
+	// from everywhere): each is fetched and counted once.
+	seen := make(map[string]bool)
 	for len(level) > 0 {
 		var next, missing []cid.Cid
 		for _, c := range level {
+			if seen[string(c.Hash())] {
+				continue
+			}
+			seen[string(c.Hash())] = true
 			ok, err := n.store.Has(ctx, c)
 			if err != nil {
 				return err
@@ -211,24 +218,11 @@ func (n *Node) fetchBlocks(ctx context.Context, root cid.Cid, st *fetchState) er
 				return fmt.Errorf("%w: %d bytes stored, cap %d (unpin content or raise max_storage_bytes)",
 					ErrStorageFull, n.store.Size(), n.cfg.MaxStorageBytes)
 			}
-			got := 0
-			for b := range ses.GetBlocks(ctx, want) {
-				got++
-				links, err := blockLinks(b.Cid(), b.RawData())
-				if err != nil {
-					return fmt.Errorf("block %s: %w", b.Cid(), err)
-				}
-				next = append(next, links...)
-				if err := n.count(st, len(b.RawData()), true); err != nil {
-					return err
-				}
+			links, err := n.getBatch(ctx, &ses, want, st)
+			if err != nil {
+				return err
 			}
-			if got < len(want) {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				return fmt.Errorf("%d of %d blocks not found", len(want)-got, len(want))
-			}
+			next = append(next, links...)
 			if err := n.store.Sync(); err != nil {
 				return err
 			}
@@ -236,6 +230,59 @@ func (n *Node) fetchBlocks(ctx context.Context, root cid.Cid, st *fetchState) er
 		level = next
 	}
 	return nil
+}
+
+// stallTimeout is how long a batch may go without a block before its wants are
+// sent again on a new session: a want can be lost (a peer restarts, or a cancel of
+// the same CID by another request reaches the peer after our want).
+const stallTimeout = 15 * time.Second
+
+// getBatch fetches want over bitswap and returns the links of the blocks it got.
+// A batch that stalls is asked again, on a new session, up to five times.
+func (n *Node) getBatch(ctx context.Context, ses **blockservice.Session, want []cid.Cid, st *fetchState) ([]cid.Cid, error) {
+	var links []cid.Cid
+	for attempt := 0; ; attempt++ {
+		got := make(map[cid.Cid]bool, len(want))
+		bctx, cancel := context.WithCancel(ctx)
+		stall := time.AfterFunc(stallTimeout, cancel)
+		var err error
+		for b := range (*ses).GetBlocks(bctx, want) {
+			stall.Reset(stallTimeout)
+			got[b.Cid()] = true
+			l, lerr := blockLinks(b.Cid(), b.RawData())
+			if lerr != nil {
+				err = fmt.Errorf("block %s: %w", b.Cid(), lerr)
+				break
+			}
+			links = append(links, l...)
+			if err = n.count(st, len(b.RawData()), true); err != nil {
+				break
+			}
+		}
+		stall.Stop()
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if len(got) == len(want) {
+			return links, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var rest []cid.Cid
+		for _, c := range want {
+			if !got[c] {
+				rest = append(rest, c)
+			}
+		}
+		if attempt == 4 {
+			return nil, fmt.Errorf("%d of %d blocks not found (no peer sent them for %s, 5 times)", len(rest), len(want), stallTimeout)
+		}
+		n.log.Warn("fetch stalled, asking again", "blocks_missing", len(rest), "attempt", attempt+1)
+		want = rest
+		*ses = blockservice.NewSession(ctx, n.bserv)
+	}
 }
 
 func (n *Node) count(st *fetchState, size int, network bool) error {

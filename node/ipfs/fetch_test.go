@@ -47,6 +47,9 @@ func TestFetchBetweenNodes(t *testing.T) {
 	writeRandom(t, filepath.Join(src, "model.bin"), 3<<20, 1)
 	os.MkdirAll(filepath.Join(src, "sub"), 0o755)
 	writeRandom(t, filepath.Join(src, "sub", "vocab.txt"), 1000, 2)
+	// Zeros: one leaf linked eight times, and a copy of a file: blocks shared.
+	os.WriteFile(filepath.Join(src, "zeros.bin"), make([]byte, 2<<20), 0o644)
+	os.WriteFile(filepath.Join(src, "sub", "zeros-copy.bin"), make([]byte, 2<<20), 0o644)
 
 	h1, h2 := newHost(t), newHost(t)
 	a, b := newNode(t, "", h1, nil), newNode(t, "", h2, nil)
@@ -61,6 +64,8 @@ func TestFetchBetweenNodes(t *testing.T) {
 	}
 	sameFile(t, filepath.Join(src, "model.bin"), filepath.Join(dir, "model.bin"))
 	sameFile(t, filepath.Join(src, "sub", "vocab.txt"), filepath.Join(dir, "sub", "vocab.txt"))
+	sameFile(t, filepath.Join(src, "zeros.bin"), filepath.Join(dir, "zeros.bin"))
+	sameFile(t, filepath.Join(src, "sub", "zeros-copy.bin"), filepath.Join(dir, "sub", "zeros-copy.bin"))
 	info, err := os.Stat(filepath.Join(dir, "model.bin"))
 	if err != nil {
 		t.Fatal(err)
