@@ -146,6 +146,22 @@ func TestRemotePinning(t *testing.T) {
 	n.Close()
 	h.Close()
 	out := filepath.Join(t.TempDir(), "out")
+	defer func() {
+		// Unpinning locally withdraws the remote pin too.
+		n3 := newNode(t, dir, newHost(t), func(c *Config) {
+			c.RemotePinning = RemotePinningConfig{Endpoint: svc.URL, TokenFile: tok, Timeout: Duration(10 * time.Second)}
+		})
+		os.WriteFile(tok, []byte("s3cret"), 0o600)
+		n3.remote.token = "s3cret"
+		if err := n3.Unpin(ctx, mustCID(t, res.CID)); err != nil {
+			t.Fatal(err)
+		}
+		svc.mu.Lock()
+		defer svc.mu.Unlock()
+		if len(svc.pins) != 0 {
+			t.Errorf("remote pins after unpin: %v", svc.pins)
+		}
+	}()
 	k.run("get", "--offline", "-o", out, res.CID)
 	sameFile(t, src, out)
 
@@ -215,6 +231,20 @@ func newPinService(t *testing.T, k *kubo, token string) *pinService {
 		}()
 		w.WriteHeader(http.StatusAccepted)
 		json.NewEncoder(w).Encode(out)
+	})
+	mux.HandleFunc("DELETE /pins/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if !auth(w, r) {
+			return
+		}
+		s.mu.Lock()
+		_, ok := s.pins[r.PathValue("id")]
+		delete(s.pins, r.PathValue("id"))
+		s.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
 	})
 	mux.HandleFunc("GET /pins/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if !auth(w, r) {

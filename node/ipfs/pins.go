@@ -181,8 +181,22 @@ func (n *Node) Unpin(ctx context.Context, c cid.Cid) error {
 	if n.kubo != nil {
 		return n.kubo.pinRm(ctx, c)
 	}
+	var remote *RemotePin
+	for _, p := range n.pins.list() {
+		if p.CID == c.String() {
+			remote = p.Remote
+		}
+	}
 	if err := n.pins.remove(c.String()); err != nil {
 		return err
+	}
+	if remote != nil && n.remote != nil {
+		// The checkpoint is no longer wanted anywhere; a failure only costs the
+		// service storage, so it is logged, not returned.
+		if err := n.remote.remove(ctx, remote.RequestID); err != nil {
+			n.log.Warn("remote unpin failed", "cid", c.String(), "err", err)
+			n.stats.remotePinFails.Add(1)
+		}
 	}
 	return removeTree(filepath.Join(n.inputsDir(), c.String()))
 }
