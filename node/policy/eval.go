@@ -131,6 +131,9 @@ type Set struct {
 	PoolSeq uint64
 	// Local is the operator's policy; nil if none.
 	Local *Policy
+
+	localRaw   []byte  // the local file as read, to tell an edit from a reload
+	overridden []error // local rules looser than the pool's (see CheckTightens)
 }
 
 type layer struct {

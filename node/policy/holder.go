@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -86,6 +87,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Holder, erro
 	if err != nil {
 		return nil, err
 	}
+	for _, e := range set.overridden {
+		h.log.Error("local policy is looser than the pool's; the pool's rule applies, fix the file", "file", cfg.File, "err", e)
+	}
 	h.set.Store(set)
 	h.lastReload = time.Now()
 	h.m.poolSeq.Set(float64(set.PoolSeq))
@@ -134,9 +138,18 @@ func (h *Holder) load(prev *Set) (*Set, error) {
 		if err != nil {
 			return nil, fmt.Errorf("policy %s: %w", h.cfg.File, err)
 		}
-		if errs := CheckTightens(next.Pool, p); len(errs) > 0 {
+		// The operator wrote a new local policy: refuse it if it loosens the pool's. If
+		// the file is unchanged (the pool's policy moved, or this is the start), the
+		// rules the pool overrides are reported instead: refusing would drop the local
+		// layer's tightenings or keep a node that restarts after a pool update from
+		// starting. The pool's rules apply either way, since every layer must allow a job.
+		errs := CheckTightens(next.Pool, p)
+		changed := prev == nil || prev.Local == nil || !bytes.Equal(prev.localRaw, b)
+		if len(errs) > 0 && changed && prev != nil {
 			return nil, fmt.Errorf("policy %s: refused, a local policy may only tighten the pool's (seq %d): %w", h.cfg.File, next.PoolSeq, errors.Join(errs...))
 		}
+		next.overridden = errs
+		next.localRaw = b
 		next.Local = p
 	}
 	return next, nil
@@ -198,9 +211,10 @@ func (h *Holder) ApplyPoolUpdate(signed []byte) error {
 		h.log.Error("pool policy not saved; keeping the policy in force", "seq", v.Seq, "err", err)
 		return fmt.Errorf("pool policy seq %d: save: %w", v.Seq, err)
 	}
-	next := &Set{Pool: v.Policy, PoolSeq: v.Seq, Local: cur.Local}
-	for _, e := range CheckTightens(v.Policy, cur.Local) {
-		h.log.Warn("pool policy overrides a local rule", "seq", v.Seq, "err", e)
+	next := &Set{Pool: v.Policy, PoolSeq: v.Seq, Local: cur.Local, localRaw: cur.localRaw}
+	next.overridden = CheckTightens(v.Policy, cur.Local)
+	for _, e := range next.overridden {
+		h.log.Warn("pool policy overrides a local rule; the pool's applies", "seq", v.Seq, "err", e)
 	}
 	h.set.Store(next)
 	h.m.poolUpdates.WithLabelValues("applied").Inc()
@@ -315,6 +329,8 @@ type Status struct {
 	LastReload      time.Time       `json:"last_reload"`
 	LastReloadError string          `json:"last_reload_error,omitempty"`
 	Admission       AdmissionStatus `json:"admission"`
+	// Overridden lists the local rules looser than the pool's, which the pool overrides.
+	Overridden []string `json:"overridden,omitempty"`
 }
 
 // Status returns the current status.
@@ -326,5 +342,14 @@ func (h *Holder) Status() Status {
 		File: h.cfg.File, PoolKey: h.cfg.PoolKey, PoolPolicyFile: h.cfg.PoolPolicyFile,
 		PoolSeq: set.PoolSeq, HasPool: set.Pool != nil, HasLocal: set.Local != nil,
 		LastReload: h.lastReload, LastReloadError: h.reloadError, Admission: h.Admission(),
+		Overridden: errStrings(set.overridden),
 	}
+}
+
+func errStrings(errs []error) []string {
+	var out []string
+	for _, e := range errs {
+		out = append(out, e.Error())
+	}
+	return out
 }

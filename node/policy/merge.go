@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -57,7 +58,8 @@ func CheckTightens(pool, local *Policy) []error {
 	}
 
 	// Floors: a local floor may only be higher than the pool's floor for the same model.
-	for model, w := range local.PriceFloors {
+	for _, model := range slices.Sorted(maps.Keys(local.PriceFloors)) {
+		w := local.PriceFloors[model]
 		if w.Int == nil {
 			continue
 		}
@@ -98,7 +100,8 @@ func CheckTightens(pool, local *Policy) []error {
 
 	// Datasets: if the pool shares datasets, local grants must be within the pool's.
 	if pool.hasDatasets {
-		for tag, who := range local.Datasets {
+		for _, tag := range slices.Sorted(maps.Keys(local.Datasets)) {
+			who := local.Datasets[tag]
 			pw, ok := pool.Datasets[tag]
 			if !ok {
 				loose("datasets.%s is not shared by the pool", tag)
