@@ -133,6 +133,7 @@ type Set struct {
 	Local *Policy
 
 	localRaw   []byte  // the local file as read, to tell an edit from a reload
+	poolRaw    []byte  // the pool's signed envelope, to relay to other members
 	overridden []error // local rules looser than the pool's (see CheckTightens)
 }
 

@@ -105,7 +105,7 @@ func (h *Holder) Set() *Set { return h.set.Load() }
 func (h *Holder) load(prev *Set) (*Set, error) {
 	next := &Set{}
 	if prev != nil {
-		next.Pool, next.PoolSeq = prev.Pool, prev.PoolSeq
+		next.Pool, next.PoolSeq, next.poolRaw = prev.Pool, prev.PoolSeq, prev.poolRaw
 	}
 	if h.poolKey != nil {
 		b, err := os.ReadFile(h.cfg.PoolPolicyFile)
@@ -125,7 +125,7 @@ func (h *Holder) load(prev *Set) (*Set, error) {
 				return nil, fmt.Errorf("pool policy %s: %w", h.cfg.PoolPolicyFile, err)
 			}
 			if next.Pool == nil || v.Seq > next.PoolSeq {
-				next.Pool, next.PoolSeq = v.Policy, v.Seq
+				next.Pool, next.PoolSeq, next.poolRaw = v.Policy, v.Seq, v.Raw
 			}
 		}
 	}
@@ -211,7 +211,7 @@ func (h *Holder) ApplyPoolUpdate(signed []byte) error {
 		h.log.Error("pool policy not saved; keeping the policy in force", "seq", v.Seq, "err", err)
 		return fmt.Errorf("pool policy seq %d: save: %w", v.Seq, err)
 	}
-	next := &Set{Pool: v.Policy, PoolSeq: v.Seq, Local: cur.Local, localRaw: cur.localRaw}
+	next := &Set{Pool: v.Policy, PoolSeq: v.Seq, poolRaw: v.Raw, Local: cur.Local, localRaw: cur.localRaw}
 	next.overridden = CheckTightens(v.Policy, cur.Local)
 	for _, e := range next.overridden {
 		h.log.Warn("pool policy overrides a local rule; the pool's applies", "seq", v.Seq, "err", e)
@@ -222,6 +222,10 @@ func (h *Holder) ApplyPoolUpdate(signed []byte) error {
 	h.log.Info("pool policy applied", "seq", v.Seq)
 	return nil
 }
+
+// PoolPolicy returns the signed pool policy in force, nil if none, for relaying to other
+// members of the pool (a node that joins late has missed the pool's last publication).
+func (h *Holder) PoolPolicy() []byte { return h.Set().poolRaw }
 
 func writeFileAtomic(name string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(name), 0o750); err != nil {
