@@ -28,11 +28,19 @@ type admission struct {
 	reason   string
 	since    time.Time
 	running  map[string]bool
+	count    func() int // the daemon's count of running jobs, if it keeps one
+}
+
+func (a *admission) runningJobs() int {
+	if a.count != nil {
+		return a.count()
+	}
+	return len(a.running)
 }
 
 func (a *admission) state() string {
 	switch {
-	case a.draining && len(a.running) == 0:
+	case a.draining && a.runningJobs() == 0:
 		return StateDrained
 	case a.draining:
 		return StateDraining
@@ -78,7 +86,7 @@ func (h *Holder) Admission() AdmissionStatus {
 	a := &h.adm
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return AdmissionStatus{State: a.state(), Reason: a.reason, Since: a.since, RunningJobs: len(a.running)}
+	return AdmissionStatus{State: a.state(), Reason: a.reason, Since: a.since, RunningJobs: a.runningJobs()}
 }
 
 func (h *Holder) setAdmission(f func(a *admission)) AdmissionStatus {
@@ -92,7 +100,6 @@ func (h *Holder) setAdmission(f func(a *admission)) AdmissionStatus {
 	}
 	reason := a.reason
 	a.mu.Unlock()
-	h.m.setAdmission(after)
 	if before != after {
 		h.log.Info("admission changed", "from", before, "to", after, "reason", reason)
 	}
@@ -113,6 +120,13 @@ func (h *Holder) Drain(reason string) AdmissionStatus {
 // Uncordon lets the node take jobs again, ending a cordon or a drain.
 func (h *Holder) Uncordon() AdmissionStatus {
 	return h.setAdmission(func(a *admission) { a.cordoned, a.draining, a.reason = false, false, "" })
+}
+
+// CountRunning makes the holder ask count for the number of jobs the node has taken and
+// not finished, instead of being told with JobStarted and JobFinished. count must be cheap
+// and must not call back into the holder.
+func (h *Holder) CountRunning(count func() int) {
+	h.setAdmission(func(a *admission) { a.count = count })
 }
 
 // JobStarted tells the holder a job is running, from acceptance to its end.

@@ -78,7 +78,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Holder, erro
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("policy config: %w", errors.Join(errs...))
 	}
-	h := &Holder{cfg: cfg, log: log.With("component", "policy"), m: newMetrics(reg)}
+	h := &Holder{cfg: cfg, log: log.With("component", "policy")}
+	h.m = newMetrics(reg, func() string { return h.Admission().State })
 	if cfg.PoolKey != "" {
 		h.poolKey, _ = ParsePublicKey(cfg.PoolKey)
 	}
@@ -93,7 +94,6 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Holder, erro
 	h.set.Store(set)
 	h.lastReload = time.Now()
 	h.m.poolSeq.Set(float64(set.PoolSeq))
-	h.m.setAdmission(h.adm.state())
 	return h, nil
 }
 

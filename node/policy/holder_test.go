@@ -465,3 +465,30 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestDrainWithRunningCount(t *testing.T) {
+	f := newFixture(t, "version = 1\n", 0)
+	running := 1
+	f.h.CountRunning(func() int { return running })
+	if a := f.h.Drain(""); a.State != StateDraining || a.RunningJobs != 1 {
+		t.Fatalf("Drain: %+v", a)
+	}
+	running = 0
+	if a := f.h.Admission(); a.State != StateDrained {
+		t.Errorf("after the count dropped to 0: %+v", a)
+	}
+}
+
+func TestAdmissionMetricAtScrape(t *testing.T) {
+	f := newFixture(t, "version = 1\n", 0)
+	running := 1
+	f.h.CountRunning(func() int { return running })
+	f.h.Drain("")
+	if got := counter(t, f.reg, "gpunode_node_admission_state", "state", StateDraining); got != 1 {
+		t.Errorf("draining gauge = %v", got)
+	}
+	running = 0
+	if got := counter(t, f.reg, "gpunode_node_admission_state", "state", StateDrained); got != 1 {
+		t.Errorf("drained gauge = %v after the last job ended", got)
+	}
+}

@@ -9,13 +9,33 @@ type metrics struct {
 	reloadOK    prometheus.Gauge
 	poolUpdates *prometheus.CounterVec
 	poolSeq     prometheus.Gauge
-	admission   *prometheus.GaugeVec
+	admission   *admissionCollector
+}
+
+// admissionCollector reads the admission state at scrape time: with a running-jobs count
+// from the daemon, draining becomes drained without any call into the holder.
+type admissionCollector struct {
+	desc  *prometheus.Desc
+	state func() string
+}
+
+func (c *admissionCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *admissionCollector) Collect(ch chan<- prometheus.Metric) {
+	cur := c.state()
+	for _, s := range States {
+		v := 0.0
+		if s == cur {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, s)
+	}
 }
 
 // Pool update results, the values of gpunode_policy_pool_updates_total's result label.
 var poolResults = []string{"applied", "stale", "bad_signature", "invalid", "error", "not_member"}
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, state func() string) *metrics {
 	m := &metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gpunode_policy_decisions_total",
@@ -41,10 +61,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gpunode_policy_pool_seq",
 			Help: "Sequence number of the pool policy in force; 0 without one.",
 		}),
-		admission: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "gpunode_node_admission_state",
-			Help: "1 for the node's admission state (active, cordoned, draining, drained), 0 for the others.",
-		}, []string{"state"}),
+		admission: &admissionCollector{
+			desc: prometheus.NewDesc("gpunode_node_admission_state",
+				"1 for the node's admission state (active, cordoned, draining, drained), 0 for the others.",
+				[]string{"state"}, nil),
+			state: state,
+		},
 	}
 	for _, s := range []string{"offer", "container"} {
 		m.decisions.WithLabelValues(s, "allow")
@@ -63,14 +85,4 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.decisions, m.rejections, m.reloads, m.reloadOK, m.poolUpdates, m.poolSeq, m.admission)
 	}
 	return m
-}
-
-func (m *metrics) setAdmission(state string) {
-	for _, s := range States {
-		v := 0.0
-		if s == state {
-			v = 1
-		}
-		m.admission.WithLabelValues(s).Set(v)
-	}
 }
