@@ -29,7 +29,8 @@ func newPolicyCheckCmd() *cobra.Command {
 		file, poolFile, poolKey, sponsor, price, model, at string
 		gpus                                               int
 		temp, power                                        float64
-		asJSON                                             bool
+		asJSON, daemon                                     bool
+		socket                                             = api.DefaultSocket
 	)
 	cmd := &cobra.Command{
 		Use:   "check MANIFEST",
@@ -47,6 +48,21 @@ printed with its verdict and reason. Exits non-zero if the job is denied.`,
 			f.Close()
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			if daemon {
+				d, err := api.NewClient(socket).CheckPolicy(cmd.Context(), m, sponsor, priceArg(price))
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				for _, c := range d.Checks {
+					fmt.Fprintln(out, policy.Check{Layer: c.Layer, Rule: c.Rule, Kind: policy.Kind(c.Kind), Pass: c.Pass, Detail: c.Detail}.String())
+				}
+				if !d.Allow {
+					return fmt.Errorf("the daemon's policy denies the job")
+				}
+				fmt.Fprintln(out, "ALLOW")
+				return nil
 			}
 			set := &policy.Set{}
 			if poolFile != "" {
@@ -131,6 +147,8 @@ printed with its verdict and reason. Exits non-zero if the job is denied.`,
 	fl.Float64Var(&power, "gpu-power", 0, "largest GPU power draw, W")
 	fl.StringVar(&at, "at", "", "time of the decision (RFC 3339); default now")
 	fl.BoolVar(&asJSON, "json", false, "print the decision as JSON")
+	fl.BoolVar(&daemon, "daemon", false, "ask the running daemon, with its policy in force and the node's current state")
+	fl.StringVar(&socket, "api-socket", socket, "the daemon's control socket, with --daemon")
 	return cmd
 }
 
@@ -179,4 +197,12 @@ func newPolicyRejectionsCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&socket, "api-socket", socket, "the daemon's control socket")
 	return cmd
+}
+
+func priceArg(s string) *big.Int {
+	v, ok := new(big.Int).SetString(s, 10)
+	if !ok {
+		return nil
+	}
+	return v
 }

@@ -2,7 +2,10 @@ package api
 
 import (
 	"context"
+	"math/big"
 	"time"
+
+	"github.com/gpunode/gpunode/job"
 )
 
 // The policy and admission routes are served by node/policy (Holder.Routes); these are
@@ -108,5 +111,24 @@ func (c *Client) PushPoolPolicy(ctx context.Context, signed []byte) (PolicyStatu
 	err := c.Post(ctx, "/v1/policy/pool", struct {
 		Signed []byte `json:"signed"`
 	}{signed}, &out)
+	return out, err
+}
+
+// PolicyDecision is the daemon's verdict on a job, rule by rule.
+type PolicyDecision struct {
+	Allow  bool          `json:"allow"`
+	Checks []PolicyCheck `json:"checks"`
+}
+
+// CheckPolicy asks the daemon whether its policy in force, with the node's current state,
+// would take the job; nothing is counted.
+func (c *Client) CheckPolicy(ctx context.Context, m *job.Manifest, sponsor string, priceWei *big.Int) (PolicyDecision, error) {
+	var out PolicyDecision
+	in := struct {
+		Manifest *job.Manifest `json:"manifest"`
+		Sponsor  string        `json:"sponsor"`
+		PriceWei *big.Int      `json:"price_wei"`
+	}{m, sponsor, priceWei}
+	err := c.Post(ctx, "/v1/policy/check", in, &out)
 	return out, err
 }

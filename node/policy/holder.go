@@ -70,6 +70,26 @@ type Holder struct {
 
 	hmu        sync.Mutex
 	rejections []Rejection
+
+	nodeState atomic.Pointer[func() NodeState]
+}
+
+// ObserveNode gives the holder a source of the node's current state (GPU model,
+// temperatures, power, time), used when a request arrives without one: offers from
+// OfferFor and checks over the control API.
+func (h *Holder) ObserveNode(f func() NodeState) { h.nodeState.Store(&f) }
+
+// CurrentNode returns the node's state from the source given to ObserveNode; without one,
+// only the time is known.
+func (h *Holder) CurrentNode() NodeState {
+	if f := h.nodeState.Load(); f != nil {
+		s := (*f)()
+		if s.Now.IsZero() {
+			s.Now = time.Now()
+		}
+		return s
+	}
+	return NodeState{Now: time.Now()}
 }
 
 // New loads the configured policies. A policy that cannot be loaded at start is an error:

@@ -28,7 +28,8 @@ type (
 //
 //	GET  /v1/policy             Status
 //	POST /v1/policy/reload      re-read the policy files (as SIGHUP); Status, or the error
-//	POST /v1/policy/check       explain a Request against the policy in force; Decision
+//	POST /v1/policy/check       explain a Request against the policy in force; Decision.
+//	                            A request without node state gets the node's current one.
 //	GET  /v1/policy/rejections  recent rejections with their failed checks
 //	POST /v1/policy/pool        apply a signed pool policy (PoolUpdateRequest)
 //	GET  /v1/admission          AdmissionStatus
@@ -51,6 +52,9 @@ func (h *Holder) Routes(s *api.Server) {
 		if err := api.DecodeJSON(r, 1<<20, &req); err != nil {
 			api.WriteError(w, http.StatusBadRequest, err)
 			return
+		}
+		if req.Node.Now.IsZero() {
+			req.Node = h.CurrentNode()
 		}
 		api.WriteJSON(w, http.StatusOK, h.Explain(req))
 	})

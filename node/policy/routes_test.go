@@ -28,6 +28,21 @@ func TestRoutes(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	c := api.NewClient(sock)
 
+	f.h.ObserveNode(func() NodeState { return NodeState{GPUModel: gpuA100, GPUs: 8, MaxGPUTempC: 83} })
+	req := testRequest(t)
+	dec, err := c.CheckPolicy(ctx, req.Manifest, sponsorA, req.PriceWei)
+	if err != nil || !dec.Allow {
+		t.Fatalf("CheckPolicy = %+v, %v", dec, err)
+	}
+	f.write(t, f.local, "version = 1\n[thermal]\nmax_gpu_temp_c = 80\n")
+	if _, err := c.ReloadPolicy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dec, err = c.CheckPolicy(ctx, req.Manifest, sponsorA, req.PriceWei)
+	if err != nil || dec.Allow || dec.Checks[len(dec.Checks)-1].Detail != "hottest GPU at 83°C, limit 80°C" {
+		t.Errorf("CheckPolicy on a hot node = %+v, %v", dec, err)
+	}
+
 	f.h.JobStarted("job-1")
 	a, err := c.Drain(ctx, "new PSU")
 	if err != nil || a.State != StateDraining || a.Reason != "new PSU" || a.RunningJobs != 1 {
