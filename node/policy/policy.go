@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	_ "time/tzdata" // time windows name IANA zones; do not depend on the host having them
 
 	"github.com/BurntSushi/toml"
 )
