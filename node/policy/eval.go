@@ -43,6 +43,7 @@ type Kind string
 // Rule kinds.
 const (
 	KindAdmission Kind = "admission"
+	KindPool      Kind = "pool"
 	KindManifest  Kind = "manifest"
 	KindImage     Kind = "image"
 	KindSponsor   Kind = "sponsor"
@@ -58,7 +59,7 @@ const (
 )
 
 // Kinds lists every kind, for metrics.
-var Kinds = []Kind{KindAdmission, KindManifest, KindImage, KindSponsor, KindPrice, KindDuration,
+var Kinds = []Kind{KindAdmission, KindPool, KindManifest, KindImage, KindSponsor, KindPrice, KindDuration,
 	KindGPUs, KindOutput, KindDataset, KindNetwork, KindWindow, KindThermal, KindRule}
 
 // Check is one rule applied to one request.

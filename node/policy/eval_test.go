@@ -164,6 +164,9 @@ expr = 'job.evaluation.threshold >= 0.95'`, nil, false, "rules.no-eval-threshold
 		{"cel rule over datasets and sponsor", `[[rules]]
 name = "dataset-sponsor"
 expr = '!("medical-ct" in job.datasets) || offer.sponsor == "` + sponsorB + `"'`, withDataset, false, "rules.dataset-sponsor", "is false"},
+		{"cel rule over the node's time", `[[rules]]
+name = "after-launch"
+expr = 'node.time > timestamp("2026-01-01T00:00:00Z") && node.hour >= 9 && job.max_duration_seconds <= 21600'`, nil, true, "rules.after-launch", "timestamp"},
 		{"cel rule error denies", `[[rules]]
 name = "missing-field"
 expr = 'job.no_such_field == 1'`, nil, false, "rules.missing-field", "evaluation failed"},

@@ -298,9 +298,17 @@ func (h *Holder) Container(r Request) (ContainerLimits, Decision) {
 // Explain evaluates a request without counting it, for `policy check` over the API.
 func (h *Holder) Explain(r Request) Decision {
 	c, ok := h.adm.check()
-	d := h.Set().Evaluate(r, Offer)
+	set := h.Set()
+	d := set.Evaluate(r, Offer)
 	d.Checks = append([]Check{c}, d.Checks...)
 	d.Allow = d.Allow && ok
+	if h.poolKey != nil && set.Pool == nil {
+		// A pool member takes no job before it has its pool's policy: without it the
+		// node would run under its local policy alone, looser than the pool wants.
+		d.Checks = append(d.Checks, Check{Layer: "pool", Rule: "pool_policy", Kind: KindPool,
+			Detail: "no signed pool policy yet (" + h.cfg.PoolPolicyFile + "); waiting for the pool to publish one"})
+		d.Allow = false
+	}
 	return d
 }
 

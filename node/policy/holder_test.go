@@ -103,7 +103,9 @@ type fixture struct {
 	local string
 }
 
-func newFixture(t *testing.T, local string, poolSeq uint64) *fixture {
+// newFixture makes a holder with a local policy; poolSeq > 0 makes it a pool member with a
+// signed pool policy of that seq, poolSeq < 0 a member that has none yet, 0 no member.
+func newFixture(t *testing.T, local string, poolSeq int) *fixture {
 	t.Helper()
 	f := &fixture{dir: t.TempDir(), reg: prometheus.NewRegistry()}
 	var err error
@@ -112,10 +114,13 @@ func newFixture(t *testing.T, local string, poolSeq uint64) *fixture {
 		t.Fatal(err)
 	}
 	f.local = filepath.Join(f.dir, "policy.toml")
-	f.cfg = Config{File: f.local, PoolKey: EncodePublicKey(f.pub), PoolPolicyFile: filepath.Join(f.dir, "pool.signed"), History: 10}
+	f.cfg = Config{File: f.local, History: 10}
+	if poolSeq != 0 {
+		f.cfg.PoolKey, f.cfg.PoolPolicyFile = EncodePublicKey(f.pub), filepath.Join(f.dir, "pool.signed")
+	}
 	f.write(t, f.local, local)
 	if poolSeq > 0 {
-		f.write(t, f.cfg.PoolPolicyFile, string(f.sign(t, poolSeq, poolPolicy)))
+		f.write(t, f.cfg.PoolPolicyFile, string(f.sign(t, uint64(poolSeq), poolPolicy)))
 	}
 	f.h, err = New(f.cfg, discard(), f.reg)
 	if err != nil {
@@ -490,5 +495,22 @@ func TestAdmissionMetricAtScrape(t *testing.T) {
 	running = 0
 	if got := counter(t, f.reg, "gpunode_node_admission_state", "state", StateDrained); got != 1 {
 		t.Errorf("drained gauge = %v after the last job ended", got)
+	}
+}
+
+func TestPoolMemberWaitsForPoolPolicy(t *testing.T) {
+	f := newFixture(t, "version = 1\n", -1)
+	d := f.h.Offer(testRequest(t))
+	if d.Allow {
+		t.Fatal("a pool member without its pool policy took a job")
+	}
+	if c := d.Failed()[0]; c.Kind != KindPool || !strings.Contains(c.Detail, "no signed pool policy yet") {
+		t.Errorf("reason = %+v", c)
+	}
+	if err := f.h.ApplyPoolUpdate(f.sign(t, 1, poolPolicy)); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.h.Offer(testRequest(t)); !d.Allow {
+		t.Errorf("denied with the pool policy in force:\n%s", explain(d))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -136,6 +137,9 @@ func Verify(pool ed25519.PublicKey, signed []byte) (*Verified, error) {
 	var env Envelope
 	if err := dec.Decode(&env); err != nil {
 		return nil, fmt.Errorf("pool policy: envelope: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("pool policy: envelope: trailing data")
 	}
 	if env.Version != 1 {
 		return nil, fmt.Errorf("pool policy: envelope version %d, want 1", env.Version)
