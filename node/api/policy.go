@@ -31,6 +31,7 @@ type PolicyStatus struct {
 	LastReloadError string          `json:"last_reload_error,omitempty"`
 	Admission       AdmissionStatus `json:"admission"`
 	Overridden      []string        `json:"overridden,omitempty"`
+	Paused          []string        `json:"paused,omitempty"`
 }
 
 // PolicyCheck is one rule's verdict in a policy decision.

@@ -263,27 +263,7 @@ func (p *Policy) evaluate(name string, r Request, st Stage) []Check {
 		add("price_floors", KindPrice, price.Cmp(floor) >= 0, "offered %s wei per GPU-hour, floor for %q is %s", price, model, floor)
 	}
 
-	if len(p.windows) > 0 {
-		var in string
-		for _, w := range p.windows {
-			if w.contains(r.Node.Now) {
-				in = w.text
-				break
-			}
-		}
-		if in != "" {
-			add("windows", KindWindow, true, "%s is inside window %s", r.Node.Now.UTC().Format(time.RFC3339), in)
-		} else {
-			add("windows", KindWindow, false, "%s is outside every window", r.Node.Now.UTC().Format(time.RFC3339))
-		}
-	}
-
-	if max := p.Thermal.MaxGPUTempC; max > 0 {
-		add("thermal.max_gpu_temp_c", KindThermal, r.Node.MaxGPUTempC <= max, "hottest GPU at %.0f°C, limit %.0f°C", r.Node.MaxGPUTempC, max)
-	}
-	if max := p.Thermal.MaxGPUPowerW; max > 0 {
-		add("thermal.max_gpu_power_w", KindThermal, r.Node.MaxGPUPowerW <= max, "largest GPU draw %.0f W, limit %.0f W", r.Node.MaxGPUPowerW, max)
-	}
+	out = append(out, p.nodeChecks(name, r.Node)...)
 
 	if len(p.programs) > 0 {
 		vars, err := celVars(r)
@@ -305,6 +285,38 @@ func (p *Policy) evaluate(name string, r Request, st Stage) []Check {
 				add(rule, KindRule, false, "%s is false", prg.rule.Expr)
 			}
 		}
+	}
+	return out
+}
+
+// nodeChecks are the rules about the node rather than the job: time windows and thermal
+// limits. They also tell whether the node is paused (see Holder.Paused).
+func (p *Policy) nodeChecks(name string, n NodeState) []Check {
+	var out []Check
+	add := func(rule string, k Kind, pass bool, format string, a ...any) {
+		out = append(out, Check{Layer: name, Rule: rule, Kind: k, Pass: pass, Detail: fmt.Sprintf(format, a...)})
+	}
+	r := Request{Node: n}
+	if len(p.windows) > 0 {
+		var in string
+		for _, w := range p.windows {
+			if w.contains(r.Node.Now) {
+				in = w.text
+				break
+			}
+		}
+		if in != "" {
+			add("windows", KindWindow, true, "%s is inside window %s", r.Node.Now.UTC().Format(time.RFC3339), in)
+		} else {
+			add("windows", KindWindow, false, "%s is outside every window", r.Node.Now.UTC().Format(time.RFC3339))
+		}
+	}
+
+	if max := p.Thermal.MaxGPUTempC; max > 0 {
+		add("thermal.max_gpu_temp_c", KindThermal, r.Node.MaxGPUTempC <= max, "hottest GPU at %.0f°C, limit %.0f°C", r.Node.MaxGPUTempC, max)
+	}
+	if max := p.Thermal.MaxGPUPowerW; max > 0 {
+		add("thermal.max_gpu_power_w", KindThermal, r.Node.MaxGPUPowerW <= max, "largest GPU draw %.0f W, limit %.0f W", r.Node.MaxGPUPowerW, max)
 	}
 	return out
 }

@@ -270,6 +270,22 @@ func writeFileAtomic(name string, b []byte) error {
 	return os.Rename(f.Name(), name)
 }
 
+// Paused returns why the node takes no job right now regardless of the job — outside
+// every time window, or a GPU above a thermal limit — judged on CurrentNode; nil if it
+// is not paused.
+func (h *Holder) Paused() []string {
+	n := h.CurrentNode()
+	var out []string
+	for _, l := range h.Set().layers() {
+		for _, c := range l.p.nodeChecks(l.name, n) {
+			if !c.Pass {
+				out = append(out, c.Layer+" "+c.Rule+": "+c.Detail)
+			}
+		}
+	}
+	return out
+}
+
 // Rejection is a recent offer the node turned down.
 type Rejection struct {
 	Time    time.Time `json:"time"`
@@ -363,6 +379,8 @@ type Status struct {
 	Admission       AdmissionStatus `json:"admission"`
 	// Overridden lists the local rules looser than the pool's, which the pool overrides.
 	Overridden []string `json:"overridden,omitempty"`
+	// Paused says why the node takes no job right now (time window, thermal limits).
+	Paused []string `json:"paused,omitempty"`
 }
 
 // Status returns the current status.
@@ -374,7 +392,7 @@ func (h *Holder) Status() Status {
 		File: h.cfg.File, PoolKey: h.cfg.PoolKey, PoolPolicyFile: h.cfg.PoolPolicyFile,
 		PoolSeq: set.PoolSeq, HasPool: set.Pool != nil, HasLocal: set.Local != nil,
 		LastReload: h.lastReload, LastReloadError: h.reloadError, Admission: h.Admission(),
-		Overridden: errStrings(set.overridden),
+		Overridden: errStrings(set.overridden), Paused: h.Paused(),
 	}
 }
 

@@ -37,12 +37,15 @@ type Advert struct {
 	PriceFloorWei *big.Int `json:"price_floor_wei,omitempty"`
 	// Egress reports whether any job could be granted network egress.
 	Egress bool `json:"egress"`
+	// Paused says why the node takes no job right now (time window, thermal limits).
+	Paused []string `json:"paused,omitempty"`
 }
 
 // Advert returns the capacity-record view of the policy for a node with GPUs of model.
 func (h *Holder) Advert(model string) Advert {
 	a := h.Admission()
-	ad := Advert{State: a.State, TakingJobs: a.TakingJobs(), Egress: true}
+	ad := Advert{State: a.State, Egress: true, Paused: h.Paused()}
+	ad.TakingJobs = a.TakingJobs() && len(ad.Paused) == 0
 	ls := h.Set().layers()
 	var tags []string
 	defined := false

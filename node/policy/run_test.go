@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -64,8 +65,17 @@ func TestAdvert(t *testing.T) {
 	if ad.Egress {
 		t.Error("advert egress: the local layer grants none")
 	}
+	// The pool pauses the node above 85°C.
+	f.h.ObserveNode(func() NodeState { return NodeState{GPUModel: gpuA100, MaxGPUTempC: 90} })
+	if ad := f.h.Advert(gpuA100); ad.TakingJobs || len(ad.Paused) != 1 || !strings.Contains(ad.Paused[0], "pool thermal.max_gpu_temp_c: hottest GPU at 90°C, limit 85°C") {
+		t.Errorf("hot advert: %+v", ad)
+	}
+	if st := f.h.Status(); len(st.Paused) != 1 {
+		t.Errorf("status paused = %v", st.Paused)
+	}
+	f.h.ObserveNode(func() NodeState { return NodeState{GPUModel: gpuA100, MaxGPUTempC: 60} })
 	f.h.Cordon("")
-	if ad := f.h.Advert(gpuA100); ad.TakingJobs || ad.State != StateCordoned {
+	if ad := f.h.Advert(gpuA100); ad.TakingJobs || ad.State != StateCordoned || len(ad.Paused) != 0 {
 		t.Errorf("cordoned advert: %+v", ad)
 	}
 }
