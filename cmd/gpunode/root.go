@@ -17,6 +17,9 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		newVersionCmd(),
+		newDaemonCmd(),
+		newConfigCmd(),
+		newStatusCmd(),
 	)
 	return root
 }

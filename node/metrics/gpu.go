@@ -46,7 +46,7 @@ func NewGPUCollector(gpus GPUs, hostname string, log *slog.Logger) *GPUCollector
 		return prometheus.NewDesc(name, help, dcgmLabels, nil)
 	}
 	const mib = 1 << 20
-	return &GPUCollector{
+	c := &GPUCollector{
 		gpus:     gpus,
 		hostname: hostname,
 		log:      log,
@@ -75,6 +75,11 @@ func NewGPUCollector(gpus GPUs, hostname string, log *slog.Logger) *GPUCollector
 			Help: "GPU telemetry readings that failed, by GPU index.",
 		}, []string{"gpu"}),
 	}
+	// Start every GPU's error counter at 0, so rate() works from the first error on.
+	for _, d := range gpus.Devices() {
+		c.sampleErrors.WithLabelValues(strconv.Itoa(d.Index))
+	}
+	return c
 }
 
 // Describe implements prometheus.Collector.
