@@ -70,7 +70,9 @@ func (r *fakeRuntime) Start(_ context.Context, s runtime.Spec) (runtime.Handle, 
 	return runtime.Handle{JobID: s.JobID}, nil
 }
 
-func (r *fakeRuntime) Wait(_ context.Context, id string) (runtime.Result, error) { return r.res[id], nil }
+func (r *fakeRuntime) Wait(_ context.Context, id string) (runtime.Result, error) {
+	return r.res[id], nil
+}
 
 func writeResult(body string) func(string, string) int {
 	return func(_, out string) int {
