@@ -20,6 +20,7 @@ func newRootCmd() *cobra.Command {
 		newDaemonCmd(),
 		newConfigCmd(),
 		newStatusCmd(),
+		newJobCmd(),
 	)
 	return root
 }

@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/gpunode/gpunode/internal/configfile"
+	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/runtime"
 )
@@ -379,5 +382,63 @@ func TestConfigValidate(t *testing.T) {
 	errs := c.Validate()
 	if len(errs) != 2 {
 		t.Errorf("errs = %v", errs)
+	}
+}
+
+func TestAPIAndMetrics(t *testing.T) {
+	r := newRig(t, writeCheckpoint)
+	r.start()
+	r.post("11", manifestJSON(nil))
+	r.waitState("11", Submitted)
+	r.chain.set("11", OutcomeCompleted)
+	r.waitState("11", Paid)
+	r.post("12", []byte("{"))
+	r.waitState("12", Declined)
+
+	socket := filepath.Join(t.TempDir(), "api.sock")
+	srv := api.NewServer(api.Config{Socket: socket}, quiet)
+	r.m.Routes(srv)
+	ln, err := srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Serve(ctx, ln)
+	c := api.NewClient(socket)
+	var list []Job
+	if err := c.Get(ctx, "/v1/jobs", &list); err != nil || len(list) != 2 {
+		t.Fatalf("list: %v %v", list, err)
+	}
+	var d Detail
+	if err := c.Get(ctx, "/v1/jobs/11", &d); err != nil || d.State != Paid || len(d.History) != 9 {
+		t.Fatalf("detail: %+v %v", d, err)
+	}
+	if err := c.Get(ctx, "/v1/jobs/nope", &d); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("missing job: %v", err)
+	}
+	want := `
+# HELP gpunode_jobs Jobs this node knows, by state.
+# TYPE gpunode_jobs gauge
+gpunode_jobs{state="accepted"} 0
+gpunode_jobs{state="accepting"} 0
+gpunode_jobs{state="declined"} 1
+gpunode_jobs{state="discovered"} 0
+gpunode_jobs{state="expired"} 0
+gpunode_jobs{state="failed"} 0
+gpunode_jobs{state="lost"} 0
+gpunode_jobs{state="paid"} 1
+gpunode_jobs{state="preparing"} 0
+gpunode_jobs{state="rejected"} 0
+gpunode_jobs{state="running"} 0
+gpunode_jobs{state="submitted"} 0
+gpunode_jobs{state="submitting"} 0
+gpunode_jobs{state="uploading"} 0
+# HELP gpunode_gpus_free GPUs not assigned to a job.
+# TYPE gpunode_gpus_free gauge
+gpunode_gpus_free 2
+`
+	if err := testutil.CollectAndCompare(r.m.Collector(), strings.NewReader(want), "gpunode_jobs", "gpunode_gpus_free"); err != nil {
+		t.Error(err)
 	}
 }
