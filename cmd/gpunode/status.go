@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -34,9 +33,7 @@ func newStatusCmd() *cobra.Command {
 			return err
 		}
 		if asJSON {
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(st)
+			return writeJSON(cmd.OutOrStdout(), st)
 		}
 		return printStatus(cmd.OutOrStdout(), st)
 	}
