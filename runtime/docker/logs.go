@@ -79,7 +79,6 @@ func (r *Runtime) Logs(ctx context.Context, jobID string, follow bool) (io.ReadC
 	return &followReader{ctx: ctx, f: f, done: done}, nil
 }
 
-
 // followReader is tail -f that ends once the job is done and the file drained.
 type followReader struct {
 	ctx  context.Context
