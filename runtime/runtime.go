@@ -207,3 +207,31 @@ type Runtime interface {
 	// that finished meanwhile get their results collected. It returns the running ones.
 	Recover(ctx context.Context) ([]Handle, error)
 }
+
+// PullProgress is a snapshot of an image pull, updated as the engine reports layers.
+type PullProgress struct {
+	Image      string `json:"image"`
+	Status     string `json:"status,omitempty"`
+	Layers     int    `json:"layers"`
+	LayersDone int    `json:"layers_done"`
+	BytesDone  int64  `json:"bytes_done"`
+	BytesTotal int64  `json:"bytes_total"`
+}
+
+// Image is an image in the node's cache.
+type Image struct {
+	ID          string    `json:"id"`
+	Refs        []string  `json:"refs"`
+	RepoDigests []string  `json:"repo_digests,omitempty"`
+	SizeBytes   int64     `json:"size_bytes"`
+	PulledAt    time.Time `json:"pulled_at"`
+	LastUsed    time.Time `json:"last_used"`
+}
+
+// PruneReport says what pruning the image cache removed.
+type PruneReport struct {
+	Removed    []Image `json:"removed"`
+	FreedBytes int64   `json:"freed_bytes"`
+	TotalBytes int64   `json:"total_bytes"`
+	CapBytes   int64   `json:"cap_bytes"`
+}

@@ -243,7 +243,7 @@ func (r *Runtime) prepareAndStart(ctx context.Context, j *job) (runtime.Handle, 
 			return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
 		}
 	}
-	imageID, err := r.ensureImage(ctx, spec.Image, spec.AllowTag, func(p PullProgress) {
+	imageID, err := r.ensureImage(ctx, spec.Image, spec.AllowTag, func(p runtime.PullProgress) {
 		log.Debug("pull progress", "image", spec.Image, "layers", p.Layers, "layers_done", p.LayersDone, "bytes", p.BytesDone, "bytes_total", p.BytesTotal)
 	})
 	if err != nil {

@@ -76,53 +76,35 @@ func ParseImageRef(s string, allowTag bool) (ImageRef, error) {
 	return ref, nil
 }
 
-// PullProgress is a snapshot of a pull, reported as the engine reports layers.
-type PullProgress struct {
-	Image      string `json:"image"`
-	Status     string `json:"status,omitempty"`
-	Layers     int    `json:"layers"`
-	LayersDone int    `json:"layers_done"`
-	BytesDone  int64  `json:"bytes_done"`
-	BytesTotal int64  `json:"bytes_total"`
-}
 
-// Image is an image in this node's cache.
-type Image struct {
-	ID          string    `json:"id"`
-	Refs        []string  `json:"refs"`
-	RepoDigests []string  `json:"repo_digests,omitempty"`
-	SizeBytes   int64     `json:"size_bytes"`
-	PulledAt    time.Time `json:"pulled_at"`
-	LastUsed    time.Time `json:"last_used"`
-}
 
 // Pull pulls ref with the node's registry credentials and, for a digest reference,
 // verifies that the engine now holds the image under exactly that digest.
-func (r *Runtime) Pull(ctx context.Context, ref string, allowTag bool, progress func(PullProgress)) (Image, error) {
+func (r *Runtime) Pull(ctx context.Context, ref string, allowTag bool, progress func(runtime.PullProgress)) (runtime.Image, error) {
 	ir, err := ParseImageRef(ref, allowTag)
 	if err != nil {
-		return Image{}, err
+		return runtime.Image{}, err
 	}
 	if ir.LocalID != "" {
-		return Image{}, fmt.Errorf("image %s: a local image ID cannot be pulled; use repo@sha256:…", ref)
+		return runtime.Image{}, fmt.Errorf("image %s: a local image ID cannot be pulled; use repo@sha256:…", ref)
 	}
 	id, err := r.pull(ctx, ir, progress)
 	if err != nil {
-		return Image{}, err
+		return runtime.Image{}, err
 	}
 	imgs, err := r.Images(ctx)
 	if err != nil {
-		return Image{}, err
+		return runtime.Image{}, err
 	}
 	for _, im := range imgs {
 		if im.ID == id {
 			return im, nil
 		}
 	}
-	return Image{ID: id, Refs: []string{ir.String()}}, nil
+	return runtime.Image{ID: id, Refs: []string{ir.String()}}, nil
 }
 
-func (r *Runtime) pull(ctx context.Context, ir ImageRef, progress func(PullProgress)) (string, error) {
+func (r *Runtime) pull(ctx context.Context, ir ImageRef, progress func(runtime.PullProgress)) (string, error) {
 	auth, err := r.registryAuth(ir.Domain)
 	if err != nil {
 		return "", fmt.Errorf("pull %s: %w", ir, err)
@@ -133,8 +115,8 @@ func (r *Runtime) pull(ctx context.Context, ir ImageRef, progress func(PullProgr
 		return "", fmt.Errorf("pull %s: %w", ir, mapPullError(err))
 	}
 	defer rc.Close()
-	last := PullProgress{Image: ir.String()}
-	err = ParsePullStream(rc, func(p PullProgress) {
+	last := runtime.PullProgress{Image: ir.String()}
+	err = ParsePullStream(rc, func(p runtime.PullProgress) {
 		p.Image = ir.String()
 		last = p
 		if progress != nil {
@@ -174,7 +156,7 @@ func verifyDigest(ir ImageRef, repoDigests []string) error {
 }
 
 // ensureImage returns the ID of the image for ref, pulling it if absent.
-func (r *Runtime) ensureImage(ctx context.Context, ref string, allowTag bool, progress func(PullProgress)) (string, error) {
+func (r *Runtime) ensureImage(ctx context.Context, ref string, allowTag bool, progress func(runtime.PullProgress)) (string, error) {
 	ir, err := ParseImageRef(ref, allowTag)
 	if err != nil {
 		return "", err
@@ -214,7 +196,7 @@ const maxLayers = 4096
 
 // ParsePullStream reads the engine's JSON pull stream, calling fn with the running
 // totals after each layer event, and returns the error the stream ends with, if any.
-func ParsePullStream(rd io.Reader, fn func(PullProgress)) error {
+func ParsePullStream(rd io.Reader, fn func(runtime.PullProgress)) error {
 	type layer struct {
 		cur, total int64
 		done       bool
@@ -266,7 +248,7 @@ func ParsePullStream(rd io.Reader, fn func(PullProgress)) error {
 				l.cur = l.total
 			}
 		}
-		p := PullProgress{Status: m.Status, Layers: len(layers)}
+		p := runtime.PullProgress{Status: m.Status, Layers: len(layers)}
 		for _, id := range order {
 			l := layers[id]
 			p.BytesDone += l.cur
@@ -388,8 +370,8 @@ func contains(ss []string, s string) bool {
 
 // Images lists the images this node pulled, least recently used first; images removed
 // behind the node's back are forgotten.
-func (r *Runtime) Images(ctx context.Context) ([]Image, error) {
-	var out []Image
+func (r *Runtime) Images(ctx context.Context) ([]runtime.Image, error) {
+	var out []runtime.Image
 	var gone []string
 	r.images.mu.Lock()
 	cf := r.images.load()
@@ -403,7 +385,7 @@ func (r *Runtime) Images(ctx context.Context) ([]Image, error) {
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", id, err)
 		}
-		out = append(out, Image{ID: id, Refs: e.Refs, RepoDigests: ins.RepoDigests, SizeBytes: ins.Size, PulledAt: e.PulledAt, LastUsed: e.LastUsed})
+		out = append(out, runtime.Image{ID: id, Refs: e.Refs, RepoDigests: ins.RepoDigests, SizeBytes: ins.Size, PulledAt: e.PulledAt, LastUsed: e.LastUsed})
 	}
 	if len(gone) > 0 {
 		r.images.update(func(cf *cacheFile) {
@@ -416,25 +398,18 @@ func (r *Runtime) Images(ctx context.Context) ([]Image, error) {
 	return out, nil
 }
 
-// PruneReport says what a prune removed.
-type PruneReport struct {
-	Removed    []Image `json:"removed"`
-	FreedBytes int64   `json:"freed_bytes"`
-	TotalBytes int64   `json:"total_bytes"`
-	CapBytes   int64   `json:"cap_bytes"`
-}
 
 // PruneImages removes the node's least recently used images until they fit under
 // Config.ImageCacheBytes. Images of jobs that are not finished are kept.
-func (r *Runtime) PruneImages(ctx context.Context) (PruneReport, error) {
+func (r *Runtime) PruneImages(ctx context.Context) (runtime.PruneReport, error) {
 	return r.PruneImagesTo(ctx, r.cfg.ImageCacheBytes)
 }
 
 // PruneImagesTo is PruneImages with an explicit cap; 0 removes every unused image.
-func (r *Runtime) PruneImagesTo(ctx context.Context, capBytes int64) (PruneReport, error) {
+func (r *Runtime) PruneImagesTo(ctx context.Context, capBytes int64) (runtime.PruneReport, error) {
 	imgs, err := r.Images(ctx)
 	if err != nil {
-		return PruneReport{}, err
+		return runtime.PruneReport{}, err
 	}
 	inUse := map[string]bool{}
 	r.mu.Lock()
@@ -445,7 +420,7 @@ func (r *Runtime) PruneImagesTo(ctx context.Context, capBytes int64) (PruneRepor
 		}
 	}
 	r.mu.Unlock()
-	rep := PruneReport{CapBytes: capBytes}
+	rep := runtime.PruneReport{CapBytes: capBytes}
 	for _, im := range imgs {
 		rep.TotalBytes += im.SizeBytes
 	}

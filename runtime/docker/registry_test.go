@@ -143,9 +143,9 @@ func TestPullByDigest(t *testing.T) {
 		}
 	})
 	t.Run("DigestWithProgress", func(t *testing.T) {
-		var last docker.PullProgress
+		var last runtime.PullProgress
 		var events int
-		im, err := rt.Pull(ctx, ref, false, func(p docker.PullProgress) { last = p; events++ })
+		im, err := rt.Pull(ctx, ref, false, func(p runtime.PullProgress) { last = p; events++ })
 		if err != nil {
 			t.Fatal(err)
 		}
