@@ -76,8 +76,6 @@ func ParseImageRef(s string, allowTag bool) (ImageRef, error) {
 	return ref, nil
 }
 
-
-
 // Pull pulls ref with the node's registry credentials and, for a digest reference,
 // verifies that the engine now holds the image under exactly that digest.
 func (r *Runtime) Pull(ctx context.Context, ref string, allowTag bool, progress func(runtime.PullProgress)) (runtime.Image, error) {
@@ -397,7 +395,6 @@ func (r *Runtime) Images(ctx context.Context) ([]runtime.Image, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].LastUsed.Before(out[j].LastUsed) })
 	return out, nil
 }
-
 
 // PruneImages removes the node's least recently used images until they fit under
 // Config.ImageCacheBytes. Images of jobs that are not finished are kept.
