@@ -176,7 +176,7 @@ func Run(t *testing.T, h Harness) {
 		if err != nil || string(b) != "42\n" {
 			t.Errorf("output file = %q, %v; want 42", b, err)
 		}
-		if res.WallTime <= 0 || res.StartedAt.IsZero() || res.FinishedAt.Before(res.StartedAt) {
+		if res.WallTime < 0 || res.StartedAt.IsZero() || res.FinishedAt.Before(res.StartedAt) || res.FinishedAt.Sub(res.StartedAt) != res.WallTime {
 			t.Errorf("times = %v..%v (%v)", res.StartedAt, res.FinishedAt, res.WallTime)
 		}
 		if res.LogFile == "" {

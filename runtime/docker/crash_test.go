@@ -41,7 +41,7 @@ func childMain() int {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	rt, err := docker.New(a.Config, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)

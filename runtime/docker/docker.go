@@ -404,10 +404,12 @@ func (r *Runtime) collect(j *job) {
 	}
 	started, _ := time.Parse(time.RFC3339Nano, ins.State.StartedAt)
 	finished, _ := time.Parse(time.RFC3339Nano, ins.State.FinishedAt)
-	wall := finished.Sub(started)
-	if wall < 0 {
-		wall = 0
+	if finished.Before(started) {
+		// A process that exits within a millisecond can be stamped finished before the
+		// engine stamps it started.
+		finished = started
 	}
+	wall := finished.Sub(started)
 	res := runtime.Result{
 		JobID:      rec.Spec.JobID,
 		ExitCode:   ins.State.ExitCode,
