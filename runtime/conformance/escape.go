@@ -147,6 +147,10 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 			t.Errorf("setuid(0) succeeded:\n%s", ex)
 		}
 	})
+	t.Run("EngineNotReachable", func(t *testing.T) {
+		t.Parallel()
+		s.engineMounts(t, rt)
+	})
 	t.Run("DatasetSymlinks", func(t *testing.T) {
 		t.Parallel()
 		// allowed/link -> secret (the path is a symlink); allowed/dir -> dsRoot, so
@@ -178,6 +182,28 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 			})
 		}
 	})
+}
+
+// engineMounts: no job sees the container engine's socket, through an input or
+// its output directory.
+func (s *suite) engineMounts(t *testing.T, rt runtime.Runtime) {
+	for name, mod := range map[string]func(*runtime.Spec){
+		"InputSocket": func(sp *runtime.Spec) {
+			sp.Inputs = []runtime.Mount{{Source: "/var/run/docker.sock", Target: "/docker.sock"}}
+		},
+		"InputRunDir":    func(sp *runtime.Spec) { sp.Inputs = []runtime.Mount{{Source: "/run", Target: "/hostrun"}} },
+		"InputHostRoot":  func(sp *runtime.Spec) { sp.Inputs = []runtime.Mount{{Source: "/", Target: "/host"}} },
+		"OutputIsRunDir": func(sp *runtime.Spec) { sp.OutputDir = "/var/run" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			spec := s.spec(t, "stat:/docker.sock")
+			mod(&spec)
+			_, err := rt.Start(ctxFor(t, time.Minute), spec)
+			if !errors.Is(err, runtime.ErrMountRefused) {
+				t.Errorf("start = %v, want ErrMountRefused", err)
+			}
+		})
+	}
 }
 
 // hostHealthy checks that the host still forks processes after a job's abuse.

@@ -249,9 +249,6 @@ func (r *Runtime) prepareAndStart(ctx context.Context, j *job) (runtime.Handle, 
 	if err != nil {
 		return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
 	}
-	if err := os.MkdirAll(spec.OutputDir, 0o755); err != nil {
-		return runtime.Handle{}, fmt.Errorf("job %s: output dir: %w", id, err)
-	}
 	if uid, gid, ok := numericUser(spec.User); ok {
 		if err := os.Chown(spec.OutputDir, uid, gid); err != nil {
 			return runtime.Handle{}, fmt.Errorf("job %s: output dir: %w", id, err)

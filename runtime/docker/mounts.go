@@ -45,7 +45,17 @@ func (r *Runtime) mounts(spec runtime.Spec) ([]mount.Mount, error) {
 		}
 		bind(real, m.Target, true)
 	}
-	bind(spec.OutputDir, spec.OutputTarget, false)
+	if err := os.MkdirAll(spec.OutputDir, 0o755); err != nil {
+		return nil, fmt.Errorf("output dir: %w", err)
+	}
+	realOut, err := filepath.EvalSymlinks(spec.OutputDir)
+	if err != nil {
+		return nil, fmt.Errorf("output dir %s: %w", spec.OutputDir, err)
+	}
+	if err := refuseHostPath(realOut); err != nil {
+		return nil, fmt.Errorf("output dir %s: %w", spec.OutputDir, err)
+	}
+	bind(realOut, spec.OutputTarget, false)
 	return out, nil
 }
 

@@ -297,3 +297,42 @@ func TestRegistryAuth(t *testing.T) {
 		})
 	}
 }
+
+// TestPrepareTimeout: a registry that never answers must not eat the job's running
+// time; preparing fails on its own timeout and the job never starts.
+func TestPrepareTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stall := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-stall:
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { close(stall); srv.Close() })
+
+	rt := registryRuntime(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := runtime.Spec{
+		JobID: "prepare-timeout", Image: ln.Addr().String() + "/gpunode/slow@sha256:" + strings.Repeat("cd", 32),
+		Command: []string{"/probe"}, OutputDir: filepath.Join(t.TempDir(), "out"),
+		PrepareTimeout: 2 * time.Second, RunTimeout: time.Hour,
+	}
+	t0 := time.Now()
+	_, err = rt.Start(ctx, spec)
+	if err == nil || !strings.Contains(err.Error(), "preparing took longer than 2s") {
+		t.Fatalf("start = %v, want the preparing timeout", err)
+	}
+	if d := time.Since(t0); d > 20*time.Second {
+		t.Errorf("start returned after %v with a 2s preparing timeout", d)
+	}
+	res, err := rt.Wait(ctx, spec.JobID)
+	if err != nil || res.Error == "" || !res.StartedAt.IsZero() {
+		t.Errorf("result = %+v, %v; want a preparing error and no start", res, err)
+	}
+}
