@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gpunode/gpunode/runtime"
+	"github.com/gpunode/gpunode/runtime/conformance"
 	"github.com/gpunode/gpunode/runtime/docker"
 )
 
@@ -187,5 +188,52 @@ func TestKill9(t *testing.T) {
 				t.Error("container not removed after its result was collected")
 			}
 		})
+	}
+}
+
+// TestRecoverCrashWindows covers the windows between a record and its side effect:
+// killed after writing "preparing" but before creating the container (the job never
+// ran: interrupted), or after creating the container but before recording it (found
+// by name and labels, and started once).
+func TestRecoverCrashWindows(t *testing.T) {
+	img := probeImage(t)
+	dir := t.TempDir()
+	cfg := testConfig(conformance.Options{StateDir: filepath.Join(dir, "s"), LogDir: filepath.Join(dir, "l")})
+	rt := openRuntime(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	preparing := runtime.Spec{JobID: "died-preparing", Image: img, Command: []string{"/probe", "append:/out/runs=run"}, OutputDir: filepath.Join(dir, "o1")}
+	if err := rt.CrashWhilePreparing(preparing); err != nil {
+		t.Fatal(err)
+	}
+	created := runtime.Spec{JobID: "died-creating", Image: img, Command: []string{"/probe", "append:/out/runs=run"}, OutputDir: filepath.Join(dir, "o2")}
+	if err := rt.CrashAfterCreate(ctx, created, img); err != nil {
+		t.Fatal(err)
+	}
+	rt.Close()
+
+	rt2 := openRuntime(t, cfg)
+	defer rt2.Close()
+	if _, err := rt2.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := rt2.Wait(ctx, preparing.JobID)
+	if err != nil || !strings.Contains(res.Error, runtime.ErrInterrupted.Error()) {
+		t.Errorf("killed while preparing: %+v, %v; want interrupted", res, err)
+	}
+	if _, err := os.Stat(filepath.Join(preparing.OutputDir, "runs")); err == nil {
+		t.Error("the interrupted job ran")
+	}
+	res, err = rt2.Wait(ctx, created.JobID)
+	if err != nil || !res.Succeeded() {
+		t.Errorf("killed after create: %+v, %v; want the job run", res, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(created.OutputDir, "runs")); string(b) != "run\n" {
+		t.Errorf("job ran %q, want once", b)
+	}
+	for _, s := range []runtime.Spec{preparing, created} {
+		if _, err := rt2.Start(ctx, s); !errors.Is(err, runtime.ErrJobExists) {
+			t.Errorf("start %s again = %v, want ErrJobExists", s.JobID, err)
+		}
 	}
 }
