@@ -21,6 +21,8 @@ func newRootCmd() *cobra.Command {
 		newConfigCmd(),
 		newStatusCmd(),
 		newJobCmd(),
+		newImageCmd(),
+		newLogsCmd(),
 	)
 	return root
 }
