@@ -255,3 +255,31 @@ func TestConfigCommands(t *testing.T) {
 		t.Errorf("daemon with --log-format xml: %v\n%s", err, out)
 	}
 }
+
+// TestMissingDockerIsReported: a node whose container engine does not answer keeps
+// running and says what is missing and how to fix it.
+func TestMissingDockerIsReported(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "gpunode.toml")
+	os.WriteFile(cfg, []byte("[runtime]\nhost = \"unix:///nonexistent/docker.sock\"\n"), 0o644)
+	d := startDaemon(t, "--config", cfg)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, err := gpunode(t, "status", "--api-socket", d.socket)
+		if err == nil && strings.Contains(out, "docker:") && strings.Contains(out, "PROBLEM") {
+			if !strings.Contains(out, "start dockerd") {
+				t.Errorf("the problem does not say how to fix it:\n%s", out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never reported the missing engine (%v):\n%s", err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(d.stderr.String(), `check=docker`) {
+		t.Errorf("log does not name the missing prerequisite:\n%s", d.stderr)
+	}
+	if err, _ := d.stop(t); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, d.stderr)
+	}
+}

@@ -10,7 +10,9 @@ import (
 
 	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/metrics"
+	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
 )
 
@@ -22,6 +24,11 @@ type Config struct {
 	API     api.Config     `toml:"api"`
 	Metrics metrics.Config `toml:"metrics"`
 	GPU     gpu.Config     `toml:"gpu"`
+	Runtime docker.Config  `toml:"runtime"`
+	Jobs    jobs.Config    `toml:"jobs"`
+	// Datasets are the operator's private data sets: tag → host directory. A job asking
+	// for local:TAG gets it read-only, with no network; it never leaves the rig.
+	Datasets map[string]string `toml:"datasets"`
 }
 
 // LogConfig configures logging.
@@ -47,7 +54,29 @@ func Default() Config {
 		API:     api.Default(),
 		Metrics: metrics.Default(),
 		GPU:     gpu.Default(),
+		Runtime: runtimeDefaults(),
+		Jobs:    jobs.Default(),
 	}
+}
+
+// runtimeDefaults are the runtime's defaults with its directories left empty: they are
+// derived from data_dir unless the file sets them.
+func runtimeDefaults() docker.Config {
+	c := docker.Default()
+	c.StateDir, c.LogDir = "", ""
+	return c
+}
+
+// Resolved returns the configuration with every path that defaults to a place under
+// data_dir filled in.
+func (c Config) Resolved() Config {
+	if c.Runtime.StateDir == "" {
+		c.Runtime.StateDir = filepath.Join(c.DataDir, "runtime", "jobs")
+	}
+	if c.Runtime.LogDir == "" {
+		c.Runtime.LogDir = filepath.Join(c.DataDir, "runtime", "logs")
+	}
+	return c
 }
 
 //go:embed default.toml
@@ -78,6 +107,13 @@ func (c Config) Check(file string) error {
 	errs = append(errs, configfile.Problems(file, "api", c.API.Validate())...)
 	errs = append(errs, configfile.Problems(file, "metrics", c.Metrics.Validate())...)
 	errs = append(errs, configfile.Problems(file, "gpu", c.GPU.Validate())...)
+	errs = append(errs, configfile.Problems(file, "runtime", c.Resolved().Runtime.Validate())...)
+	errs = append(errs, configfile.Problems(file, "jobs", c.Jobs.Validate())...)
+	for tag, dir := range c.Datasets {
+		if !filepath.IsAbs(dir) {
+			errs = append(errs, fmt.Errorf("%s: datasets.%s: %q must be an absolute path", file, tag, dir))
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -2,11 +2,16 @@ package node
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/gpunode/gpunode/internal/configfile"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -86,11 +91,26 @@ func TestDefaultTOML(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(cfg, Default()) {
+	// %+v prints a nil and an empty map or slice alike, as the file can only say "empty".
+	if fmt.Sprintf("%+v", cfg) != fmt.Sprintf("%+v", Default()) {
 		t.Errorf("default.toml decodes to %+v\nDefault() is %+v", cfg, Default())
 	}
 	if !bytes.Contains(DefaultTOML(), []byte("# ")) {
 		t.Error("default config has no comments")
+	}
+	var raw map[string]any
+	md, err := toml.Decode(string(DefaultTOML()), &raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := map[string]bool{}
+	for _, k := range md.Keys() {
+		shown[k.String()] = true
+	}
+	for _, k := range configfile.Keys(Config{}) {
+		if !shown[k] {
+			t.Errorf("default.toml does not show %s", k)
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/metrics"
+	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
 	"github.com/gpunode/gpunode/version"
 )
@@ -31,11 +32,21 @@ type GPUs interface {
 	Close() error
 }
 
+// Runtime is what the node needs of the container runtime as a service.
+type Runtime interface {
+	Ping(ctx context.Context) error
+	Run(ctx context.Context) error
+	Routes(s *api.Server)
+	Close() error
+}
+
 // Deps are the adapters a node runs on. Open builds the real ones; tests pass their own.
 type Deps struct {
 	// GPUs is nil on a CPU-only node; GPUNote then says why.
 	GPUs    GPUs
 	GPUNote string
+	// Runtime runs job containers; nil on a node that takes no jobs.
+	Runtime Runtime
 }
 
 // Node is a running gpunode daemon.
@@ -48,11 +59,13 @@ type Node struct {
 	state    atomic.Value // string
 	api      *api.Server
 	reg      *prometheus.Registry
+	checks   checks
 }
 
 // Open builds a node's real adapters from cfg. A machine without the NVIDIA driver is not
 // an error: the node logs one line saying so and runs CPU-only.
 func Open(cfg Config, log *slog.Logger) (*Node, error) {
+	cfg = cfg.Resolved()
 	var deps Deps
 	inv, err := gpu.Open(cfg.GPU, log)
 	switch {
@@ -69,11 +82,17 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 			log.Info("gpus found", "gpus", len(inv.Devices()), "driver", inv.Driver(), "cuda", inv.CUDA())
 		}
 	}
+	rt, err := docker.New(cfg.Runtime, log)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	deps.Runtime = rt
 	return New(cfg, log, deps)
 }
 
 // New returns a node over the given adapters.
 func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
+	cfg = cfg.Resolved()
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -94,6 +113,9 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 		n.reg.MustRegister(metrics.NewGPUCollector(deps.GPUs, n.hostname, log.With("component", "metrics")))
 	}
 	n.api.HandleFunc("GET /v1/status", n.handleStatus)
+	if deps.Runtime != nil {
+		deps.Runtime.Routes(n.api)
+	}
 	return n, nil
 }
 
@@ -115,6 +137,9 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return metrics.Serve(gctx, n.cfg.Metrics, n.reg, n.log.With("component", "metrics")) })
 	if n.deps.GPUs != nil {
 		g.Go(func() error { return n.deps.GPUs.WatchHealth(gctx, n.log.With("component", "gpu")) })
+	}
+	if n.deps.Runtime != nil {
+		g.Go(func() error { n.runRuntime(gctx); return nil })
 	}
 	g.Go(func() error { return n.supervise(gctx) })
 	err = g.Wait()
@@ -155,7 +180,46 @@ func (n *Node) notify(state string) {
 	}
 }
 
+// runRuntime keeps the container runtime going: while the engine does not answer, the
+// node says so (status, log) and asks again; once it answers, the runtime re-attaches to
+// its jobs and runs until the node stops or the engine goes away.
+func (n *Node) runRuntime(ctx context.Context) {
+	const retry = 15 * time.Second
+	for ctx.Err() == nil {
+		err := n.deps.Runtime.Ping(ctx)
+		if err == nil {
+			n.setCheck("docker", nil)
+			err = n.deps.Runtime.Run(ctx)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		n.setCheck("docker", fmt.Errorf("jobs cannot run: %w", err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(retry):
+		}
+	}
+}
+
+// setCheck records a prerequisite's state, logging when it changes.
+func (n *Node) setCheck(name string, err error) {
+	if !n.checks.set(name, err) {
+		return
+	}
+	if err != nil {
+		n.log.Error("prerequisite missing", "check", name, "err", err)
+	} else {
+		n.log.Info("prerequisite ok", "check", name)
+	}
+}
+
 func (n *Node) close() {
+	if n.deps.Runtime != nil {
+		if err := n.deps.Runtime.Close(); err != nil {
+			n.log.Warn("close runtime", "err", err)
+		}
+	}
 	if n.deps.GPUs != nil {
 		if err := n.deps.GPUs.Close(); err != nil {
 			n.log.Warn("close gpus", "err", err)
@@ -174,6 +238,7 @@ func (n *Node) Status() api.Status {
 		GPUMode:       "cpu-only",
 		GPUNote:       n.deps.GPUNote,
 		GPUs:          []api.GPUStatus{},
+		Checks:        n.checks.list(),
 	}
 	if g := n.deps.GPUs; g != nil {
 		s.GPUMode = "nvml"

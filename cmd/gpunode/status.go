@@ -57,6 +57,13 @@ func printStatus(w io.Writer, st api.Status) error {
 	if st.Driver != "" {
 		fmt.Fprintf(tw, "Driver:\t%s (CUDA %s)\n", st.Driver, st.CUDA)
 	}
+	for _, c := range st.Checks {
+		if c.OK {
+			fmt.Fprintf(tw, "%s:\tok\n", c.Name)
+		} else {
+			fmt.Fprintf(tw, "%s:\tPROBLEM: %s\n", c.Name, c.Message)
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -210,3 +210,27 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 
 // String returns the duration as "1m30s".
 func (d Duration) String() string { return time.Duration(d).String() }
+
+// Keys lists the dotted keys of a configuration struct, following nested sections (not
+// maps or arrays of tables), for checking that a documented file shows every key.
+func Keys(v any) []string {
+	var out []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := strings.Split(f.Tag.Get("toml"), ",")[0]
+			if tag == "" || tag == "-" || !f.IsExported() {
+				continue
+			}
+			if isSection(f.Type) {
+				walk(f.Type, prefix+tag+".")
+				continue
+			}
+			out = append(out, prefix+tag)
+		}
+	}
+	walk(reflect.TypeOf(v), "")
+	sort.Strings(out)
+	return out
+}

@@ -22,6 +22,17 @@ type Status struct {
 	Driver  string      `json:"driver,omitempty"`
 	CUDA    string      `json:"cuda,omitempty"`
 	GPUs    []GPUStatus `json:"gpus"`
+	// Checks are the node's prerequisites (container engine, chain, …) and their state.
+	Checks []Check `json:"checks"`
+}
+
+// Check is one prerequisite of the node.
+type Check struct {
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Message says what is wrong and how to fix it, when it is not OK.
+	Message string    `json:"message,omitempty"`
+	Since   time.Time `json:"since"`
 }
 
 // GPUStatus is one GPU and its latest reading.
