@@ -76,6 +76,9 @@ type Resources struct {
 	PIDs int64 `json:"pids,omitempty"`
 	// TmpBytes caps the tmpfs mounted on /tmp (the root filesystem is read-only).
 	TmpBytes int64 `json:"tmp_bytes,omitempty"`
+	// ShmBytes sizes /dev/shm (PyTorch data loader workers share tensors through it);
+	// it counts against MemoryBytes as it is used.
+	ShmBytes int64 `json:"shm_bytes,omitempty"`
 }
 
 // Spec is what a job's container is made of.
@@ -152,7 +155,7 @@ func (s Spec) Validate() []error {
 		errs = append(errs, fmt.Errorf("network %q: want %q or %q", s.Network, NetworkNone, NetworkBridge))
 	}
 	r := s.Resources
-	if r.CPUs < 0 || r.MemoryBytes < 0 || r.PIDs < 0 || r.TmpBytes < 0 || s.PrepareTimeout < 0 || s.RunTimeout < 0 {
+	if r.CPUs < 0 || r.MemoryBytes < 0 || r.PIDs < 0 || r.TmpBytes < 0 || r.ShmBytes < 0 || s.PrepareTimeout < 0 || s.RunTimeout < 0 {
 		errs = append(errs, errors.New("resources and timeouts: must not be negative"))
 	}
 	return errs

@@ -91,7 +91,7 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 			t.Errorf("dataset read = %v, want its content", r)
 		}
 		st := strings.Join(l["status"], "\n")
-		for _, want := range []string{"CapEff=0000000000000000", "CapPrm=0000000000000000", "NoNewPrivs=1"} {
+		for _, want := range []string{"CapEff=0000000000000000", "CapPrm=0000000000000000", "CapBnd=0000000000000000", "NoNewPrivs=1", "Seccomp=2"} {
 			if !strings.Contains(st, want) {
 				t.Errorf("process status lacks %s:\n%s", want, st)
 			}
@@ -129,7 +129,7 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 	})
 	t.Run("SetuidGainsNothing", func(t *testing.T) {
 		t.Parallel()
-		spec := s.spec(t, "stat:/suid", "id", "exec:/suid")
+		spec := s.spec(t, "stat:/suid", "id", "exec:/suid", "write:/out/by-nobody=1")
 		spec.User = "65534:65534"
 		res, log := run(t, rt, spec)
 		if res.ExitCode != 0 {
@@ -145,6 +145,9 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 		}
 		if !strings.Contains(ex, "child setuid0: error") {
 			t.Errorf("setuid(0) succeeded:\n%s", ex)
+		}
+		if w := l["write"]; len(w) != 1 || !strings.HasPrefix(w[0], "ok") {
+			t.Errorf("a non-root job cannot write its output directory: %v", w)
 		}
 	})
 	t.Run("EngineNotReachable", func(t *testing.T) {

@@ -33,11 +33,16 @@ type Config struct {
 	PrepareTimeout time.Duration `toml:"prepare_timeout"`
 	// RunTimeout bounds a job's run, unless the job says.
 	RunTimeout time.Duration `toml:"run_timeout"`
-	// CPUs, MemoryBytes, PIDs and TmpBytes are the default limits of a job.
-	CPUs        float64 `toml:"cpus"`
-	MemoryBytes int64   `toml:"memory_bytes"`
-	PIDs        int64   `toml:"pids"`
-	TmpBytes    int64   `toml:"tmp_bytes"`
+	// CPUs is the default CPU limit of a job (fractions allowed); 0 is no limit.
+	CPUs float64 `toml:"cpus"`
+	// MemoryBytes is the default memory limit of a job, swap not granted; 0 is no limit.
+	MemoryBytes int64 `toml:"memory_bytes"`
+	// PIDs is the default limit on a job's processes and threads.
+	PIDs int64 `toml:"pids"`
+	// TmpBytes is the default size of the tmpfs on /tmp.
+	TmpBytes int64 `toml:"tmp_bytes"`
+	// ShmBytes is the default size of /dev/shm.
+	ShmBytes int64 `toml:"shm_bytes"`
 	// User runs jobs as this uid[:gid] unless the job says; empty keeps the image's user.
 	User string `toml:"user"`
 	// ImageCacheBytes caps the size of images this node pulled; above it the least
@@ -77,6 +82,7 @@ func Default() Config {
 		MemoryBytes:     0,
 		PIDs:            4096,
 		TmpBytes:        1 << 30,
+		ShmBytes:        1 << 30,
 		ImageCacheBytes: 100 << 30,
 	}
 }
@@ -112,8 +118,8 @@ func (c Config) Validate() []error {
 	if c.RunTimeout <= 0 {
 		errs = append(errs, errors.New("run_timeout: must be positive"))
 	}
-	if c.CPUs < 0 || c.MemoryBytes < 0 || c.PIDs < 0 || c.TmpBytes < 0 || c.ImageCacheBytes < 0 {
-		errs = append(errs, errors.New("cpus, memory_bytes, pids, tmp_bytes, image_cache_bytes: must not be negative"))
+	if c.CPUs < 0 || c.MemoryBytes < 0 || c.PIDs < 0 || c.TmpBytes < 0 || c.ShmBytes < 0 || c.ImageCacheBytes < 0 {
+		errs = append(errs, errors.New("cpus, memory_bytes, pids, tmp_bytes, shm_bytes, image_cache_bytes: must not be negative"))
 	}
 	if c.MemoryBytes > 0 && c.MemoryBytes < 6<<20 {
 		errs = append(errs, errors.New("memory_bytes: Docker needs at least 6 MiB"))

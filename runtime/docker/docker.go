@@ -182,6 +182,9 @@ func (r *Runtime) withDefaults(s runtime.Spec) runtime.Spec {
 	if res.TmpBytes == 0 {
 		res.TmpBytes = r.cfg.TmpBytes
 	}
+	if res.ShmBytes == 0 {
+		res.ShmBytes = r.cfg.ShmBytes
+	}
 	return s
 }
 
@@ -672,6 +675,7 @@ func (r *Runtime) containerConfig(spec runtime.Spec, imageID string, mounts []mo
 		ReadonlyRootfs: true,
 		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,nosuid,nodev,size=%d", res.TmpBytes)},
 		IpcMode:        container.IPCModePrivate,
+		ShmSize:        res.ShmBytes,
 		CgroupnsMode:   container.CgroupnsModePrivate,
 		Mounts:         mounts,
 		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyDisabled},

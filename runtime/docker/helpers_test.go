@@ -25,7 +25,7 @@ import (
 	"github.com/gpunode/gpunode/runtime/docker"
 )
 
-const probeTag = "gpunode-test/probe:latest"
+const probeRepo = "gpunode-test/probe"
 
 var (
 	probeOnce sync.Once
@@ -55,9 +55,17 @@ func probeImage(t testing.TB) string {
 			probeErr = err
 			return
 		}
+		// Tagged by the probe's hash: a rerun with the same probe reuses the image
+		// instead of piling up new ones.
+		sum := sha256.Sum256(bin)
+		tag := probeRepo + ":" + hex.EncodeToString(sum[:6])
+		if ins, err := cli.ImageInspect(context.Background(), tag); err == nil {
+			probeID = ins.ID
+			return
+		}
 		// Imported from a root filesystem tarball rather than built: the builder's COPY
 		// chowns files, and chown clears the setuid bit that the escape test needs.
-		probeID, probeErr = importImage(cli, probeTag, map[string]tarFile{"probe": {bin, 0o755}, "suid": {bin, 0o4755}})
+		probeID, probeErr = importImage(cli, tag, map[string]tarFile{"probe": {bin, 0o755}, "suid": {bin, 0o4755}})
 	})
 	if probeErr != nil {
 		t.Fatalf("build probe image: %v", probeErr)

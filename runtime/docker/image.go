@@ -114,9 +114,14 @@ func (r *Runtime) pull(ctx context.Context, ir ImageRef, progress func(runtime.P
 	}
 	defer rc.Close()
 	last := runtime.PullProgress{Image: ir.String()}
+	lastLog := time.Now()
 	err = ParsePullStream(rc, func(p runtime.PullProgress) {
 		p.Image = ir.String()
 		last = p
+		if time.Since(lastLog) > 5*time.Second {
+			lastLog = time.Now()
+			r.log.Info("pull progress", "image", p.Image, "layers", p.Layers, "layers_done", p.LayersDone, "bytes", p.BytesDone, "bytes_total", p.BytesTotal)
+		}
 		if progress != nil {
 			progress(p)
 		}
@@ -135,6 +140,14 @@ func (r *Runtime) pull(ctx context.Context, ir ImageRef, progress func(runtime.P
 		}
 	}
 	r.images.pulled(ins.ID, ir.String())
+	if r.cfg.ImageCacheBytes > 0 {
+		rep, err := r.prune(ctx, r.cfg.ImageCacheBytes, ins.ID)
+		if err != nil {
+			r.log.Warn("image cache prune failed", "err", err)
+		} else if len(rep.Removed) > 0 {
+			r.log.Info("image cache pruned", "removed", len(rep.Removed), "freed_bytes", rep.FreedBytes, "total_bytes", rep.TotalBytes)
+		}
+	}
 	return ins.ID, nil
 }
 
@@ -404,11 +417,16 @@ func (r *Runtime) PruneImages(ctx context.Context) (runtime.PruneReport, error) 
 
 // PruneImagesTo is PruneImages with an explicit cap; 0 removes every unused image.
 func (r *Runtime) PruneImagesTo(ctx context.Context, capBytes int64) (runtime.PruneReport, error) {
+	return r.prune(ctx, capBytes, "")
+}
+
+// prune removes least recently used images, never keep nor those of unfinished jobs.
+func (r *Runtime) prune(ctx context.Context, capBytes int64, keep string) (runtime.PruneReport, error) {
 	imgs, err := r.Images(ctx)
 	if err != nil {
 		return runtime.PruneReport{}, err
 	}
-	inUse := map[string]bool{}
+	inUse := map[string]bool{keep: true}
 	r.mu.Lock()
 	for _, j := range r.jobs {
 		rec := j.snapshot()

@@ -167,6 +167,27 @@ func TestPullByDigest(t *testing.T) {
 			t.Error("pruned image still in the engine")
 		}
 	})
+	t.Run("LeastRecentlyUsedFirst", func(t *testing.T) {
+		refB := pushUnique(t, addr, "gpunode/pull", "v2")
+		a, err := rt.Pull(ctx, ref, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := rt.Pull(ctx, refB, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Using A makes B the least recently used.
+		spec := runtime.Spec{JobID: "lru-user", Image: ref, Command: []string{"/payload"}, OutputDir: filepath.Join(t.TempDir(), "o")}
+		rt.Start(ctx, spec) // /payload is not executable; the image counts as used all the same
+		rep, err := rt.PruneImagesTo(ctx, a.SizeBytes)
+		if err != nil || len(rep.Removed) != 1 || rep.Removed[0].ID != b.ID {
+			t.Fatalf("prune to one image = %+v, %v; want %s (least recently used) removed", rep, err, b.ID)
+		}
+		if _, err := rt.PruneImagesTo(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("TagAllowed", func(t *testing.T) {
 		im, err := rt.Pull(ctx, addr+"/gpunode/pull:v1", true, nil)
 		if err != nil {
