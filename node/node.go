@@ -35,6 +35,7 @@ type GPUs interface {
 // Runtime is what the node needs of the container runtime as a service.
 type Runtime interface {
 	Ping(ctx context.Context) error
+	PreflightGPU(ctx context.Context, gpus []string) error
 	Run(ctx context.Context) error
 	Routes(s *api.Server)
 	Close() error
@@ -189,6 +190,7 @@ func (n *Node) runRuntime(ctx context.Context) {
 		err := n.deps.Runtime.Ping(ctx)
 		if err == nil {
 			n.setCheck("docker", nil)
+			n.preflightGPUs(ctx)
 			err = n.deps.Runtime.Run(ctx)
 		}
 		if ctx.Err() != nil {
@@ -200,6 +202,16 @@ func (n *Node) runRuntime(ctx context.Context) {
 		case <-time.After(retry):
 		}
 	}
+}
+
+// preflightGPUs checks that the engine can attach the rig's real GPUs (the NVIDIA
+// Container Toolkit), so a rig that cannot run GPU jobs says so before the first one.
+func (n *Node) preflightGPUs(ctx context.Context) {
+	g := n.deps.GPUs
+	if g == nil || g.Simulated() || len(g.Devices()) == 0 {
+		return
+	}
+	n.setCheck("nvidia-container-toolkit", n.deps.Runtime.PreflightGPU(ctx, []string{g.Devices()[0].UUID}))
 }
 
 // setCheck records a prerequisite's state, logging when it changes.
