@@ -143,11 +143,18 @@ func (b *Backend) probe(ctx context.Context) (*Hello, error) {
 	b.probeOnce.Do(func() {
 		plan := benchmark.Plan{}
 		var out bytes.Buffer
-		if err := b.run(ctx, nil, []string{"--probe"}, &out); err != nil {
-			b.probeErr = err
-			return
-		}
+		runErr := b.run(ctx, nil, []string{"--probe"}, &out)
 		b.hello, _, b.probeErr = Parse(&out, plan, nil)
+		switch {
+		case runErr != nil && b.probeErr != nil && !errors.Is(b.probeErr, ErrProtocol):
+			// The harness said why it failed: that is the message to show.
+			b.probeErr = fmt.Errorf("%w (%v)", b.probeErr, runErr)
+		case runErr != nil:
+			b.probeErr = runErr
+		}
+		if b.probeErr != nil {
+			b.hello = nil
+		}
 	})
 	return b.hello, b.probeErr
 }
