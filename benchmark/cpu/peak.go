@@ -19,9 +19,13 @@ type Peak struct {
 	GFLOPS       float64
 }
 
+// DefaultFMAUnits is the vector FMA units per core of current x86 server cores (Intel
+// since Haswell for AVX2 and Skylake-SP Gold/Platinum on for AVX-512, AMD Zen 2 on).
+const DefaultFMAUnits = 2
+
 // TheoreticalPeak computes Peak from CPUID and /proc/cpuinfo. fmaUnits is the number of
 // vector FMA units per core (CPUID does not say; server cores with AVX-512 have 1 or 2,
-// MeasuredUnits finds it).
+// DefaultFMAUnits is the usual value; the sgemm benchmark also prints a measured FMA loop).
 func TheoreticalPeak(fmaUnits int) Peak {
 	p := Peak{Cores: runtime.NumCPU(), VectorFloats: 4, FMA: cpu.X86.HasFMA, FMAUnits: fmaUnits}
 	switch {
