@@ -250,12 +250,12 @@ func Run(ctx context.Context, b Backend, profile Profile, progress func(done, to
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: hardware: %w", b.Name(), err)
 	}
-	done := 0
+	done, total := 0, caps.Results(plan)
 	results, err := b.Run(ctx, plan, func(r Result) {
 		done++
 		if progress != nil {
 			r.Derive()
-			progress(done, len(plan.Problems), r)
+			progress(done, max(done, total), r)
 		}
 	})
 	if err != nil {

@@ -55,11 +55,27 @@ type Plan struct {
 	Problems []Problem `json:"problems"`
 }
 
-// Capabilities is what a backend can run: the precisions per class and the number of
-// workers (GPUs, or CPU workers) its all-reduce spans.
+// Capabilities is what a backend can run: the precisions per class, the number of
+// devices it runs each compute problem on (0 means 1) and the number of workers (GPUs,
+// or CPU workers) its all-reduce spans.
 type Capabilities struct {
 	Precisions map[Class][]Precision
+	Devices    int
 	Workers    int
+}
+
+// Results is how many results a plan gives on a backend with these capabilities: each
+// compute problem once per device, each all-reduce once.
+func (c Capabilities) Results(plan Plan) int {
+	n := 0
+	for _, p := range plan.Problems {
+		if p.Class == ClassAllReduce {
+			n++
+		} else {
+			n += max(1, c.Devices)
+		}
+	}
+	return n
 }
 
 var (

@@ -178,7 +178,7 @@ func (b *Backend) Capabilities(ctx context.Context) (benchmark.Capabilities, err
 		benchmark.ClassGEMM: {benchmark.FP32, benchmark.TF32, benchmark.FP16, benchmark.BF16},
 		benchmark.ClassConv: {benchmark.FP32, benchmark.TF32, benchmark.FP16}, benchmark.ClassRNN: half,
 		benchmark.ClassAllReduce: fp32,
-	}, Workers: len(h.Devices)}, nil
+	}, Devices: len(h.Devices), Workers: len(h.Devices)}, nil
 }
 
 // Hardware is what the harness reported.
