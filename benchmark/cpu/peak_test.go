@@ -38,9 +38,9 @@ func BenchmarkSgemmVsOpenBLAS(b *testing.B) {
 				be, ob := 0.0, 0.0
 				run, flops := backendGEMM(b, n, threads)
 				// Interleave the two so that load from other processes hits both alike and
-				// keep each one's best; on a loaded machine take more rounds (up to 6,
-				// always the same number for both) before calling it.
-				for round := 0; round < 8 && (round < 2 || be < 0.9*ob); round++ {
+				// keep each one's best; on a loaded machine take more rounds (always the
+				// same number for both; more for the short small sizes) before calling it.
+				for round := 0; round < max(8, 32768/n) && (round < 2 || be < 0.9*ob); round++ {
 					direct := func() { ob = max(ob, flops/directSgemm(n, reps, threads)/1e9) }
 					if round%2 == 1 {
 						direct()
