@@ -2,6 +2,7 @@ package benchmark
 
 import (
 	"testing"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -33,15 +34,15 @@ func TestConfigFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if errs := cfg.Validate(); len(errs) != 0 || cfg.Profile != Full || cfg.Backend != "cuda" || cfg.OnStart {
+	if errs := cfg.Validate(); len(errs) != 0 || cfg.Profile != Full || cfg.Backend != "cuda" || cfg.OnStart || cfg.Timeout != 30*time.Minute {
 		t.Fatalf("good config: %+v %v", cfg, errs)
 	}
 	cfg, err = decodeStrict(t, "testdata/config-bad.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if errs := cfg.Validate(); len(errs) != 3 {
-		t.Errorf("bad config: want every problem (3) at once, have %v", errs)
+	if errs := cfg.Validate(); len(errs) != 4 {
+		t.Errorf("bad config: want every problem (4) at once, have %v", errs)
 	}
 	if _, err := decodeStrict(t, "testdata/config-unknown.toml"); err == nil || err.Error() != "testdata/config-unknown.toml: unknown key repeats" {
 		t.Errorf("unknown key: %v", err)

@@ -33,11 +33,14 @@ type Config struct {
 	OnStart bool `toml:"on_start"`
 	// StateDir keeps the last signed report (last-report.json) across restarts.
 	StateDir string `toml:"state_dir"`
+	// Timeout bounds one benchmark run; a hung GPU or harness fails it instead of
+	// blocking the next one forever.
+	Timeout time.Duration `toml:"timeout"`
 }
 
 // Default returns the default configuration.
 func Default() Config {
-	return Config{Profile: Quick, Backend: "cpu", OnStart: true, StateDir: "/var/lib/gpunode/benchmark"}
+	return Config{Profile: Quick, Backend: "cpu", OnStart: true, StateDir: "/var/lib/gpunode/benchmark", Timeout: 2 * time.Hour}
 }
 
 // Validate reports every problem with the configuration.
@@ -51,6 +54,9 @@ func (c Config) Validate() []error {
 	}
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("state_dir: must not be empty"))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, errors.New("timeout: must be positive"))
 	}
 	return errs
 }
@@ -152,6 +158,8 @@ func (s *Service) Benchmark(ctx context.Context, profile Profile, backend string
 	}()
 	start := time.Now()
 	s.log.Info("benchmark started", "profile", profile, "backend", backend)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
 	r, err := Run(ctx, b, profile, progress)
 	if err != nil {
 		return nil, err

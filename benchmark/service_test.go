@@ -216,7 +216,7 @@ gpunode_benchmark_allreduce_busbw_gigabytes_per_second ` + strconv.FormatFloat(r
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gpunode_benchmark_score", "gpunode_benchmark_tflops", "gpunode_benchmark_allreduce_busbw_gigabytes_per_second"); err != nil {
 		t.Error(err)
 	}
-	if errs := (Config{}).Validate(); len(errs) != 3 {
+	if errs := (Config{}).Validate(); len(errs) != 4 {
 		t.Errorf("empty config: %v", errs)
 	}
 }
