@@ -28,6 +28,7 @@ func (d dockerContainers) RunContainer(ctx context.Context, spec ContainerSpec, 
 	hc := &container.HostConfig{NetworkMode: "none"}
 	hc.CapDrop = []string{"ALL"}
 	hc.SecurityOpt = []string{"no-new-privileges"}
+	hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: spec.OutputDir, Target: "/out"})
 	for _, m := range spec.Mounts {
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}
@@ -123,6 +124,12 @@ func TestContainerEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	// The same run through a runtime that only hands back /out/results.jsonl.
+	fromFile, _ := New(Config{Device: "cpu", Image: image, Python: hostPython, HostMounts: mounts, Threads: 1}, outFileOnly{dockerContainers{cli}})
+	if _, err := fromFile.Run(ctx, plan, nil); err != nil {
+		t.Fatalf("results from OutputDir: %v", err)
+	}
 	r, err := benchmark.NewReport(b.Name(), b.Harness(), plan, hw, res, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +143,24 @@ func TestContainerEndToEnd(t *testing.T) {
 	if _, err := bad.Capabilities(ctx); err == nil || !strings.Contains(err.Error(), "no CUDA device") {
 		t.Errorf("cuda harness without GPUs: %v", err)
 	}
+}
+
+// outFileOnly discards the container's stdout and passes on OutputDir/results.jsonl, as a
+// runtime that mixes stdout and stderr in one log does.
+type outFileOnly struct{ dockerContainers }
+
+func (o outFileOnly) RunContainer(ctx context.Context, spec ContainerSpec, stdout, stderr io.Writer) (int, error) {
+	code, err := o.dockerContainers.RunContainer(ctx, spec, io.Discard, stderr)
+	if err != nil {
+		return code, err
+	}
+	f, err := os.Open(filepath.Join(spec.OutputDir, ResultsFile))
+	if err != nil {
+		return code, err
+	}
+	defer f.Close()
+	_, err = io.Copy(stdout, f)
+	return code, err
 }
 
 // noGPUs drops the GPU request: this machine has no NVIDIA runtime, and the test is about

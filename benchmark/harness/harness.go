@@ -89,15 +89,22 @@ type Mount struct {
 
 // ContainerSpec is what the harness needs of a container run.
 type ContainerSpec struct {
-	Image  string
-	Cmd    []string
+	Image string
+	Cmd   []string
+	// OutputDir is a host directory to mount writable at /out. It holds the plan
+	// (/out/plan.json) and, as the harness runs, a copy of its output lines
+	// (/out/results.jsonl).
+	OutputDir string
+	// Mounts are extra read-only host mounts.
 	Mounts []Mount
 	// GPUs are the UUIDs of the GPUs to attach; "all" attaches every GPU.
 	GPUs []string
 }
 
 // Containers runs a container to completion, streaming its stdout and stderr. It is the
-// part of the node's runtime the harness uses.
+// part of the node's runtime the harness uses. A runtime that cannot keep the container's
+// stdout apart from its stderr copies OutputDir/results.jsonl to stdout once the
+// container has exited instead.
 type Containers interface {
 	RunContainer(ctx context.Context, spec ContainerSpec, stdout, stderr io.Writer) (exitCode int, err error)
 }
@@ -218,7 +225,7 @@ func (b *Backend) Run(ctx context.Context, plan benchmark.Plan, progress func(be
 		io.Copy(io.Discard, pr)
 		done <- parsed{res, err}
 	}()
-	runErr := b.run(ctx, pj, []string{"--plan", "/plan/plan.json"}, pw)
+	runErr := b.run(ctx, pj, []string{"--plan", "/out/plan.json"}, pw)
 	pw.Close()
 	p := <-done
 	if p.err != nil {
@@ -233,15 +240,19 @@ func (b *Backend) Run(ctx context.Context, plan benchmark.Plan, progress func(be
 	return p.res, nil
 }
 
-// run starts the harness with args, the plan (if any) at /plan/plan.json, stdout to out.
+// ResultsFile is the copy of the output lines the harness writes in OutputDir.
+const ResultsFile = "results.jsonl"
+
+// run starts the harness with args, the plan (if any) at /out/plan.json, stdout to out.
 func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Writer) error {
 	dir, err := os.MkdirTemp("", "gpunode-harness-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	// Readable by the container's user whatever it is; the plan is not secret.
-	if err := os.Chmod(dir, 0o755); err != nil {
+	// Writable by the container's user whatever it is (results.jsonl); the plan is not
+	// secret, and the folder is removed after the run.
+	if err := os.Chmod(dir, 0o777); err != nil {
 		return err
 	}
 	if plan != nil {
@@ -260,7 +271,7 @@ func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Wr
 			return err
 		}
 		for i, a := range args {
-			if a == "/plan/plan.json" {
+			if a == "/out/plan.json" {
 				args[i] = filepath.Join(dir, "plan.json")
 			}
 		}
@@ -272,9 +283,9 @@ func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Wr
 		return nil
 	}
 	spec := ContainerSpec{
-		Image:  b.cfg.Image,
-		Cmd:    append([]string{b.cfg.Python, ScriptPath}, args...),
-		Mounts: []Mount{{Source: dir, Target: "/plan", ReadOnly: true}},
+		Image:     b.cfg.Image,
+		Cmd:       append([]string{b.cfg.Python, ScriptPath}, append(args, "--out", "/out/"+ResultsFile)...),
+		OutputDir: dir,
 	}
 	for _, m := range b.cfg.HostMounts {
 		spec.Mounts = append(spec.Mounts, Mount{Source: m, Target: m, ReadOnly: true})

@@ -4,7 +4,7 @@
 The protocol (arguments in, one JSON object per line out) is documented in PROTOCOL.md
 next to this file. The node, not this script, turns times into TFLOPS and scores.
 
-    harness.py --plan PLAN.json [--device cpu|cuda] [--gpus 0,1]
+    harness.py --plan PLAN.json [--device cpu|cuda] [--gpus 0,1] [--out FILE]
     harness.py --probe [--device cpu|cuda]
 
 Runs on GPUs (--device cuda: matmul in fp32/tf32/fp16/bf16, conv2d through cuDNN,
@@ -23,9 +23,14 @@ PROTOCOL = 1
 HARNESS = "gpunode-harness/1"
 
 
+OUT = []  # extra line sinks (--out)
+
+
 def emit(obj):
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    line = json.dumps(obj, separators=(",", ":")) + "\n"
+    for f in [sys.stdout] + OUT:
+        f.write(line)
+        f.flush()
 
 
 def fail(msg):
@@ -196,7 +201,10 @@ def main():
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda")
     ap.add_argument("--gpus", default="", help="comma-separated CUDA device indexes (default: all)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for --device cpu (default: torch's)")
+    ap.add_argument("--out", default="", help="also write the lines to this file (for runtimes that mix stdout and stderr)")
     args = ap.parse_args()
+    if args.out:
+        OUT.append(open(args.out, "w", buffering=1))
     try:
         import torch
     except Exception as e:  # noqa: BLE001
