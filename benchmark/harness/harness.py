@@ -81,8 +81,6 @@ def hello(torch, device, gpus):
     return devices
 
 
-DTYPES = {}
-
 
 def dtype_of(torch, prec):
     return {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[prec]
