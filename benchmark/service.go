@@ -120,6 +120,16 @@ func (s *Service) Last() *Report {
 	return s.last
 }
 
+// Summary returns the last report's summary for the node's status, or nil.
+func (s *Service) Summary() *Summary {
+	r := s.Last()
+	if r == nil {
+		return nil
+	}
+	sum := r.Summary()
+	return &sum
+}
+
 // Run runs the configured benchmark at start if there is no report yet, then waits for
 // ctx. Cancellation is not an error.
 func (s *Service) Run(ctx context.Context) error {
@@ -177,6 +187,7 @@ func (s *Service) Benchmark(ctx context.Context, profile Profile, backend string
 	return r, nil
 }
 
+// save keeps r exactly as Summary hashes it.
 func (s *Service) save(r *Report) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {

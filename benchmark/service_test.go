@@ -2,6 +2,8 @@ package benchmark
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"crypto/ed25519"
 	"encoding/json"
 	"io"
@@ -94,6 +96,10 @@ func TestServiceBenchmarkKeepsSignedReport(t *testing.T) {
 	// gemm fp16 runs 4 TFLOPS, the best precision; conv and rnn 1: device score ∛4.
 	if len(r.Scores.Devices) != 1 || !approx(r.Scores.Rig, 1.5874010519681994) {
 		t.Errorf("scores %+v", r.Scores)
+	}
+	kept, _ := os.ReadFile(filepath.Join(dir, "last-report.json"))
+	if sum := s.Summary(); sum == nil || sum.Rig != r.Scores.Rig || sum.SHA256 != fmt.Sprintf("%x", sha256.Sum256(kept)) {
+		t.Errorf("summary %+v does not describe the kept report", sum)
 	}
 	// A restarted service finds the report again; a tampered one is not trusted.
 	if got := newTestService(t, dir, &fakeBackend{}).Last(); got == nil || got.Scores.Rig != r.Scores.Rig {
