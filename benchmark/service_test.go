@@ -2,10 +2,10 @@ package benchmark
 
 import (
 	"context"
-	"crypto/sha256"
-	"fmt"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
