@@ -23,6 +23,7 @@ func newRootCmd() *cobra.Command {
 		newJobCmd(),
 		newImageCmd(),
 		newLogsCmd(),
+		newBenchCmd(),
 	)
 	return root
 }
