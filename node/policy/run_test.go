@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"os"
+	"os/signal"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +14,11 @@ import (
 // policy that was in force.
 func TestSIGHUPReloads(t *testing.T) {
 	f := newFixture(t, "version = 1\n[limits]\nmax_gpus = 2\n", 0)
+	// Until Run has called signal.Notify, a SIGHUP would kill the test process; this
+	// subscription keeps it alive for the whole test.
+	guard := make(chan os.Signal, 16)
+	signal.Notify(guard, syscall.SIGHUP)
+	defer signal.Stop(guard)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.h.Run(ctx) }()
