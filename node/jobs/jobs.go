@@ -126,6 +126,22 @@ type Admitter interface {
 	Admit(p Posting, m *job.Manifest) (ok bool, reasons []string)
 }
 
+// ContainerChecker is an Admitter that also re-checks a job when its container is created,
+// against the policy in force then (it may have changed since the job was accepted), and
+// caps what the container gets.
+type ContainerChecker interface {
+	CheckContainer(p Posting, m *job.Manifest) (lim ContainerLimits, reasons []string, ok bool)
+}
+
+// ContainerLimits is what the policy imposes on a job's container.
+type ContainerLimits struct {
+	// RunTimeout caps the job's running time; zero leaves the manifest's.
+	RunTimeout time.Duration
+	// Egress lists the domains the policy lets the job reach. The runtime cannot limit
+	// egress to domains yet, so the container still gets no network.
+	Egress []string
+}
+
 // Runtime runs containers (runtime.Runtime, narrowed).
 type Runtime interface {
 	Start(ctx context.Context, spec runtime.Spec) (runtime.Handle, error)

@@ -438,6 +438,15 @@ func (m *Machine) prepare(ctx context.Context, id string, rec Record) error {
 			MemoryBytes: man.Resources.MemoryMiB << 20,
 		},
 	}
+	if cc, ok := m.deps.Admitter.(ContainerChecker); ok {
+		lim, reasons, ok := cc.CheckContainer(rec.Posting, man)
+		if !ok {
+			return fmt.Errorf("%w: the policy in force refuses the container: %s", ErrPermanent, strings.Join(reasons, "; "))
+		}
+		if lim.RunTimeout > 0 && lim.RunTimeout < spec.RunTimeout {
+			spec.RunTimeout = lim.RunTimeout
+		}
+	}
 	for k, v := range man.Env {
 		spec.Env = append(spec.Env, k+"="+v)
 	}
