@@ -11,6 +11,7 @@ import (
 	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/node/metrics"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
@@ -26,6 +27,8 @@ type Config struct {
 	GPU     gpu.Config     `toml:"gpu"`
 	Runtime docker.Config  `toml:"runtime"`
 	Jobs    jobs.Config    `toml:"jobs"`
+	// Policy is the workload policy: the local file, and the pool's key and signed policy.
+	Policy policy.Config `toml:"policy"`
 	// Datasets are the operator's private data sets: tag → host directory. A job asking
 	// for local:TAG gets it read-only, with no network; it never leaves the rig.
 	Datasets map[string]string `toml:"datasets"`
@@ -56,6 +59,7 @@ func Default() Config {
 		GPU:     gpu.Default(),
 		Runtime: runtimeDefaults(),
 		Jobs:    jobs.Default(),
+		Policy:  policy.Default(),
 	}
 }
 
@@ -75,6 +79,9 @@ func (c Config) Resolved() Config {
 	}
 	if c.Runtime.LogDir == "" {
 		c.Runtime.LogDir = filepath.Join(c.DataDir, "runtime", "logs")
+	}
+	if c.Policy.PoolKey != "" && c.Policy.PoolPolicyFile == "" {
+		c.Policy.PoolPolicyFile = filepath.Join(c.DataDir, "pool-policy.signed")
 	}
 	return c
 }
@@ -109,6 +116,7 @@ func (c Config) Check(file string) error {
 	errs = append(errs, configfile.Problems(file, "gpu", c.GPU.Validate())...)
 	errs = append(errs, configfile.Problems(file, "runtime", c.Resolved().Runtime.Validate())...)
 	errs = append(errs, configfile.Problems(file, "jobs", c.Jobs.Validate())...)
+	errs = append(errs, configfile.Problems(file, "policy", c.Resolved().Policy.Validate())...)
 	for tag, dir := range c.Datasets {
 		if !filepath.IsAbs(dir) {
 			errs = append(errs, fmt.Errorf("%s: datasets.%s: %q must be an absolute path", file, tag, dir))

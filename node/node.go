@@ -18,6 +18,7 @@ import (
 
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/metrics"
+	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
 	"github.com/gpunode/gpunode/version"
@@ -61,6 +62,7 @@ type Node struct {
 	api      *api.Server
 	reg      *prometheus.Registry
 	checks   checks
+	policy   *policy.Holder
 }
 
 // Open builds a node's real adapters from cfg. A machine without the NVIDIA driver is not
@@ -113,6 +115,13 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 	if deps.GPUs != nil {
 		n.reg.MustRegister(metrics.NewGPUCollector(deps.GPUs, n.hostname, log.With("component", "metrics")))
 	}
+	pol, err := policy.New(cfg.Policy, log, n.reg)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	pol.ObserveNode(nodeState(deps.GPUs))
+	pol.Routes(n.api)
+	n.policy = pol
 	n.api.HandleFunc("GET /v1/status", n.handleStatus)
 	if deps.Runtime != nil {
 		deps.Runtime.Routes(n.api)
@@ -122,6 +131,9 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 
 // Registry is the node's metrics registry, for subsystems to register their collectors.
 func (n *Node) Registry() prometheus.Registerer { return n.reg }
+
+// Policy is the node's workload policy and admission state (drain, cordon).
+func (n *Node) Policy() *policy.Holder { return n.policy }
 
 // API is the node's control API server, for subsystems to add routes.
 func (n *Node) API() *api.Server { return n.api }
@@ -142,6 +154,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.deps.Runtime != nil {
 		g.Go(func() error { n.runRuntime(gctx); return nil })
 	}
+	g.Go(func() error { return n.policy.Run(gctx) }) // reloads on SIGHUP
 	g.Go(func() error { return n.supervise(gctx) })
 	err = g.Wait()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
@@ -252,6 +265,9 @@ func (n *Node) Status() api.Status {
 		GPUs:          []api.GPUStatus{},
 		Checks:        n.checks.list(),
 	}
+	a := n.policy.Admission()
+	s.Admission = &api.AdmissionStatus{State: a.State, Reason: a.Reason, Since: a.Since.UTC(), RunningJobs: a.RunningJobs}
+	s.PolicyPaused = n.policy.Paused()
 	if g := n.deps.GPUs; g != nil {
 		s.GPUMode = "nvml"
 		if g.Simulated() {

@@ -24,6 +24,10 @@ type Status struct {
 	GPUs    []GPUStatus `json:"gpus"`
 	// Checks are the node's prerequisites (container engine, chain, …) and their state.
 	Checks []Check `json:"checks"`
+	// Admission says whether the node takes new jobs: active, cordoned, draining, drained.
+	Admission *AdmissionStatus `json:"admission,omitempty"`
+	// PolicyPaused says why the policy takes no job right now (time window, heat).
+	PolicyPaused []string `json:"policy_paused,omitempty"`
 }
 
 // Check is one prerequisite of the node.
