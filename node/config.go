@@ -11,8 +11,8 @@ import (
 	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/jobs"
-	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/node/metrics"
+	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
 )
