@@ -101,6 +101,9 @@ func TestDaemonPolicy(t *testing.T) {
 		t.Errorf("status after cordon: %+v", st.Admission)
 	}
 	waitMetric(t, d.metrics, `gpunode_node_admission_state{state="cordoned"} 1`)
+	if out := run(true, append([]string{"status"}, sock...)...); !strings.Contains(out, "cordoned since") || !strings.Contains(out, "(fan swap)") {
+		t.Errorf("status table does not show the cordon:\n%s", out)
+	}
 	out = run(false, append([]string{"policy", "check", manifest, "--daemon"}, sock...)...)
 	if !strings.Contains(out, "FAIL node admission: node is cordoned") {
 		t.Errorf("check on a cordoned node:\n%s", out)

@@ -45,6 +45,19 @@ func printStatus(w io.Writer, st api.Status) error {
 	fmt.Fprintf(tw, "Node:\t%s\n", st.Hostname)
 	fmt.Fprintf(tw, "Version:\t%s\n", st.Version)
 	fmt.Fprintf(tw, "State:\t%s\n", st.State)
+	if a := st.Admission; a != nil {
+		jobsLine := "taking jobs"
+		if a.State != "active" {
+			jobsLine = fmt.Sprintf("%s since %s", a.State, a.Since.Format(time.RFC3339))
+			if a.Reason != "" {
+				jobsLine += " (" + a.Reason + ")"
+			}
+		}
+		fmt.Fprintf(tw, "Jobs:\t%s, %d running\n", jobsLine, a.RunningJobs)
+	}
+	for _, p := range st.PolicyPaused {
+		fmt.Fprintf(tw, "Paused:\t%s\n", p)
+	}
 	fmt.Fprintf(tw, "Uptime:\t%s (since %s)\n", (time.Duration(st.UptimeSeconds) * time.Second).String(), st.StartedAt.Format(time.RFC3339))
 	mode := st.GPUMode
 	switch st.GPUMode {
