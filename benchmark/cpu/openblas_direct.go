@@ -3,12 +3,16 @@
 package cpu
 
 /*
-#cgo pkg-config: openblas
 #cgo CFLAGS: -O2
-#include <cblas.h>
+#cgo LDFLAGS: -ldl
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <time.h>
 #include <immintrin.h>
+
+typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int,
+	const float *, int, float, float *, int);
+typedef void (*set_threads_fn)(int);
 
 static double now(void) {
 	struct timespec ts;
@@ -16,18 +20,25 @@ static double now(void) {
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-// direct_sgemm times reps calls of cblas_sgemm on n×n matrices it owns, with no Go in
-// between: OpenBLAS's own throughput, the yardstick for the backend's wrapping.
+// direct_sgemm times reps calls of OpenBLAS's cblas_sgemm on n×n matrices it owns, with
+// no Go in between: OpenBLAS's own throughput, the yardstick for the backend's wrapping.
+// It returns the best time in seconds, or -1 without OpenBLAS.
 static double direct_sgemm(int n, int reps, int threads) {
-	openblas_set_num_threads(threads);
+	void *h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+	if (!h) return -1;
+	sgemm_fn sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
+	set_threads_fn set_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
+	if (!sgemm || !set_threads) return -1;
+	set_threads(threads);
 	size_t sz = (size_t)n * n;
 	float *a = malloc(sz * sizeof(float)), *b = malloc(sz * sizeof(float)), *c = malloc(sz * sizeof(float));
 	for (size_t i = 0; i < sz; i++) { a[i] = (float)(i % 7) * 0.25f - 0.75f; b[i] = (float)(i % 5) * 0.5f - 1.0f; c[i] = 0; }
-	cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+	// 102, 111: CblasColMajor, CblasNoTrans.
+	sgemm(102, 111, 111, n, n, n, 1, a, n, b, n, 0, c, n);
 	double best = 1e30;
 	for (int r = 0; r < reps; r++) {
 		double t0 = now();
-		cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+		sgemm(102, 111, 111, n, n, n, 1, a, n, b, n, 0, c, n);
 		double t = now() - t0;
 		if (t < best) best = t;
 	}
@@ -69,7 +80,8 @@ __attribute__((target("avx2,fma"))) static double fma_peak256(long iters) {
 */
 import "C"
 
-// directSgemm returns OpenBLAS's best time in seconds of reps n×n×n sgemm calls.
+// directSgemm returns OpenBLAS's best time in seconds of reps n×n×n sgemm calls, or a
+// negative number without OpenBLAS.
 func directSgemm(n, reps, threads int) float64 {
 	return float64(C.direct_sgemm(C.int(n), C.int(reps), C.int(threads)))
 }

@@ -1,3 +1,5 @@
+//go:build cgo && !noopenblas
+
 package cpu
 
 import (
@@ -15,8 +17,8 @@ import (
 // C loop, no Go in between), and the machine's theoretical peak. It fails if the backend
 // reaches less than 90% of OpenBLAS. Run: go test -run '^$' -bench SgemmVsOpenBLAS ./benchmark/cpu/
 func BenchmarkSgemmVsOpenBLAS(b *testing.B) {
-	if blasName() == "pure-go" {
-		b.Fatal("built without OpenBLAS (-tags noopenblas or CGO_ENABLED=0): nothing to compare; install libopenblas-dev and pkg-config (" + "make setup" + ")")
+	if !haveOpenBLAS {
+		b.Fatalf("%s: nothing to compare with; install Debian's libopenblas0 (make setup)", blasName())
 	}
 	lanes := TheoreticalPeak(1).VectorFloats
 	var core float64
