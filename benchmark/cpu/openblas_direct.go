@@ -20,10 +20,18 @@ static double now(void) {
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+// cpu_now is the CPU time of all the process's threads.
+static double cpu_now(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 // direct_sgemm times reps calls of OpenBLAS's cblas_sgemm on n×n matrices it owns, with
 // no Go in between: OpenBLAS's own throughput, the yardstick for the backend's wrapping.
-// It returns the best time in seconds, or -1 without OpenBLAS.
-static double direct_sgemm(int n, int reps, int threads) {
+// It returns the best time in seconds, or -1 without OpenBLAS, and in *cpu the CPU
+// seconds the timed calls used.
+static double direct_sgemm(int n, int reps, int threads, double *cpu) {
 	void *h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
 	if (!h) return -1;
 	sgemm_fn sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
@@ -36,12 +44,14 @@ static double direct_sgemm(int n, int reps, int threads) {
 	// 102, 111: CblasColMajor, CblasNoTrans.
 	sgemm(102, 111, 111, n, n, n, 1, a, n, b, n, 0, c, n);
 	double best = 1e30;
+	double c0 = cpu_now();
 	for (int r = 0; r < reps; r++) {
 		double t0 = now();
 		sgemm(102, 111, 111, n, n, n, 1, a, n, b, n, 0, c, n);
 		double t = now() - t0;
 		if (t < best) best = t;
 	}
+	*cpu = cpu_now() - c0;
 	free(a); free(b); free(c);
 	return best;
 }
@@ -80,11 +90,16 @@ __attribute__((target("avx2,fma"))) static double fma_peak256(long iters) {
 */
 import "C"
 
-// directSgemm returns OpenBLAS's best time in seconds of reps n×n×n sgemm calls, or a
-// negative number without OpenBLAS.
-func directSgemm(n, reps, threads int) float64 {
-	return float64(C.direct_sgemm(C.int(n), C.int(reps), C.int(threads)))
+// directSgemm returns OpenBLAS's best time in seconds of reps n×n×n sgemm calls (negative
+// without OpenBLAS) and the CPU seconds all reps took.
+func directSgemm(n, reps, threads int) (best, cpu float64) {
+	var c C.double
+	best = float64(C.direct_sgemm(C.int(n), C.int(reps), C.int(threads), &c))
+	return best, float64(c)
 }
+
+// cpuSeconds is the CPU time of all the process's threads, on the clock directSgemm uses.
+func cpuSeconds() float64 { return float64(C.cpu_now()) }
 
 // measureFMA returns one core's measured fp32 FMA GFLOPS at the given vector width in
 // floats (16 or 8), or 0 if unsupported here.
