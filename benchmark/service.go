@@ -140,7 +140,7 @@ func (s *Service) Last() *Report {
 }
 
 // Summary returns the last report's summary for the node's status, or nil.
-func (s *Service) Summary() *Summary {
+func (s *Service) Summary() *api.BenchmarkSummary {
 	r := s.Last()
 	if r == nil {
 		return nil

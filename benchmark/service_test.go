@@ -99,7 +99,7 @@ func TestServiceBenchmarkKeepsSignedReport(t *testing.T) {
 		t.Errorf("scores %+v", r.Scores)
 	}
 	kept, _ := os.ReadFile(filepath.Join(dir, "last-report.json"))
-	if sum := s.Summary(); sum == nil || sum.Rig != r.Scores.Rig || sum.SHA256 != fmt.Sprintf("%x", sha256.Sum256(kept)) {
+	if sum := s.Summary(); sum == nil || sum.RigScore != r.Scores.Rig || sum.SHA256 != fmt.Sprintf("%x", sha256.Sum256(kept)) {
 		t.Errorf("summary %+v does not describe the kept report", sum)
 	}
 	// A running service picks up a report another process (`gpunode bench`) kept.
