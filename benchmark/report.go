@@ -14,6 +14,8 @@ import (
 	"math"
 	"reflect"
 	"time"
+
+	"github.com/gpunode/gpunode/node/api"
 )
 
 // ReportVersion is the version of the report format this package writes and reads.
@@ -264,28 +266,18 @@ func Run(ctx context.Context, b Backend, profile Profile, progress func(done, to
 	return NewReport(b.Name(), b.Harness(), plan, hw, results, time.Now())
 }
 
-// Summary is a report in a few fields: what the node's status shows and what a capacity
-// record advertises beside the CID of the full signed report.
-type Summary struct {
-	Rig            float64       `json:"rig_score_tflops"`
-	Devices        []DeviceScore `json:"devices"`
-	AllReduceBusBW float64       `json:"allreduce_busbw_gbs,omitempty"`
-	Profile        Profile       `json:"profile"`
-	Backend        string        `json:"backend"`
-	Harness        string        `json:"harness"`
-	Fingerprint    string        `json:"fingerprint"`
-	CreatedAt      time.Time     `json:"created_at"`
-	// SHA256 is the hash of the signed report as kept (indented JSON, last-report.json).
-	SHA256 string `json:"sha256"`
-}
-
-// Summary returns the report's summary.
-func (r *Report) Summary() Summary {
+// Summary returns the report in a few fields: what the node's status shows and what a
+// capacity record advertises beside the CID of the full signed report.
+func (r *Report) Summary() api.BenchmarkSummary {
 	b, _ := json.MarshalIndent(r, "", "  ")
 	sum := sha256.Sum256(b)
-	return Summary{
-		Rig: r.Scores.Rig, Devices: r.Scores.Devices, AllReduceBusBW: r.Scores.AllReduceBusBW,
-		Profile: r.Profile, Backend: r.Backend, Harness: r.Harness, Fingerprint: r.Fingerprint,
+	s := api.BenchmarkSummary{
+		RigScore: r.Scores.Rig, AllReduceBusBW: r.Scores.AllReduceBusBW,
+		Profile: string(r.Profile), Backend: r.Backend, Harness: r.Harness, Fingerprint: r.Fingerprint,
 		CreatedAt: r.CreatedAt, SHA256: hex.EncodeToString(sum[:]),
 	}
+	for _, d := range r.Scores.Devices {
+		s.Devices = append(s.Devices, api.BenchmarkDevice{Device: d.Device, Score: d.Score})
+	}
+	return s
 }

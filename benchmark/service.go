@@ -72,6 +72,7 @@ type Service struct {
 	mu      sync.Mutex
 	running bool
 	last    *Report
+	loaded  time.Time // modification time of the kept report last read
 }
 
 // New returns a service signing with key (the node's Ed25519 identity) and running the
@@ -92,12 +93,23 @@ func New(cfg Config, log *slog.Logger, key crypto.Signer, backends ...Backend) (
 
 func (s *Service) statePath() string { return filepath.Join(s.cfg.StateDir, "last-report.json") }
 
-// load reads the kept report; one that no longer verifies is set aside, not trusted.
+// load reads the kept report if it changed since it was last read (`gpunode bench` may
+// have written a new one); one that does not verify is set aside, not trusted.
 func (s *Service) load() error {
-	b, err := os.ReadFile(s.statePath())
+	fi, err := os.Stat(s.statePath())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("benchmark state: %w", err)
+	}
+	s.mu.Lock()
+	same := fi.ModTime().Equal(s.loaded)
+	s.mu.Unlock()
+	if same {
+		return nil
+	}
+	b, err := os.ReadFile(s.statePath())
 	if err != nil {
 		return fmt.Errorf("benchmark state: %w", err)
 	}
@@ -105,8 +117,12 @@ func (s *Service) load() error {
 	if err == nil {
 		err = r.Verify()
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loaded = fi.ModTime()
 	if err != nil {
 		s.log.Warn("kept benchmark report does not verify; ignoring it", "path", s.statePath(), "err", err)
+		s.last = nil
 		return nil
 	}
 	s.last = r
@@ -115,13 +131,16 @@ func (s *Service) load() error {
 
 // Last returns the last report, or nil.
 func (s *Service) Last() *Report {
+	if err := s.load(); err != nil {
+		s.log.Warn("read kept benchmark report", "err", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.last
 }
 
 // Summary returns the last report's summary for the node's status, or nil.
-func (s *Service) Summary() *Summary {
+func (s *Service) Summary() *api.BenchmarkSummary {
 	r := s.Last()
 	if r == nil {
 		return nil
@@ -180,8 +199,12 @@ func (s *Service) Benchmark(ctx context.Context, profile Profile, backend string
 	if err := s.save(r); err != nil {
 		return nil, err
 	}
+	fi, statErr := os.Stat(s.statePath())
 	s.mu.Lock()
 	s.last = r
+	if statErr == nil {
+		s.loaded = fi.ModTime()
+	}
 	s.mu.Unlock()
 	s.log.Info("benchmark done", "profile", profile, "backend", backend, "rig_score_tflops", r.Scores.Rig, "duration", time.Since(start).Round(time.Millisecond))
 	return r, nil

@@ -1,6 +1,7 @@
 package benchmark
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -98,9 +99,23 @@ func TestServiceBenchmarkKeepsSignedReport(t *testing.T) {
 		t.Errorf("scores %+v", r.Scores)
 	}
 	kept, _ := os.ReadFile(filepath.Join(dir, "last-report.json"))
-	if sum := s.Summary(); sum == nil || sum.Rig != r.Scores.Rig || sum.SHA256 != fmt.Sprintf("%x", sha256.Sum256(kept)) {
+	if sum := s.Summary(); sum == nil || sum.RigScore != r.Scores.Rig || sum.SHA256 != fmt.Sprintf("%x", sha256.Sum256(kept)) {
 		t.Errorf("summary %+v does not describe the kept report", sum)
 	}
+	// A running service picks up a report another process (`gpunode bench`) kept.
+	other := newTestService(t, dir, &fakeBackend{})
+	r2, err := other.Benchmark(context.Background(), Quick, "fake", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Coarse file system clocks could give both writes one modification time.
+	later := time.Now().Add(time.Minute)
+	os.Chtimes(filepath.Join(dir, "last-report.json"), later, later)
+	if got := s.Last(); got == nil || !bytes.Equal(got.Signature, r2.Signature) {
+		t.Fatal("the running service did not pick up the newer kept report")
+	}
+	r = r2
+	kept, _ = os.ReadFile(filepath.Join(dir, "last-report.json"))
 	// A restarted service finds the report again; a tampered one is not trusted.
 	if got := newTestService(t, dir, &fakeBackend{}).Last(); got == nil || got.Scores.Rig != r.Scores.Rig {
 		t.Fatalf("report not kept across restart: %+v", got)

@@ -1,7 +1,8 @@
 // Package cpu is the CPU benchmark backend: GEMM, convolution (im2col + GEMM), RNN cells
 // and a ring all-reduce across worker goroutines, on OpenBLAS through cgo (as DeepBench
-// uses MKL on CPUs) or, built with -tags noopenblas or without cgo, on pure-Go kernels.
-// It runs anywhere and is the CI backend.
+// uses MKL on CPUs) or on pure-Go kernels: when libopenblas.so.0 is not installed (it is
+// loaded at run time, so the binary does not need it to start), or when built with
+// -tags noopenblas or without cgo. It runs anywhere and is the CI backend.
 package cpu
 
 import (

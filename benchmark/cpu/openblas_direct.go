@@ -3,12 +3,16 @@
 package cpu
 
 /*
-#cgo pkg-config: openblas
 #cgo CFLAGS: -O2
-#include <cblas.h>
+#cgo LDFLAGS: -ldl
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <time.h>
 #include <immintrin.h>
+
+typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int,
+	const float *, int, float, float *, int);
+typedef void (*set_threads_fn)(int);
 
 static double now(void) {
 	struct timespec ts;
@@ -16,21 +20,38 @@ static double now(void) {
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-// direct_sgemm times reps calls of cblas_sgemm on n×n matrices it owns, with no Go in
-// between: OpenBLAS's own throughput, the yardstick for the backend's wrapping.
-static double direct_sgemm(int n, int reps, int threads) {
-	openblas_set_num_threads(threads);
+// cpu_now is the CPU time of all the process's threads.
+static double cpu_now(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// direct_sgemm times reps calls of OpenBLAS's cblas_sgemm on n×n matrices it owns, with
+// no Go in between: OpenBLAS's own throughput, the yardstick for the backend's wrapping.
+// It returns the best time in seconds, or -1 without OpenBLAS, and in *cpu the CPU
+// seconds the timed calls used.
+static double direct_sgemm(int n, int reps, int threads, double *cpu) {
+	void *h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+	if (!h) return -1;
+	sgemm_fn sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
+	set_threads_fn set_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
+	if (!sgemm || !set_threads) return -1;
+	set_threads(threads);
 	size_t sz = (size_t)n * n;
 	float *a = malloc(sz * sizeof(float)), *b = malloc(sz * sizeof(float)), *c = malloc(sz * sizeof(float));
 	for (size_t i = 0; i < sz; i++) { a[i] = (float)(i % 7) * 0.25f - 0.75f; b[i] = (float)(i % 5) * 0.5f - 1.0f; c[i] = 0; }
-	cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+	// 102, 111: CblasColMajor, CblasNoTrans.
+	sgemm(102, 111, 111, n, n, n, 1, a, n, b, n, 0, c, n);
 	double best = 1e30;
+	double c0 = cpu_now();
 	for (int r = 0; r < reps; r++) {
 		double t0 = now();
-		cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+		sgemm(102, 111, 111, n, n, n, 1, a, n, b, n, 0, c, n);
 		double t = now() - t0;
 		if (t < best) best = t;
 	}
+	*cpu = cpu_now() - c0;
 	free(a); free(b); free(c);
 	return best;
 }
@@ -69,10 +90,16 @@ __attribute__((target("avx2,fma"))) static double fma_peak256(long iters) {
 */
 import "C"
 
-// directSgemm returns OpenBLAS's best time in seconds of reps n×n×n sgemm calls.
-func directSgemm(n, reps, threads int) float64 {
-	return float64(C.direct_sgemm(C.int(n), C.int(reps), C.int(threads)))
+// directSgemm returns OpenBLAS's best time in seconds of reps n×n×n sgemm calls (negative
+// without OpenBLAS) and the CPU seconds all reps took.
+func directSgemm(n, reps, threads int) (best, cpu float64) {
+	var c C.double
+	best = float64(C.direct_sgemm(C.int(n), C.int(reps), C.int(threads), &c))
+	return best, float64(c)
 }
+
+// cpuSeconds is the CPU time of all the process's threads, on the clock directSgemm uses.
+func cpuSeconds() float64 { return float64(C.cpu_now()) }
 
 // measureFMA returns one core's measured fp32 FMA GFLOPS at the given vector width in
 // floats (16 or 8), or 0 if unsupported here.

@@ -114,9 +114,8 @@ type Backend struct {
 	cfg        Config
 	containers Containers
 
-	probeOnce sync.Once
-	hello     *Hello
-	probeErr  error
+	mu    sync.Mutex
+	hello *Hello // from the first successful probe
 }
 
 // New returns a harness backend. containers may be nil when cfg.Image is empty.
@@ -140,30 +139,36 @@ func (b *Backend) Name() string {
 
 // Harness is the harness's own name and version as it reported it, with PyTorch's.
 func (b *Backend) Harness() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.hello == nil {
 		return "gpunode-harness"
 	}
 	return b.hello.Harness + " torch " + b.hello.Torch
 }
 
+// probe asks the harness which devices it sees, once it has answered; a failed probe
+// (engine down, image missing) is tried again next time.
 func (b *Backend) probe(ctx context.Context) (*Hello, error) {
-	b.probeOnce.Do(func() {
-		plan := benchmark.Plan{}
-		var out bytes.Buffer
-		runErr := b.run(ctx, nil, []string{"--probe"}, &out)
-		b.hello, _, b.probeErr = Parse(&out, plan, nil)
-		switch {
-		case runErr != nil && b.probeErr != nil && !errors.Is(b.probeErr, ErrProtocol):
-			// The harness said why it failed: that is the message to show.
-			b.probeErr = fmt.Errorf("%w (%v)", b.probeErr, runErr)
-		case runErr != nil:
-			b.probeErr = runErr
-		}
-		if b.probeErr != nil {
-			b.hello = nil
-		}
-	})
-	return b.hello, b.probeErr
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.hello != nil {
+		return b.hello, nil
+	}
+	var out bytes.Buffer
+	runErr := b.run(ctx, nil, []string{"--probe"}, &out)
+	hello, _, err := Parse(&out, benchmark.Plan{}, nil)
+	switch {
+	case runErr != nil && err != nil && !errors.Is(err, ErrProtocol):
+		// The harness said why it failed: that is the message to show.
+		return nil, fmt.Errorf("%w (%v)", err, runErr)
+	case runErr != nil:
+		return nil, runErr
+	case err != nil:
+		return nil, err
+	}
+	b.hello = hello
+	return hello, nil
 }
 
 // Capabilities asks the harness which devices it sees: all precisions on CUDA, fp32 on

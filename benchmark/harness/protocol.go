@@ -19,6 +19,9 @@ const Protocol = 1
 // MaxLine bounds one line of harness output.
 const MaxLine = 64 << 10
 
+// maxText bounds the free-text fields the harness reports, which end up in reports.
+const maxText = 256
+
 // ErrProtocol marks harness output that breaks the protocol: the run's numbers are not
 // used, whatever else it printed.
 var ErrProtocol = errors.New("harness protocol violation")
@@ -136,6 +139,14 @@ func (p *Parser) Line(b []byte) (*benchmark.Result, error) {
 		if err := strict(b, &h); err != nil {
 			return nil, p.errorf("hello: %v", err)
 		}
+		for _, f := range []string{h.Harness, h.Torch, h.Python, h.Device, h.CPU, h.CUDA, h.CuDNN, h.NCCL, h.Driver} {
+			if len(f) > maxText {
+				return nil, p.errorf("hello: a field is longer than %d bytes", maxText)
+			}
+		}
+		if h.Device != "cpu" && h.Device != "cuda" {
+			return nil, p.errorf("hello: device %q, want cpu or cuda", h.Device)
+		}
 		if h.Protocol != Protocol {
 			return nil, p.errorf("harness speaks protocol %d, this node %d: use a harness image that matches the node's version", h.Protocol, Protocol)
 		}
@@ -144,6 +155,9 @@ func (p *Parser) Line(b []byte) (*benchmark.Result, error) {
 		}
 		ids := map[string]bool{}
 		for _, d := range h.Devices {
+			if len(d.Name) > maxText || len(d.UUID) > maxText {
+				return nil, p.errorf("hello: device %q: name or uuid longer than %d bytes", d.ID, maxText)
+			}
 			if !deviceID.MatchString(d.ID) || ids[d.ID] {
 				return nil, p.errorf("hello: bad or repeated device id %q", d.ID)
 			}
@@ -172,8 +186,8 @@ func (p *Parser) Line(b []byte) (*benchmark.Result, error) {
 			if err := strict(b, &l); err != nil {
 				return nil, p.errorf("skipped: %v", err)
 			}
-			if l.Reason == "" {
-				return nil, p.errorf("skipped without a reason")
+			if l.Reason == "" || len(l.Reason) > 4*maxText {
+				return nil, p.errorf("skipped without a reason, or one longer than %d bytes", 4*maxText)
 			}
 			idx = l.Index
 			r = benchmark.Result{Device: l.Device, Skipped: l.Reason}

@@ -95,6 +95,8 @@ func TestParseRejectsMalformed(t *testing.T) {
 		"protocol":         {edit(0, `"protocol":1`, `"protocol":2`), "protocol 2"},
 		"second hello":     {lines[0] + "\n" + string(good), "second hello"},
 		"skip no reason":   {edit(3, `"reason":"fp16 needs a CUDA device"`, `"reason":""`), "without a reason"},
+		"long reason":      {edit(3, `"reason":"fp16 needs a CUDA device"`, `"reason":"`+strings.Repeat("x", 2000)+`"`), "longer than"},
+		"device kind":      {edit(0, `"device":"cpu"`, `"device":"tpu"`), "want cpu or cuda"},
 		"harness error":    {lines[0] + "\n" + `{"type":"error","error":"CUDA out of memory"}`, "harness failed: CUDA out of memory"},
 	} {
 		t.Run(name, func(t *testing.T) {

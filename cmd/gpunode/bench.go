@@ -1,13 +1,8 @@
 package main
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -45,7 +40,7 @@ harness on PyTorch's CPU backend).`,
 			if keyPath == "" {
 				keyPath = filepath.Join(dataDir, "bench.key")
 			}
-			key, err := loadOrCreateKey(keyPath)
+			key, err := benchmark.LoadOrCreateKey(keyPath)
 			if err != nil {
 				return err
 			}
@@ -197,43 +192,4 @@ func progressBar(w io.Writer) func(done, total int, r benchmark.Result) {
 		line := fmt.Sprintf("[%s] %d/%d %s %s %s %s", bar, done, total, r.Problem.Class, r.Problem.Precision, r.Problem.Shape(), what)
 		fmt.Fprintf(w, "\r%-120.120s", line)
 	}
-}
-
-// loadOrCreateKey reads an Ed25519 key (PKCS#8 PEM) or creates one. The daemon signs with
-// the node's identity key instead.
-func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		_, key, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("key %s: %w", path, err)
-		}
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-			return nil, fmt.Errorf("key %s: %w", path, err)
-		}
-		return key, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", path, err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("key %s: not PEM", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", path, err)
-	}
-	key, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("key %s: %T, want Ed25519", path, k)
-	}
-	return key, nil
 }
