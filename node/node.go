@@ -49,6 +49,8 @@ type Deps struct {
 	GPUNote string
 	// Runtime runs job containers; nil on a node that takes no jobs.
 	Runtime Runtime
+	// Benchmark measures the rig and keeps its signed report; nil to leave it out.
+	Benchmark Benchmark
 }
 
 // Node is a running gpunode daemon.
@@ -90,6 +92,11 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
 	deps.Runtime = rt
+	bench, err := openBenchmark(cfg, log, deps.GPUs, rt)
+	if err != nil {
+		return nil, err
+	}
+	deps.Benchmark = bench
 	return New(cfg, log, deps)
 }
 
@@ -126,6 +133,12 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 	if deps.Runtime != nil {
 		deps.Runtime.Routes(n.api)
 	}
+	if deps.Benchmark != nil {
+		deps.Benchmark.Routes(n.api)
+		if err := deps.Benchmark.Register(n.reg); err != nil {
+			return nil, fmt.Errorf("benchmark metrics: %w", err)
+		}
+	}
 	return n, nil
 }
 
@@ -155,6 +168,9 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { n.runRuntime(gctx); return nil })
 	}
 	g.Go(func() error { return n.policy.Run(gctx) }) // reloads on SIGHUP
+	if n.deps.Benchmark != nil {
+		g.Go(func() error { return n.deps.Benchmark.Run(gctx) })
+	}
 	g.Go(func() error { return n.supervise(gctx) })
 	err = g.Wait()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
@@ -268,6 +284,9 @@ func (n *Node) Status() api.Status {
 	a := n.policy.Admission()
 	s.Admission = &api.AdmissionStatus{State: a.State, Reason: a.Reason, Since: a.Since.UTC(), RunningJobs: a.RunningJobs}
 	s.PolicyPaused = n.policy.Paused()
+	if n.deps.Benchmark != nil {
+		s.Benchmark = n.deps.Benchmark.Summary()
+	}
 	if g := n.deps.GPUs; g != nil {
 		s.GPUMode = "nvml"
 		if g.Simulated() {

@@ -20,8 +20,8 @@ import (
 	"github.com/gpunode/gpunode/internal/testenv"
 )
 
-// dockerContainers is a minimal Containers over the Docker SDK, standing in for
-// runtime/docker until the node wires that in.
+// dockerContainers is a minimal Containers over the Docker SDK that streams stdout, the
+// other shape of Containers beside RuntimeContainers (TestRuntimeEndToEnd).
 type dockerContainers struct{ cli *client.Client }
 
 func (d dockerContainers) RunContainer(ctx context.Context, spec ContainerSpec, stdout, stderr io.Writer) (int, error) {
@@ -125,11 +125,6 @@ func TestContainerEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The same run through a runtime that only hands back /out/results.jsonl.
-	fromFile, _ := New(Config{Device: "cpu", Image: image, Python: hostPython, HostMounts: mounts, Threads: 1}, outFileOnly{dockerContainers{cli}})
-	if _, err := fromFile.Run(ctx, plan, nil); err != nil {
-		t.Fatalf("results from OutputDir: %v", err)
-	}
 	r, err := benchmark.NewReport(b.Name(), b.Harness(), plan, hw, res, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -143,24 +138,6 @@ func TestContainerEndToEnd(t *testing.T) {
 	if _, err := bad.Capabilities(ctx); err == nil || !strings.Contains(err.Error(), "no CUDA device") {
 		t.Errorf("cuda harness without GPUs: %v", err)
 	}
-}
-
-// outFileOnly discards the container's stdout and passes on OutputDir/results.jsonl, as a
-// runtime that mixes stdout and stderr in one log does.
-type outFileOnly struct{ dockerContainers }
-
-func (o outFileOnly) RunContainer(ctx context.Context, spec ContainerSpec, stdout, stderr io.Writer) (int, error) {
-	code, err := o.dockerContainers.RunContainer(ctx, spec, io.Discard, stderr)
-	if err != nil {
-		return code, err
-	}
-	f, err := os.Open(filepath.Join(spec.OutputDir, ResultsFile))
-	if err != nil {
-		return code, err
-	}
-	defer f.Close()
-	_, err = io.Copy(stdout, f)
-	return code, err
 }
 
 // noGPUs drops the GPU request: this machine has no NVIDIA runtime, and the test is about

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,13 +17,15 @@ import (
 	"github.com/gpunode/gpunode/benchmark/cpu"
 	"github.com/gpunode/gpunode/benchmark/harness"
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/runtime/docker"
+	"github.com/gpunode/gpunode/runtime/gpu"
 )
 
 func newBenchCmd() *cobra.Command {
 	var (
-		profile, backend, dataDir, keyPath, compare, python string
-		threads                                             int
-		asJSON                                              bool
+		profile, backend, dataDir, keyPath, compare, python, image string
+		threads                                                    int
+		asJSON                                                     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -49,13 +52,24 @@ harness on PyTorch's CPU backend).`,
 			case "cpu":
 				b, err = cpu.New(cpu.Config{Threads: threads})
 			case "cuda", "torch-cpu":
-				dev := "cuda"
+				hcfg := harness.Config{Device: "cuda", Python: python, Threads: threads}
 				if backend == "torch-cpu" {
-					dev = "cpu"
+					hcfg.Device = "cpu"
 				}
-				// Until the daemon's container runtime is wired in, the harness runs on the
-				// host's Python; the daemon runs it in the harness image.
-				b, err = harness.New(harness.Config{Device: dev, Python: python, Threads: threads}, nil)
+				if !cmd.Flags().Changed("image") && backend == "cuda" {
+					image = harness.Default().Image
+				}
+				var ctrs harness.Containers
+				if image != "" {
+					hcfg.Image = image
+					var closeRT func()
+					ctrs, hcfg.GPUs, closeRT, err = benchContainers(dataDir, hcfg.Device == "cuda")
+					if err != nil {
+						return err
+					}
+					defer closeRT()
+				}
+				b, err = harness.New(hcfg, ctrs)
 			default:
 				return fmt.Errorf("unknown backend %q: want cpu, cuda or torch-cpu", backend)
 			}
@@ -113,7 +127,8 @@ harness on PyTorch's CPU backend).`,
 	f.StringVar(&keyPath, "key", "", "Ed25519 signing key (PKCS#8 PEM), created if missing (default <data-dir>/bench.key)")
 	f.StringVar(&compare, "compare", "", "earlier report to compare with (default: the kept report of this rig)")
 	f.IntVar(&threads, "threads", 0, "CPU threads (0: one per CPU for cpu, torch's default for torch-cpu)")
-	f.StringVar(&python, "python", "python3", "Python with PyTorch, for the cuda and torch-cpu backends")
+	f.StringVar(&python, "python", "python3", "Python with PyTorch, for the cuda and torch-cpu backends (in the image, or on the host without one)")
+	f.StringVar(&image, "image", "", "harness image to run through the container runtime (default "+harness.Default().Image+" for cuda; \"\" runs the host's Python)")
 	cmd.AddCommand(newBenchVerifyCmd(), newBenchShowCmd())
 	return cmd
 }
@@ -161,6 +176,37 @@ func newBenchShowCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&socket, "api-socket", api.DefaultSocket, "the daemon's control API socket")
 	return cmd
+}
+
+// benchContainers opens the container runtime for the harness image (its own instance,
+// so that a running daemon does not adopt these containers) and, for CUDA, the GPUs to
+// attach by UUID.
+func benchContainers(dataDir string, cuda bool) (harness.Containers, []string, func(), error) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var uuids []string
+	if cuda {
+		inv, err := gpu.Open(gpu.Default(), log)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("cuda backend: %w; measure the CPU with --backend cpu", err)
+		}
+		for _, d := range inv.Devices() {
+			uuids = append(uuids, d.UUID)
+		}
+		inv.Close()
+		if len(uuids) == 0 {
+			return nil, nil, nil, errors.New("cuda backend: the NVIDIA driver lists no GPU")
+		}
+	}
+	rcfg := docker.Default()
+	rcfg.Instance = "gpunode-bench"
+	rcfg.StateDir = filepath.Join(dataDir, "benchmark", "runtime", "jobs")
+	rcfg.LogDir = filepath.Join(dataDir, "benchmark", "runtime", "logs")
+	rcfg.ImageCacheBytes = 0
+	rt, err := docker.New(rcfg, log)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("container runtime: %w", err)
+	}
+	return harness.RuntimeContainers{Jobs: rt}, uuids, func() { rt.Close() }, nil
 }
 
 func readReport(path string) (*benchmark.Report, error) {

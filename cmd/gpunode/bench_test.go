@@ -53,4 +53,10 @@ func TestBenchQuickCPU(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "signature does not verify") {
 		t.Fatalf("tampered report: %v: %s", err, out)
 	}
+
+	// No GPU here: the cuda backend says so and how to measure the CPU instead.
+	out, err = exec.CommandContext(ctx, bin, "bench", "--backend", "cuda", "--data-dir", data).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no NVIDIA driver") || !strings.Contains(string(out), "--backend cpu") {
+		t.Fatalf("cuda without GPUs: %v: %s", err, out)
+	}
 }

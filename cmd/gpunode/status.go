@@ -70,6 +70,11 @@ func printStatus(w io.Writer, st api.Status) error {
 	if st.Driver != "" {
 		fmt.Fprintf(tw, "Driver:\t%s (CUDA %s)\n", st.Driver, st.CUDA)
 	}
+	if b := st.Benchmark; b != nil {
+		fmt.Fprintf(tw, "DL hashrate:\t%.4f TFLOPS (%s benchmark, %s, %s)\n", b.RigScore, b.Profile, b.Backend, b.CreatedAt.Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(tw, "DL hashrate:\tnot measured yet: run `gpunode bench`\n")
+	}
 	for _, c := range st.Checks {
 		if c.OK {
 			fmt.Fprintf(tw, "%s:\tok\n", c.Name)

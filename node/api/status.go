@@ -24,6 +24,8 @@ type Status struct {
 	GPUs    []GPUStatus `json:"gpus"`
 	// Checks are the node's prerequisites (container engine, chain, …) and their state.
 	Checks []Check `json:"checks"`
+	// Benchmark is the summary of the rig's last benchmark report, if it has one.
+	Benchmark *BenchmarkSummary `json:"benchmark,omitempty"`
 	// Admission says whether the node takes new jobs: active, cordoned, draining, drained.
 	Admission *AdmissionStatus `json:"admission,omitempty"`
 	// PolicyPaused says why the policy takes no job right now (time window, heat).

@@ -1,0 +1,57 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpunode/gpunode/benchmark"
+	"github.com/gpunode/gpunode/benchmark/cpu"
+	"github.com/gpunode/gpunode/benchmark/harness"
+	"github.com/gpunode/gpunode/node/api"
+)
+
+// openBenchmark builds the benchmark service: the CPU backend always, and the PyTorch
+// harness on the GPUs, run as a job of the container runtime, when the rig has real
+// GPUs. Its report lives in <data_dir>/benchmark, where `gpunode bench` keeps it too,
+// signed by <data_dir>/bench.key until the node has its identity key.
+func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (*benchmark.Service, error) {
+	key, err := benchmark.LoadOrCreateKey(filepath.Join(cfg.DataDir, "bench.key"))
+	if err != nil {
+		return nil, fmt.Errorf("benchmark: %w", err)
+	}
+	bcfg := benchmark.Default()
+	bcfg.StateDir = filepath.Join(cfg.DataDir, "benchmark")
+	// Not at every first start: a benchmark takes the rig for minutes. `gpunode bench`
+	// or POST /v1/benchmark runs one.
+	bcfg.OnStart = false
+	cb, err := cpu.New(cpu.Default())
+	if err != nil {
+		return nil, err
+	}
+	backends := []benchmark.Backend{cb}
+	if gpus != nil && !gpus.Simulated() && len(gpus.Devices()) > 0 && jobs != nil {
+		hcfg := harness.Default()
+		for _, d := range gpus.Devices() {
+			hcfg.GPUs = append(hcfg.GPUs, d.UUID)
+		}
+		hb, err := harness.New(hcfg, harness.RuntimeContainers{Jobs: jobs})
+		if err != nil {
+			return nil, err
+		}
+		backends = append(backends, hb)
+		bcfg.Backend = hb.Name()
+	}
+	return benchmark.New(bcfg, log, key, backends...)
+}
+
+// Benchmark is what the node needs of the benchmark service.
+type Benchmark interface {
+	Run(ctx context.Context) error
+	Routes(s *api.Server)
+	Register(reg prometheus.Registerer) error
+	Summary() *api.BenchmarkSummary
+}
