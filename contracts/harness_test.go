@@ -18,6 +18,7 @@ import (
 	"github.com/gpunode/gpunode/contracts"
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/contracts/bindings/mocks"
+	"github.com/gpunode/gpunode/contracts/devchain"
 )
 
 var (
@@ -69,7 +70,7 @@ func newChain(t testing.TB) *chain {
 	for _, a := range append([]account{c.deployer, c.sponsor, c.provider, c.other, c.outsider}, c.vals...) {
 		alloc[a.addr] = types.Account{Balance: fund}
 	}
-	c.sim = simulated.NewBackend(alloc)
+	c.sim = simulated.NewBackend(alloc, devchain.WithMainnetRules())
 	t.Cleanup(func() { c.sim.Close() })
 	c.client = c.sim.Client()
 	c.market = c.deploy(c.deployer, common.FromHex(bindings.JobMarketMetaData.Bin))
@@ -219,7 +220,16 @@ func (c *chain) now() uint64 {
 // warp moves the chain clock forward by d (and mines a block).
 func (c *chain) warp(d time.Duration) {
 	c.t.Helper()
-	if err := c.sim.AdjustTime(d); err != nil {
+	// The tx pool forgets mined transactions asynchronously after a block, and AdjustTime
+	// refuses to run while it still lists any: retry for a bounded while.
+	var err error
+	for range 100 {
+		if err = c.sim.AdjustTime(d); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.sim.Commit()
@@ -311,7 +321,7 @@ func (c *chain) submit(id *big.Int) *types.Receipt {
 
 func (c *chain) attest(id *big.Int, v int, score uint32) *types.Receipt {
 	c.t.Helper()
-	return c.mustSend(c.vals[v], c.market, nil, market.PackAttest(id, c.valAddrs, score))
+	return c.mustSend(c.vals[v], c.market, nil, market.PackAttest(id, c.valAddrs, resultHash, score))
 }
 
 func (c *chain) withdraw(a account, token common.Address) *types.Receipt {

@@ -63,7 +63,7 @@ func TestLifecycle(t *testing.T) {
 				c.submit(id)
 				c.attest(id, 0, threshold)
 				ev := events(c.attest(id, 1, threshold+1))
-				c.mustRevert("BadState", c.vals[2], c.market, nil, market.PackAttest(id, c.valAddrs, threshold))
+				c.mustRevert("BadState", c.vals[2], c.market, nil, market.PackAttest(id, c.valAddrs, resultHash, threshold))
 				c.mustRevert("BadState", c.sponsor, c.market, nil, market.PackExpire(id))
 				return ev
 			},
@@ -157,7 +157,7 @@ func TestLifecycle(t *testing.T) {
 				c.attest(id, 0, threshold)
 				c.mustRevert("DeadlineNotPassed", c.outsider, c.market, nil, market.PackExpire(id))
 				c.warp(attestWindow + 1)
-				c.mustRevert("DeadlinePassed", c.vals[1], c.market, nil, market.PackAttest(id, c.valAddrs, threshold))
+				c.mustRevert("DeadlinePassed", c.vals[1], c.market, nil, market.PackAttest(id, c.valAddrs, resultHash, threshold))
 				ev := events(c.mustSend(c.outsider, c.market, nil, market.PackExpire(id)))
 				c.mustRevert("BadState", c.outsider, c.market, nil, market.PackExpire(id))
 				return ev

@@ -47,15 +47,16 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
         address sponsor;
         uint40 acceptBy; // last second a provider may accept
         uint32 runWindow; // seconds from accept to the submit deadline
-        State state;
         uint8 quorum; // passing attestations needed to complete
         uint8 validatorCount;
         // slot 1 (written at post)
         address token; // address(0) = ETH
         uint96 bond; // bond the provider must lock at accept
-        // slot 2 (written at accept)
+        // slot 2 (written at accept). The state lives here, beside what every later step
+        // touches, so that submit and attest write one slot; None with a sponsor set is Open.
         address provider;
         uint40 deadline; // submit deadline while Accepted, attest deadline while Submitted
+        State state;
         uint8 passes;
         uint8 fails;
         uint16 attested; // bit i set: validators[i] attested
@@ -64,10 +65,11 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
         uint96 validatorFee;
         uint32 threshold; // a score >= threshold passes
         uint32 attestWindow; // seconds from submit to the attest deadline
-        // slot 4..6
-        bytes32 validatorsHash; // keccak256(abi.encode(validators))
-        bytes32 manifestHash;
-        bytes32 resultHash;
+        // slot 4: keccak256(abi.encode(validators)) while Open/Accepted; from submit on,
+        // keccak256(abi.encode(that, resultHash)), so that an attestation names the result
+        // it judged and the chain pays one storage write for both. The manifest hash and
+        // the result hash themselves live in the JobPosted and ResultSubmitted events.
+        bytes32 commitment;
     }
 
     /// Parameters of postJob.
@@ -142,7 +144,7 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
     error DeadlinePassed();
     error DeadlineNotPassed();
     error WrongValue();
-    error WrongValidators();
+    error WrongCommitment();
     error TokenAmountMismatch(uint256 expected, uint256 received);
     error NothingToWithdraw();
     error TransferFailed();
@@ -190,7 +192,6 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
         j.sponsor = msg.sender;
         j.acceptBy = p.acceptBy;
         j.runWindow = p.runWindow;
-        j.state = State.Open;
         j.quorum = p.quorum;
         j.validatorCount = uint8(n);
         if (p.token != address(0) || p.bond != 0) {
@@ -201,8 +202,7 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
         j.validatorFee = p.validatorFee;
         j.threshold = p.threshold;
         j.attestWindow = p.attestWindow;
-        j.validatorsHash = keccak256(abi.encode(p.validators));
-        j.manifestHash = p.manifestHash;
+        j.commitment = keccak256(abi.encode(p.validators));
         _emitPosted(jobId, p);
     }
 
@@ -228,7 +228,8 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
     /// Cancels an Open job; only its sponsor may, and everything escrowed is credited back.
     function cancelJob(uint256 jobId) external {
         Job storage j = _jobs[jobId];
-        if (j.state != State.Open) revert BadState(j.state);
+        State s = _stateOf(j);
+        if (s != State.Open) revert BadState(s);
         if (msg.sender != j.sponsor) revert NotSponsor();
         j.state = State.Cancelled;
         _credit(j.token, j.sponsor, uint256(j.reward) + uint256(j.validatorFee) * j.validatorCount);
@@ -241,7 +242,8 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
     /// to submit, and locks the bond (msg.value for ETH jobs, transferFrom for tokens).
     function acceptJob(uint256 jobId) external payable nonReentrant {
         Job storage j = _jobs[jobId];
-        if (j.state != State.Open) revert BadState(j.state);
+        State s = _stateOf(j);
+        if (s != State.Open) revert BadState(s);
         if (block.timestamp > j.acceptBy) revert DeadlinePassed();
         if (providers[msg.sender].registeredAt == 0) revert NotRegistered();
         if (msg.sender == j.sponsor) revert BadParams("sponsor cannot accept");
@@ -256,7 +258,7 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
     /// Submits the trained checkpoint (its CID and content hash); starts the attest window.
     function submitResult(uint256 jobId, string calldata checkpointCID, bytes32 resultHash) external {
         Job storage j = _jobs[jobId];
-        if (j.state != State.Accepted) revert BadState(j.state);
+        if (j.state != State.Accepted) revert BadState(_stateOf(j));
         if (msg.sender != j.provider) revert NotProvider();
         if (block.timestamp > j.deadline) revert DeadlinePassed();
         if (bytes(checkpointCID).length == 0 || bytes(checkpointCID).length > 128 || resultHash == bytes32(0)) {
@@ -265,26 +267,30 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
         uint40 attestBy = uint40(block.timestamp) + j.attestWindow;
         j.state = State.Submitted;
         j.deadline = attestBy;
-        j.resultHash = resultHash;
+        j.commitment = keccak256(abi.encode(j.commitment, resultHash));
         emit ResultSubmitted(jobId, msg.sender, checkpointCID, resultHash, attestBy);
     }
 
     // ---- validators ----
 
     /// Records the caller's score for the submitted result. validators is the job's
-    /// validator list as posted (the chain keeps only its hash).
-    function attest(uint256 jobId, address[] calldata validators, uint32 score) external {
-        _attest(jobId, validators, msg.sender, score);
+    /// validator list as posted and resultHash the hash submitted (the chain keeps only a
+    /// hash of both).
+    function attest(uint256 jobId, address[] calldata validators, bytes32 resultHash, uint32 score) external {
+        _attest(jobId, validators, resultHash, msg.sender, score);
     }
 
     /// Records a validator's score signed off-chain (EIP-712, bound to this contract, this
     /// chain, the job and its result hash), submitted by anyone.
-    function attestWithSig(uint256 jobId, address[] calldata validators, uint32 score, bytes calldata signature)
-        external
-    {
-        bytes32 digest = attestationDigest(jobId, _jobs[jobId].resultHash, score);
-        address signer = ECDSA.recover(digest, signature);
-        _attest(jobId, validators, signer, score);
+    function attestWithSig(
+        uint256 jobId,
+        address[] calldata validators,
+        bytes32 resultHash,
+        uint32 score,
+        bytes calldata signature
+    ) external {
+        address signer = ECDSA.recover(attestationDigest(jobId, resultHash, score), signature);
+        _attest(jobId, validators, resultHash, signer, score);
     }
 
     /// The EIP-712 digest a validator signs for attestWithSig.
@@ -292,11 +298,19 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
         return _hashTypedDataV4(keccak256(abi.encode(ATTESTATION_TYPEHASH, jobId, resultHash, score)));
     }
 
-    function _attest(uint256 jobId, address[] calldata validators, address validator, uint32 score) private {
+    function _attest(
+        uint256 jobId,
+        address[] calldata validators,
+        bytes32 resultHash,
+        address validator,
+        uint32 score
+    ) private {
         Job storage j = _jobs[jobId];
-        if (j.state != State.Submitted) revert BadState(j.state);
+        if (j.state != State.Submitted) revert BadState(_stateOf(j));
         if (block.timestamp > j.deadline) revert DeadlinePassed();
-        if (keccak256(abi.encode(validators)) != j.validatorsHash) revert WrongValidators();
+        if (keccak256(abi.encode(keccak256(abi.encode(validators)), resultHash)) != j.commitment) {
+            revert WrongCommitment();
+        }
         uint256 i = 0;
         uint256 n = validators.length;
         while (i < n && validators[i] != validator) i++;
@@ -334,7 +348,7 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
     /// comment for who is credited what.
     function expire(uint256 jobId) external {
         Job storage j = _jobs[jobId];
-        State s = j.state;
+        State s = _stateOf(j);
         uint256 fees = uint256(j.validatorFee) * j.validatorCount;
         if (s == State.Open) {
             if (block.timestamp <= j.acceptBy) revert DeadlineNotPassed();
@@ -373,8 +387,14 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
     // ---- views ----
 
     /// Returns a job's stored state.
-    function getJob(uint256 jobId) external view returns (Job memory) {
-        return _jobs[jobId];
+    function getJob(uint256 jobId) external view returns (Job memory job) {
+        job = _jobs[jobId];
+        job.state = _stateOf(_jobs[jobId]);
+    }
+
+    function _stateOf(Job storage j) private view returns (State s) {
+        s = j.state;
+        if (s == State.None && j.sponsor != address(0)) s = State.Open;
     }
 
     /// The EIP-712 domain separator (binds signatures to this contract and chain).
