@@ -17,6 +17,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		newVersionCmd(),
+		newDevchainCmd(),
 	)
 	return root
 }

@@ -2,7 +2,6 @@ package devchain
 
 import (
 	"github.com/ethereum/go-ethereum/eth/ethconfig"
-	"github.com/ethereum/go-ethereum/ethclient/simulated"
 	"github.com/ethereum/go-ethereum/node"
 	"github.com/ethereum/go-ethereum/params"
 )
@@ -25,4 +24,3 @@ func WithMainnetRules() func(*node.Config, *ethconfig.Config) {
 	}
 }
 
-var _ = simulated.NewBackend
