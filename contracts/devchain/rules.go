@@ -23,4 +23,3 @@ func WithMainnetRules() func(*node.Config, *ethconfig.Config) {
 		ec.Genesis.Config = ChainConfig()
 	}
 }
-
