@@ -109,5 +109,4 @@ type memCursor struct {
 }
 
 func (m *memCursor) Load() (Position, bool, error) { return m.p, m.ok, nil }
-func (m *memCursor) Save(p Position) error          { m.p, m.ok = p, true; return nil }
-
+func (m *memCursor) Save(p Position) error         { m.p, m.ok = p, true; return nil }
