@@ -18,7 +18,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		up:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "gpunode_chain_up", Help: "1 if the last chain RPC round succeeded."}),
 		head:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "gpunode_chain_head_block", Help: "Latest block number seen."}),
-		rpcErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gpunode_chain_rpc_errors_total", Help: "Chain RPC rounds that failed."}),
+		rpcErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gpunode_chain_rpc_errors_total", Help: "Failed chain RPC calls (each retry counts) and failed watcher rounds."}),
 		deepReorgs: prometheus.NewCounter(prometheus.CounterOpts{Name: "gpunode_chain_deep_reorgs_total", Help: "Reorgs deeper than the confirmation depth."}),
 		events:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gpunode_chain_events_total", Help: "JobMarket events handled, by event."}, []string{"event"}),
 		txs:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gpunode_chain_transactions_total", Help: "Transactions sent, by outcome."}, []string{"outcome"}),
