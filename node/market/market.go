@@ -1,0 +1,191 @@
+package market
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/http"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/contracts/devchain"
+	"github.com/gpunode/gpunode/node/api"
+)
+
+// Market is the node's chain side: it watches the JobMarket, hands confirmed events to
+// the node, and sends the node's transactions.
+type Market struct {
+	cfg      Config
+	log      *slog.Logger
+	client   *Client
+	contract common.Address
+	watcher  *Watcher
+	tx       *TxManager // nil when watch-only
+	abi      *bindings.JobMarket
+}
+
+// New resolves the deployment, connects to the RPC endpoint (lazily), unlocks the key when
+// a password is configured, and prepares the watcher; onEvent receives every confirmed
+// JobMarket event exactly once (nil: events are only counted).
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, onEvent Handler) (*Market, error) {
+	if cfg.Deployment != "" {
+		d, err := devchain.ReadDeployment(cfg.Deployment)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RPCURL, cfg.ChainID, cfg.JobMarket, cfg.StartBlock = d.RPCURL, d.ChainID, d.JobMarket.Hex(), d.DeployBlock
+	}
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("market config: %w", errors.Join(errs...))
+	}
+	log = log.With("component", "market")
+	m := NewMetrics(reg)
+	client, err := Dial(ClientConfig{URL: cfg.RPCURL, CallTimeout: cfg.CallTimeout, Retries: cfg.Retries}, log, m)
+	if err != nil {
+		return nil, err
+	}
+	mk := &Market{cfg: cfg, log: log, client: client, contract: common.HexToAddress(cfg.JobMarket), abi: bindings.NewJobMarket()}
+	if onEvent == nil {
+		onEvent = func(context.Context, Event) error { return nil }
+	}
+	mk.watcher = NewWatcher(WatcherConfig{
+		Contract: mk.contract, StartBlock: cfg.StartBlock, Confirmations: cfg.Confirmations, PollInterval: cfg.PollInterval,
+	}, client, FileCursor(cfg.CursorFile), onEvent, log, m)
+	key, err := cfg.unlock()
+	switch {
+	case errors.Is(err, ErrNoPassword):
+		log.Warn("no keystore password configured: watch-only, the node will not accept jobs or withdraw", "password_env", cfg.PasswordEnv)
+	case err != nil:
+		client.Close()
+		return nil, err
+	default:
+		mk.tx = NewTxManager(cfg.txConfig(), client, key, log, m)
+	}
+	return mk, nil
+}
+
+// unlock opens the configured account with the configured password source.
+func (c Config) unlock() (*ecdsa.PrivateKey, error) {
+	pw, err := PasswordSource{File: c.PasswordFile, Env: c.PasswordEnv}.Read()
+	if err != nil {
+		return nil, err
+	}
+	w := NewWallet(c.Keystore, false)
+	addr, err := w.pick(c.Account)
+	if err != nil {
+		return nil, err
+	}
+	return w.Unlock(addr, pw)
+}
+
+// pick returns account, or the only key when account is empty.
+func (w *Wallet) pick(account string) (common.Address, error) {
+	if account != "" {
+		return common.HexToAddress(account), nil
+	}
+	list, err := w.List()
+	if err != nil {
+		return common.Address{}, err
+	}
+	if len(list) != 1 {
+		return common.Address{}, fmt.Errorf("keystore %s holds %d keys: set account (or create one with `gpunode wallet new`)", w.dir, len(list))
+	}
+	return list[0], nil
+}
+
+// Run watches the chain until ctx ends; chain faults are retried, never returned.
+func (m *Market) Run(ctx context.Context) error {
+	defer m.client.Close()
+	return m.watcher.Run(ctx)
+}
+
+// Status reports the chain side for the node's status page.
+func (m *Market) Status() api.MarketStatus {
+	w := m.watcher.Status()
+	s := api.MarketStatus{
+		ChainID: m.cfg.ChainID, RPCURL: m.cfg.RPCURL, JobMarket: m.contract.Hex(), Connected: w.Connected,
+		Head: w.Head, HandledBlock: w.Handled, Confirmations: m.cfg.Confirmations, LastError: w.LastError, LastErrorAt: w.LastErrorAt,
+	}
+	if m.tx != nil {
+		s.Account = m.tx.From().Hex()
+	}
+	return s
+}
+
+// Credit is account's withdrawable JobMarket balance in token (zero address: ETH).
+func (m *Market) Credit(ctx context.Context, token, account common.Address) (*big.Int, error) {
+	return Credit(ctx, m.client, m.contract, token, account)
+}
+
+// Credit reads a JobMarket credit through any client.
+func Credit(ctx context.Context, c *Client, contract, token, account common.Address) (*big.Int, error) {
+	a := bindings.NewJobMarket()
+	out, err := c.CallContract(ctx, ethereum.CallMsg{To: &contract, Data: a.PackCredit(token, account)})
+	if err != nil {
+		return nil, fmt.Errorf("credit of %s: %w", account, err)
+	}
+	return a.UnpackCredit(out)
+}
+
+// ErrWatchOnly means an action needs the node's key, which is not unlocked.
+var ErrWatchOnly = errors.New("no unlocked key: configure the keystore password (password_file or the password environment variable)")
+
+// Withdraw pulls the node's whole credit in token and waits for confirmation.
+func (m *Market) Withdraw(ctx context.Context, token common.Address) (*types.Receipt, *big.Int, error) {
+	if m.tx == nil {
+		return nil, nil, ErrWatchOnly
+	}
+	return Withdraw(ctx, m.tx, m.client, m.contract, token)
+}
+
+// Withdraw pulls tx's account's credit in token through tx and returns the receipt and amount.
+func Withdraw(ctx context.Context, tx *TxManager, c *Client, contract, token common.Address) (*types.Receipt, *big.Int, error) {
+	amount, err := Credit(ctx, c, contract, token, tx.From())
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := tx.Send(ctx, contract, nil, bindings.NewJobMarket().PackWithdraw(token))
+	if err != nil {
+		return nil, nil, fmt.Errorf("withdraw: %w", err)
+	}
+	return r, amount, nil
+}
+
+// Routes registers the chain side's control-API routes.
+func (m *Market) Routes(s *api.Server) {
+	s.HandleFunc("GET /v1/market/status", func(w http.ResponseWriter, r *http.Request) {
+		api.WriteJSON(w, http.StatusOK, m.Status())
+	})
+	s.HandleFunc("POST /v1/market/withdraw", func(w http.ResponseWriter, r *http.Request) {
+		var req api.WithdrawRequest
+		if err := api.DecodeJSON(r, 4096, &req); err != nil {
+			api.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		var token common.Address
+		if req.Token != "" {
+			if !common.IsHexAddress(req.Token) {
+				api.WriteError(w, http.StatusBadRequest, fmt.Errorf("token %q: not an address", req.Token))
+				return
+			}
+			token = common.HexToAddress(req.Token)
+		}
+		rec, amount, err := m.Withdraw(r.Context(), token)
+		if err != nil {
+			status := http.StatusBadGateway
+			if errors.Is(err, ErrWatchOnly) {
+				status = http.StatusConflict
+			}
+			api.WriteError(w, status, err)
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, api.WithdrawResult{TxHash: rec.TxHash.Hex(), Amount: amount.String(), Block: rec.BlockNumber.Uint64()})
+	})
+}
