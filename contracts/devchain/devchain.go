@@ -159,11 +159,19 @@ func (c *Chain) deploy(accounts []Account) (Deployment, error) {
 	client := c.sim.Client()
 	opts := bind.NewKeyedTransactor(DevKey(0), big.NewInt(ChainID))
 	opts.Context = ctx
-	market, tx1, err := contracts.DeployJobMarket(opts, client)
+	// Nonces are counted here: the pool's pending nonce lags right after a send.
+	nonce := uint64(0)
+	next := func() *bind.TransactOpts {
+		o := *opts
+		o.Nonce = new(big.Int).SetUint64(nonce)
+		nonce++
+		return &o
+	}
+	market, tx1, err := contracts.DeployJobMarket(next(), client)
 	if err != nil {
 		return Deployment{}, err
 	}
-	token, tx2, err := bind.DeployContract(opts, common.FromHex(mocks.MockTokenMetaData.Bin), client, nil)
+	token, tx2, err := bind.DeployContract(next(), common.FromHex(mocks.MockTokenMetaData.Bin), client, nil)
 	if err != nil {
 		return Deployment{}, fmt.Errorf("deploy token: %w", err)
 	}
@@ -172,7 +180,7 @@ func (c *Chain) deploy(accounts []Account) (Deployment, error) {
 	tok := mocks.NewMockToken()
 	amount := new(big.Int).Mul(big.NewInt(1_000_000), big.NewInt(params.Ether))
 	for _, a := range accounts {
-		tx, err := bind.Transact(tok.Instance(client, token), opts, tok.PackMint(a.Address, amount))
+		tx, err := bind.Transact(tok.Instance(client, token), next(), tok.PackMint(a.Address, amount))
 		if err != nil {
 			return Deployment{}, fmt.Errorf("mint: %w", err)
 		}
