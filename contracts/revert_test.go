@@ -37,4 +37,3 @@ func TestDecodeRevert(t *testing.T) {
 		}
 	}
 }
-
