@@ -88,7 +88,13 @@ func (c *chain) opts(a account) *bind.TransactOpts {
 // deploy creates a contract from bytecode (with packed constructor arguments appended).
 func (c *chain) deploy(from account, code []byte) common.Address {
 	c.t.Helper()
-	addr, tx, err := bind.DeployContract(c.opts(from), code, c.client, nil)
+	opts := c.opts(from)
+	n, err := c.client.NonceAt(context.Background(), from.addr, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	opts.Nonce = new(big.Int).SetUint64(n)
+	addr, tx, err := bind.DeployContract(opts, code, c.client, nil)
 	if err != nil {
 		c.t.Fatalf("deploy: %v", err)
 	}
@@ -110,7 +116,9 @@ func (c *chain) send(from account, to common.Address, value *big.Int, data []byt
 	if err != nil {
 		return nil, contracts.Revert(err)
 	}
-	nonce, err := c.client.PendingNonceAt(ctx, from.addr)
+	// Every send is mined before the next, so the chain's count is the next nonce (the
+	// pool's pending count can lag a block just mined).
+	nonce, err := c.client.NonceAt(ctx, from.addr, nil)
 	if err != nil {
 		c.t.Fatal(err)
 	}

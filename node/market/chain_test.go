@@ -28,6 +28,7 @@ type testChain struct {
 	key     *ecdsa.PrivateKey
 	addr    common.Address
 	valAddr common.Address
+	nonce   uint64 // counted here: the pool's pending nonce lags right after a block
 }
 
 func newTestChain(t *testing.T) *testChain {
@@ -39,6 +40,8 @@ func newTestChain(t *testing.T) *testChain {
 	t.Cleanup(func() { sim.Close() })
 	c := &testChain{t: t, sim: sim, client: sim.Client(), key: key, addr: addr, valAddr: common.HexToAddress("0x1111")}
 	opts := c.opts()
+	opts.Nonce = new(big.Int)
+	c.nonce = 1
 	m, tx, err := contracts.DeployJobMarket(opts, c.client)
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +77,8 @@ func (c *testChain) postJobs(n int) {
 		}
 		o := c.opts()
 		o.Value = big.NewInt(1001)
+		o.Nonce = new(big.Int).SetUint64(c.nonce)
+		c.nonce++
 		if _, err := bind.Transact(m.Instance(c.client, c.market), o, m.PackPostJob(p)); err != nil {
 			c.t.Fatal(contracts.Revert(err))
 		}

@@ -131,6 +131,11 @@ func (c *Client) PendingNonceAt(ctx context.Context, a common.Address) (uint64, 
 	return do(ctx, c, "eth_getTransactionCount", func(ctx context.Context) (uint64, error) { return c.eth.PendingNonceAt(ctx, a) })
 }
 
+// NonceAt implements TxBackend.
+func (c *Client) NonceAt(ctx context.Context, a common.Address, block *big.Int) (uint64, error) {
+	return do(ctx, c, "eth_getTransactionCount", func(ctx context.Context) (uint64, error) { return c.eth.NonceAt(ctx, a, block) })
+}
+
 // EstimateGas implements TxBackend.
 func (c *Client) EstimateGas(ctx context.Context, msg ethereum.CallMsg) (uint64, error) {
 	return do(ctx, c, "eth_estimateGas", func(ctx context.Context) (uint64, error) { return c.eth.EstimateGas(ctx, msg) })

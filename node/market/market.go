@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"time"
 
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
@@ -100,10 +101,61 @@ func (w *Wallet) pick(account string) (common.Address, error) {
 	return list[0], nil
 }
 
-// Run watches the chain until ctx ends; chain faults are retried, never returned.
+// ErrWrongChain means the RPC endpoint serves another chain than the configured one.
+var ErrWrongChain = errors.New("rpc endpoint serves another chain")
+
+// Run watches the chain until ctx ends. Chain faults are retried, never returned; an
+// endpoint serving another chain id is a configuration error and ends Run.
 func (m *Market) Run(ctx context.Context) error {
 	defer m.client.Close()
+	wait := time.Second
+	for {
+		id, err := m.client.ChainID(ctx)
+		if err == nil {
+			if id.Uint64() != m.cfg.ChainID {
+				return fmt.Errorf("%w: %s reports chain id %s, configured %d", ErrWrongChain, m.cfg.RPCURL, id, m.cfg.ChainID)
+			}
+			break
+		}
+		m.watcher.fail(fmt.Errorf("chain id: %w", err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
+	}
 	return m.watcher.Run(ctx)
+}
+
+// DecodeEvent returns the typed binding for a JobMarket event (*bindings.JobMarketJobPosted
+// and so on); an error for a log the ABI does not know or cannot decode.
+func DecodeEvent(e Event) (any, error) {
+	a := bindings.NewJobMarket()
+	l := &e.Log
+	switch e.Name {
+	case "ProviderRegistered":
+		return a.UnpackProviderRegisteredEvent(l)
+	case "JobPosted":
+		return a.UnpackJobPostedEvent(l)
+	case "JobCancelled":
+		return a.UnpackJobCancelledEvent(l)
+	case "JobAccepted":
+		return a.UnpackJobAcceptedEvent(l)
+	case "ResultSubmitted":
+		return a.UnpackResultSubmittedEvent(l)
+	case "Attested":
+		return a.UnpackAttestedEvent(l)
+	case "JobCompleted":
+		return a.UnpackJobCompletedEvent(l)
+	case "JobRejected":
+		return a.UnpackJobRejectedEvent(l)
+	case "JobExpired":
+		return a.UnpackJobExpiredEvent(l)
+	case "Withdrawn":
+		return a.UnpackWithdrawnEvent(l)
+	}
+	return nil, fmt.Errorf("log %s: not a known JobMarket event", e.ID())
 }
 
 // Status reports the chain side for the node's status page.

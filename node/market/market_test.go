@@ -2,6 +2,8 @@ package market
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"math/big"
 	"net"
 	"os"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/gpunode/gpunode/contracts/bindings"
@@ -66,6 +69,13 @@ func TestMarketService(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
 	m, err := New(cfg, discard(), nil, func(_ context.Context, e Event) error {
+		v, err := DecodeEvent(e)
+		if err != nil {
+			t.Errorf("decode %s: %v", e.Name, err)
+		}
+		if posted, ok := v.(*bindings.JobMarketJobPosted); ok && posted.ManifestCID != "bafymanifest" {
+			t.Errorf("JobPosted manifest %q", posted.ManifestCID)
+		}
 		mu.Lock()
 		seen = append(seen, e.Name)
 		mu.Unlock()
@@ -166,4 +176,40 @@ func TestConfigFiles(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestWrongChain(t *testing.T) {
+	dep := startDevchain(t)
+	dep.ChainID = 1
+	dir := t.TempDir()
+	cfg := Default()
+	cfg.Deployment = filepath.Join(dir, "dep.json")
+	devchain.WriteDeployment(cfg.Deployment, dep)
+	cfg.Keystore, cfg.CursorFile, cfg.PasswordEnv = filepath.Join(dir, "ks"), filepath.Join(dir, "c.json"), "GPUNODE_TEST_UNSET"
+	m, err := New(cfg, discard(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.Run(ctx); !errors.Is(err, ErrWrongChain) {
+		t.Fatalf("got %v, want ErrWrongChain", err)
+	}
+}
+
+// FuzzDecodeEvent: logs come from whatever endpoint the node talks to.
+func FuzzDecodeEvent(f *testing.F) {
+	f.Add(uint8(0), []byte{}, []byte{})
+	f.Add(uint8(1), []byte{0, 0, 0, 1}, make([]byte, 64))
+	names := []string{}
+	for n := range bindings.NewJobMarket().GetABI().Events {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	a := bindings.NewJobMarket().GetABI()
+	f.Fuzz(func(t *testing.T, which uint8, topic, data []byte) {
+		name := names[int(which)%len(names)]
+		l := types.Log{Topics: []common.Hash{a.Events[name].ID, common.BytesToHash(topic)}, Data: data}
+		_, _ = DecodeEvent(Event{Name: name, Log: l})
+	})
 }

@@ -26,6 +26,7 @@ var ErrReverted = errors.New("transaction reverted")
 // TxBackend is what the transaction manager needs of a chain client.
 type TxBackend interface {
 	PendingNonceAt(ctx context.Context, a common.Address) (uint64, error)
+	NonceAt(ctx context.Context, a common.Address, block *big.Int) (uint64, error)
 	EstimateGas(ctx context.Context, msg ethereum.CallMsg) (uint64, error)
 	SuggestGasTipCap(ctx context.Context) (*big.Int, error)
 	HeaderByNumber(ctx context.Context, n *big.Int) (*types.Header, error)
@@ -160,11 +161,17 @@ func (m *TxManager) signAndSend(ctx context.Context, build func(nonce uint64) *t
 	defer m.mu.Unlock()
 	for attempt := 0; ; attempt++ {
 		if !m.haveNonce || attempt > 0 {
+			// The pool's pending count can lag a block just mined: never go below the
+			// chain's own count.
 			n, err := m.b.PendingNonceAt(ctx, m.from)
 			if err != nil {
 				return nil, fmt.Errorf("nonce: %w", err)
 			}
-			m.nextNonce, m.haveNonce = n, true
+			mined, err := m.b.NonceAt(ctx, m.from, nil)
+			if err != nil {
+				return nil, fmt.Errorf("nonce: %w", err)
+			}
+			m.nextNonce, m.haveNonce = max(n, mined), true
 		}
 		tx, err := types.SignNewTx(m.key, m.signer, build(m.nextNonce))
 		if err != nil {
