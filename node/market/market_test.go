@@ -3,11 +3,11 @@ package market
 import (
 	"context"
 	"errors"
-	"slices"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
