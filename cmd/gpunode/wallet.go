@@ -77,7 +77,7 @@ func newWalletCmd() *cobra.Command {
 		Short: "Manage the node's Ethereum keys (go-ethereum keystore format) and its JobMarket earnings",
 	}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&f.keystore, "keystore", market.Default().Keystore, "keystore folder")
+	pf.StringVar(&f.keystore, "keystore", market.DefaultKeystore, "keystore folder")
 	pf.StringVar(&f.passwordFile, "password-file", "", "file whose first line is the keystore password")
 	pf.StringVar(&f.passwordEnv, "password-env", market.Default().PasswordEnv, "environment variable holding the password")
 	pf.BoolVar(&f.light, "light-kdf", false, "weak scrypt parameters (tests and dev chains only)")

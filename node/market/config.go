@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"path/filepath"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -48,15 +49,33 @@ type Config struct {
 	MaxFeeGwei  uint64        `toml:"max_fee_gwei"`
 }
 
-// Default returns the defaults: a local dev chain's deployment file and a keystore
-// beside the node's state.
+// DefaultKeystore is the keystore folder of a node with the default data directory.
+const DefaultKeystore = "/var/lib/gpunode/keystore"
+
+// Default returns the defaults. The paths are left empty: Resolved derives them from the
+// node's data directory.
 func Default() Config {
 	return Config{
-		Keystore: "/var/lib/gpunode/keystore", PasswordEnv: "GPUNODE_WALLET_PASSWORD",
-		CursorFile: "/var/lib/gpunode/chain-cursor.json", Confirmations: 3,
+		PasswordEnv: "GPUNODE_WALLET_PASSWORD", Confirmations: 3,
 		PollInterval: 2 * time.Second, CallTimeout: 10 * time.Second, Retries: 3,
 		BumpAfter: 45 * time.Second, BumpPercent: 20, MaxFeeGwei: 500,
 	}
+}
+
+// Resolved fills the paths left empty with places under dataDir: the keystore, the
+// watcher's cursor, and, when no chain is configured at all, the deployment file that
+// `gpunode devchain` writes there (which `make run` does).
+func (c Config) Resolved(dataDir string) Config {
+	if c.Keystore == "" {
+		c.Keystore = filepath.Join(dataDir, "keystore")
+	}
+	if c.CursorFile == "" {
+		c.CursorFile = filepath.Join(dataDir, "chain-cursor.json")
+	}
+	if c.Deployment == "" && c.RPCURL == "" {
+		c.Deployment = filepath.Join(dataDir, "devchain.json")
+	}
+	return c
 }
 
 // Validate reports every problem with the configuration.

@@ -165,6 +165,7 @@ func TestConfigFiles(t *testing.T) {
 		t.Run(tc.file, func(t *testing.T) {
 			cfg := Default()
 			md, err := toml.DecodeFile(tc.file, &cfg)
+			cfg = cfg.Resolved("/var/lib/gpunode")
 			if err != nil {
 				t.Fatal(err)
 			}
