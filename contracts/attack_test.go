@@ -67,10 +67,17 @@ func TestReentrantWithdraw(t *testing.T) {
 func TestUnauthorizedCallers(t *testing.T) {
 	c := newChain(t)
 	id := c.post(c.params(common.Address{}, 2))
-	c.mustRevert("NotRegistered", c.outsider, c.market, bond, market.PackAcceptJob(id))
-	c.mustRevert("WrongValue", c.provider, c.market, new(big.Int).Sub(bond, big.NewInt(1)), market.PackAcceptJob(id))
+	c.mustRevert("NotRegistered", c.outsider, c.market, bond, market.PackAcceptJob(id, c.valAddrs))
+	c.mustRevert("WrongValue", c.provider, c.market, new(big.Int).Sub(bond, big.NewInt(1)), market.PackAcceptJob(id, c.valAddrs))
+	c.mustRevert("WrongCommitment", c.provider, c.market, bond, market.PackAcceptJob(id, c.valAddrs[:2]))
+	t.Run("validator accepts", func(t *testing.T) {
+		// A validator registered as a provider would judge its own result.
+		v := c.vals[0]
+		c.mustSend(v, c.market, nil, market.PackRegisterProvider("12D3KooWVal", "bafyv", resultHash))
+		c.mustRevert("BadParams", v, c.market, bond, market.PackAcceptJob(id, c.valAddrs))
+	})
 	c.accept(id, common.Address{})
-	c.mustRevert("BadState", c.other, c.market, bond, market.PackAcceptJob(id))
+	c.mustRevert("BadState", c.other, c.market, bond, market.PackAcceptJob(id, c.valAddrs))
 
 	t.Run("submit by a provider not assigned", func(t *testing.T) {
 		c.mustRevert("NotProvider", c.other, c.market, nil, market.PackSubmitResult(id, "bafyx", resultHash))

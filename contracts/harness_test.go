@@ -317,7 +317,7 @@ func (c *chain) accept(id *big.Int, token common.Address) *types.Receipt {
 	if token == (common.Address{}) {
 		value = bond
 	}
-	return c.mustSend(c.provider, c.market, value, market.PackAcceptJob(id))
+	return c.mustSend(c.provider, c.market, value, market.PackAcceptJob(id, c.valAddrs))
 }
 
 var resultHash = crypto.Keccak256Hash([]byte("checkpoint"))

@@ -124,7 +124,7 @@ func TestLifecycle(t *testing.T) {
 				if token == (common.Address{}) {
 					value = bond
 				}
-				c.mustRevert("DeadlinePassed", c.provider, c.market, value, market.PackAcceptJob(id))
+				c.mustRevert("DeadlinePassed", c.provider, c.market, value, market.PackAcceptJob(id, c.valAddrs))
 				return events(c.mustSend(c.outsider, c.market, nil, market.PackExpire(id)))
 			},
 			state:  stExpired,

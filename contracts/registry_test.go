@@ -28,7 +28,7 @@ func TestProviderRegistry(t *testing.T) {
 	}
 	// Now registered, the outsider may accept.
 	id := c.post(c.params([20]byte{}, 2))
-	c.mustSend(c.outsider, c.market, bond, market.PackAcceptJob(id))
+	c.mustSend(c.outsider, c.market, bond, market.PackAcceptJob(id, c.valAddrs))
 
 	long := make([]byte, 129)
 	for i := range long {

@@ -60,6 +60,7 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
         uint8 passes;
         uint8 fails;
         uint16 attested; // bit i set: validators[i] attested
+        uint8 activeQuorum; // quorum, copied here at accept so attest reads one slot less
         // slot 3 (written at post)
         uint96 reward;
         uint96 validatorFee;
@@ -240,18 +241,25 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
 
     /// Accepts an Open job: the caller, a registered provider, becomes the only one allowed
     /// to submit, and locks the bond (msg.value for ETH jobs, transferFrom for tokens).
-    function acceptJob(uint256 jobId) external payable nonReentrant {
+    /// validators is the job's list as posted: a provider that is one of them could judge
+    /// its own result, so it may not accept.
+    function acceptJob(uint256 jobId, address[] calldata validators) external payable nonReentrant {
         Job storage j = _jobs[jobId];
         State s = _stateOf(j);
         if (s != State.Open) revert BadState(s);
         if (block.timestamp > j.acceptBy) revert DeadlinePassed();
         if (providers[msg.sender].registeredAt == 0) revert NotRegistered();
         if (msg.sender == j.sponsor) revert BadParams("sponsor cannot accept");
+        if (keccak256(abi.encode(validators)) != j.commitment) revert WrongCommitment();
+        for (uint256 i = 0; i < validators.length; i++) {
+            if (validators[i] == msg.sender) revert BadParams("validator cannot accept");
+        }
         _pullIn(j.token, j.bond);
         uint40 submitBy = uint40(block.timestamp) + j.runWindow;
         j.state = State.Accepted;
         j.provider = msg.sender;
         j.deadline = submitBy;
+        j.activeQuorum = j.quorum;
         emit JobAccepted(jobId, msg.sender, submitBy);
     }
 
@@ -330,12 +338,13 @@ contract JobMarket is ReentrancyGuardTransient, EIP712 {
         emit Attested(jobId, validator, score, pass);
 
         uint256 unearnedFees = uint256(j.validatorFee) * (n - passes - fails);
-        if (passes >= j.quorum) {
+        uint8 quorum = j.activeQuorum;
+        if (passes >= quorum) {
             j.state = State.Completed;
             _credit(token, j.provider, uint256(j.reward) + j.bond);
             if (unearnedFees != 0) _credit(token, j.sponsor, unearnedFees);
             emit JobCompleted(jobId, j.provider);
-        } else if (fails > n - j.quorum) {
+        } else if (fails > n - quorum) {
             j.state = State.Rejected;
             _credit(token, j.sponsor, uint256(j.reward) + j.bond + unearnedFees);
             emit JobRejected(jobId, j.provider);
