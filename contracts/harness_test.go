@@ -98,12 +98,25 @@ func (c *chain) deploy(from account, code []byte) common.Address {
 	if err != nil {
 		c.t.Fatalf("deploy: %v", err)
 	}
-	c.sim.Commit()
-	r, err := c.client.TransactionReceipt(context.Background(), tx.Hash())
-	if err != nil || r.Status != types.ReceiptStatusSuccessful {
-		c.t.Fatalf("deploy receipt: %v %+v", err, r)
+	if r := c.mined(tx.Hash()); r.Status != types.ReceiptStatusSuccessful {
+		c.t.Fatalf("deploy failed: %+v", r)
 	}
 	return addr
+}
+
+// mined commits blocks until the transaction has a receipt: the pool can take a moment
+// to offer a transaction just sent, so one Commit may leave it out.
+func (c *chain) mined(h common.Hash) *types.Receipt {
+	c.t.Helper()
+	for range 200 {
+		c.sim.Commit()
+		if r, err := c.client.TransactionReceipt(context.Background(), h); err == nil {
+			return r
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.t.Fatalf("transaction %s not mined", h)
+	return nil
 }
 
 // send runs one transaction and mines it. A call that would revert returns the decoded
@@ -139,11 +152,7 @@ func (c *chain) send(from account, to common.Address, value *big.Int, data []byt
 	if err := c.client.SendTransaction(ctx, signed); err != nil {
 		return nil, contracts.Revert(err)
 	}
-	c.sim.Commit()
-	r, err := c.client.TransactionReceipt(ctx, signed.Hash())
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	r := c.mined(signed.Hash())
 	if r.Status != types.ReceiptStatusSuccessful {
 		c.t.Fatalf("tx %s reverted on chain after a successful estimate", signed.Hash())
 	}

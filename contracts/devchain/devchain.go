@@ -175,7 +175,10 @@ func (c *Chain) deploy(accounts []Account) (Deployment, error) {
 	if err != nil {
 		return Deployment{}, fmt.Errorf("deploy token: %w", err)
 	}
-	c.sim.Commit()
+	// The mints are estimated against the token's code: it must be mined first.
+	if err := c.mine(ctx, tx1, tx2); err != nil {
+		return Deployment{}, err
+	}
 	var txs []*types.Transaction
 	tok := mocks.NewMockToken()
 	amount := new(big.Int).Mul(big.NewInt(1_000_000), big.NewInt(params.Ether))
@@ -186,7 +189,9 @@ func (c *Chain) deploy(accounts []Account) (Deployment, error) {
 		}
 		txs = append(txs, tx)
 	}
-	c.sim.Commit()
+	if err := c.mine(ctx, txs...); err != nil {
+		return Deployment{}, err
+	}
 	var block uint64
 	for _, tx := range append([]*types.Transaction{tx1, tx2}, txs...) {
 		r, err := client.TransactionReceipt(ctx, tx.Hash())
@@ -201,6 +206,30 @@ func (c *Chain) deploy(accounts []Account) (Deployment, error) {
 		}
 	}
 	return Deployment{Version: 1, ChainID: ChainID, JobMarket: market, Token: token, DeployBlock: block, Accounts: accounts}, nil
+}
+
+// mine commits blocks until every tx has a receipt: the pool can take a moment to offer
+// a transaction just sent, so one Commit may leave it out.
+func (c *Chain) mine(ctx context.Context, txs ...*types.Transaction) error {
+	client := c.sim.Client()
+	for range 200 {
+		c.sim.Commit()
+		missing := 0
+		for _, tx := range txs {
+			if _, err := client.TransactionReceipt(ctx, tx.Hash()); err != nil {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return errors.New("devchain: deployment transactions were not mined")
 }
 
 // Deployment is what Start wrote.
