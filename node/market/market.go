@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/ethereum/go-ethereum"
@@ -20,6 +21,10 @@ import (
 	"github.com/gpunode/gpunode/node/api"
 )
 
+// ErrNoChain means no chain is configured and no dev chain deployment file exists: the
+// node can run without the chain side (it takes no jobs).
+var ErrNoChain = errors.New("no chain configured")
+
 // Market is the node's chain side: it watches the JobMarket, hands confirmed events to
 // the node, and sends the node's transactions.
 type Market struct {
@@ -30,7 +35,12 @@ type Market struct {
 	watcher  *Watcher
 	tx       *TxManager // nil when watch-only
 	abi      *bindings.JobMarket
+	metrics  *Metrics
 }
+
+// Collector returns the chain side's metrics, for a caller that passed a nil Registerer
+// to New and registers them itself.
+func (m *Market) Collector() prometheus.Collector { return m.metrics }
 
 // New resolves the deployment, connects to the RPC endpoint (lazily), unlocks the key when
 // a password is configured, and prepares the watcher; onEvent receives every confirmed
@@ -38,6 +48,9 @@ type Market struct {
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, onEvent Handler) (*Market, error) {
 	if cfg.Deployment != "" {
 		d, err := devchain.ReadDeployment(cfg.Deployment)
+		if errors.Is(err, os.ErrNotExist) && cfg.RPCURL == "" {
+			return nil, fmt.Errorf("%w: set market.rpc_url, chain_id and job_market, or run `gpunode devchain --out %s`", ErrNoChain, cfg.Deployment)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -52,7 +65,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, onEvent Handle
 	if err != nil {
 		return nil, err
 	}
-	mk := &Market{cfg: cfg, log: log, client: client, contract: common.HexToAddress(cfg.JobMarket), abi: bindings.NewJobMarket()}
+	mk := &Market{cfg: cfg, log: log, client: client, contract: common.HexToAddress(cfg.JobMarket), abi: bindings.NewJobMarket(), metrics: m}
 	if onEvent == nil {
 		onEvent = func(context.Context, Event) error { return nil }
 	}

@@ -214,3 +214,10 @@ func FuzzDecodeEvent(f *testing.F) {
 		_, _ = DecodeEvent(Event{Name: name, Log: l})
 	})
 }
+
+func TestNoChain(t *testing.T) {
+	cfg := Default().Resolved(t.TempDir())
+	if _, err := New(cfg, discard(), nil, nil); !errors.Is(err, ErrNoChain) {
+		t.Fatalf("got %v, want ErrNoChain", err)
+	}
+}

@@ -25,7 +25,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		bumps:      prometheus.NewCounter(prometheus.CounterOpts{Name: "gpunode_chain_fee_bumps_total", Help: "Replacements sent with a higher fee for stuck transactions."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.up, m.head, m.rpcErrors, m.deepReorgs, m.events, m.txs, m.bumps)
+		reg.MustRegister(m)
 	}
 	return m
+}
+
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.up, m.head, m.rpcErrors, m.deepReorgs, m.events, m.txs, m.bumps}
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.collectors() {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m.collectors() {
+		c.Collect(ch)
+	}
 }
