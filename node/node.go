@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/metrics"
 	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/runtime/docker"
@@ -42,6 +43,13 @@ type Runtime interface {
 	Close() error
 }
 
+// Market is what the node needs of the chain side.
+type Market interface {
+	Run(ctx context.Context) error
+	Routes(s *api.Server)
+	Collector() prometheus.Collector
+}
+
 // Deps are the adapters a node runs on. Open builds the real ones; tests pass their own.
 type Deps struct {
 	// GPUs is nil on a CPU-only node; GPUNote then says why.
@@ -49,6 +57,8 @@ type Deps struct {
 	GPUNote string
 	// Runtime runs job containers; nil on a node that takes no jobs.
 	Runtime Runtime
+	// Market is the chain side; nil when no chain is configured.
+	Market Market
 }
 
 // Node is a running gpunode daemon.
@@ -90,6 +100,15 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
 	deps.Runtime = rt
+	mk, err := market.New(cfg.Market, log, nil, nil)
+	switch {
+	case errors.Is(err, market.ErrNoChain):
+		log.Warn("no chain: the node takes no jobs", "err", err)
+	case err != nil:
+		return nil, fmt.Errorf("market: %w", err)
+	default:
+		deps.Market = mk
+	}
 	return New(cfg, log, deps)
 }
 
@@ -126,6 +145,10 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 	if deps.Runtime != nil {
 		deps.Runtime.Routes(n.api)
 	}
+	if deps.Market != nil {
+		n.reg.MustRegister(deps.Market.Collector())
+		deps.Market.Routes(n.api)
+	}
 	return n, nil
 }
 
@@ -155,6 +178,9 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { n.runRuntime(gctx); return nil })
 	}
 	g.Go(func() error { return n.policy.Run(gctx) }) // reloads on SIGHUP
+	if n.deps.Market != nil {
+		g.Go(func() error { return n.deps.Market.Run(gctx) })
+	}
 	g.Go(func() error { return n.supervise(gctx) })
 	err = g.Wait()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
