@@ -8,7 +8,7 @@ PREFIX    ?= /usr/local
 # Tool builds (kubo, solc) are cached here and reused by every test run on this machine.
 export GPUNODE_CACHE ?= $(HOME)/.cache/gpunode
 
-.PHONY: all build run test test-go setup lint install generate clean
+.PHONY: all build run test test-go setup lint install generate contracts clean
 
 all: build
 
@@ -45,8 +45,13 @@ install: build
 	else echo "kept existing /etc/gpunode/gpunode.toml"; fi
 
 ## generate: regenerate committed generated files
-generate:
-	@true
+generate: contracts
+
+## contracts: compile the Solidity contracts (solc-js pinned in contracts/package-lock.json)
+## and regenerate contracts/build and the abigen v2 bindings
+contracts:
+	bash scripts/setup.d/30-contracts.sh
+	$(GO) run ./contracts/internal/gen -dir contracts
 
 clean:
 	rm -rf bin var

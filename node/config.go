@@ -11,6 +11,7 @@ import (
 	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/metrics"
 	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/runtime/docker"
@@ -29,6 +30,8 @@ type Config struct {
 	Jobs    jobs.Config    `toml:"jobs"`
 	// Policy is the workload policy: the local file, and the pool's key and signed policy.
 	Policy policy.Config `toml:"policy"`
+	// Market is the chain side: RPC endpoint, JobMarket contract, keystore, confirmations.
+	Market market.Config `toml:"market"`
 	// Datasets are the operator's private data sets: tag → host directory. A job asking
 	// for local:TAG gets it read-only, with no network; it never leaves the rig.
 	Datasets map[string]string `toml:"datasets"`
@@ -60,6 +63,7 @@ func Default() Config {
 		Runtime: runtimeDefaults(),
 		Jobs:    jobs.Default(),
 		Policy:  policy.Default(),
+		Market:  market.Default(),
 	}
 }
 
@@ -80,6 +84,7 @@ func (c Config) Resolved() Config {
 	if c.Runtime.LogDir == "" {
 		c.Runtime.LogDir = filepath.Join(c.DataDir, "runtime", "logs")
 	}
+	c.Market = c.Market.Resolved(c.DataDir)
 	if c.Policy.PoolKey != "" && c.Policy.PoolPolicyFile == "" {
 		c.Policy.PoolPolicyFile = filepath.Join(c.DataDir, "pool-policy.signed")
 	}
@@ -117,6 +122,7 @@ func (c Config) Check(file string) error {
 	errs = append(errs, configfile.Problems(file, "runtime", c.Resolved().Runtime.Validate())...)
 	errs = append(errs, configfile.Problems(file, "jobs", c.Jobs.Validate())...)
 	errs = append(errs, configfile.Problems(file, "policy", c.Resolved().Policy.Validate())...)
+	errs = append(errs, configfile.Problems(file, "market", c.Resolved().Market.Validate())...)
 	for tag, dir := range c.Datasets {
 		if !filepath.IsAbs(dir) {
 			errs = append(errs, fmt.Errorf("%s: datasets.%s: %q must be an absolute path", file, tag, dir))

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/metrics"
 	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/runtime/docker"
@@ -42,6 +43,13 @@ type Runtime interface {
 	Close() error
 }
 
+// Market is what the node needs of the chain side.
+type Market interface {
+	Run(ctx context.Context) error
+	Routes(s *api.Server)
+	Collector() prometheus.Collector
+}
+
 // Deps are the adapters a node runs on. Open builds the real ones; tests pass their own.
 type Deps struct {
 	// GPUs is nil on a CPU-only node; GPUNote then says why.
@@ -51,6 +59,8 @@ type Deps struct {
 	Runtime Runtime
 	// Benchmark measures the rig and keeps its signed report; nil to leave it out.
 	Benchmark Benchmark
+	// Market is the chain side; nil when no chain is configured.
+	Market Market
 }
 
 // Node is a running gpunode daemon.
@@ -97,6 +107,15 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	deps.Benchmark = bench
+	mk, err := market.New(cfg.Market, log, nil, nil)
+	switch {
+	case errors.Is(err, market.ErrNoChain):
+		log.Warn("no chain: the node takes no jobs", "err", err)
+	case err != nil:
+		return nil, fmt.Errorf("market: %w", err)
+	default:
+		deps.Market = mk
+	}
 	return New(cfg, log, deps)
 }
 
@@ -139,6 +158,10 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 			return nil, fmt.Errorf("benchmark metrics: %w", err)
 		}
 	}
+	if deps.Market != nil {
+		n.reg.MustRegister(deps.Market.Collector())
+		deps.Market.Routes(n.api)
+	}
 	return n, nil
 }
 
@@ -170,6 +193,9 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.policy.Run(gctx) }) // reloads on SIGHUP
 	if n.deps.Benchmark != nil {
 		g.Go(func() error { return n.deps.Benchmark.Run(gctx) })
+	}
+	if n.deps.Market != nil {
+		g.Go(func() error { return n.deps.Market.Run(gctx) })
 	}
 	g.Go(func() error { return n.supervise(gctx) })
 	err = g.Wait()

@@ -26,6 +26,8 @@ func newRootCmd() *cobra.Command {
 		newBenchCmd(),
 		newPolicyCmd(), newPoolCmd(), newDrainCmd(), newCordonCmd(), newUncordonCmd(),
 		newIPFSCmd(),
+		newDevchainCmd(),
+		newWalletCmd(),
 	)
 	return root
 }

@@ -1,0 +1,50 @@
+package market
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+)
+
+// The node's own JobMarket transactions. Each returns once confirmed; a call the contract
+// would refuse returns its revert (contracts.IsRevert) without spending gas.
+
+// RegisterProvider registers the node with its libp2p peer ID and benchmark report.
+func (m *Market) RegisterProvider(ctx context.Context, peerID, reportCID string, reportHash common.Hash) (*types.Receipt, error) {
+	return m.send(ctx, "register provider", nil, m.abi.PackRegisterProvider(peerID, reportCID, reportHash))
+}
+
+// AcceptJob accepts job id, locking bond (in ETH: sent with the call; in a token: approve
+// the JobMarket first). validators is the job's list from its JobPosted event.
+func (m *Market) AcceptJob(ctx context.Context, id *big.Int, validators []common.Address, ethBond *big.Int) (*types.Receipt, error) {
+	return m.send(ctx, "accept job "+id.String(), ethBond, m.abi.PackAcceptJob(id, validators))
+}
+
+// SubmitResult submits the checkpoint of job id.
+func (m *Market) SubmitResult(ctx context.Context, id *big.Int, checkpointCID string, resultHash common.Hash) (*types.Receipt, error) {
+	return m.send(ctx, "submit job "+id.String(), nil, m.abi.PackSubmitResult(id, checkpointCID, resultHash))
+}
+
+// Attest records the node's score for job id, as one of its validators.
+func (m *Market) Attest(ctx context.Context, id *big.Int, validators []common.Address, resultHash common.Hash, score uint32) (*types.Receipt, error) {
+	return m.send(ctx, "attest job "+id.String(), nil, m.abi.PackAttest(id, validators, resultHash, score))
+}
+
+// Expire ends job id after its deadline (anyone may), freeing the funds it holds.
+func (m *Market) Expire(ctx context.Context, id *big.Int) (*types.Receipt, error) {
+	return m.send(ctx, "expire job "+id.String(), nil, m.abi.PackExpire(id))
+}
+
+func (m *Market) send(ctx context.Context, what string, value *big.Int, data []byte) (*types.Receipt, error) {
+	if m.tx == nil {
+		return nil, fmt.Errorf("%s: %w", what, ErrWatchOnly)
+	}
+	r, err := m.tx.Send(ctx, m.contract, value, data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return r, nil
+}
