@@ -90,9 +90,12 @@ type Network struct {
 
 // Evaluation tells validators how to score the result.
 type Evaluation struct {
-	Image     string  `json:"image"`
-	Metric    string  `json:"metric"`
-	Threshold float64 `json:"threshold"`
+	Image string `json:"image"`
+	// Command is the evaluation's whole argv. The checkpoint is mounted read-only at
+	// /checkpoint; the evaluation writes /out/result.json (see node/validator).
+	Command   []string `json:"command"`
+	Metric    string   `json:"metric"`
+	Threshold float64  `json:"threshold"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("90m").
@@ -272,6 +275,9 @@ func (m *Manifest) Validate() []error {
 	}
 	if m.Evaluation.Metric == "" || len(m.Evaluation.Metric) > 128 {
 		bad("evaluation.metric: must be 1..128 characters")
+	}
+	if len(m.Evaluation.Command) == 0 || len(m.Evaluation.Command) > 256 {
+		bad("evaluation.command: must have 1..256 arguments")
 	}
 	return errs
 }

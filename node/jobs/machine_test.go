@@ -34,7 +34,7 @@ func manifestJSON(mut func(map[string]any)) []byte {
 		"output":       map[string]any{"path": "/out", "max_bytes": 1 << 20},
 		"max_duration": "1h",
 		"network":      map[string]any{"mode": "none"},
-		"evaluation":   map[string]any{"image": image, "metric": "accuracy", "threshold": 0.9},
+		"evaluation":   map[string]any{"image": image, "command": []string{"/eval"}, "metric": "accuracy", "threshold": 0.9},
 	}
 	if mut != nil {
 		mut(m)
