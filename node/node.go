@@ -17,9 +17,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/metrics"
 	"github.com/gpunode/gpunode/node/policy"
+	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
 	"github.com/gpunode/gpunode/version"
@@ -61,6 +63,16 @@ type Deps struct {
 	Benchmark Benchmark
 	// Market is the chain side; nil when no chain is configured.
 	Market Market
+	// jobs is what taking jobs needs; nil on a node that takes none.
+	jobs *jobDeps
+}
+
+// jobDeps are the parts of a node that takes jobs, built by Open.
+type jobDeps struct {
+	store   *store.Store
+	chain   *chain
+	content jobs.Content
+	runtime ContainerRuntime
 }
 
 // Node is a running gpunode daemon.
@@ -75,6 +87,7 @@ type Node struct {
 	reg      *prometheus.Registry
 	checks   checks
 	policy   *policy.Holder
+	work     *work
 }
 
 // Open builds a node's real adapters from cfg. A machine without the NVIDIA driver is not
@@ -107,14 +120,28 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	deps.Benchmark = bench
-	mk, err := market.New(cfg.Market, log, nil, nil)
+	st, err := store.Open(storePath(cfg))
+	if err != nil {
+		return nil, err
+	}
+	ch := newChain(nil, st, nil, log)
+	mk, err := market.New(cfg.Market, log, nil, ch.handle)
 	switch {
 	case errors.Is(err, market.ErrNoChain):
 		log.Warn("no chain: the node takes no jobs", "err", err)
 	case err != nil:
+		st.Close()
 		return nil, fmt.Errorf("market: %w", err)
 	default:
 		deps.Market = mk
+		ch.m = mk
+	}
+	var content jobs.Content // IPFS, once the node has it
+	if mk != nil && content != nil {
+		ch.content = content
+		deps.jobs = &jobDeps{store: st, chain: ch, content: content, runtime: rt}
+	} else {
+		st.Close()
 	}
 	return New(cfg, log, deps)
 }
@@ -162,6 +189,12 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 		n.reg.MustRegister(deps.Market.Collector())
 		deps.Market.Routes(n.api)
 	}
+	if d := deps.jobs; d != nil {
+		n.work = openWork(cfg, log, d.store, d.chain, d.content, d.runtime, NewAdmitter(pol), jobGPUs(deps.GPUs))
+		n.work.routes(n.api)
+		n.reg.MustRegister(n.work.machine.Collector())
+		pol.CountRunning(n.work.machine.Active)
+	}
 	return n, nil
 }
 
@@ -196,6 +229,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if n.deps.Market != nil {
 		g.Go(func() error { return n.deps.Market.Run(gctx) })
+	}
+	if n.work != nil {
+		g.Go(func() error { return n.work.run(gctx) })
 	}
 	g.Go(func() error { return n.supervise(gctx) })
 	err = g.Wait()
@@ -281,7 +317,25 @@ func (n *Node) setCheck(name string, err error) {
 	}
 }
 
+// jobGPUs are the GPUs the job machine may hand out: none on a simulated rig, whose
+// GPUs no container can use.
+func jobGPUs(g GPUs) []string {
+	if g == nil || g.Simulated() {
+		return nil
+	}
+	var out []string
+	for _, d := range g.Devices() {
+		out = append(out, d.UUID)
+	}
+	return out
+}
+
 func (n *Node) close() {
+	if n.deps.jobs != nil {
+		if err := n.deps.jobs.store.Close(); err != nil {
+			n.log.Warn("close store", "err", err)
+		}
+	}
 	if n.deps.Runtime != nil {
 		if err := n.deps.Runtime.Close(); err != nil {
 			n.log.Warn("close runtime", "err", err)

@@ -58,6 +58,11 @@ type Posting struct {
 	Deadline     time.Time `json:"deadline,omitempty"`
 	// Source is "chain" or "offer".
 	Source string `json:"source"`
+	// Validators, BondWei and Token are the contract's terms of a job from the chain: who
+	// judges the result, and what the provider locks on accepting.
+	Validators []string `json:"validators,omitempty"`
+	BondWei    string   `json:"bond_wei,omitempty"`
+	Token      string   `json:"token,omitempty"`
 }
 
 // Record is everything the node keeps about a job, stored with it.

@@ -578,3 +578,19 @@ func mustJSON(v any) json.RawMessage {
 	}
 	return b
 }
+
+// Active counts the jobs this node has taken and not finished running or submitting:
+// accepted through submitting. The policy's drain waits for them.
+func (m *Machine) Active() int {
+	list, err := m.deps.Store.List(func(j store.Job) bool {
+		switch State(j.State) {
+		case Accepting, Accepted, Preparing, Running, Uploading, Submitting:
+			return true
+		}
+		return false
+	})
+	if err != nil {
+		return 0
+	}
+	return len(list)
+}

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"math/big"
 
+	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
+
+	"github.com/gpunode/gpunode/contracts/bindings"
 )
 
 // The node's own JobMarket transactions. Each returns once confirmed; a call the contract
@@ -47,4 +50,49 @@ func (m *Market) send(ctx context.Context, what string, value *big.Int, data []b
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return r, nil
+}
+
+// JobState is a job's state as the contract reports it.
+type JobState uint8
+
+// The contract's states (JobMarket.State).
+const (
+	StateNone JobState = iota
+	StateOpen
+	StateAccepted
+	StateSubmitted
+	StateCompleted
+	StateRejected
+	StateCancelled
+	StateExpired
+)
+
+// Job reads job id's on-chain record.
+func (m *Market) Job(ctx context.Context, id *big.Int) (bindings.JobMarketJob, error) {
+	out, err := m.client.CallContract(ctx, ethereum.CallMsg{To: &m.contract, Data: m.abi.PackGetJob(id)})
+	if err != nil {
+		return bindings.JobMarketJob{}, fmt.Errorf("job %s: %w", id, err)
+	}
+	return m.abi.UnpackGetJob(out)
+}
+
+// Account is the node's unlocked account, the zero address when watch-only.
+func (m *Market) Account() common.Address {
+	if m.tx == nil {
+		return common.Address{}
+	}
+	return m.tx.From()
+}
+
+// Registered tells whether account is a registered provider.
+func (m *Market) Registered(ctx context.Context, account common.Address) (bool, error) {
+	out, err := m.client.CallContract(ctx, ethereum.CallMsg{To: &m.contract, Data: m.abi.PackProviders(account)})
+	if err != nil {
+		return false, fmt.Errorf("provider %s: %w", account, err)
+	}
+	p, err := m.abi.UnpackProviders(out)
+	if err != nil {
+		return false, err
+	}
+	return p.RegisteredAt.Sign() > 0, nil
 }

@@ -1,0 +1,371 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/job"
+	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/node/market"
+	"github.com/gpunode/gpunode/node/store"
+	"github.com/gpunode/gpunode/node/validator"
+)
+
+// chain joins the market contract to the node's work: JobPosted events become jobs for
+// the job machine (or validation duties, when the node is one of the job's validators),
+// ResultSubmitted events start validations, and the contract serves as the machine's and
+// the validator's jobs.Chain and validator.Chain.
+type chain struct {
+	m       *market.Market
+	store   *store.Store
+	content jobs.Content
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	machine  *jobs.Machine
+	val      *validator.Validator
+	wg       sync.WaitGroup
+	retryGap time.Duration
+}
+
+// duty is what a validator keeps of a job it judges, from JobPosted on.
+type duty struct {
+	Posting       jobs.Posting `json:"posting"`
+	Threshold     uint32       `json:"threshold"`
+	CheckpointCID string       `json:"checkpoint_cid,omitempty"`
+	ResultHash    string       `json:"result_hash,omitempty"`
+}
+
+const (
+	dutyPosted    = "posted"
+	dutySubmitted = "submitted"
+	dutyDone      = "done"
+)
+
+func dutyKey(id string) string { return "duty-" + id }
+
+func newChain(m *market.Market, st *store.Store, content jobs.Content, log *slog.Logger) *chain {
+	return &chain{m: m, store: st, content: content, log: log.With("component", "chain"), retryGap: 30 * time.Second}
+}
+
+// attach gives the chain the job machine and the validator once they exist.
+func (c *chain) attach(m *jobs.Machine, v *validator.Validator) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.machine, c.val = m, v
+}
+
+// handle is the market's event handler. Every confirmed event arrives once; acting on one
+// twice is harmless anyway (the machine and the duties ignore what they know).
+func (c *chain) handle(ctx context.Context, e market.Event) error {
+	ev, err := market.DecodeEvent(e)
+	if err != nil {
+		c.log.Warn("undecodable chain event", "event", e.ID(), "err", err)
+		return nil
+	}
+	self := c.m.Account()
+	switch v := ev.(type) {
+	case *bindings.JobMarketJobPosted:
+		p := posting(v)
+		switch {
+		case hasAddress(v.Validators, self):
+			return c.remember(p, v.Threshold)
+		case v.Sponsor == self:
+			return nil // our own job, as a researcher
+		}
+		c.mu.Lock()
+		m := c.machine
+		c.mu.Unlock()
+		if m == nil {
+			return nil
+		}
+		return m.Discover(ctx, p)
+	case *bindings.JobMarketResultSubmitted:
+		return c.submitted(ctx, v)
+	}
+	return nil
+}
+
+func posting(v *bindings.JobMarketJobPosted) jobs.Posting {
+	p := jobs.Posting{
+		ID:           v.JobId.String(),
+		Sponsor:      v.Sponsor.Hex(),
+		ManifestCID:  v.ManifestCID,
+		ManifestHash: hex.EncodeToString(v.ManifestHash[:]),
+		RewardWei:    v.Reward.String(),
+		Deadline:     time.Unix(v.AcceptBy.Int64(), 0).UTC(),
+		Source:       "chain",
+		BondWei:      v.Bond.String(),
+		Token:        v.Token.Hex(),
+	}
+	for _, a := range v.Validators {
+		p.Validators = append(p.Validators, a.Hex())
+	}
+	return p
+}
+
+func hasAddress(list []common.Address, a common.Address) bool {
+	if a == (common.Address{}) {
+		return false
+	}
+	for _, x := range list {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// remember records a validation duty for a job that names this node as a validator.
+func (c *chain) remember(p jobs.Posting, threshold uint32) error {
+	raw, _ := json.Marshal(duty{Posting: p, Threshold: threshold})
+	err := c.store.Create(store.Job{ID: dutyKey(p.ID), State: dutyPosted, Data: raw}, "named as validator")
+	if errors.Is(err, store.ErrExists) {
+		return nil
+	}
+	if err == nil {
+		c.log.Info("validator of job", "job_id", p.ID, "sponsor", p.Sponsor)
+	}
+	return err
+}
+
+func (c *chain) submitted(ctx context.Context, v *bindings.JobMarketResultSubmitted) error {
+	id := v.JobId.String()
+	_, err := c.store.Advance(dutyKey(id), dutyPosted, dutySubmitted, "result "+v.CheckpointCID, func(j *store.Job) error {
+		var d duty
+		if err := json.Unmarshal(j.Data, &d); err != nil {
+			return err
+		}
+		d.CheckpointCID, d.ResultHash = v.CheckpointCID, hex.EncodeToString(v.ResultHash[:])
+		j.Data, _ = json.Marshal(d)
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+		return nil // not ours to judge, or already known
+	}
+	if err != nil {
+		return err
+	}
+	c.spawnValidation(ctx, id)
+	return nil
+}
+
+// resume restarts the validations a stopped node left unfinished.
+func (c *chain) resume(ctx context.Context) error {
+	open, err := c.store.List(func(j store.Job) bool {
+		return strings.HasPrefix(j.ID, "duty-") && j.State == dutySubmitted
+	})
+	if err != nil {
+		return err
+	}
+	for _, j := range open {
+		c.spawnValidation(ctx, strings.TrimPrefix(j.ID, "duty-"))
+	}
+	return nil
+}
+
+func (c *chain) spawnValidation(ctx context.Context, id string) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for attempt := 1; ctx.Err() == nil; attempt++ {
+			err := c.validate(ctx, id)
+			if err == nil {
+				return
+			}
+			c.log.Warn("validation failed; retrying", "job_id", id, "attempt", attempt, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(c.retryGap):
+			}
+		}
+	}()
+}
+
+func (c *chain) validate(ctx context.Context, id string) error {
+	c.mu.Lock()
+	v := c.val
+	c.mu.Unlock()
+	if v == nil {
+		return errors.New("this node runs no validator (no container runtime)")
+	}
+	j, err := c.store.Get(dutyKey(id))
+	if err != nil {
+		return err
+	}
+	var d duty
+	if err := json.Unmarshal(j.Data, &d); err != nil {
+		return err
+	}
+	raw, err := c.content.Get(ctx, d.Posting.ManifestCID, job.MaxManifestBytes)
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", d.Posting.ManifestCID, err)
+	}
+	sum := sha256.Sum256(raw)
+	task := validator.Task{JobID: id, CheckpointCID: d.CheckpointCID, ResultHash: d.ResultHash, Threshold: d.Threshold}
+	if hex.EncodeToString(sum[:]) == d.Posting.ManifestHash {
+		if man, err := job.Decode(strings.NewReader(string(raw))); err == nil {
+			task.EvalImage, task.EvalCommand, task.Metric = man.Evaluation.Image, man.Evaluation.Command, man.Evaluation.Metric
+		}
+	}
+	verdict, err := v.Validate(ctx, task)
+	if err != nil {
+		return err
+	}
+	c.log.Info("attested", "job_id", id, "score", verdict.Score, "pass", verdict.Pass, "reason", verdict.Reason)
+	_, err = c.store.Advance(dutyKey(id), dutySubmitted, dutyDone, fmt.Sprintf("score %d", verdict.Score), nil)
+	return err
+}
+
+// wait waits for the validations under way to stop.
+func (c *chain) wait() { c.wg.Wait() }
+
+func jobID(id string) (*big.Int, error) {
+	n, ok := new(big.Int).SetString(id, 10)
+	if !ok {
+		return nil, fmt.Errorf("%w: job %q is not a chain job id", jobs.ErrPermanent, id)
+	}
+	return n, nil
+}
+
+// Accept implements jobs.Chain: a job this node already accepted is not accepted again.
+func (c *chain) Accept(ctx context.Context, id string) (string, error) {
+	n, err := jobID(id)
+	if err != nil {
+		return "", err
+	}
+	view, err := c.m.Job(ctx, n)
+	if err != nil {
+		return "", err
+	}
+	if market.JobState(view.State) >= market.StateAccepted && view.Provider == c.m.Account() {
+		return "already accepted", nil
+	}
+	c.mu.Lock()
+	m := c.machine
+	c.mu.Unlock()
+	j, err := m.Get(id)
+	if err != nil {
+		return "", err
+	}
+	if (j.Posting.Token != "" && common.HexToAddress(j.Posting.Token) != common.Address{}) && j.Posting.BondWei != "0" {
+		return "", fmt.Errorf("%w: bonds in ERC-20 tokens are not supported by this node yet", jobs.ErrPermanent)
+	}
+	var validators []common.Address
+	for _, a := range j.Posting.Validators {
+		validators = append(validators, common.HexToAddress(a))
+	}
+	bond, _ := new(big.Int).SetString(j.Posting.BondWei, 10)
+	r, err := c.m.AcceptJob(ctx, n, validators, bond)
+	if err != nil {
+		return "", err
+	}
+	return r.TxHash.Hex(), nil
+}
+
+// Submit implements jobs.Chain.
+func (c *chain) Submit(ctx context.Context, id, cid, hash string) (string, error) {
+	n, err := jobID(id)
+	if err != nil {
+		return "", err
+	}
+	view, err := c.m.Job(ctx, n)
+	if err != nil {
+		return "", err
+	}
+	if market.JobState(view.State) >= market.StateSubmitted && view.Provider == c.m.Account() {
+		return "already submitted", nil
+	}
+	r, err := c.m.SubmitResult(ctx, n, cid, common.HexToHash(hash))
+	if err != nil {
+		return "", err
+	}
+	return r.TxHash.Hex(), nil
+}
+
+// Abandon implements jobs.Chain. The contract has no way for a provider to hand a job
+// back: it expires at its deadline, when anyone may end it and the sponsor is refunded.
+func (c *chain) Abandon(_ context.Context, id, reason string) error {
+	c.log.Info("job failed; the contract refunds the sponsor at the job's deadline", "job_id", id, "reason", reason)
+	return nil
+}
+
+// Outcome implements jobs.Chain.
+func (c *chain) Outcome(ctx context.Context, id string) (jobs.Outcome, error) {
+	n, err := jobID(id)
+	if err != nil {
+		return "", err
+	}
+	view, err := c.m.Job(ctx, n)
+	if err != nil {
+		return jobs.OutcomePending, err
+	}
+	self := c.m.Account()
+	switch market.JobState(view.State) {
+	case market.StateAccepted, market.StateSubmitted:
+		if view.Provider != self {
+			return jobs.OutcomeTaken, nil
+		}
+	case market.StateCompleted:
+		if view.Provider != self {
+			return jobs.OutcomeTaken, nil
+		}
+		return jobs.OutcomeCompleted, nil
+	case market.StateRejected:
+		return jobs.OutcomeRejected, nil
+	case market.StateCancelled, market.StateExpired:
+		return jobs.OutcomeExpired, nil
+	}
+	return jobs.OutcomePending, nil
+}
+
+// Attest implements validator.Chain.
+func (c *chain) Attest(ctx context.Context, id string, score uint32) (string, error) {
+	n, err := jobID(id)
+	if err != nil {
+		return "", err
+	}
+	j, err := c.store.Get(dutyKey(id))
+	if err != nil {
+		return "", err
+	}
+	var d duty
+	if err := json.Unmarshal(j.Data, &d); err != nil {
+		return "", err
+	}
+	var validators []common.Address
+	self, idx := c.m.Account(), -1
+	for i, a := range d.Posting.Validators {
+		validators = append(validators, common.HexToAddress(a))
+		if common.HexToAddress(a) == self {
+			idx = i
+		}
+	}
+	view, err := c.m.Job(ctx, n)
+	if err != nil {
+		return "", err
+	}
+	if idx >= 0 && view.Attested&(1<<idx) != 0 {
+		return "already attested", nil
+	}
+	if market.JobState(view.State) != market.StateSubmitted {
+		return "job no longer awaits attestations", nil
+	}
+	r, err := c.m.Attest(ctx, n, validators, common.HexToHash(d.ResultHash), score)
+	if err != nil {
+		return "", err
+	}
+	return r.TxHash.Hex(), nil
+}
