@@ -176,7 +176,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Network, err error) {
 		cfg: cfg, deps: deps, log: deps.Log.With("component", "p2p"),
 		market: newMarket(cfg.RecordTTL), publishNow: make(chan struct{}, 1),
 		syncSlots: make(chan struct{}, maxConcurrentSyncs),
-		scores: map[peer.ID]float64{},
+		scores:    map[peer.ID]float64{},
 	}
 	n.key, err = LoadIdentity(IdentityPath(deps.DataDir))
 	if err != nil {
@@ -223,7 +223,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Network, err error) {
 	n.ps, err = pubsub.NewGossipSub(ctx, n.host, append([]pubsub.Option{
 		pubsub.WithPeerScore(params, thresholds),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(n.setScores), time.Second),
-		pubsub.WithMaxMessageSize(4*capacity.MaxSize),
+		pubsub.WithMaxMessageSize(4 * capacity.MaxSize),
 		pubsub.WithDiscovery(drouting.NewRoutingDiscovery(n.dht)),
 		pubsub.WithPeerExchange(true),
 		pubsub.WithFloodPublish(true),
@@ -429,9 +429,12 @@ func (n *Network) bootstrap(ctx context.Context) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			defer cancel()
+			start := time.Now()
 			if err := n.host.Connect(ctx, ai); err != nil {
 				n.log.Warn("bootstrap peer unreachable", "peer", ai.ID, "err", err)
+				return
 			}
+			n.log.Debug("bootstrap peer connected", "peer", ai.ID, "took", time.Since(start))
 		}(ai)
 	}
 	wg.Wait()

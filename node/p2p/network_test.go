@@ -3,8 +3,8 @@ package p2p
 import (
 	"context"
 	"fmt"
-	"slices"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +29,16 @@ func TestTwentyHostsLearnEveryRecord(t *testing.T) {
 	const n = 20
 	nodes := startCluster(t, n)
 	start := time.Now()
+	last := time.Now()
 	ok := waitFor(convergeBound, func() bool {
+		if time.Since(last) > time.Second {
+			last = time.Now()
+			var counts []int
+			for _, nd := range nodes {
+				counts = append(counts, nd.Market().Len(time.Now()))
+			}
+			t.Logf("%s: records per host %v", time.Since(start).Round(time.Second), counts)
+		}
 		for _, nd := range nodes {
 			if nd.Market().Len(time.Now()) != n {
 				return false

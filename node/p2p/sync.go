@@ -98,18 +98,22 @@ func (n *Network) pull(ctx context.Context, id peer.ID) error {
 }
 
 // antiEntropy pulls from one random topic peer every republish interval, repairing
-// whatever gossip lost.
+// whatever gossip lost; it runs a few extra rounds soon after start, when the mesh is
+// still forming and fresh connections lose messages.
 func (n *Network) antiEntropy(ctx context.Context) error {
-	t := time.NewTicker(n.cfg.RepublishInterval)
-	defer t.Stop()
-	for {
+	early := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second}
+	for i := 0; ; i++ {
+		wait := n.cfg.RepublishInterval
+		if i < len(early) && early[i] < wait {
+			wait = early[i]
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-t.C:
-			if peers := n.topic.ListPeers(); len(peers) > 0 {
-				n.syncFrom(ctx, peers[rand.IntN(len(peers))])
-			}
+		case <-time.After(wait):
+		}
+		if peers := n.topic.ListPeers(); len(peers) > 0 {
+			n.syncFrom(ctx, peers[rand.IntN(len(peers))])
 		}
 	}
 }
