@@ -116,13 +116,29 @@ func startNode(t testing.TB, i int, bootstrap []string, opts ...nodeOpt) *testNo
 	return tn
 }
 
-// startCluster starts n nodes; node 0 is every other node's bootstrap peer.
+// startCluster starts n nodes; the first three are the others' bootstrap peers. Each
+// node is started once the previous one has reached a bootstrap peer, so that a loaded
+// machine does not time out 50 handshakes at once.
 func startCluster(t testing.TB, n int, opts ...nodeOpt) []*testNode {
 	t.Helper()
-	nodes := []*testNode{startNode(t, 0, nil, opts...)}
-	boot := nodes[0].Addrs()
-	for i := 1; i < n; i++ {
-		nodes = append(nodes, startNode(t, i, boot, opts...))
+	var nodes []*testNode
+	var boot []string
+	for i := 0; i < n; i++ {
+		nd := startNode(t, i, boot, opts...)
+		if i > 0 && !waitFor(30*time.Second, func() bool {
+			for _, b := range nodes[:min(3, len(nodes))] {
+				if nd.Connected(b.ID()) {
+					return true
+				}
+			}
+			return false
+		}) {
+			t.Fatalf("node %d did not reach a bootstrap peer within 30s", i)
+		}
+		nodes = append(nodes, nd)
+		if i < 3 {
+			boot = append(boot, nd.Addrs()...)
+		}
 	}
 	return nodes
 }

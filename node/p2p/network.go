@@ -417,11 +417,51 @@ func (n *Network) Close() error {
 	return errors.Join(errs...)
 }
 
+// bootstrap dials the bootstrap peers and seeds the DHT, and keeps doing so with
+// backoff (1s doubling to 1m) whenever the node has no bootstrap peer connected and
+// fewer than ConnLow connections: a rig that starts before its network does, or loses
+// it, finds its way back without a restart.
 func (n *Network) bootstrap(ctx context.Context) {
 	peers, _ := addrInfos(n.cfg.BootstrapPeers)
+	backoff := time.Second
+	for {
+		if n.needBootstrap(peers) {
+			if n.dialBootstrap(ctx, peers) {
+				if err := n.dht.Bootstrap(ctx); err != nil && ctx.Err() == nil {
+					n.log.Warn("dht bootstrap", "err", err)
+				}
+				backoff = time.Second
+			} else {
+				backoff = min(2*backoff, time.Minute)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func (n *Network) needBootstrap(peers []peer.AddrInfo) bool {
+	if len(peers) == 0 || len(n.host.Network().Peers()) >= n.cfg.ConnLow {
+		return false
+	}
+	for _, ai := range peers {
+		if ai.ID != n.host.ID() && n.Connected(ai.ID) {
+			return false
+		}
+	}
+	return true
+}
+
+// dialBootstrap dials every bootstrap peer at once and reports whether one answered.
+func (n *Network) dialBootstrap(ctx context.Context, peers []peer.AddrInfo) bool {
 	var wg sync.WaitGroup
+	var ok atomic.Bool
 	for _, ai := range peers {
 		if ai.ID == n.host.ID() {
+			ok.Store(true) // a bootstrap node lists itself; it is where others start
 			continue
 		}
 		wg.Add(1)
@@ -431,16 +471,17 @@ func (n *Network) bootstrap(ctx context.Context) {
 			defer cancel()
 			start := time.Now()
 			if err := n.host.Connect(ctx, ai); err != nil {
-				n.log.Warn("bootstrap peer unreachable", "peer", ai.ID, "err", err)
+				if ctx.Err() == nil || time.Since(start) >= 15*time.Second {
+					n.log.Warn("bootstrap peer unreachable; will retry", "peer", ai.ID, "err", err)
+				}
 				return
 			}
+			ok.Store(true)
 			n.log.Debug("bootstrap peer connected", "peer", ai.ID, "took", time.Since(start))
 		}(ai)
 	}
 	wg.Wait()
-	if err := n.dht.Bootstrap(ctx); err != nil {
-		n.log.Warn("dht bootstrap", "err", err)
-	}
+	return ok.Load()
 }
 
 type mdnsNotifee struct{ n *Network }
