@@ -17,6 +17,8 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		newVersionCmd(),
+		newPeersCmd(),
+		newMarketCmd(),
 	)
 	return root
 }
