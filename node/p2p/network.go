@@ -76,6 +76,7 @@ var testPubsubOptions []pubsub.Option
 
 // Network is the node's libp2p presence.
 type Network struct {
+	cancel  context.CancelFunc
 	cfg     Config
 	deps    Deps
 	log     *slog.Logger
@@ -93,6 +94,9 @@ type Network struct {
 	publishNow      chan struct{}
 	syncSlots       chan struct{}
 	runCtx          atomic.Pointer[context.Context]
+
+	closeOnce sync.Once
+	closeErr  error
 
 	mu        sync.Mutex
 	seq       uint64
@@ -172,22 +176,28 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Network, err error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
+	// The DHT and gossipsub live until Close, whatever happens to the caller's ctx.
+	ctx, cancel := context.WithCancel(ctx)
 	n := &Network{
-		cfg: cfg, deps: deps, log: deps.Log.With("component", "p2p"),
+		cancel: cancel,
+		cfg:    cfg, deps: deps, log: deps.Log.With("component", "p2p"),
 		market: newMarket(cfg.RecordTTL), publishNow: make(chan struct{}, 1),
 		syncSlots: make(chan struct{}, maxConcurrentSyncs),
 		scores:    map[peer.ID]float64{},
 	}
 	n.key, err = LoadIdentity(IdentityPath(deps.DataDir))
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	id, _ := peer.IDFromPrivateKey(n.key)
 	if n.ethAddr, n.ethSig, err = capacity.Bind(id, deps.EthKey); err != nil {
+		cancel()
 		return nil, err
 	}
 	opts, err := n.hostOptions()
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	if deps.Registerer != nil {
@@ -197,6 +207,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Network, err error) {
 	}
 	n.host, err = libp2p.New(opts...)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("p2p: start host: %w", err)
 	}
 	defer func() {
@@ -398,6 +409,12 @@ func (n *Network) Run(ctx context.Context) error {
 // Close stops the network. Run calls it on return; call it directly only if Run was
 // never started.
 func (n *Network) Close() error {
+	n.closeOnce.Do(func() { n.closeErr = n.close() })
+	return n.closeErr
+}
+
+func (n *Network) close() error {
+	defer n.cancel()
 	var errs []error
 	if n.mdns != nil {
 		errs = append(errs, n.mdns.Close())
