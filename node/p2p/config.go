@@ -29,7 +29,8 @@ type Config struct {
 	BootstrapPeers []string `toml:"bootstrap_peers"`
 	// DHTMode is "auto" (server once publicly reachable), "server" or "client".
 	DHTMode string `toml:"dht_mode"`
-	// MDNS finds rigs on the same LAN.
+	// MDNS finds rigs on the same LAN by multicast. Off by default: it announces the
+	// rig to everyone on the LAN.
 	MDNS bool `toml:"mdns"`
 	// AutoNAT serves reachability checks to other peers.
 	AutoNAT bool `toml:"autonat"`
@@ -41,7 +42,8 @@ type Config struct {
 	RelayService bool `toml:"relay_service"`
 	// HolePunching upgrades relayed connections to direct ones (needs Relay).
 	HolePunching bool `toml:"hole_punching"`
-	// NATPortMap asks the router for a port mapping (UPnP / NAT-PMP).
+	// NATPortMap asks the router for a port mapping (UPnP / NAT-PMP). Off by default:
+	// it opens a port on the operator's router.
 	NATPortMap bool `toml:"nat_port_map"`
 	// ConnLow and ConnHigh are the connection manager watermarks: above ConnHigh,
 	// connections are trimmed down to ConnLow.
@@ -73,11 +75,11 @@ func Default() Config {
 			"/ip6/::/tcp/4011", "/ip6/::/udp/4011/quic-v1",
 		},
 		DHTMode:           "auto",
-		MDNS:              true,
+		MDNS:              false,
 		AutoNAT:           true,
 		Relay:             true,
 		HolePunching:      true,
-		NATPortMap:        true,
+		NATPortMap:        false,
 		ConnLow:           64,
 		ConnHigh:          128,
 		ConnGrace:         time.Minute,
