@@ -23,9 +23,10 @@ func loopbackConfig() Config {
 	cfg.MDNS, cfg.AutoNAT, cfg.Relay, cfg.HolePunching, cfg.NATPortMap = false, false, false, false, false
 	cfg.DHTMode = "server"
 	cfg.ConnLow, cfg.ConnHigh = 100, 200
-	cfg.RepublishInterval = 30 * time.Second
+	// Short, so that a gossip loss is repaired well within the tests' bounds.
+	cfg.RepublishInterval = 10 * time.Second
 	cfg.SnapshotInterval = 200 * time.Millisecond
-	cfg.RecordTTL = 2 * time.Minute
+	cfg.RecordTTL = time.Minute
 	cfg.OfferTimeout = 5 * time.Second
 	return cfg
 }

@@ -595,6 +595,8 @@ func (n *Network) publish(ctx context.Context, force bool) error {
 	if err != nil {
 		return err
 	}
+	// The local publication runs through the validator too and reaches the node's
+	// own subscription, which files it in the market view like any other.
 	return n.topic.Publish(ctx, b)
 }
 

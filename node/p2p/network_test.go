@@ -25,6 +25,13 @@ import (
 // holds every host's record within this time of the last host starting.
 const convergeBound = 30 * time.Second
 
+func TestLoneNodeListsItself(t *testing.T) {
+	nd := startNode(t, 0, nil)
+	if !waitFor(5*time.Second, func() bool { _, ok := nd.Market().Get(nd.ID(), time.Now()); return ok }) {
+		t.Fatal("a node without peers does not list its own record")
+	}
+}
+
 func TestTwentyHostsLearnEveryRecord(t *testing.T) {
 	const n = 20
 	nodes := startCluster(t, n)
@@ -66,6 +73,10 @@ func TestTwentyHostsLearnEveryRecord(t *testing.T) {
 		return true
 	})
 	if !ok {
+		for i, nd := range nodes {
+			e, found := nd.Market().Get(nodes[7].ID(), time.Now())
+			t.Logf("node %d: has node 7's record %v, seq %d, free %d", i, found, e.Record.Seq, e.Record.Capacity.FreeGPUs)
+		}
 		t.Fatalf("capacity change of node 7 did not reach every host within %s", convergeBound)
 	}
 	for i, nd := range nodes {
