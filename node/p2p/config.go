@@ -19,6 +19,9 @@ import (
 
 // Config configures the network.
 type Config struct {
+	// Enabled puts the node on the network. Off, it neither advertises its capacity
+	// nor receives offers; the network code is not run at all.
+	Enabled bool `toml:"enabled"`
 	// ListenAddrs are the multiaddrs to listen on (TCP and QUIC).
 	ListenAddrs []string `toml:"listen_addrs"`
 	// AnnounceAddrs, if set, replace the addresses the host advertises (a public
@@ -70,6 +73,7 @@ type Config struct {
 // Default returns a configuration for a rig on the public internet or behind NAT.
 func Default() Config {
 	return Config{
+		Enabled: true,
 		ListenAddrs: []string{
 			"/ip4/0.0.0.0/tcp/4011", "/ip4/0.0.0.0/udp/4011/quic-v1",
 			"/ip6/::/tcp/4011", "/ip6/::/udp/4011/quic-v1",
