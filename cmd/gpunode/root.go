@@ -17,6 +17,14 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		newVersionCmd(),
+		newDaemonCmd(),
+		newConfigCmd(),
+		newStatusCmd(),
+		newJobCmd(),
+		newImageCmd(),
+		newLogsCmd(),
+		newBenchCmd(),
+		newPolicyCmd(), newPoolCmd(), newDrainCmd(), newCordonCmd(), newUncordonCmd(),
 		newPeersCmd(),
 		newMarketCmd(),
 	)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages: container engine and local registry, Prometheus (server and promtool),
-# PyTorch for CPU runs of the benchmark harness, OpenBLAS for the CPU benchmark backend,
+# PyTorch for CPU runs of the benchmark harness, scikit-learn for the digits data set of the
+# example job, OpenBLAS for the CPU benchmark backend,
 # systemd-analyze for the unit check.
 set -euo pipefail
-pkgs=(docker.io docker-registry prometheus python3-torch libopenblas-dev pkg-config
+pkgs=(docker.io docker-registry prometheus python3-torch python3-sklearn libopenblas-dev pkg-config
 	iproute2 systemd ca-certificates git make gcc)
 missing=()
 for p in "${pkgs[@]}"; do

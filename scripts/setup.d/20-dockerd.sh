@@ -6,7 +6,7 @@ set -euo pipefail
 if docker version >/dev/null 2>&1; then exit 0; fi
 log=/var/log/gpunode-dockerd.log
 echo "starting dockerd (log: $log)"
-nohup dockerd >"$log" 2>&1 &
+setsid nohup dockerd >"$log" 2>&1 < /dev/null &
 for _ in $(seq 1 60); do
 	docker version >/dev/null 2>&1 && exit 0
 	sleep 1

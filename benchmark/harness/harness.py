@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""gpunode benchmark harness: runs a plan of DeepBench problems in PyTorch.
+
+The protocol (arguments in, one JSON object per line out) is documented in PROTOCOL.md
+next to this file. The node, not this script, turns times into TFLOPS and scores.
+
+    harness.py --plan PLAN.json [--device cpu|cuda] [--gpus 0,1] [--out FILE]
+    harness.py --probe [--device cpu|cuda]
+
+Runs on GPUs (--device cuda: matmul in fp32/tf32/fp16/bf16, conv2d through cuDNN,
+LSTM/GRU/RNN through cuDNN, all-reduce over NCCL across the GPUs) and on CPU (--device
+cpu, what CI runs on Debian's python3-torch).
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+PROTOCOL = 1
+HARNESS = "gpunode-harness/1"
+
+
+OUT = []  # extra line sinks (--out)
+
+
+def emit(obj):
+    line = json.dumps(obj, separators=(",", ":")) + "\n"
+    for f in [sys.stdout] + OUT:
+        f.write(line)
+        f.flush()
+
+
+def fail(msg):
+    emit({"type": "error", "error": msg})
+    sys.exit(2)
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hello(torch, device, gpus):
+    devices = []
+    h = {"type": "hello", "protocol": PROTOCOL, "harness": HARNESS, "torch": torch.__version__,
+         "python": platform.python_version(), "device": device, "cpu": cpu_name(),
+         "cpu_count": os.cpu_count() or 1, "cuda": "", "cudnn": "", "nccl": "", "driver": ""}
+    if device == "cuda":
+        h["cuda"] = torch.version.cuda or ""
+        h["cudnn"] = str(torch.backends.cudnn.version() or "")
+        try:
+            h["nccl"] = ".".join(str(x) for x in torch.cuda.nccl.version())
+        except Exception:
+            pass
+        try:
+            import subprocess
+            h["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                         capture_output=True, text=True, timeout=20).stdout.split("\n")[0].strip()
+        except Exception:
+            pass
+        for i in gpus:
+            p = torch.cuda.get_device_properties(i)
+            uuid = str(getattr(p, "uuid", "") or "")
+            if uuid and not uuid.startswith("GPU-"):
+                uuid = "GPU-" + uuid
+            devices.append({"id": "gpu%d" % i, "index": i, "name": p.name, "uuid": uuid,
+                            "memory_mb": p.total_memory // (1 << 20)})
+    else:
+        devices.append({"id": "cpu", "index": 0, "name": h["cpu"], "uuid": "", "memory_mb": 0})
+    h["devices"] = devices
+    emit(h)
+    return devices
+
+
+
+def dtype_of(torch, prec):
+    return {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[prec]
+
+
+def unsupported(device, prob):
+    prec, cls = prob["precision"], prob["class"]
+    if cls == "allreduce":
+        if device != "cuda":
+            return "all-reduce runs over NCCL across CUDA devices; not on cpu"
+        return None
+    if device == "cpu":
+        if prec in ("tf32", "fp16"):
+            return "%s needs a CUDA device" % prec
+        if prec == "bf16" and cls != "gemm":
+            return "bf16 %s is not run on cpu" % cls
+    return None
+
+
+def build(torch, dev, prob):
+    """Returns a closure running the problem once on dev."""
+    prec = prob["precision"]
+    dt = dtype_of(torch, prec)
+    if dev.type == "cuda":
+        tf32 = prec == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = True
+    cls = prob["class"]
+    if cls == "gemm":
+        g = prob["gemm"]
+        m, n, k = g["m"], g["n"], g["k"]
+        # Column-major C(m×n) = op(A)·op(B) is row-major Cᵀ(n×m) = op(B)ᵀ·op(A)ᵀ.
+        a = torch.randn((m, k) if g["trans_a"] else (k, m), device=dev, dtype=dt)
+        b = torch.randn((k, n) if g["trans_b"] else (n, k), device=dev, dtype=dt)
+        # A untransposed is k×m in row-major memory, which is op(A)ᵀ already; likewise B.
+        at = a.t() if g["trans_a"] else a
+        bt = b.t() if g["trans_b"] else b
+        out = torch.empty((n, m), device=dev, dtype=dt)
+        return lambda: torch.matmul(bt, at, out=out)
+    if cls == "conv":
+        c = prob["conv"]
+        x = torch.randn((c["n"], c["c"], c["h"], c["w"]), device=dev, dtype=dt)
+        w = torch.randn((c["k"], c["c"], c["r"], c["s"]), device=dev, dtype=dt)
+        F = torch.nn.functional
+        stride, pad = (c["stride_h"], c["stride_w"]), (c["pad_h"], c["pad_w"])
+        return lambda: F.conv2d(x, w, stride=stride, padding=pad)
+    if cls == "rnn":
+        r = prob["rnn"]
+        h, bsz, steps = r["hidden"], r["batch"], r["steps"]
+        mod = {"vanilla": lambda: torch.nn.RNN(h, h, bias=False, nonlinearity="tanh"),
+               "lstm": lambda: torch.nn.LSTM(h, h, bias=False),
+               "gru": lambda: torch.nn.GRU(h, h, bias=False)}[r["cell"]]()
+        mod = mod.to(device=dev, dtype=dt)
+        x = torch.randn((steps, bsz, h), device=dev, dtype=dt)
+        return lambda: mod(x)
+    raise ValueError("unknown class %r" % cls)
+
+
+def measure(torch, dev, fn, timing):
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev is not None and dev.type == "cuda" else (lambda: None)
+    for _ in range(timing["warmup"]):
+        fn()
+    sync()
+    times = []
+    total = 0.0
+    while len(times) < timing["max_repeats"] and (len(times) < timing["min_repeats"] or total < timing["min_time_ms"]):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        ms = (time.perf_counter() - t0) * 1e3
+        times.append(ms)
+        total += ms
+    return times
+
+
+def allreduce(torch, gpus, prob, timing):
+    a = prob["allreduce"]
+    if a["workers"] != len(gpus):
+        raise ValueError("all-reduce planned across %d workers, have %d GPUs" % (a["workers"], len(gpus)))
+    import torch.cuda.nccl as nccl
+    bufs = [torch.zeros(a["floats"], device="cuda:%d" % i, dtype=torch.float32) for i in gpus]
+
+    def run():
+        nccl.all_reduce(bufs)
+
+    def sync():
+        for i in gpus:
+            torch.cuda.synchronize(i)
+
+    for _ in range(timing["warmup"]):
+        run()
+    sync()
+    times, total = [], 0.0
+    while len(times) < timing["max_repeats"] and (len(times) < timing["min_repeats"] or total < timing["min_time_ms"]):
+        t0 = time.perf_counter()
+        run()
+        sync()
+        ms = (time.perf_counter() - t0) * 1e3
+        times.append(ms)
+        total += ms
+    return times
+
+
+def result(index, device, timing, times):
+    times = sorted(times)
+    return {"type": "result", "index": index, "device": device, "warmup": timing["warmup"],
+            "repeats": len(times), "min_ms": times[0], "median_ms": statistics.median(times),
+            "max_ms": times[-1]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--plan", help="plan JSON file (benchmark.Plan)")
+    ap.add_argument("--probe", action="store_true", help="print hello and done, run nothing")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda")
+    ap.add_argument("--gpus", default="", help="comma-separated CUDA device indexes (default: all)")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads for --device cpu (default: torch's)")
+    ap.add_argument("--out", default="", help="also write the lines to this file (for runtimes that mix stdout and stderr)")
+    args = ap.parse_args()
+    if args.out:
+        OUT.append(open(args.out, "w", buffering=1))
+    try:
+        import torch
+    except Exception as e:  # noqa: BLE001
+        fail("import torch: %s" % e)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    gpus = []
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            fail("--device cuda: torch sees no CUDA device (is the container started with the GPUs attached?)")
+        gpus = [int(x) for x in args.gpus.split(",") if x.strip()] or list(range(torch.cuda.device_count()))
+    devices = hello(torch, args.device, gpus)
+    if args.probe:
+        emit({"type": "done", "results": 0})
+        return
+    if not args.plan:
+        fail("--plan is required unless --probe")
+    try:
+        with open(args.plan) as f:
+            plan = json.load(f)
+        timing, problems = plan["timing"], plan["problems"]
+    except Exception as e:  # noqa: BLE001
+        fail("read plan %s: %s" % (args.plan, e))
+    count = 0
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for i, prob in enumerate(problems):
+            per_device = prob["class"] != "allreduce"
+            targets = [d["id"] for d in devices] if per_device else ["rig"]
+            why = unsupported(args.device, prob)
+            for j, dev_id in enumerate(targets):
+                count += 1
+                if why:
+                    emit({"type": "skipped", "index": i, "device": dev_id, "reason": why})
+                    continue
+                try:
+                    if per_device:
+                        dev = torch.device("cuda:%d" % gpus[j]) if args.device == "cuda" else torch.device("cpu")
+                        times = measure(torch, dev, build(torch, dev, prob), timing)
+                    else:
+                        times = allreduce(torch, gpus, prob, timing)
+                    emit(result(i, dev_id, timing, times))
+                except Exception as e:  # noqa: BLE001 - e.g. out of memory, unsupported dtype
+                    emit({"type": "skipped", "index": i, "device": dev_id,
+                          "reason": ("%s: %s" % (type(e).__name__, e)).split("\n")[0][:300]})
+                    if args.device == "cuda":
+                        torch.cuda.empty_cache()
+    emit({"type": "done", "results": count})
+
+
+if __name__ == "__main__":
+    main()

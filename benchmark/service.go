@@ -1,0 +1,326 @@
+package benchmark
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpunode/gpunode/node/api"
+)
+
+// ErrBusy means a benchmark is already running.
+var ErrBusy = errors.New("a benchmark is already running")
+
+// Config configures the node's benchmark service.
+type Config struct {
+	// Profile is what the daemon runs: "quick" or "full".
+	Profile Profile `toml:"profile"`
+	// Backend is the backend the daemon runs: "cpu", "cuda" or "torch-cpu".
+	Backend string `toml:"backend"`
+	// OnStart runs a benchmark when the daemon starts and has no report yet.
+	OnStart bool `toml:"on_start"`
+	// StateDir keeps the last signed report (last-report.json) across restarts.
+	StateDir string `toml:"state_dir"`
+	// Timeout bounds one benchmark run; a hung GPU or harness fails it instead of
+	// blocking the next one forever.
+	Timeout time.Duration `toml:"timeout"`
+}
+
+// Default returns the default configuration.
+func Default() Config {
+	return Config{Profile: Quick, Backend: "cpu", OnStart: true, StateDir: "/var/lib/gpunode/benchmark", Timeout: 2 * time.Hour}
+}
+
+// Validate reports every problem with the configuration.
+func (c Config) Validate() []error {
+	var errs []error
+	if c.Profile != Quick && c.Profile != Full {
+		errs = append(errs, fmt.Errorf("profile: %q, want quick or full", c.Profile))
+	}
+	if c.Backend == "" {
+		errs = append(errs, errors.New("backend: must not be empty (cpu, cuda or torch-cpu)"))
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("state_dir: must not be empty"))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, errors.New("timeout: must be positive"))
+	}
+	return errs
+}
+
+// Service runs benchmarks for the node, keeps the last signed report, serves it on the
+// control API and exports it as metrics.
+type Service struct {
+	cfg      Config
+	log      *slog.Logger
+	key      crypto.Signer
+	backends map[string]Backend
+
+	mu      sync.Mutex
+	running bool
+	last    *Report
+	loaded  time.Time // modification time of the kept report last read
+}
+
+// New returns a service signing with key (the node's Ed25519 identity) and running the
+// given backends, by name.
+func New(cfg Config, log *slog.Logger, key crypto.Signer, backends ...Backend) (*Service, error) {
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("benchmark config: %w", errors.Join(errs...))
+	}
+	s := &Service{cfg: cfg, log: log.With("component", "benchmark"), key: key, backends: map[string]Backend{}}
+	for _, b := range backends {
+		s.backends[b.Name()] = b
+	}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Service) statePath() string { return filepath.Join(s.cfg.StateDir, "last-report.json") }
+
+// load reads the kept report if it changed since it was last read (`gpunode bench` may
+// have written a new one); one that does not verify is set aside, not trusted.
+func (s *Service) load() error {
+	fi, err := os.Stat(s.statePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("benchmark state: %w", err)
+	}
+	s.mu.Lock()
+	same := fi.ModTime().Equal(s.loaded)
+	s.mu.Unlock()
+	if same {
+		return nil
+	}
+	b, err := os.ReadFile(s.statePath())
+	if err != nil {
+		return fmt.Errorf("benchmark state: %w", err)
+	}
+	r, err := DecodeReport(bytes.NewReader(b))
+	if err == nil {
+		err = r.Verify()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loaded = fi.ModTime()
+	if err != nil {
+		s.log.Warn("kept benchmark report does not verify; ignoring it", "path", s.statePath(), "err", err)
+		s.last = nil
+		return nil
+	}
+	s.last = r
+	return nil
+}
+
+// Last returns the last report, or nil.
+func (s *Service) Last() *Report {
+	if err := s.load(); err != nil {
+		s.log.Warn("read kept benchmark report", "err", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// Summary returns the last report's summary for the node's status, or nil.
+func (s *Service) Summary() *api.BenchmarkSummary {
+	r := s.Last()
+	if r == nil {
+		return nil
+	}
+	sum := r.Summary()
+	return &sum
+}
+
+// Run runs the configured benchmark at start if there is no report yet, then waits for
+// ctx. Cancellation is not an error.
+func (s *Service) Run(ctx context.Context) error {
+	if s.cfg.OnStart && s.Last() == nil {
+		if _, err := s.Benchmark(ctx, s.cfg.Profile, s.cfg.Backend, nil); err != nil && ctx.Err() == nil {
+			s.log.Error("benchmark at start failed", "err", err)
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// Benchmark runs a profile on a backend, signs the report, keeps it as the last report
+// and returns it.
+func (s *Service) Benchmark(ctx context.Context, profile Profile, backend string, progress func(done, total int, r Result)) (*Report, error) {
+	b, ok := s.backends[backend]
+	if !ok {
+		var names []string
+		for n := range s.backends {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		return nil, fmt.Errorf("unknown benchmark backend %q (this node has %v)", backend, names)
+	}
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return nil, ErrBusy
+	}
+	s.running = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.running = false
+		s.mu.Unlock()
+	}()
+	start := time.Now()
+	s.log.Info("benchmark started", "profile", profile, "backend", backend)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	r, err := Run(ctx, b, profile, progress)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Sign(s.key); err != nil {
+		return nil, err
+	}
+	if err := s.save(r); err != nil {
+		return nil, err
+	}
+	fi, statErr := os.Stat(s.statePath())
+	s.mu.Lock()
+	s.last = r
+	if statErr == nil {
+		s.loaded = fi.ModTime()
+	}
+	s.mu.Unlock()
+	s.log.Info("benchmark done", "profile", profile, "backend", backend, "rig_score_tflops", r.Scores.Rig, "duration", time.Since(start).Round(time.Millisecond))
+	return r, nil
+}
+
+// save keeps r exactly as Summary hashes it.
+func (s *Service) save(r *Report) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.cfg.StateDir, 0o750); err != nil {
+		return fmt.Errorf("benchmark state: %w", err)
+	}
+	tmp := s.statePath() + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("benchmark state: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("benchmark state: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("benchmark state: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("benchmark state: %w", err)
+	}
+	if err := os.Rename(tmp, s.statePath()); err != nil {
+		return fmt.Errorf("benchmark state: %w", err)
+	}
+	return nil
+}
+
+// RunRequest is the body of POST /v1/benchmark.
+type RunRequest struct {
+	Profile Profile `json:"profile"`
+	Backend string  `json:"backend"`
+}
+
+// Routes registers the control API routes:
+//
+//	GET  /v1/benchmark  the last signed report (404 if none yet)
+//	POST /v1/benchmark  run {profile, backend} (defaults from the config) and return its report (409 if one is running)
+func (s *Service) Routes(srv *api.Server) {
+	srv.HandleFunc("GET /v1/benchmark", func(w http.ResponseWriter, r *http.Request) {
+		last := s.Last()
+		if last == nil {
+			api.WriteError(w, http.StatusNotFound, errors.New("no benchmark report yet: run `gpunode bench`"))
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, last)
+	})
+	srv.HandleFunc("POST /v1/benchmark", func(w http.ResponseWriter, r *http.Request) {
+		req := RunRequest{Profile: s.cfg.Profile, Backend: s.cfg.Backend}
+		if r.ContentLength != 0 {
+			if err := api.DecodeJSON(r, 4096, &req); err != nil {
+				api.WriteError(w, http.StatusBadRequest, err)
+				return
+			}
+		}
+		rep, err := s.Benchmark(r.Context(), req.Profile, req.Backend, nil)
+		switch {
+		case errors.Is(err, ErrBusy):
+			api.WriteError(w, http.StatusConflict, err)
+		case err != nil:
+			api.WriteError(w, http.StatusInternalServerError, err)
+		default:
+			api.WriteJSON(w, http.StatusOK, rep)
+		}
+	})
+}
+
+// Register exports the last report as metrics, read at scrape time.
+func (s *Service) Register(reg prometheus.Registerer) error {
+	return reg.Register(collector{s})
+}
+
+var (
+	descTFLOPS = prometheus.NewDesc("gpunode_benchmark_tflops",
+		"Geometric mean TFLOPS of the last benchmark per problem class, precision and device.", []string{"class", "precision", "gpu"}, nil)
+	descScore = prometheus.NewDesc("gpunode_benchmark_score",
+		"Benchmark score (TFLOPS) per device; gpu=\"rig\" is the rig's total, its DL hashrate.", []string{"gpu"}, nil)
+	descBusBW = prometheus.NewDesc("gpunode_benchmark_allreduce_busbw_gigabytes_per_second",
+		"Geometric mean all-reduce bus bandwidth of the last benchmark.", nil, nil)
+	descTime = prometheus.NewDesc("gpunode_benchmark_timestamp_seconds",
+		"When the last benchmark report was made.", nil, nil)
+)
+
+type collector struct{ s *Service }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descTFLOPS, descScore, descBusBW, descTime} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	r := c.s.Last()
+	if r == nil {
+		return
+	}
+	for _, cs := range r.Scores.Classes {
+		if cs.Class == ClassAllReduce {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(descTFLOPS, prometheus.GaugeValue, cs.Value, string(cs.Class), string(cs.Precision), cs.Device)
+	}
+	for _, d := range r.Scores.Devices {
+		ch <- prometheus.MustNewConstMetric(descScore, prometheus.GaugeValue, d.Score, d.Device)
+	}
+	ch <- prometheus.MustNewConstMetric(descScore, prometheus.GaugeValue, r.Scores.Rig, "rig")
+	if r.Scores.AllReduceBusBW > 0 {
+		ch <- prometheus.MustNewConstMetric(descBusBW, prometheus.GaugeValue, r.Scores.AllReduceBusBW)
+	}
+	ch <- prometheus.MustNewConstMetric(descTime, prometheus.GaugeValue, float64(r.CreatedAt.UnixNano())/1e9)
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gpunode/gpunode/node"
+)
+
+// configFlags are the flags that override the config file, shared by the commands that
+// load it.
+type configFlags struct {
+	file          string
+	dataDir       string
+	apiSocket     string
+	metricsListen string
+	logFormat     string
+	logLevel      string
+	simulateGPUs  string
+}
+
+func (f *configFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.file, "config", "", "config file (default "+node.DefaultConfigFile+" if it exists)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the node's state (overrides data_dir)")
+	fl.StringVar(&f.apiSocket, "api-socket", "", "unix socket of the control API (overrides api.socket)")
+	fl.StringVar(&f.metricsListen, "metrics-listen", "", `address of /metrics, "" to disable (overrides metrics.listen)`)
+	fl.StringVar(&f.logFormat, "log-format", "", "text or json (overrides log.format)")
+	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
+	fl.StringVar(&f.simulateGPUs, "simulate-gpus", "", "run on a simulated rig: dgxa100 (overrides gpu.simulate)")
+}
+
+// load applies defaults, then the config file, then the flags that were set.
+func (f *configFlags) load(cmd *cobra.Command) (node.Config, error) {
+	cfg := node.Default()
+	source := "defaults"
+	path := f.file
+	if path == "" {
+		if _, err := os.Stat(node.DefaultConfigFile); err == nil {
+			path = node.DefaultConfigFile
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return cfg, fmt.Errorf("config %s: %w", node.DefaultConfigFile, err)
+		}
+	}
+	if path != "" {
+		var err error
+		if cfg, err = node.LoadConfig(path); err != nil {
+			return cfg, err
+		}
+		source = path
+	}
+	set := func(name string, dst *string, v string) {
+		if cmd.Flags().Changed(name) {
+			*dst = v
+		}
+	}
+	set("data-dir", &cfg.DataDir, f.dataDir)
+	set("api-socket", &cfg.API.Socket, f.apiSocket)
+	set("metrics-listen", &cfg.Metrics.Listen, f.metricsListen)
+	set("log-format", &cfg.Log.Format, f.logFormat)
+	set("log-level", &cfg.Log.Level, f.logLevel)
+	set("simulate-gpus", &cfg.GPU.Simulate, f.simulateGPUs)
+	return cfg, cfg.Check(source + " with flags")
+}
+
+func newDaemonCmd() *cobra.Command {
+	var flags configFlags
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the node (under systemd, or in the foreground)",
+		Long: `Run the node: GPU inventory and telemetry, the control API, and /metrics.
+Stops gracefully on SIGINT or SIGTERM; a second signal exits at once.
+Under systemd (Type=notify) it reports READY, WATCHDOG and STOPPING.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := flags.load(cmd)
+			if err != nil {
+				return err
+			}
+			log := cfg.Log.NewLogger(os.Stderr)
+			n, err := node.Open(cfg, log)
+			if err != nil {
+				return err
+			}
+			return n.Run(cmd.Context())
+		},
+	}
+	flags.register(cmd)
+	return cmd
+}

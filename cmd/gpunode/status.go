@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gpunode/gpunode/node/api"
+)
+
+// apiFlag adds --api-socket to a command that talks to the daemon.
+func apiFlag(cmd *cobra.Command) *string {
+	s := new(string)
+	cmd.Flags().StringVar(s, "api-socket", api.DefaultSocket, "unix socket of the node's control API")
+	return s
+}
+
+func newStatusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the node's version, uptime, state and GPUs",
+		Args:  cobra.NoArgs,
+	}
+	socket := apiFlag(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		st, err := api.NewClient(*socket).Status(cmd.Context())
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(cmd.OutOrStdout(), st)
+		}
+		return printStatus(cmd.OutOrStdout(), st)
+	}
+	return cmd
+}
+
+func printStatus(w io.Writer, st api.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Node:\t%s\n", st.Hostname)
+	fmt.Fprintf(tw, "Version:\t%s\n", st.Version)
+	fmt.Fprintf(tw, "State:\t%s\n", st.State)
+	if a := st.Admission; a != nil {
+		jobsLine := "taking jobs"
+		if a.State != "active" {
+			jobsLine = fmt.Sprintf("%s since %s", a.State, a.Since.Format(time.RFC3339))
+			if a.Reason != "" {
+				jobsLine += " (" + a.Reason + ")"
+			}
+		}
+		fmt.Fprintf(tw, "Jobs:\t%s, %d running\n", jobsLine, a.RunningJobs)
+	}
+	for _, p := range st.PolicyPaused {
+		fmt.Fprintf(tw, "Paused:\t%s\n", p)
+	}
+	fmt.Fprintf(tw, "Uptime:\t%s (since %s)\n", (time.Duration(st.UptimeSeconds) * time.Second).String(), st.StartedAt.Format(time.RFC3339))
+	mode := st.GPUMode
+	switch st.GPUMode {
+	case "simulated":
+		mode = "SIMULATED (not real hardware)"
+	case "cpu-only":
+		mode = "CPU-only: " + st.GPUNote
+	}
+	fmt.Fprintf(tw, "GPUs:\t%d, %s\n", len(st.GPUs), mode)
+	if st.Driver != "" {
+		fmt.Fprintf(tw, "Driver:\t%s (CUDA %s)\n", st.Driver, st.CUDA)
+	}
+	for _, c := range st.Checks {
+		if c.OK {
+			fmt.Fprintf(tw, "%s:\tok\n", c.Name)
+		} else {
+			fmt.Fprintf(tw, "%s:\tPROBLEM: %s\n", c.Name, c.Message)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(st.GPUs) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GPU\tNAME\tMEMORY\tUTIL\tTEMP\tPOWER\tSM CLOCK\tXID\tUUID")
+	for _, g := range st.GPUs {
+		if g.Sample == nil {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t-\t-\t-\t-\t-\t%s (error: %s)\n", g.Index, g.Name, gib(g.MemoryBytes), g.UUID, g.Error)
+			continue
+		}
+		s := g.Sample
+		fmt.Fprintf(tw, "%d\t%s\t%s/%s\t%d%%\t%d°C\t%.0f W\t%d MHz\t%d\t%s\n", g.Index, g.Name,
+			gib(s.MemoryUsedBytes), gib(g.MemoryBytes), s.GPUUtilPercent, s.TemperatureC, s.PowerWatts, s.SMClockMHz, s.LastXID, g.UUID)
+	}
+	return tw.Flush()
+}
+
+func gib(b uint64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }

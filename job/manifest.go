@@ -1,0 +1,281 @@
+// Package job holds the job manifest: what a researcher asks a node to run, as published on
+// IPFS with its hash on chain. A manifest arrives from the network, so decoding is strict:
+// bounded in size, versioned, unknown fields rejected, and every problem reported at once.
+package job
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Version is the manifest format this package reads and writes.
+const Version = 1
+
+// MaxManifestBytes bounds a manifest's encoded size.
+const MaxManifestBytes = 256 << 10
+
+// ErrInvalid marks a manifest that decoded but failed validation.
+var ErrInvalid = errors.New("invalid job manifest")
+
+// Manifest describes one training job.
+type Manifest struct {
+	// Version is the manifest format version; must be Version.
+	Version int `json:"version"`
+	// Image is the training image, by digest: repo@sha256:<64 hex>.
+	Image string `json:"image"`
+	// Command overrides the image's entrypoint arguments.
+	Command []string `json:"command,omitempty"`
+	// Env is extra environment for the container.
+	Env map[string]string `json:"env,omitempty"`
+	// Resources is what the job needs of the node.
+	Resources Resources `json:"resources"`
+	// Inputs are mounted read-only: public IPFS content or a local dataset of the miner.
+	Inputs []Input `json:"inputs,omitempty"`
+	// Output is where the job writes its checkpoint, and how large it may be.
+	Output Output `json:"output"`
+	// MaxDuration bounds the running time, e.g. "6h".
+	MaxDuration Duration `json:"max_duration"`
+	// Network is the egress the job asks for; "none" unless the policy grants it.
+	Network Network `json:"network"`
+	// Evaluation tells validators how to score the checkpoint.
+	Evaluation Evaluation `json:"evaluation"`
+}
+
+// Resources is what a job needs of a node.
+type Resources struct {
+	GPUs         int     `json:"gpus"`
+	GPUMemoryMiB int64   `json:"gpu_memory_mib,omitempty"`
+	MinScore     float64 `json:"min_score,omitempty"`
+	CPUs         float64 `json:"cpus,omitempty"`
+	MemoryMiB    int64   `json:"memory_mib,omitempty"`
+	DiskMiB      int64   `json:"disk_mib,omitempty"`
+}
+
+// Input is one read-only mount: exactly one of CID and Dataset is set.
+type Input struct {
+	// CID is public content on IPFS.
+	CID string `json:"cid,omitempty"`
+	// Dataset is the tag of a private dataset on the miner's rig.
+	Dataset string `json:"dataset,omitempty"`
+	// Path is the absolute mount point in the container.
+	Path string `json:"path"`
+}
+
+// Output is the job's writable output directory.
+type Output struct {
+	Path     string `json:"path"`
+	MaxBytes int64  `json:"max_bytes"`
+}
+
+// Network modes.
+const (
+	NetworkNone   = "none"
+	NetworkEgress = "egress"
+)
+
+// Network is the egress a job asks for.
+type Network struct {
+	// Mode is "none" or "egress".
+	Mode string `json:"mode"`
+	// Domains lists the hosts an "egress" job needs to reach.
+	Domains []string `json:"domains,omitempty"`
+}
+
+// Evaluation tells validators how to score the result.
+type Evaluation struct {
+	Image     string  `json:"image"`
+	Metric    string  `json:"metric"`
+	Threshold float64 `json:"threshold"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("90m").
+type Duration struct{ time.Duration }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string such as \"6h\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// Decode reads one manifest of at most MaxManifestBytes, rejecting unknown fields and
+// trailing data, and validates it. A validation failure wraps ErrInvalid and lists every
+// problem.
+func Decode(r io.Reader) (*Manifest, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxManifestBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("job manifest: %w", err)
+	}
+	if len(b) > MaxManifestBytes {
+		return nil, fmt.Errorf("job manifest: larger than %d bytes", MaxManifestBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("job manifest: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("job manifest: trailing data after the JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("job manifest: trailing data after the JSON object")
+	}
+	if errs := m.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+	}
+	return &m, nil
+}
+
+var (
+	digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+	repoRE   = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
+	cidRE    = regexp.MustCompile(`^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,200})$`)
+	tagRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	envRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+)
+
+// ParseImage splits "repo@sha256:…" into its repository and digest.
+func ParseImage(ref string) (repo, digest string, err error) {
+	repo, digest, ok := strings.Cut(ref, "@")
+	if !ok {
+		return "", "", fmt.Errorf("image %q: must be pinned by digest (repo@sha256:…)", ref)
+	}
+	if len(repo) > 255 || !repoRE.MatchString(repo) {
+		return "", "", fmt.Errorf("image %q: bad repository name", ref)
+	}
+	if !digestRE.MatchString(digest) {
+		return "", "", fmt.Errorf("image %q: digest must be sha256:<64 lowercase hex>", ref)
+	}
+	return repo, digest, nil
+}
+
+// ImageRepo returns the repository part of the image reference, or "" if malformed.
+func (m *Manifest) ImageRepo() string {
+	r, _, err := ParseImage(m.Image)
+	if err != nil {
+		return ""
+	}
+	return r
+}
+
+// ImageDigest returns the digest part of the image reference, or "" if malformed.
+func (m *Manifest) ImageDigest() string {
+	_, d, err := ParseImage(m.Image)
+	if err != nil {
+		return ""
+	}
+	return d
+}
+
+// Datasets returns the local dataset tags the job mounts.
+func (m *Manifest) Datasets() []string {
+	var out []string
+	for _, in := range m.Inputs {
+		if in.Dataset != "" {
+			out = append(out, in.Dataset)
+		}
+	}
+	return out
+}
+
+// Validate reports every problem with the manifest.
+func (m *Manifest) Validate() []error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if m.Version != Version {
+		bad("version: got %d, this node reads version %d", m.Version, Version)
+	}
+	if _, _, err := ParseImage(m.Image); err != nil {
+		bad("image: %v", err)
+	}
+	if len(m.Command) > 256 {
+		bad("command: more than 256 arguments")
+	}
+	if len(m.Env) > 256 {
+		bad("env: more than 256 variables")
+	}
+	for k := range m.Env {
+		if !envRE.MatchString(k) {
+			bad("env: bad variable name %q", k)
+		}
+	}
+	r := m.Resources
+	if r.GPUs < 0 || r.GPUs > 64 {
+		bad("resources.gpus: %d out of range 0..64", r.GPUs)
+	}
+	if r.GPUMemoryMiB < 0 || r.MemoryMiB < 0 || r.DiskMiB < 0 || r.CPUs < 0 || r.MinScore < 0 {
+		bad("resources: negative amounts")
+	}
+	if len(m.Inputs) > 64 {
+		bad("inputs: more than 64")
+	}
+	for i, in := range m.Inputs {
+		switch {
+		case (in.CID == "") == (in.Dataset == ""):
+			bad("inputs[%d]: set exactly one of cid and dataset", i)
+		case in.CID != "" && !cidRE.MatchString(in.CID):
+			bad("inputs[%d].cid: %q is not a CID", i, in.CID)
+		case in.Dataset != "" && !tagRE.MatchString(in.Dataset):
+			bad("inputs[%d].dataset: %q is not a dataset tag (lowercase letters, digits, . _ -)", i, in.Dataset)
+		}
+		if !cleanAbs(in.Path) {
+			bad("inputs[%d].path: %q must be a clean absolute path", i, in.Path)
+		}
+	}
+	if !cleanAbs(m.Output.Path) || m.Output.Path == "/" {
+		bad("output.path: %q must be a clean absolute path below /", m.Output.Path)
+	}
+	if m.Output.MaxBytes <= 0 {
+		bad("output.max_bytes: must be positive")
+	}
+	if m.MaxDuration.Duration <= 0 {
+		bad("max_duration: must be positive")
+	}
+	switch m.Network.Mode {
+	case NetworkNone:
+		if len(m.Network.Domains) > 0 {
+			bad("network.domains: set only with mode %q", NetworkEgress)
+		}
+	case NetworkEgress:
+		if len(m.Network.Domains) == 0 || len(m.Network.Domains) > 64 {
+			bad("network.domains: egress needs 1..64 domains")
+		}
+		for _, d := range m.Network.Domains {
+			if len(d) > 253 || !domainRE.MatchString(d) {
+				bad("network.domains: %q is not a domain name", d)
+			}
+		}
+	default:
+		bad("network.mode: %q, want %q or %q", m.Network.Mode, NetworkNone, NetworkEgress)
+	}
+	if _, _, err := ParseImage(m.Evaluation.Image); err != nil {
+		bad("evaluation.image: %v", err)
+	}
+	if m.Evaluation.Metric == "" || len(m.Evaluation.Metric) > 128 {
+		bad("evaluation.metric: must be 1..128 characters")
+	}
+	return errs
+}
+
+func cleanAbs(p string) bool {
+	return p != "" && len(p) <= 4096 && path.IsAbs(p) && path.Clean(p) == p && !strings.ContainsRune(p, 0)
+}

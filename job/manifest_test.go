@@ -1,0 +1,96 @@
+package job
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestDecodeValid(t *testing.T) {
+	b, err := os.ReadFile("testdata/valid.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if got := m.ImageRepo(); got != "registry.example.com/lab/trainer" {
+		t.Errorf("ImageRepo = %q", got)
+	}
+	if got := m.Datasets(); len(got) != 1 || got[0] != "medical-ct" {
+		t.Errorf("Datasets = %v", got)
+	}
+	if m.MaxDuration.Hours() != 6 {
+		t.Errorf("MaxDuration = %v", m.MaxDuration)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	valid, err := os.ReadFile("testdata/valid.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := string(valid)
+	tests := []struct {
+		name  string
+		in    string
+		wants []string // every substring must appear in the error
+	}{
+		{"unknown field", strings.Replace(v, `"version": 1,`, `"version": 1, "extra": true,`, 1), []string{"unknown field"}},
+		{"trailing data", v + "{}", []string{"trailing data"}},
+		{"wrong version", strings.Replace(v, `"version": 1`, `"version": 2`, 1), []string{"version: got 2"}},
+		{"tag not digest", strings.Replace(v, "trainer@sha256:1111111111111111111111111111111111111111111111111111111111111111", "trainer:latest", 1), []string{"pinned by digest"}},
+		{"several problems at once",
+			strings.NewReplacer(`"max_duration": "6h"`, `"max_duration": "0s"`, `"mode": "none"`, `"mode": "host"`, `"/out"`, `"out/../x"`).Replace(v),
+			[]string{"max_duration", "network.mode", "output.path"}},
+		{"both cid and dataset", strings.Replace(v, `{"dataset": "medical-ct"`, `{"cid": "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", "dataset": "medical-ct"`, 1), []string{"exactly one of cid and dataset"}},
+		{"egress without domains", strings.Replace(v, `"mode": "none"`, `"mode": "egress"`, 1), []string{"egress needs 1..64 domains"}},
+		{"too large", `{"version":1,"command":["` + strings.Repeat("a", MaxManifestBytes) + `"]}`, []string{"larger than"}},
+		{"bad duration", strings.Replace(v, `"6h"`, `6`, 1), []string{"duration"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode(strings.NewReader(tt.in))
+			if err == nil {
+				t.Fatal("Decode accepted a bad manifest")
+			}
+			for _, w := range tt.wants {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	_, err = Decode(strings.NewReader(strings.Replace(v, `"version": 1`, `"version": 3`, 1)))
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("validation error %v does not wrap ErrInvalid", err)
+	}
+}
+
+// FuzzDecode: any input either fails or yields a manifest that validates and survives a
+// round trip through its own encoding.
+func FuzzDecode(f *testing.F) {
+	valid, err := os.ReadFile("testdata/valid.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(valid)
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"version":1,"network":{"mode":"egress","domains":["pypi.org"]}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Decode(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		if errs := m.Validate(); len(errs) > 0 {
+			t.Fatalf("decoded manifest does not validate: %v", errs)
+		}
+		if _, _, err := ParseImage(m.Image); err != nil {
+			t.Fatalf("decoded manifest has a bad image: %v", err)
+		}
+	})
+}

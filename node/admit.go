@@ -1,0 +1,69 @@
+package node
+
+import (
+	"math/big"
+	"time"
+
+	"github.com/gpunode/gpunode/job"
+	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/node/policy"
+)
+
+// Admitter adapts the policy holder to the job machine (jobs.Admitter): an offered job is
+// judged with the node's current GPU state and its price per GPU-hour. It also re-checks
+// the job when its container is created (jobs.ContainerChecker).
+type Admitter struct{ h *policy.Holder }
+
+// NewAdmitter returns the job machine's admitter over h.
+func NewAdmitter(h *policy.Holder) Admitter { return Admitter{h: h} }
+
+func (a Admitter) request(p jobs.Posting, m *job.Manifest) policy.Request {
+	return policy.Request{Manifest: m, Sponsor: p.Sponsor, PriceWei: PricePerGPUHour(p.RewardWei, m), Node: a.h.CurrentNode()}
+}
+
+// Admit implements jobs.Admitter.
+func (a Admitter) Admit(p jobs.Posting, m *job.Manifest) (bool, []string) {
+	d := a.h.Offer(a.request(p, m))
+	return d.Allow, d.Reasons()
+}
+
+// CheckContainer implements jobs.ContainerChecker.
+func (a Admitter) CheckContainer(p jobs.Posting, m *job.Manifest) (jobs.ContainerLimits, []string, bool) {
+	cl, d := a.h.Container(a.request(p, m))
+	return jobs.ContainerLimits{RunTimeout: cl.MaxDuration, Egress: cl.Egress}, d.Reasons(), d.Allow
+}
+
+// PricePerGPUHour spreads a job's reward over its GPUs (at least one) and its maximum
+// duration, rounding down; nil if the reward is not a decimal amount.
+func PricePerGPUHour(rewardWei string, m *job.Manifest) *big.Int {
+	reward, ok := new(big.Int).SetString(rewardWei, 10)
+	if !ok || reward.Sign() < 0 || m == nil {
+		return nil
+	}
+	gpus := int64(max(m.Resources.GPUs, 1))
+	secs := int64(max(m.MaxDuration.Duration, time.Second) / time.Second)
+	num := new(big.Int).Mul(reward, big.NewInt(3600))
+	return num.Quo(num, big.NewInt(gpus*secs))
+}
+
+// nodeState reads the rig's GPUs for the policy: model, hottest temperature, largest draw.
+func nodeState(g GPUs) func() policy.NodeState {
+	return func() policy.NodeState {
+		s := policy.NodeState{Now: time.Now()}
+		if g == nil {
+			return s
+		}
+		devs := g.Devices()
+		s.GPUs, s.GPUsFree = len(devs), len(devs)
+		for _, d := range devs {
+			if s.GPUModel == "" {
+				s.GPUModel = d.Name
+			}
+			if smp, err := g.Sample(d.Index); err == nil {
+				s.MaxGPUTempC = max(s.MaxGPUTempC, float64(smp.TemperatureC))
+				s.MaxGPUPowerW = max(s.MaxGPUPowerW, smp.PowerWatts)
+			}
+		}
+		return s
+	}
+}

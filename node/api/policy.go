@@ -1,0 +1,135 @@
+package api
+
+import (
+	"context"
+	"math/big"
+	"time"
+
+	"github.com/gpunode/gpunode/job"
+)
+
+// The policy and admission routes are served by node/policy (Holder.Routes); these are
+// their wire types on the client side.
+
+// AdmissionStatus is whether the node takes new jobs.
+type AdmissionStatus struct {
+	State       string    `json:"state"` // active, cordoned, draining, drained
+	Reason      string    `json:"reason,omitempty"`
+	Since       time.Time `json:"since"`
+	RunningJobs int       `json:"running_jobs"`
+}
+
+// PolicyStatus describes the policy in force.
+type PolicyStatus struct {
+	File            string          `json:"file,omitempty"`
+	PoolKey         string          `json:"pool_key,omitempty"`
+	PoolPolicyFile  string          `json:"pool_policy_file,omitempty"`
+	PoolSeq         uint64          `json:"pool_seq,omitempty"`
+	HasPool         bool            `json:"has_pool"`
+	HasLocal        bool            `json:"has_local"`
+	LastReload      time.Time       `json:"last_reload"`
+	LastReloadError string          `json:"last_reload_error,omitempty"`
+	Admission       AdmissionStatus `json:"admission"`
+	Overridden      []string        `json:"overridden,omitempty"`
+	Paused          []string        `json:"paused,omitempty"`
+}
+
+// PolicyCheck is one rule's verdict in a policy decision.
+type PolicyCheck struct {
+	Layer  string `json:"layer"`
+	Rule   string `json:"rule"`
+	Kind   string `json:"kind"`
+	Pass   bool   `json:"pass"`
+	Detail string `json:"detail"`
+}
+
+// PolicyRejection is a recent offer the node turned down.
+type PolicyRejection struct {
+	Time    time.Time     `json:"time"`
+	Image   string        `json:"image"`
+	Sponsor string        `json:"sponsor"`
+	Failed  []PolicyCheck `json:"failed"`
+}
+
+type admissionRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// Drain stops the node taking new jobs and lets running ones finish.
+func (c *Client) Drain(ctx context.Context, reason string) (AdmissionStatus, error) {
+	var out AdmissionStatus
+	err := c.Post(ctx, "/v1/admission/drain", admissionRequest{Reason: reason}, &out)
+	return out, err
+}
+
+// Cordon stops the node taking new jobs.
+func (c *Client) Cordon(ctx context.Context, reason string) (AdmissionStatus, error) {
+	var out AdmissionStatus
+	err := c.Post(ctx, "/v1/admission/cordon", admissionRequest{Reason: reason}, &out)
+	return out, err
+}
+
+// Uncordon lets the node take jobs again.
+func (c *Client) Uncordon(ctx context.Context) (AdmissionStatus, error) {
+	var out AdmissionStatus
+	err := c.Post(ctx, "/v1/admission/uncordon", admissionRequest{}, &out)
+	return out, err
+}
+
+// Admission returns the node's admission state.
+func (c *Client) Admission(ctx context.Context) (AdmissionStatus, error) {
+	var out AdmissionStatus
+	err := c.Get(ctx, "/v1/admission", &out)
+	return out, err
+}
+
+// Policy returns the status of the policy in force.
+func (c *Client) Policy(ctx context.Context) (PolicyStatus, error) {
+	var out PolicyStatus
+	err := c.Get(ctx, "/v1/policy", &out)
+	return out, err
+}
+
+// ReloadPolicy makes the daemon re-read its policy files; on error the old policy stays.
+func (c *Client) ReloadPolicy(ctx context.Context) (PolicyStatus, error) {
+	var out PolicyStatus
+	err := c.Post(ctx, "/v1/policy/reload", nil, &out)
+	return out, err
+}
+
+// PolicyRejections lists the offers the node recently turned down.
+func (c *Client) PolicyRejections(ctx context.Context) ([]PolicyRejection, error) {
+	var out struct {
+		Recent []PolicyRejection `json:"recent"`
+	}
+	err := c.Get(ctx, "/v1/policy/rejections", &out)
+	return out.Recent, err
+}
+
+// PushPoolPolicy hands the daemon a signed pool policy.
+func (c *Client) PushPoolPolicy(ctx context.Context, signed []byte) (PolicyStatus, error) {
+	var out PolicyStatus
+	err := c.Post(ctx, "/v1/policy/pool", struct {
+		Signed []byte `json:"signed"`
+	}{signed}, &out)
+	return out, err
+}
+
+// PolicyDecision is the daemon's verdict on a job, rule by rule.
+type PolicyDecision struct {
+	Allow  bool          `json:"allow"`
+	Checks []PolicyCheck `json:"checks"`
+}
+
+// CheckPolicy asks the daemon whether its policy in force, with the node's current state,
+// would take the job; nothing is counted.
+func (c *Client) CheckPolicy(ctx context.Context, m *job.Manifest, sponsor string, priceWei *big.Int) (PolicyDecision, error) {
+	var out PolicyDecision
+	in := struct {
+		Manifest *job.Manifest `json:"manifest"`
+		Sponsor  string        `json:"sponsor"`
+		PriceWei *big.Int      `json:"price_wei"`
+	}{m, sponsor, priceWei}
+	err := c.Post(ctx, "/v1/policy/check", in, &out)
+	return out, err
+}

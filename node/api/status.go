@@ -1,0 +1,55 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/gpunode/gpunode/runtime/gpu"
+)
+
+// Status is the answer to GET /v1/status.
+type Status struct {
+	Version       string    `json:"version"`
+	Hostname      string    `json:"hostname"`
+	StartedAt     time.Time `json:"started_at"`
+	UptimeSeconds float64   `json:"uptime_seconds"`
+	// State is the node's state: "starting", "running" or "stopping".
+	State string `json:"state"`
+	// GPUMode is "nvml" (real GPUs), "simulated" or "cpu-only".
+	GPUMode string `json:"gpu_mode"`
+	// GPUNote says why the node runs CPU-only, when it does.
+	GPUNote string      `json:"gpu_note,omitempty"`
+	Driver  string      `json:"driver,omitempty"`
+	CUDA    string      `json:"cuda,omitempty"`
+	GPUs    []GPUStatus `json:"gpus"`
+	// Checks are the node's prerequisites (container engine, chain, …) and their state.
+	Checks []Check `json:"checks"`
+	// Admission says whether the node takes new jobs: active, cordoned, draining, drained.
+	Admission *AdmissionStatus `json:"admission,omitempty"`
+	// PolicyPaused says why the policy takes no job right now (time window, heat).
+	PolicyPaused []string `json:"policy_paused,omitempty"`
+}
+
+// Check is one prerequisite of the node.
+type Check struct {
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Message says what is wrong and how to fix it, when it is not OK.
+	Message string    `json:"message,omitempty"`
+	Since   time.Time `json:"since"`
+}
+
+// GPUStatus is one GPU and its latest reading.
+type GPUStatus struct {
+	gpu.Device
+	// Sample is nil when the reading failed; Error says why.
+	Sample *gpu.Sample `json:"sample,omitempty"`
+	Error  string      `json:"error,omitempty"`
+}
+
+// Status fetches the node's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	err := c.Get(ctx, "/v1/status", &s)
+	return s, err
+}

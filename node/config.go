@@ -1,0 +1,150 @@
+package node
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/gpunode/gpunode/internal/configfile"
+	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/node/metrics"
+	"github.com/gpunode/gpunode/node/policy"
+	"github.com/gpunode/gpunode/runtime/docker"
+	"github.com/gpunode/gpunode/runtime/gpu"
+)
+
+// Config is the whole node configuration: one section per component.
+type Config struct {
+	// DataDir holds the node's state: keys, the job store, caches, job logs.
+	DataDir string         `toml:"data_dir"`
+	Log     LogConfig      `toml:"log"`
+	API     api.Config     `toml:"api"`
+	Metrics metrics.Config `toml:"metrics"`
+	GPU     gpu.Config     `toml:"gpu"`
+	Runtime docker.Config  `toml:"runtime"`
+	Jobs    jobs.Config    `toml:"jobs"`
+	// Policy is the workload policy: the local file, and the pool's key and signed policy.
+	Policy policy.Config `toml:"policy"`
+	// Datasets are the operator's private data sets: tag → host directory. A job asking
+	// for local:TAG gets it read-only, with no network; it never leaves the rig.
+	Datasets map[string]string `toml:"datasets"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Format is "text" (logfmt, readable in journalctl) or "json".
+	Format string `toml:"format"`
+	// Level is "debug", "info", "warn" or "error".
+	Level string `toml:"level"`
+}
+
+// DefaultDataDir is where a node keeps its state unless told otherwise; systemd's
+// StateDirectory=gpunode creates it.
+const DefaultDataDir = "/var/lib/gpunode"
+
+// DefaultConfigFile is read by `gpunode daemon` when it exists and --config is not given.
+const DefaultConfigFile = "/etc/gpunode/gpunode.toml"
+
+// Default returns the embedded defaults: everything a node needs to start with no file.
+func Default() Config {
+	return Config{
+		DataDir: DefaultDataDir,
+		Log:     LogConfig{Format: "text", Level: "info"},
+		API:     api.Default(),
+		Metrics: metrics.Default(),
+		GPU:     gpu.Default(),
+		Runtime: runtimeDefaults(),
+		Jobs:    jobs.Default(),
+		Policy:  policy.Default(),
+	}
+}
+
+// runtimeDefaults are the runtime's defaults with its directories left empty: they are
+// derived from data_dir unless the file sets them.
+func runtimeDefaults() docker.Config {
+	c := docker.Default()
+	c.StateDir, c.LogDir = "", ""
+	return c
+}
+
+// Resolved returns the configuration with every path that defaults to a place under
+// data_dir filled in.
+func (c Config) Resolved() Config {
+	if c.Runtime.StateDir == "" {
+		c.Runtime.StateDir = filepath.Join(c.DataDir, "runtime", "jobs")
+	}
+	if c.Runtime.LogDir == "" {
+		c.Runtime.LogDir = filepath.Join(c.DataDir, "runtime", "logs")
+	}
+	if c.Policy.PoolKey != "" && c.Policy.PoolPolicyFile == "" {
+		c.Policy.PoolPolicyFile = filepath.Join(c.DataDir, "pool-policy.signed")
+	}
+	return c
+}
+
+//go:embed default.toml
+var defaultTOML []byte
+
+// DefaultTOML returns the complete, commented default configuration file.
+func DefaultTOML() []byte { return append([]byte(nil), defaultTOML...) }
+
+// LoadConfig reads a config file over the defaults and validates the result, reporting
+// every problem at once.
+func LoadConfig(path string) (Config, error) {
+	cfg := Default()
+	if err := configfile.Load(path, &cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Check(path)
+}
+
+// Check validates the configuration; file names the source in the errors.
+func (c Config) Check(file string) error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, fmt.Errorf("%s: data_dir: must not be empty", file))
+	} else if !filepath.IsAbs(c.DataDir) {
+		errs = append(errs, fmt.Errorf("%s: data_dir: %q must be an absolute path", file, c.DataDir))
+	}
+	errs = append(errs, configfile.Problems(file, "log", c.Log.Validate())...)
+	errs = append(errs, configfile.Problems(file, "api", c.API.Validate())...)
+	errs = append(errs, configfile.Problems(file, "metrics", c.Metrics.Validate())...)
+	errs = append(errs, configfile.Problems(file, "gpu", c.GPU.Validate())...)
+	errs = append(errs, configfile.Problems(file, "runtime", c.Resolved().Runtime.Validate())...)
+	errs = append(errs, configfile.Problems(file, "jobs", c.Jobs.Validate())...)
+	errs = append(errs, configfile.Problems(file, "policy", c.Resolved().Policy.Validate())...)
+	for tag, dir := range c.Datasets {
+		if !filepath.IsAbs(dir) {
+			errs = append(errs, fmt.Errorf("%s: datasets.%s: %q must be an absolute path", file, tag, dir))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem with the logging configuration.
+func (c LogConfig) Validate() []error {
+	var errs []error
+	if c.Format != "text" && c.Format != "json" {
+		errs = append(errs, fmt.Errorf("format: %q is not one of text, json", c.Format))
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.Level)); err != nil {
+		errs = append(errs, fmt.Errorf("level: %q is not one of debug, info, warn, error", c.Level))
+	}
+	return errs
+}
+
+// NewLogger returns the logger the configuration asks for, writing to w.
+func (c LogConfig) NewLogger(w *os.File) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

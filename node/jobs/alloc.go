@@ -1,0 +1,70 @@
+package jobs
+
+import (
+	"fmt"
+	"sync"
+)
+
+// allocator hands GPUs to jobs. A GPU belongs to at most one job at a time.
+type allocator struct {
+	mu    sync.Mutex
+	all   []string
+	owner map[string]string // gpu uuid → job id
+}
+
+func newAllocator(gpus []string) *allocator {
+	return &allocator{all: gpus, owner: map[string]string{}}
+}
+
+// take gives job id n free GPUs, or the ones it already holds.
+func (a *allocator) take(id string, n int) ([]string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var held, free []string
+	for _, g := range a.all {
+		switch a.owner[g] {
+		case id:
+			held = append(held, g)
+		case "":
+			free = append(free, g)
+		}
+	}
+	if len(held) >= n {
+		return held[:n], nil
+	}
+	if len(held)+len(free) < n {
+		return nil, fmt.Errorf("needs %d GPUs, %d free", n, len(free))
+	}
+	out := append(held, free[:n-len(held)]...)
+	for _, g := range out {
+		a.owner[g] = id
+	}
+	return out, nil
+}
+
+// claim records GPUs a resumed job already holds.
+func (a *allocator) claim(id string, gpus []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, g := range gpus {
+		a.owner[g] = id
+	}
+}
+
+// release frees every GPU of a job.
+func (a *allocator) release(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for g, o := range a.owner {
+		if o == id {
+			delete(a.owner, g)
+		}
+	}
+}
+
+// free counts unassigned GPUs.
+func (a *allocator) free() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.all) - len(a.owner)
+}

@@ -1,0 +1,161 @@
+// Package jobs is the node's job state machine: a job found on chain or offered directly
+// is evaluated, accepted, prepared, run, published and submitted, and its outcome is
+// followed until the node is paid or the job ends another way.
+//
+// Every transition is written to the store before its side effect, and each side effect
+// is idempotent or checked on restart, so a node killed at any point resumes the job
+// where it was and never starts or submits it twice.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/gpunode/gpunode/job"
+	"github.com/gpunode/gpunode/runtime"
+)
+
+// State is where a job is in its life.
+type State string
+
+// The states, in the order a successful job passes them.
+const (
+	Discovered State = "discovered" // seen on chain or offered; not evaluated yet
+	Accepting  State = "accepting"  // accept transaction under way
+	Accepted   State = "accepted"   // this node is the job's provider
+	Preparing  State = "preparing"  // inputs, image and GPUs being readied
+	Running    State = "running"    // container started
+	Uploading  State = "uploading"  // output being published to IPFS
+	Submitting State = "submitting" // result transaction under way
+	Submitted  State = "submitted"  // result on chain; validators at work
+	Paid       State = "paid"       // validators confirmed it; reward credited
+
+	Declined State = "declined" // not taken: policy, capacity, a bad manifest
+	Failed   State = "failed"   // taken but could not be completed; sponsor refunded
+	Rejected State = "rejected" // validators scored it below the threshold
+	Expired  State = "expired"  // a deadline passed on chain
+	Lost     State = "lost"     // another provider accepted it first
+)
+
+// Terminal tells whether a job in state s is finished for this node.
+func (s State) Terminal() bool {
+	switch s {
+	case Paid, Declined, Failed, Rejected, Expired, Lost:
+		return true
+	}
+	return false
+}
+
+// Posting is a job as it is announced: a JobPosted event or a direct offer.
+type Posting struct {
+	ID           string    `json:"id"`
+	Sponsor      string    `json:"sponsor"`
+	ManifestCID  string    `json:"manifest_cid"`
+	ManifestHash string    `json:"manifest_hash"` // hex sha256 of the manifest bytes
+	RewardWei    string    `json:"reward_wei"`
+	Deadline     time.Time `json:"deadline,omitempty"`
+	// Source is "chain" or "offer".
+	Source string `json:"source"`
+}
+
+// Record is everything the node keeps about a job, stored with it.
+type Record struct {
+	Posting  Posting       `json:"posting"`
+	Manifest *job.Manifest `json:"manifest,omitempty"`
+	// Reason says why a job was declined or failed, or what went wrong last.
+	Reason     string          `json:"reason,omitempty"`
+	GPUs       []string        `json:"gpus,omitempty"`
+	OutputDir  string          `json:"output_dir,omitempty"`
+	Result     *runtime.Result `json:"result,omitempty"`
+	OutputCID  string          `json:"output_cid,omitempty"`
+	OutputHash string          `json:"output_hash,omitempty"`
+	AcceptTx   string          `json:"accept_tx,omitempty"`
+	SubmitTx   string          `json:"submit_tx,omitempty"`
+	// Attempts counts retries of the current step.
+	Attempts int `json:"attempts,omitempty"`
+}
+
+// Job is a job and its record, as listed by the API.
+type Job struct {
+	ID        string    `json:"id"`
+	State     State     `json:"state"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	Record
+}
+
+// Outcome is what the chain says of a job.
+type Outcome string
+
+// Outcomes.
+const (
+	OutcomePending   Outcome = "pending"   // not decided yet
+	OutcomeCompleted Outcome = "completed" // validators confirmed; provider credited
+	OutcomeRejected  Outcome = "rejected"  // validators scored it below the threshold
+	OutcomeExpired   Outcome = "expired"   // a deadline passed; sponsor refunded
+	OutcomeTaken     Outcome = "taken"     // another provider accepted it
+)
+
+// Chain is what the state machine needs of the market contract. Accept and Submit must
+// be idempotent: repeating one that already took effect for this node succeeds, so a
+// node that crashed after sending a transaction can send it again.
+type Chain interface {
+	Accept(ctx context.Context, id string) (tx string, err error)
+	Submit(ctx context.Context, id, cid, hash string) (tx string, err error)
+	// Abandon gives a taken job back, so the sponsor is refunded without waiting for
+	// the deadline.
+	Abandon(ctx context.Context, id, reason string) error
+	Outcome(ctx context.Context, id string) (Outcome, error)
+}
+
+// Content is what the state machine needs of IPFS.
+type Content interface {
+	// Get returns the bytes of a small file (the manifest), at most max bytes.
+	Get(ctx context.Context, cid string, max int64) ([]byte, error)
+	// Fetch makes a CID available as a read-only local directory or file and returns
+	// its path.
+	Fetch(ctx context.Context, cid string) (string, error)
+	// Publish adds a directory, pins and provides it, and returns its root CID.
+	Publish(ctx context.Context, dir string) (string, error)
+}
+
+// Admitter decides whether the node takes a job: policy, price, capacity.
+type Admitter interface {
+	Admit(p Posting, m *job.Manifest) (ok bool, reasons []string)
+}
+
+// ContainerChecker is an Admitter that also re-checks a job when its container is created,
+// against the policy in force then (it may have changed since the job was accepted), and
+// caps what the container gets.
+type ContainerChecker interface {
+	CheckContainer(p Posting, m *job.Manifest) (lim ContainerLimits, reasons []string, ok bool)
+}
+
+// ContainerLimits is what the policy imposes on a job's container.
+type ContainerLimits struct {
+	// RunTimeout caps the job's running time; zero leaves the manifest's.
+	RunTimeout time.Duration
+	// Egress lists the domains the policy lets the job reach. The runtime cannot limit
+	// egress to domains yet, so the container still gets no network.
+	Egress []string
+}
+
+// Runtime runs containers (runtime.Runtime, narrowed).
+type Runtime interface {
+	Start(ctx context.Context, spec runtime.Spec) (runtime.Handle, error)
+	Wait(ctx context.Context, jobID string) (runtime.Result, error)
+	Recover(ctx context.Context) ([]runtime.Handle, error)
+}
+
+func decodeRecord(raw json.RawMessage) (Record, error) {
+	var r Record
+	if len(raw) == 0 {
+		return r, nil
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return r, fmt.Errorf("corrupt job record: %w", err)
+	}
+	return r, nil
+}

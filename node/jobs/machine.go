@@ -1,0 +1,580 @@
+package jobs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gpunode/gpunode/internal/configfile"
+	"github.com/gpunode/gpunode/job"
+	"github.com/gpunode/gpunode/node/store"
+	"github.com/gpunode/gpunode/runtime"
+)
+
+// ErrPermanent marks an error that retrying will not fix (a bad manifest, a refused
+// dataset, an image that does not exist). Adapters wrap their own such errors with it.
+var ErrPermanent = errors.New("permanent failure")
+
+// Config configures the state machine.
+type Config struct {
+	// PrepareTimeout bounds fetching inputs and pulling the image, apart from the
+	// training time.
+	PrepareTimeout configfile.Duration `toml:"prepare_timeout"`
+	// UploadTimeout bounds publishing the output.
+	UploadTimeout configfile.Duration `toml:"upload_timeout"`
+	// OutcomePoll is how often the chain is asked about a submitted job.
+	OutcomePoll configfile.Duration `toml:"outcome_poll"`
+	// RetryBase and RetryMax bound the backoff between retries of a failing step.
+	RetryBase configfile.Duration `toml:"retry_base"`
+	RetryMax  configfile.Duration `toml:"retry_max"`
+	// MaxAttempts is how often a step is tried before the job is failed.
+	MaxAttempts int `toml:"max_attempts"`
+}
+
+// Default returns the default state machine configuration.
+func Default() Config {
+	return Config{
+		PrepareTimeout: configfile.Duration(30 * time.Minute),
+		UploadTimeout:  configfile.Duration(30 * time.Minute),
+		OutcomePoll:    configfile.Duration(15 * time.Second),
+		RetryBase:      configfile.Duration(2 * time.Second),
+		RetryMax:       configfile.Duration(2 * time.Minute),
+		MaxAttempts:    8,
+	}
+}
+
+// Validate reports every problem with the configuration.
+func (c Config) Validate() []error {
+	var errs []error
+	for name, d := range map[string]configfile.Duration{"prepare_timeout": c.PrepareTimeout, "upload_timeout": c.UploadTimeout,
+		"outcome_poll": c.OutcomePoll, "retry_base": c.RetryBase, "retry_max": c.RetryMax} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive", name))
+		}
+	}
+	if c.MaxAttempts < 1 {
+		errs = append(errs, errors.New("max_attempts: must be at least 1"))
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errs
+}
+
+// Deps are the adapters the machine drives.
+type Deps struct {
+	Store    *store.Store
+	Chain    Chain
+	Content  Content
+	Runtime  Runtime
+	Admitter Admitter
+	// GPUs are the UUIDs the machine may hand out.
+	GPUs []string
+	// Datasets maps a local dataset tag to its host path.
+	Datasets map[string]string
+	// WorkDir holds each job's output directory.
+	WorkDir string
+}
+
+// Machine drives every job of the node.
+type Machine struct {
+	cfg   Config
+	deps  Deps
+	log   *slog.Logger
+	alloc *allocator
+
+	mu      sync.Mutex
+	running map[string]bool
+	wg      sync.WaitGroup
+	ctx     context.Context
+	posted  chan Posting
+}
+
+// New returns a machine; Run starts it.
+func New(cfg Config, deps Deps, log *slog.Logger) *Machine {
+	return &Machine{
+		cfg:     cfg,
+		deps:    deps,
+		log:     log.With("component", "jobs"),
+		alloc:   newAllocator(deps.GPUs),
+		running: map[string]bool{},
+		posted:  make(chan Posting, 64),
+	}
+}
+
+// Discover hands the machine a job seen on chain or offered. A job it already knows is
+// ignored, so a replayed event does nothing.
+func (m *Machine) Discover(ctx context.Context, p Posting) error {
+	if !runtime.ValidJobID(p.ID) {
+		return fmt.Errorf("job %q: invalid id", p.ID)
+	}
+	select {
+	case m.posted <- p:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run reconciles after a restart — re-attaches to containers, resumes every unfinished
+// job from its stored state — then takes new jobs until ctx is cancelled. Containers keep
+// running when the node stops; the next Run picks them up.
+func (m *Machine) Run(ctx context.Context) error {
+	m.ctx = ctx
+	if _, err := m.deps.Runtime.Recover(ctx); err != nil {
+		return fmt.Errorf("jobs: re-attach to containers: %w", err)
+	}
+	open, err := m.deps.Store.List(func(j store.Job) bool { return !State(j.State).Terminal() })
+	if err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+	for _, j := range open {
+		rec, err := decodeRecord(j.Data)
+		if err != nil {
+			m.log.Error("cannot resume job", "job_id", j.ID, "err", err)
+			continue
+		}
+		if len(rec.GPUs) > 0 && (State(j.State) == Preparing || State(j.State) == Running) {
+			m.alloc.claim(j.ID, rec.GPUs)
+		}
+	}
+	for _, j := range open {
+		m.log.Info("resuming job", "job_id", j.ID, "state", j.State)
+		m.spawn(j.ID)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			m.wg.Wait()
+			return nil
+		case p := <-m.posted:
+			err := m.deps.Store.Create(store.Job{ID: p.ID, State: string(Discovered), Data: mustJSON(Record{Posting: p})}, "posted by "+p.Sponsor+" via "+p.Source)
+			if errors.Is(err, store.ErrExists) {
+				continue
+			}
+			if err != nil {
+				m.log.Error("store job", "job_id", p.ID, "err", err)
+				continue
+			}
+			m.log.Info("job discovered", "job_id", p.ID, "sponsor", p.Sponsor, "reward_wei", p.RewardWei, "source", p.Source)
+			m.spawn(p.ID)
+		}
+	}
+}
+
+// Get returns one job.
+func (m *Machine) Get(id string) (Job, error) {
+	j, err := m.deps.Store.Get(id)
+	if err != nil {
+		return Job{}, err
+	}
+	return toJob(j)
+}
+
+// List returns every job the node knows, newest first.
+func (m *Machine) List() ([]Job, error) {
+	all, err := m.deps.Store.List(nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Job, 0, len(all))
+	for _, j := range all {
+		jj, err := toJob(j)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, jj)
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].CreatedAt.After(out[k].CreatedAt) })
+	return out, nil
+}
+
+func toJob(j store.Job) (Job, error) {
+	rec, err := decodeRecord(j.Data)
+	if err != nil {
+		return Job{}, fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	return Job{ID: j.ID, State: State(j.State), CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt, Record: rec}, nil
+}
+
+func (m *Machine) spawn(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.running[id] {
+		return
+	}
+	m.running[id] = true
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer func() {
+			m.mu.Lock()
+			delete(m.running, id)
+			m.mu.Unlock()
+		}()
+		m.drive(m.ctx, id)
+	}()
+}
+
+// drive takes one job through its states until it ends or the node stops.
+func (m *Machine) drive(ctx context.Context, id string) {
+	log := m.log.With("job_id", id)
+	for ctx.Err() == nil {
+		j, err := m.deps.Store.Get(id)
+		if err != nil {
+			log.Error("load job", "err", err)
+			return
+		}
+		state := State(j.State)
+		if state.Terminal() {
+			m.alloc.release(id)
+			if state == Failed {
+				m.abandon(ctx, id, log)
+			}
+			return
+		}
+		rec, err := decodeRecord(j.Data)
+		if err != nil {
+			log.Error("load job", "err", err)
+			return
+		}
+		next, note, update, err := m.step(ctx, id, state, rec, log)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if m.retry(ctx, id, state, rec, err, log) {
+				continue
+			}
+			return
+		}
+		if _, err := m.deps.Store.Advance(id, string(state), string(next), note, func(sj *store.Job) error {
+			r, err := decodeRecord(sj.Data)
+			if err != nil {
+				return err
+			}
+			r.Attempts = 0
+			if update != nil {
+				update(&r)
+			}
+			sj.Data = mustJSON(r)
+			return nil
+		}); err != nil {
+			log.Error("record transition", "from", state, "to", next, "err", err)
+			return
+		}
+		log.Info("job "+string(next), "from", state, "note", note)
+	}
+}
+
+// retry handles a failed step: a permanent error or too many attempts ends the job,
+// anything else waits with exponential backoff. It reports whether to go on.
+func (m *Machine) retry(ctx context.Context, id string, state State, rec Record, stepErr error, log *slog.Logger) bool {
+	attempts := rec.Attempts + 1
+	end := Failed
+	if state == Discovered || state == Accepting {
+		end = Declined // never taken: nothing to give back
+	}
+	if errors.Is(stepErr, ErrPermanent) || attempts >= m.cfg.MaxAttempts {
+		reason := stepErr.Error()
+		if !errors.Is(stepErr, ErrPermanent) {
+			reason = fmt.Sprintf("%s after %d attempts: %v", state, attempts, stepErr)
+		}
+		log.Warn("job "+string(end), "state", state, "reason", reason)
+		_, err := m.deps.Store.Advance(id, string(state), string(end), reason, func(sj *store.Job) error {
+			r, err := decodeRecord(sj.Data)
+			if err != nil {
+				return err
+			}
+			r.Reason = reason
+			sj.Data = mustJSON(r)
+			return nil
+		})
+		return err == nil
+	}
+	wait := time.Duration(m.cfg.RetryBase) << min(attempts-1, 16)
+	if wait > time.Duration(m.cfg.RetryMax) {
+		wait = time.Duration(m.cfg.RetryMax)
+	}
+	log.Warn("job step failed; retrying", "state", state, "attempt", attempts, "in", wait, "err", stepErr)
+	if _, err := m.deps.Store.Advance(id, string(state), string(state), "retry: "+stepErr.Error(), func(sj *store.Job) error {
+		r, err := decodeRecord(sj.Data)
+		if err != nil {
+			return err
+		}
+		r.Attempts, r.Reason = attempts, stepErr.Error()
+		sj.Data = mustJSON(r)
+		return nil
+	}); err != nil {
+		return false
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(wait):
+		return true
+	}
+}
+
+// step performs the side effect of one state and says where the job goes next.
+func (m *Machine) step(ctx context.Context, id string, state State, rec Record, log *slog.Logger) (State, string, func(*Record), error) {
+	switch state {
+	case Discovered:
+		return m.evaluate(ctx, id, rec)
+	case Accepting:
+		tx, err := m.deps.Chain.Accept(ctx, id)
+		if err != nil {
+			if o, oerr := m.deps.Chain.Outcome(ctx, id); oerr == nil && o == OutcomeTaken {
+				return Lost, "accepted by another provider", nil, nil
+			}
+			return "", "", nil, fmt.Errorf("accept: %w", err)
+		}
+		return Accepted, "accept tx " + tx, func(r *Record) { r.AcceptTx = tx }, nil
+	case Accepted:
+		gpus, err := m.alloc.take(id, rec.Manifest.Resources.GPUs)
+		if err != nil {
+			return "", "", nil, err
+		}
+		return Preparing, fmt.Sprintf("gpus %v", gpus), func(r *Record) {
+			r.GPUs = gpus
+			r.OutputDir = filepath.Join(m.deps.WorkDir, id, "out")
+		}, nil
+	case Preparing:
+		if err := m.prepare(ctx, id, rec); err != nil {
+			return "", "", nil, err
+		}
+		return Running, "container started", nil, nil
+	case Running:
+		res, err := m.deps.Runtime.Wait(ctx, id)
+		if err != nil {
+			return "", "", nil, fmt.Errorf("wait: %w", err)
+		}
+		m.alloc.release(id)
+		keep := func(r *Record) { r.Result = &res }
+		if !res.Succeeded() {
+			return Failed, "training failed: " + describeResult(res), func(r *Record) {
+				r.Result, r.Reason = &res, "training failed: "+describeResult(res)
+			}, nil
+		}
+		return Uploading, fmt.Sprintf("exit 0 after %s", res.WallTime.Round(time.Second)), keep, nil
+	case Uploading:
+		cid, hash, err := m.publish(ctx, id, rec)
+		if err != nil {
+			return "", "", nil, err
+		}
+		return Submitting, "output " + cid, func(r *Record) { r.OutputCID, r.OutputHash = cid, hash }, nil
+	case Submitting:
+		tx, err := m.deps.Chain.Submit(ctx, id, rec.OutputCID, rec.OutputHash)
+		if err != nil {
+			return "", "", nil, fmt.Errorf("submit: %w", err)
+		}
+		return Submitted, "submit tx " + tx, func(r *Record) { r.SubmitTx = tx }, nil
+	case Submitted:
+		return m.follow(ctx, id)
+	}
+	return "", "", nil, fmt.Errorf("%w: unknown state %q", ErrPermanent, state)
+}
+
+func (m *Machine) evaluate(ctx context.Context, id string, rec Record) (State, string, func(*Record), error) {
+	raw, err := m.deps.Content.Get(ctx, rec.Posting.ManifestCID, job.MaxManifestBytes)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("fetch manifest %s: %w", rec.Posting.ManifestCID, err)
+	}
+	sum := sha256.Sum256(raw)
+	if want := strings.TrimPrefix(strings.ToLower(rec.Posting.ManifestHash), "0x"); hex.EncodeToString(sum[:]) != want {
+		return decline("manifest hash mismatch: the bytes at " + rec.Posting.ManifestCID + " are not the manifest posted on chain")
+	}
+	man, err := job.Decode(strings.NewReader(string(raw)))
+	if err != nil {
+		return decline(err.Error())
+	}
+	for _, tag := range man.Datasets() {
+		if _, ok := m.deps.Datasets[tag]; !ok {
+			return decline(fmt.Sprintf("dataset %q is not on this rig", tag))
+		}
+	}
+	if man.Resources.GPUs > len(m.deps.GPUs) {
+		return decline(fmt.Sprintf("needs %d GPUs, this rig has %d", man.Resources.GPUs, len(m.deps.GPUs)))
+	}
+	if free := m.alloc.free(); man.Resources.GPUs > free {
+		return decline(fmt.Sprintf("needs %d GPUs, %d free", man.Resources.GPUs, free))
+	}
+	if m.deps.Admitter != nil {
+		if ok, reasons := m.deps.Admitter.Admit(rec.Posting, man); !ok {
+			return decline("policy: " + strings.Join(reasons, "; "))
+		}
+	}
+	return Accepting, "manifest ok, admitted", func(r *Record) { r.Manifest = man }, nil
+}
+
+func decline(reason string) (State, string, func(*Record), error) {
+	return Declined, reason, func(r *Record) { r.Reason = reason }, nil
+}
+
+func (m *Machine) prepare(ctx context.Context, id string, rec Record) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(m.cfg.PrepareTimeout))
+	defer cancel()
+	man := rec.Manifest
+	spec := runtime.Spec{
+		JobID:          id,
+		Image:          man.Image,
+		Command:        man.Command,
+		GPUs:           rec.GPUs,
+		OutputDir:      rec.OutputDir,
+		OutputTarget:   man.Output.Path,
+		Network:        runtime.NetworkNone,
+		PrepareTimeout: time.Duration(m.cfg.PrepareTimeout),
+		RunTimeout:     man.MaxDuration.Duration,
+		Resources: runtime.Resources{
+			CPUs:        man.Resources.CPUs,
+			MemoryBytes: man.Resources.MemoryMiB << 20,
+		},
+	}
+	if cc, ok := m.deps.Admitter.(ContainerChecker); ok {
+		lim, reasons, ok := cc.CheckContainer(rec.Posting, man)
+		if !ok {
+			return fmt.Errorf("%w: the policy in force refuses the container: %s", ErrPermanent, strings.Join(reasons, "; "))
+		}
+		if lim.RunTimeout > 0 && lim.RunTimeout < spec.RunTimeout {
+			spec.RunTimeout = lim.RunTimeout
+		}
+	}
+	for k, v := range man.Env {
+		spec.Env = append(spec.Env, k+"="+v)
+	}
+	sort.Strings(spec.Env)
+	for _, in := range man.Inputs {
+		if in.Dataset != "" {
+			spec.Datasets = append(spec.Datasets, runtime.Mount{Source: m.deps.Datasets[in.Dataset], Target: in.Path})
+			continue
+		}
+		p, err := m.deps.Content.Fetch(ctx, in.CID)
+		if err != nil {
+			return fmt.Errorf("fetch input %s: %w", in.CID, err)
+		}
+		spec.Inputs = append(spec.Inputs, runtime.Mount{Source: p, Target: in.Path})
+	}
+	if err := os.MkdirAll(rec.OutputDir, 0o777); err != nil {
+		return fmt.Errorf("%w: output dir: %v", ErrPermanent, err)
+	}
+	// The job may run as any user; its output directory must be writable to it.
+	if err := os.Chmod(rec.OutputDir, 0o777); err != nil {
+		return fmt.Errorf("%w: output dir: %v", ErrPermanent, err)
+	}
+	_, err := m.deps.Runtime.Start(ctx, spec)
+	switch {
+	case err == nil, errors.Is(err, runtime.ErrJobExists):
+		return nil
+	case errors.Is(err, runtime.ErrDigestMismatch), errors.Is(err, runtime.ErrImageNotFound),
+		errors.Is(err, runtime.ErrTagNotAllowed), errors.Is(err, runtime.ErrDatasetRefused),
+		errors.Is(err, runtime.ErrMountRefused), errors.Is(err, runtime.ErrNoGPURuntime),
+		errors.Is(err, runtime.ErrUnauthorized):
+		return fmt.Errorf("%w: start: %w", ErrPermanent, err)
+	}
+	return fmt.Errorf("start: %w", err)
+}
+
+func (m *Machine) publish(ctx context.Context, id string, rec Record) (string, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(m.cfg.UploadTimeout))
+	defer cancel()
+	staged := filepath.Join(m.deps.WorkDir, id, "publish")
+	if err := os.RemoveAll(staged); err != nil {
+		return "", "", err
+	}
+	skipped, err := Stage(rec.OutputDir, staged, rec.Manifest.Output.MaxBytes)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: stage output: %w", ErrPermanent, err)
+	}
+	for _, s := range skipped {
+		m.log.Warn("output entry not published", "job_id", id, "entry", s)
+	}
+	hash, err := TreeHash(staged)
+	if err != nil {
+		return "", "", fmt.Errorf("hash output: %w", err)
+	}
+	cid, err := m.deps.Content.Publish(ctx, staged)
+	if err != nil {
+		return "", "", fmt.Errorf("publish output: %w", err)
+	}
+	return cid, hash, nil
+}
+
+func (m *Machine) follow(ctx context.Context, id string) (State, string, func(*Record), error) {
+	t := time.NewTicker(time.Duration(m.cfg.OutcomePoll))
+	defer t.Stop()
+	for {
+		o, err := m.deps.Chain.Outcome(ctx, id)
+		if err != nil {
+			m.log.Warn("ask chain for outcome", "job_id", id, "err", err)
+		}
+		switch o {
+		case OutcomeCompleted:
+			return Paid, "validators confirmed the result", nil, nil
+		case OutcomeRejected:
+			return Rejected, "validators scored it below the threshold", func(r *Record) { r.Reason = "below threshold" }, nil
+		case OutcomeExpired:
+			return Expired, "deadline passed on chain", func(r *Record) { r.Reason = "deadline passed" }, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", "", nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// abandon gives a failed job back on chain, once.
+func (m *Machine) abandon(ctx context.Context, id string, log *slog.Logger) {
+	j, err := m.deps.Store.Get(id)
+	if err != nil {
+		return
+	}
+	rec, _ := decodeRecord(j.Data)
+	if rec.AcceptTx == "" || strings.HasPrefix(rec.Reason, "abandoned") {
+		return
+	}
+	for attempt := 0; attempt < m.cfg.MaxAttempts && ctx.Err() == nil; attempt++ {
+		if err := m.deps.Chain.Abandon(ctx, id, rec.Reason); err != nil {
+			log.Warn("give the job back on chain", "err", err)
+			time.Sleep(time.Duration(m.cfg.RetryBase))
+			continue
+		}
+		m.deps.Store.Advance(id, string(Failed), string(Failed), "given back on chain", func(sj *store.Job) error {
+			r, _ := decodeRecord(sj.Data)
+			r.Reason = "abandoned: " + r.Reason
+			sj.Data = mustJSON(r)
+			return nil
+		})
+		return
+	}
+}
+
+func describeResult(r runtime.Result) string {
+	switch {
+	case r.Error != "":
+		return r.Error
+	case r.OOMKilled:
+		return "killed for exceeding its memory limit"
+	case r.TimedOut:
+		return "ran past max_duration"
+	case r.Cancelled:
+		return "cancelled"
+	}
+	return fmt.Sprintf("exit status %d", r.ExitCode)
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // records are plain data
+	}
+	return b
+}

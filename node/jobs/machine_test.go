@@ -1,0 +1,444 @@
+package jobs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gpunode/gpunode/internal/configfile"
+	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/store"
+	"github.com/gpunode/gpunode/runtime"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+const image = "registry.local/trainer@sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func manifestJSON(mut func(map[string]any)) []byte {
+	m := map[string]any{
+		"version":      1,
+		"image":        image,
+		"command":      []string{"/train"},
+		"resources":    map[string]any{"gpus": 1},
+		"output":       map[string]any{"path": "/out", "max_bytes": 1 << 20},
+		"max_duration": "1h",
+		"network":      map[string]any{"mode": "none"},
+		"evaluation":   map[string]any{"image": image, "metric": "accuracy", "threshold": 0.9},
+	}
+	if mut != nil {
+		mut(m)
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+type rig struct {
+	t       *testing.T
+	dir     string
+	store   *store.Store
+	chain   *fakeChain
+	content *fakeContent
+	rt      *fakeRuntime
+	deps    Deps
+	cancel  context.CancelFunc
+	done    chan error
+	m       *Machine
+}
+
+func newRig(t *testing.T, train func(runtime.Spec) int) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	r := &rig{t: t, dir: dir, chain: newFakeChain(), content: newFakeContent(dir), rt: newFakeRuntime(train)}
+	r.openStore()
+	r.deps = Deps{Chain: r.chain, Content: r.content, Runtime: r.rt, GPUs: []string{"GPU-a", "GPU-b"},
+		Datasets: map[string]string{}, WorkDir: filepath.Join(dir, "work")}
+	return r
+}
+
+func (r *rig) openStore() {
+	s, err := store.Open(filepath.Join(r.dir, "state.db"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.store = s
+	r.deps.Store = s
+}
+
+func testConfig() Config {
+	c := Default()
+	c.OutcomePoll = configfile.Duration(10 * time.Millisecond)
+	c.RetryBase = configfile.Duration(5 * time.Millisecond)
+	c.RetryMax = configfile.Duration(20 * time.Millisecond)
+	return c
+}
+
+func (r *rig) start() {
+	r.deps.Store = r.store
+	r.m = New(testConfig(), r.deps, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan error, 1)
+	go func() { r.done <- r.m.Run(ctx) }()
+	r.t.Cleanup(r.stop)
+}
+
+// stop is the daemon going away: the machine stops, the store is closed, containers run on.
+func (r *rig) stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	if err := <-r.done; err != nil {
+		r.t.Error(err)
+	}
+	r.cancel = nil
+	r.store.Close()
+}
+
+func (r *rig) restart() {
+	r.stop()
+	r.openStore()
+	r.start()
+}
+
+func (r *rig) post(id string, manifest []byte) Posting {
+	cid := r.content.put(manifest)
+	sum := sha256.Sum256(manifest)
+	p := Posting{ID: id, Sponsor: "0xsponsor", ManifestCID: cid, ManifestHash: hex.EncodeToString(sum[:]), RewardWei: "1000", Source: "chain"}
+	if err := r.m.Discover(context.Background(), p); err != nil {
+		r.t.Fatal(err)
+	}
+	return p
+}
+
+func (r *rig) waitState(id string, want State) Job {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		j, err := r.m.Get(id)
+		if err == nil && j.State == want {
+			return j
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("job %s: state %s (reason %q) after 10s, want %s", id, j.State, j.Reason, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func writeCheckpoint(spec runtime.Spec) int {
+	os.WriteFile(filepath.Join(spec.OutputDir, "model.bin"), []byte("weights"), 0o644)
+	os.MkdirAll(filepath.Join(spec.OutputDir, "logs"), 0o755)
+	os.WriteFile(filepath.Join(spec.OutputDir, "logs", "metrics.json"), []byte(`{"loss":0.1}`), 0o644)
+	return 0
+}
+
+func TestJobPaid(t *testing.T) {
+	r := newRig(t, writeCheckpoint)
+	r.start()
+	r.post("1", manifestJSON(nil))
+	j := r.waitState("1", Submitted)
+	if j.OutputCID == "" || j.AcceptTx != "0xaccept1" || j.SubmitTx != "0xsubmit1" || len(j.GPUs) != 1 {
+		t.Errorf("record: %+v", j.Record)
+	}
+	want, _ := TreeHash(r.content.published[j.OutputCID])
+	if got := r.chain.submitted["1"]; got[0] != j.OutputCID || got[1] != want {
+		t.Errorf("submitted %v, want cid %s hash %s", got, j.OutputCID, want)
+	}
+	r.chain.set("1", OutcomeCompleted)
+	r.waitState("1", Paid)
+	h, _ := r.store.History("1")
+	var path []string
+	for _, tr := range h {
+		path = append(path, tr.To)
+	}
+	if got := strings.Join(path, ","); got != "discovered,accepting,accepted,preparing,running,uploading,submitting,submitted,paid" {
+		t.Errorf("history %s", got)
+	}
+	if r.m.alloc.free() != 2 {
+		t.Errorf("%d gpus free after the job, want 2", r.m.alloc.free())
+	}
+	// A replayed JobPosted event does nothing.
+	r.post("1", manifestJSON(nil))
+	time.Sleep(20 * time.Millisecond)
+	if r.chain.accepts != 1 || r.chain.submits != 1 || r.rt.starts["1"] != 1 {
+		t.Errorf("accepts %d submits %d starts %d, want 1 each", r.chain.accepts, r.chain.submits, r.rt.starts["1"])
+	}
+}
+
+func TestJobDeclined(t *testing.T) {
+	tests := []struct {
+		name     string
+		manifest []byte
+		tamper   bool
+		admitter Admitter
+		want     string
+	}{
+		{"malformed manifest", []byte(`{"version":1,"image":"x"`), false, nil, "job manifest"},
+		{"unknown field", manifestJSON(func(m map[string]any) { m["privileged"] = true }), false, nil, `unknown field "privileged"`},
+		{"image by tag", manifestJSON(func(m map[string]any) { m["image"] = "trainer:latest" }), false, nil, "must be pinned by digest"},
+		{"hash mismatch", manifestJSON(nil), true, nil, "manifest hash mismatch"},
+		{"too many gpus", manifestJSON(func(m map[string]any) { m["resources"] = map[string]any{"gpus": 4} }), false, nil, "needs 4 GPUs, this rig has 2"},
+		{"unknown dataset", manifestJSON(func(m map[string]any) {
+			m["inputs"] = []any{map[string]any{"dataset": "scans", "path": "/data"}}
+		}), false, nil, `dataset "scans" is not on this rig`},
+		{"policy", manifestJSON(nil), false, denyAll{"sponsor 0xsponsor is denied"}, "policy: sponsor 0xsponsor is denied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, writeCheckpoint)
+			r.deps.Admitter = tt.admitter
+			r.start()
+			if tt.tamper {
+				cid := r.content.put(tt.manifest)
+				r.m.Discover(context.Background(), Posting{ID: "9", ManifestCID: cid, ManifestHash: strings.Repeat("ab", 32), Source: "chain"})
+			} else {
+				r.post("9", tt.manifest)
+			}
+			j := r.waitState("9", Declined)
+			if !strings.Contains(j.Reason, tt.want) {
+				t.Errorf("reason %q, want %q", j.Reason, tt.want)
+			}
+			if r.chain.accepts != 0 || len(r.rt.starts) != 0 {
+				t.Errorf("a declined job was accepted (%d) or started (%v)", r.chain.accepts, r.rt.starts)
+			}
+		})
+	}
+}
+
+func TestTrainerFailsGivesJobBack(t *testing.T) {
+	r := newRig(t, func(runtime.Spec) int { return 3 })
+	r.start()
+	r.post("2", manifestJSON(nil))
+	j := r.waitState("2", Failed)
+	if !strings.Contains(j.Reason, "exit status 3") {
+		t.Errorf("reason %q", j.Reason)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r.chain.mu.Lock()
+		reason, ok := r.chain.abandoned["2"]
+		r.chain.mu.Unlock()
+		if ok {
+			if !strings.Contains(reason, "exit status 3") {
+				t.Errorf("abandon reason %q", reason)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("failed job was not given back on chain")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r.chain.submits != 0 {
+		t.Error("a failed job was submitted")
+	}
+}
+
+func TestRejectedAndLost(t *testing.T) {
+	r := newRig(t, writeCheckpoint)
+	r.start()
+	r.post("3", manifestJSON(nil))
+	r.waitState("3", Submitted)
+	r.chain.set("3", OutcomeRejected)
+	r.waitState("3", Rejected)
+
+	r.chain.takenBy["4"] = true
+	r.post("4", manifestJSON(nil))
+	r.waitState("4", Lost)
+}
+
+// TestRestartWhileRunning: the node stops while the container runs and finishes while
+// the node is down; after the restart the job completes with one start and one submission.
+func TestRestartWhileRunning(t *testing.T) {
+	r := newRig(t, writeCheckpoint)
+	r.rt.release = make(chan struct{})
+	r.start()
+	r.post("5", manifestJSON(nil))
+	r.waitState("5", Running)
+	r.stop()
+	close(r.rt.release) // the container finishes while the node is down
+	time.Sleep(10 * time.Millisecond)
+	r.openStore()
+	r.start()
+	r.waitState("5", Submitted)
+	if r.rt.starts["5"] != 1 || r.chain.submits != 1 || r.chain.accepts != 1 {
+		t.Errorf("starts %d accepts %d submits %d, want 1 each", r.rt.starts["5"], r.chain.accepts, r.chain.submits)
+	}
+}
+
+// TestRetriesTransientFailures: RPC and IPFS errors are retried with backoff; a node
+// restarted in the middle of the retries still submits once.
+func TestRetriesTransientFailures(t *testing.T) {
+	r := newRig(t, writeCheckpoint)
+	r.chain.failNext["accept"] = 2
+	r.chain.failNext["submit"] = 3
+	r.content.failNext = 2
+	r.start()
+	r.post("6", manifestJSON(nil))
+	j := r.waitState("6", Submitted)
+	if r.chain.submits != 1 || r.chain.accepts != 1 || j.Attempts != 0 {
+		t.Errorf("accepts %d submits %d attempts %d", r.chain.accepts, r.chain.submits, j.Attempts)
+	}
+	h, _ := r.store.History("6")
+	retries := 0
+	for _, tr := range h {
+		if strings.HasPrefix(tr.Note, "retry: ") {
+			retries++
+		}
+	}
+	if retries != 7 {
+		t.Errorf("%d retries recorded, want 7", retries)
+	}
+}
+
+func TestTooManyFailuresFailsTheJob(t *testing.T) {
+	r := newRig(t, writeCheckpoint)
+	r.content.failNext = 100
+	r.start()
+	r.post("7", manifestJSON(nil))
+	j := r.waitState("7", Failed)
+	if !strings.Contains(j.Reason, "uploading after 8 attempts") {
+		t.Errorf("reason %q", j.Reason)
+	}
+}
+
+func TestOutputLinksAreNotPublished(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "dataset.csv")
+	os.WriteFile(secret, []byte("patient,diagnosis\n"), 0o644)
+	r := newRig(t, func(spec runtime.Spec) int {
+		writeCheckpoint(spec)
+		os.Symlink("/etc/passwd", filepath.Join(spec.OutputDir, "passwd"))
+		os.Symlink(secret, filepath.Join(spec.OutputDir, "data.csv"))
+		os.Symlink(filepath.Dir(secret), filepath.Join(spec.OutputDir, "datadir"))
+		os.WriteFile(filepath.Join(spec.OutputDir, "a"), []byte("x"), 0o644)
+		os.Link(filepath.Join(spec.OutputDir, "a"), filepath.Join(spec.OutputDir, "b"))
+		return 0
+	})
+	r.start()
+	r.post("8", manifestJSON(nil))
+	j := r.waitState("8", Submitted)
+	pub := r.content.published[j.OutputCID]
+	var files []string
+	filepath.Walk(pub, func(p string, info os.FileInfo, err error) error {
+		rel, _ := filepath.Rel(pub, p)
+		files = append(files, rel)
+		if info.Mode().IsRegular() {
+			b, _ := os.ReadFile(p)
+			if strings.Contains(string(b), "root:") || strings.Contains(string(b), "patient") {
+				t.Errorf("%s holds a host file's contents", rel)
+			}
+		}
+		return nil
+	})
+	if got := strings.Join(files, ","); got != ".,logs,logs/metrics.json,model.bin" {
+		t.Errorf("published %s", got)
+	}
+}
+
+func TestStageCap(t *testing.T) {
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "big"), make([]byte, 2048), 0o644)
+	if _, err := Stage(src, filepath.Join(t.TempDir(), "x"), 1024); err == nil || !strings.Contains(err.Error(), "cap of 1024 bytes") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestTreeHash(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	for _, d := range []string{a, b} {
+		os.MkdirAll(filepath.Join(d, "x"), 0o755)
+		os.WriteFile(filepath.Join(d, "x", "f"), []byte("1"), 0o644)
+	}
+	ha, _ := TreeHash(a)
+	hb, _ := TreeHash(b)
+	if ha != hb || len(ha) != 64 {
+		t.Fatalf("same trees hash %s and %s", ha, hb)
+	}
+	os.WriteFile(filepath.Join(b, "x", "f"), []byte("2"), 0o644)
+	if hc, _ := TreeHash(b); hc == ha {
+		t.Error("changed content, same hash")
+	}
+	os.Symlink("/etc", filepath.Join(b, "l"))
+	if _, err := TreeHash(b); err == nil {
+		t.Error("tree with a symlink hashed")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := Default()
+	c.MaxAttempts = 0
+	c.OutcomePoll = 0
+	errs := c.Validate()
+	if len(errs) != 2 {
+		t.Errorf("errs = %v", errs)
+	}
+}
+
+func TestAPIAndMetrics(t *testing.T) {
+	r := newRig(t, writeCheckpoint)
+	r.start()
+	r.post("11", manifestJSON(nil))
+	r.waitState("11", Submitted)
+	r.chain.set("11", OutcomeCompleted)
+	r.waitState("11", Paid)
+	r.post("12", []byte("{"))
+	r.waitState("12", Declined)
+
+	socket := filepath.Join(t.TempDir(), "api.sock")
+	srv := api.NewServer(api.Config{Socket: socket}, quiet)
+	r.m.Routes(srv)
+	ln, err := srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Serve(ctx, ln)
+	c := api.NewClient(socket)
+	var list []Job
+	if err := c.Get(ctx, "/v1/jobs", &list); err != nil || len(list) != 2 {
+		t.Fatalf("list: %v %v", list, err)
+	}
+	var d Detail
+	if err := c.Get(ctx, "/v1/jobs/11", &d); err != nil || d.State != Paid || len(d.History) != 9 {
+		t.Fatalf("detail: %+v %v", d, err)
+	}
+	if err := c.Get(ctx, "/v1/jobs/nope", &d); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("missing job: %v", err)
+	}
+	want := `
+# HELP gpunode_jobs Jobs this node knows, by state.
+# TYPE gpunode_jobs gauge
+gpunode_jobs{state="accepted"} 0
+gpunode_jobs{state="accepting"} 0
+gpunode_jobs{state="declined"} 1
+gpunode_jobs{state="discovered"} 0
+gpunode_jobs{state="expired"} 0
+gpunode_jobs{state="failed"} 0
+gpunode_jobs{state="lost"} 0
+gpunode_jobs{state="paid"} 1
+gpunode_jobs{state="preparing"} 0
+gpunode_jobs{state="rejected"} 0
+gpunode_jobs{state="running"} 0
+gpunode_jobs{state="submitted"} 0
+gpunode_jobs{state="submitting"} 0
+gpunode_jobs{state="uploading"} 0
+# HELP gpunode_gpus_free GPUs not assigned to a job.
+# TYPE gpunode_gpus_free gauge
+gpunode_gpus_free 2
+`
+	if err := testutil.CollectAndCompare(r.m.Collector(), strings.NewReader(want), "gpunode_jobs", "gpunode_gpus_free"); err != nil {
+		t.Error(err)
+	}
+}

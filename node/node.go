@@ -1,0 +1,292 @@
+// Package node is the gpunode daemon: it wires the subsystems together, runs them under
+// one errgroup, reports readiness and liveness to systemd, and serves the node's status.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/metrics"
+	"github.com/gpunode/gpunode/node/policy"
+	"github.com/gpunode/gpunode/runtime/docker"
+	"github.com/gpunode/gpunode/runtime/gpu"
+	"github.com/gpunode/gpunode/version"
+)
+
+// GPUs is what the node needs of the GPU inventory.
+type GPUs interface {
+	metrics.GPUs
+	Driver() string
+	CUDA() string
+	WatchHealth(ctx context.Context, log *slog.Logger) error
+	Close() error
+}
+
+// Runtime is what the node needs of the container runtime as a service.
+type Runtime interface {
+	Ping(ctx context.Context) error
+	PreflightGPU(ctx context.Context, gpus []string) error
+	Run(ctx context.Context) error
+	Routes(s *api.Server)
+	Close() error
+}
+
+// Deps are the adapters a node runs on. Open builds the real ones; tests pass their own.
+type Deps struct {
+	// GPUs is nil on a CPU-only node; GPUNote then says why.
+	GPUs    GPUs
+	GPUNote string
+	// Runtime runs job containers; nil on a node that takes no jobs.
+	Runtime Runtime
+}
+
+// Node is a running gpunode daemon.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	deps     Deps
+	started  time.Time
+	hostname string
+	state    atomic.Value // string
+	api      *api.Server
+	reg      *prometheus.Registry
+	checks   checks
+	policy   *policy.Holder
+}
+
+// Open builds a node's real adapters from cfg. A machine without the NVIDIA driver is not
+// an error: the node logs one line saying so and runs CPU-only.
+func Open(cfg Config, log *slog.Logger) (*Node, error) {
+	cfg = cfg.Resolved()
+	var deps Deps
+	inv, err := gpu.Open(cfg.GPU, log)
+	switch {
+	case errors.Is(err, gpu.ErrNoDriver):
+		log.Warn(err.Error())
+		deps.GPUNote = err.Error()
+	case err != nil:
+		return nil, fmt.Errorf("gpus: %w", err)
+	default:
+		deps.GPUs = inv
+		if inv.Simulated() {
+			log.Warn("GPUs are SIMULATED: not real hardware", "simulation", cfg.GPU.Simulate, "gpus", len(inv.Devices()))
+		} else {
+			log.Info("gpus found", "gpus", len(inv.Devices()), "driver", inv.Driver(), "cuda", inv.CUDA())
+		}
+	}
+	rt, err := docker.New(cfg.Runtime, log)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	deps.Runtime = rt
+	return New(cfg, log, deps)
+}
+
+// New returns a node over the given adapters.
+func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
+	cfg = cfg.Resolved()
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	n := &Node{
+		cfg:     cfg,
+		log:     log,
+		deps:    deps,
+		started: time.Now(),
+		api:     api.NewServer(cfg.API, log),
+	}
+	n.state.Store("starting")
+	n.hostname = cfg.Metrics.Hostname
+	if n.hostname == "" {
+		n.hostname, _ = os.Hostname()
+	}
+	n.reg = metrics.NewRegistry(n.started)
+	if deps.GPUs != nil {
+		n.reg.MustRegister(metrics.NewGPUCollector(deps.GPUs, n.hostname, log.With("component", "metrics")))
+	}
+	pol, err := policy.New(cfg.Policy, log, n.reg)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	pol.ObserveNode(nodeState(deps.GPUs))
+	pol.Routes(n.api)
+	n.policy = pol
+	n.api.HandleFunc("GET /v1/status", n.handleStatus)
+	if deps.Runtime != nil {
+		deps.Runtime.Routes(n.api)
+	}
+	return n, nil
+}
+
+// Registry is the node's metrics registry, for subsystems to register their collectors.
+func (n *Node) Registry() prometheus.Registerer { return n.reg }
+
+// Policy is the node's workload policy and admission state (drain, cordon).
+func (n *Node) Policy() *policy.Holder { return n.policy }
+
+// API is the node's control API server, for subsystems to add routes.
+func (n *Node) API() *api.Server { return n.api }
+
+// Run runs the node until ctx is cancelled. Cancellation is a clean stop, not an error.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.close()
+	ln, err := n.api.Listen()
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return n.api.Serve(gctx, ln) })
+	g.Go(func() error { return metrics.Serve(gctx, n.cfg.Metrics, n.reg, n.log.With("component", "metrics")) })
+	if n.deps.GPUs != nil {
+		g.Go(func() error { return n.deps.GPUs.WatchHealth(gctx, n.log.With("component", "gpu")) })
+	}
+	if n.deps.Runtime != nil {
+		g.Go(func() error { n.runRuntime(gctx); return nil })
+	}
+	g.Go(func() error { return n.policy.Run(gctx) }) // reloads on SIGHUP
+	g.Go(func() error { return n.supervise(gctx) })
+	err = g.Wait()
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		return nil
+	}
+	return err
+}
+
+// supervise tells systemd the node is ready, pings its watchdog while the node is
+// healthy, and says STOPPING when the node shuts down.
+func (n *Node) supervise(ctx context.Context) error {
+	n.state.Store("running")
+	n.notify(daemon.SdNotifyReady)
+	n.log.Info("node running", "version", version.Get(), "data_dir", n.cfg.DataDir)
+	var tick <-chan time.Time
+	if interval, err := daemon.SdWatchdogEnabled(false); err == nil && interval > 0 {
+		t := time.NewTicker(interval / 3)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			n.state.Store("stopping")
+			n.notify(daemon.SdNotifyStopping)
+			n.log.Info("node stopping")
+			return nil
+		case <-tick:
+			n.notify(daemon.SdNotifyWatchdog)
+		}
+	}
+}
+
+func (n *Node) notify(state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		n.log.Warn("systemd notify failed", "state", state, "err", err)
+	}
+}
+
+// runRuntime keeps the container runtime going: while the engine does not answer, the
+// node says so (status, log) and asks again; once it answers, the runtime re-attaches to
+// its jobs and runs until the node stops or the engine goes away.
+func (n *Node) runRuntime(ctx context.Context) {
+	const retry = 15 * time.Second
+	for ctx.Err() == nil {
+		err := n.deps.Runtime.Ping(ctx)
+		if err == nil {
+			n.setCheck("docker", nil)
+			n.preflightGPUs(ctx)
+			err = n.deps.Runtime.Run(ctx)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		n.setCheck("docker", fmt.Errorf("jobs cannot run: %w", err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(retry):
+		}
+	}
+}
+
+// preflightGPUs checks that the engine can attach the rig's real GPUs (the NVIDIA
+// Container Toolkit), so a rig that cannot run GPU jobs says so before the first one.
+func (n *Node) preflightGPUs(ctx context.Context) {
+	g := n.deps.GPUs
+	if g == nil || g.Simulated() || len(g.Devices()) == 0 {
+		return
+	}
+	n.setCheck("nvidia-container-toolkit", n.deps.Runtime.PreflightGPU(ctx, []string{g.Devices()[0].UUID}))
+}
+
+// setCheck records a prerequisite's state, logging when it changes.
+func (n *Node) setCheck(name string, err error) {
+	if !n.checks.set(name, err) {
+		return
+	}
+	if err != nil {
+		n.log.Error("prerequisite missing", "check", name, "err", err)
+	} else {
+		n.log.Info("prerequisite ok", "check", name)
+	}
+}
+
+func (n *Node) close() {
+	if n.deps.Runtime != nil {
+		if err := n.deps.Runtime.Close(); err != nil {
+			n.log.Warn("close runtime", "err", err)
+		}
+	}
+	if n.deps.GPUs != nil {
+		if err := n.deps.GPUs.Close(); err != nil {
+			n.log.Warn("close gpus", "err", err)
+		}
+	}
+}
+
+// Status reports the node's current status.
+func (n *Node) Status() api.Status {
+	s := api.Status{
+		Version:       version.Get(),
+		Hostname:      n.hostname,
+		StartedAt:     n.started.UTC(),
+		UptimeSeconds: time.Since(n.started).Seconds(),
+		State:         n.state.Load().(string),
+		GPUMode:       "cpu-only",
+		GPUNote:       n.deps.GPUNote,
+		GPUs:          []api.GPUStatus{},
+		Checks:        n.checks.list(),
+	}
+	a := n.policy.Admission()
+	s.Admission = &api.AdmissionStatus{State: a.State, Reason: a.Reason, Since: a.Since.UTC(), RunningJobs: a.RunningJobs}
+	s.PolicyPaused = n.policy.Paused()
+	if g := n.deps.GPUs; g != nil {
+		s.GPUMode = "nvml"
+		if g.Simulated() {
+			s.GPUMode = "simulated"
+		}
+		s.Driver, s.CUDA = g.Driver(), g.CUDA()
+		for _, d := range g.Devices() {
+			gs := api.GPUStatus{Device: d}
+			if sample, err := g.Sample(d.Index); err != nil {
+				gs.Error = err.Error()
+			} else {
+				gs.Sample = &sample
+			}
+			s.GPUs = append(s.GPUs, gs)
+		}
+	}
+	return s
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	api.WriteJSON(w, http.StatusOK, n.Status())
+}

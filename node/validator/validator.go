@@ -1,0 +1,211 @@
+// Package validator is the oracle role: for a submitted job that names this node as a
+// validator, it fetches the checkpoint, checks it against the hash on chain, runs the
+// job's evaluation image on it with no network, reads the metric from the evaluation's
+// result file and attests the score on chain — once per job, across restarts.
+package validator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/node/store"
+	"github.com/gpunode/gpunode/runtime"
+)
+
+// ScoreScale converts a metric to the contract's integer score: score = metric × 1e6,
+// so an accuracy of 0.9638 is 963800 and a threshold of 0.9 is 900000.
+const ScoreScale = 1_000_000
+
+// Task is one submitted result to evaluate.
+type Task struct {
+	JobID         string `json:"job_id"`
+	CheckpointCID string `json:"checkpoint_cid"`
+	// ResultHash is the tree hash the provider submitted (jobs.TreeHash), hex.
+	ResultHash string `json:"result_hash"`
+	// EvalImage, EvalCommand and Metric come from the job's manifest.
+	EvalImage   string   `json:"eval_image"`
+	EvalCommand []string `json:"eval_command"`
+	Metric      string   `json:"metric"`
+	// Threshold is the contract's integer threshold (metric × ScoreScale).
+	Threshold uint32 `json:"threshold"`
+}
+
+// Verdict is what a validator found.
+type Verdict struct {
+	Value float64 `json:"value"`
+	Score uint32  `json:"score"`
+	Pass  bool    `json:"pass"`
+	// Reason says why the score is 0 when the checkpoint could not be evaluated.
+	Reason string `json:"reason,omitempty"`
+	Tx     string `json:"tx,omitempty"`
+}
+
+// Chain is what the validator needs of the contract. Attest must be idempotent: repeating
+// an attestation this validator already made succeeds.
+type Chain interface {
+	Attest(ctx context.Context, jobID string, score uint32) (tx string, err error)
+}
+
+// Content fetches the checkpoint.
+type Content interface {
+	Fetch(ctx context.Context, cid string) (string, error)
+}
+
+// Runtime runs the evaluation container.
+type Runtime interface {
+	Start(ctx context.Context, spec runtime.Spec) (runtime.Handle, error)
+	Wait(ctx context.Context, jobID string) (runtime.Result, error)
+}
+
+// Validator evaluates submitted results.
+type Validator struct {
+	store   *store.Store
+	chain   Chain
+	content Content
+	rt      Runtime
+	workDir string
+	log     *slog.Logger
+}
+
+// New returns a validator that keeps its progress in st and its evaluation outputs
+// under workDir.
+func New(st *store.Store, chain Chain, content Content, rt Runtime, workDir string, log *slog.Logger) *Validator {
+	return &Validator{store: st, chain: chain, content: content, rt: rt, workDir: workDir, log: log.With("component", "validator")}
+}
+
+const (
+	stateEvaluating = "evaluating"
+	stateAttesting  = "attesting"
+	stateAttested   = "attested"
+)
+
+func key(jobID string) string { return "validate-" + jobID }
+
+// Validate evaluates a task and attests its score, resuming where a previous run stopped:
+// a checkpoint is evaluated once and attested once.
+func (v *Validator) Validate(ctx context.Context, t Task) (Verdict, error) {
+	id := key(t.JobID)
+	err := v.store.Create(store.Job{ID: id, State: stateEvaluating}, "result submitted: "+t.CheckpointCID)
+	if err != nil && !errors.Is(err, store.ErrExists) {
+		return Verdict{}, err
+	}
+	j, err := v.store.Get(id)
+	if err != nil {
+		return Verdict{}, err
+	}
+	var verdict Verdict
+	if j.State == stateEvaluating {
+		verdict, err = v.evaluate(ctx, t)
+		if err != nil {
+			return Verdict{}, fmt.Errorf("job %s: %w", t.JobID, err)
+		}
+		v.log.Info("evaluated", "job_id", t.JobID, "metric", t.Metric, "value", verdict.Value, "score", verdict.Score, "pass", verdict.Pass, "reason", verdict.Reason)
+		if j, err = v.store.Advance(id, stateEvaluating, stateAttesting, fmt.Sprintf("score %d", verdict.Score), func(sj *store.Job) error {
+			sj.Data = mustJSON(verdict)
+			return nil
+		}); err != nil {
+			return Verdict{}, err
+		}
+	}
+	if err := unmarshal(j.Data, &verdict); err != nil {
+		return Verdict{}, fmt.Errorf("job %s: %w", t.JobID, err)
+	}
+	if j.State == stateAttesting {
+		tx, err := v.chain.Attest(ctx, t.JobID, verdict.Score)
+		if err != nil {
+			return verdict, fmt.Errorf("job %s: attest: %w", t.JobID, err)
+		}
+		verdict.Tx = tx
+		if _, err := v.store.Advance(id, stateAttesting, stateAttested, "attest tx "+tx, func(sj *store.Job) error {
+			sj.Data = mustJSON(verdict)
+			return nil
+		}); err != nil {
+			return verdict, err
+		}
+	}
+	return verdict, nil
+}
+
+// evaluate scores a checkpoint. Anything wrong with the result — a checkpoint that does
+// not match its hash, an evaluation that fails or reports garbage — scores 0, since it is
+// the provider's result that failed. The validator's own trouble (a fetch that fails, an
+// engine that cannot start the container) is an error instead: the caller tries again
+// later, and the contract's deadlines bound how long.
+func (v *Validator) evaluate(ctx context.Context, t Task) (Verdict, error) {
+	fail := func(format string, a ...any) (Verdict, error) { return Verdict{Reason: fmt.Sprintf(format, a...)}, nil }
+	dir, err := v.content.Fetch(ctx, t.CheckpointCID)
+	if err != nil {
+		return Verdict{}, fmt.Errorf("fetch checkpoint %s: %w", t.CheckpointCID, err)
+	}
+	got, err := jobs.TreeHash(dir)
+	if err != nil {
+		return fail("checkpoint %s: %v", t.CheckpointCID, err)
+	}
+	if got != t.ResultHash {
+		return fail("checkpoint %s has hash %s, the chain says %s", t.CheckpointCID, got, t.ResultHash)
+	}
+	if len(t.EvalCommand) == 0 {
+		return fail("the job names no evaluation command")
+	}
+	out := filepath.Join(v.workDir, "eval", t.JobID, "out")
+	if err := os.MkdirAll(out, 0o777); err != nil {
+		return Verdict{}, fmt.Errorf("eval output dir: %w", err)
+	}
+	os.Chmod(out, 0o777)
+	evalID := "eval-" + t.JobID
+	_, err = v.rt.Start(ctx, runtime.Spec{
+		JobID:        evalID,
+		Image:        t.EvalImage,
+		Command:      t.EvalCommand,
+		Inputs:       []runtime.Mount{{Source: dir, Target: "/checkpoint"}},
+		OutputDir:    out,
+		OutputTarget: "/out",
+		Network:      runtime.NetworkNone,
+	})
+	switch {
+	case err == nil, errors.Is(err, runtime.ErrJobExists):
+	case errors.Is(err, runtime.ErrImageNotFound), errors.Is(err, runtime.ErrDigestMismatch), errors.Is(err, runtime.ErrTagNotAllowed):
+		return fail("evaluation image: %v", err)
+	default:
+		return Verdict{}, fmt.Errorf("start evaluation: %w", err)
+	}
+	res, err := v.rt.Wait(ctx, evalID)
+	if err != nil {
+		return Verdict{}, fmt.Errorf("evaluation: %w", err)
+	}
+	if !res.Succeeded() {
+		return fail("evaluation failed: exit %d %s", res.ExitCode, res.Error)
+	}
+	f, err := os.Open(filepath.Join(out, ResultFile))
+	if err != nil {
+		return fail("evaluation wrote no %s: %v", ResultFile, err)
+	}
+	defer f.Close()
+	r, err := DecodeResult(f)
+	if err != nil {
+		return fail("%v", err)
+	}
+	value, ok := r.Metrics[t.Metric]
+	if !ok {
+		return fail("%s has no metric %q", ResultFile, t.Metric)
+	}
+	score := toScore(value)
+	return Verdict{Value: value, Score: score, Pass: score >= t.Threshold}, nil
+}
+
+func toScore(v float64) uint32 {
+	s := math.Round(v * ScoreScale)
+	switch {
+	case s <= 0 || math.IsNaN(s):
+		return 0
+	case s >= math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(s)
+}

@@ -1,0 +1,750 @@
+// Package docker runs gpunode jobs on the Docker Engine: it pulls images by digest with
+// the node's registry credentials, creates hardened containers with GPUs attached by
+// UUID, streams their logs to size-capped files, enforces the preparing and running
+// timeouts, and re-attaches to its containers after a restart.
+//
+// Crash safety rests on two things: every job has a record in Config.StateDir written
+// before its side effects (see record.go), and every container carries labels naming
+// this node's instance and the job. A restarted node calls Recover (Run does) and picks
+// up where the records and labels say it was; it never creates a job's container twice.
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/gpunode/gpunode/runtime"
+)
+
+// Container labels.
+const (
+	LabelInstance = "io.gpunode.instance"
+	LabelJob      = "io.gpunode.job"
+)
+
+// Runtime is the Docker implementation of runtime.Runtime.
+type Runtime struct {
+	cfg     Config
+	log     *slog.Logger
+	cli     *client.Client
+	records recordStore
+	images  *imageCache
+
+	ctx    context.Context // lives until Close: monitors outlive the calls that start them
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	jobs map[string]*job
+
+	preflightMu sync.Mutex
+	preflightOK map[string]bool // GPU driver kind → engine checked and able
+	// skipPreflight lets tests reach the engine's own GPU error.
+	skipPreflight bool
+}
+
+var _ runtime.Runtime = (*Runtime)(nil)
+
+// job is a job this process watches.
+type job struct {
+	mu     sync.Mutex
+	rec    *record
+	cancel context.CancelFunc // cancels preparing
+	done   chan struct{}      // closed once rec.Result is final
+}
+
+func (j *job) snapshot() record {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return *j.rec
+}
+
+// New connects to the engine and prepares the state and log directories. It does not
+// touch existing jobs: call Recover (or Run) for that.
+func New(cfg Config, log *slog.Logger) (*Runtime, error) {
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("runtime config: %w", errors.Join(errs...))
+	}
+	for _, d := range []string{cfg.StateDir, cfg.LogDir} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, fmt.Errorf("runtime: %w", err)
+		}
+	}
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if cfg.Host != "" {
+		opts = append(opts, client.WithHost(cfg.Host))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker engine: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Runtime{
+		cfg:         cfg,
+		log:         log.With("component", "runtime"),
+		cli:         cli,
+		records:     recordStore{dir: cfg.StateDir},
+		ctx:         ctx,
+		cancel:      cancel,
+		jobs:        map[string]*job{},
+		preflightOK: map[string]bool{},
+	}
+	r.images = &imageCache{path: filepath.Join(cfg.StateDir, "images.json")}
+	return r, nil
+}
+
+// Ping checks that the engine answers, saying how to fix it when it does not.
+func (r *Runtime) Ping(ctx context.Context) error {
+	if _, err := r.cli.Ping(ctx); err != nil {
+		return fmt.Errorf("docker engine at %s does not answer (%w): start dockerd (systemctl start docker) or set runtime.host", r.cli.DaemonHost(), err)
+	}
+	return nil
+}
+
+// Close stops watching jobs; their containers keep running and a later Recover
+// re-attaches to them.
+func (r *Runtime) Close() error {
+	r.cancel()
+	r.wg.Wait()
+	return r.cli.Close()
+}
+
+// Run re-attaches to this node's jobs, then keeps the image cache under its cap until
+// ctx is cancelled. Containers are not stopped on return.
+func (r *Runtime) Run(ctx context.Context) error {
+	if err := r.Ping(ctx); err != nil {
+		return err
+	}
+	if _, err := r.Recover(ctx); err != nil {
+		return err
+	}
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, err := r.PruneImages(ctx); err != nil {
+				r.log.Warn("image cache prune failed", "err", err)
+			}
+		}
+	}
+}
+
+func (r *Runtime) containerName(jobID string) string {
+	return "gpunode-" + r.cfg.Instance + "-" + jobID
+}
+
+// withDefaults fills a spec's zero values from the configuration.
+func (r *Runtime) withDefaults(s runtime.Spec) runtime.Spec {
+	if s.Network == "" {
+		s.Network = runtime.NetworkNone
+	}
+	if s.OutputTarget == "" {
+		s.OutputTarget = "/out"
+	}
+	if s.User == "" {
+		s.User = r.cfg.User
+	}
+	if s.PrepareTimeout == 0 {
+		s.PrepareTimeout = r.cfg.PrepareTimeout
+	}
+	if s.RunTimeout == 0 {
+		s.RunTimeout = r.cfg.RunTimeout
+	}
+	res := &s.Resources
+	if res.CPUs == 0 {
+		res.CPUs = r.cfg.CPUs
+	}
+	if res.MemoryBytes == 0 {
+		res.MemoryBytes = r.cfg.MemoryBytes
+	}
+	if res.PIDs == 0 {
+		res.PIDs = r.cfg.PIDs
+	}
+	if res.TmpBytes == 0 {
+		res.TmpBytes = r.cfg.TmpBytes
+	}
+	if res.ShmBytes == 0 {
+		res.ShmBytes = r.cfg.ShmBytes
+	}
+	return s
+}
+
+// Start implements runtime.Runtime.
+func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Handle, error) {
+	if errs := spec.Validate(); len(errs) > 0 {
+		return runtime.Handle{}, fmt.Errorf("job %s: spec: %w", spec.JobID, errors.Join(errs...))
+	}
+	spec = r.withDefaults(spec)
+	id := spec.JobID
+	rec := &record{
+		Version:   recordVersion,
+		Spec:      spec,
+		State:     statePreparing,
+		LogFile:   filepath.Join(r.cfg.LogDir, id+".log"),
+		CreatedAt: time.Now().UTC(),
+	}
+	r.mu.Lock()
+	if _, ok := r.jobs[id]; ok {
+		r.mu.Unlock()
+		return runtime.Handle{}, fmt.Errorf("job %s: %w", id, runtime.ErrJobExists)
+	}
+	if err := r.records.create(rec); err != nil {
+		r.mu.Unlock()
+		return runtime.Handle{}, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, spec.PrepareTimeout)
+	defer cancel()
+	j := &job{rec: rec, cancel: cancel, done: make(chan struct{})}
+	r.jobs[id] = j
+	r.mu.Unlock()
+
+	h, err := r.prepareAndStart(pctx, j)
+	if err != nil {
+		if errors.Is(pctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("job %s: preparing took longer than %s: %w", id, spec.PrepareTimeout, err)
+		}
+		r.finishWithError(j, err)
+		return runtime.Handle{}, err
+	}
+	return h, nil
+}
+
+func (r *Runtime) prepareAndStart(ctx context.Context, j *job) (runtime.Handle, error) {
+	spec := j.rec.Spec
+	id := spec.JobID
+	log := r.log.With("job_id", id)
+
+	mounts, err := r.mounts(spec)
+	if err != nil {
+		return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
+	}
+	devs, err := deviceRequests(spec.GPUs)
+	if err != nil {
+		return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
+	}
+	if len(devs) > 0 {
+		if err := r.PreflightGPU(ctx, spec.GPUs); err != nil {
+			return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
+		}
+	}
+	imageID, err := r.ensureImage(ctx, spec.Image, spec.AllowTag, func(p runtime.PullProgress) {
+		log.Debug("pull progress", "image", spec.Image, "layers", p.Layers, "layers_done", p.LayersDone, "bytes", p.BytesDone, "bytes_total", p.BytesTotal)
+	})
+	if err != nil {
+		return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
+	}
+	if uid, gid, ok := numericUser(spec.User); ok {
+		if err := os.Chown(spec.OutputDir, uid, gid); err != nil {
+			return runtime.Handle{}, fmt.Errorf("job %s: output dir: %w", id, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
+	}
+
+	cfg, hc := r.containerConfig(spec, imageID, mounts, devs)
+	j.mu.Lock()
+	j.rec.ImageID = imageID
+	j.mu.Unlock()
+	// From here on the preparing context no longer applies: a container that exists
+	// must be started and watched, not abandoned half-way.
+	cctx := context.WithoutCancel(ctx)
+	resp, err := r.cli.ContainerCreate(cctx, cfg, hc, nil, nil, r.containerName(id))
+	if err != nil {
+		return runtime.Handle{}, fmt.Errorf("job %s: create container: %w", id, mapEngineError(err))
+	}
+	j.mu.Lock()
+	j.rec.ContainerID = resp.ID
+	j.rec.State = stateCreated
+	err = r.records.save(j.rec)
+	j.mu.Unlock()
+	if err != nil {
+		r.removeContainer(resp.ID)
+		return runtime.Handle{}, err
+	}
+	r.images.touch(imageID, spec.Image)
+	return r.startCreated(cctx, j)
+}
+
+// startCreated starts a created container and begins watching it.
+func (r *Runtime) startCreated(ctx context.Context, j *job) (runtime.Handle, error) {
+	rec := j.snapshot()
+	id := rec.Spec.JobID
+	// The log file is created before the container starts so that `gpunode logs -f`
+	// can open it at once.
+	if f, err := os.OpenFile(rec.LogFile, os.O_CREATE|os.O_WRONLY, 0o640); err == nil {
+		f.Close()
+	}
+	if err := r.cli.ContainerStart(ctx, rec.ContainerID, container.StartOptions{}); err != nil {
+		err = mapEngineError(err)
+		r.removeContainer(rec.ContainerID)
+		return runtime.Handle{}, fmt.Errorf("job %s: start container: %w", id, err)
+	}
+	j.mu.Lock()
+	j.rec.State = stateRunning
+	err := r.records.save(j.rec)
+	j.mu.Unlock()
+	if err != nil {
+		r.log.Error("record not saved; the job keeps running", "job_id", id, "err", err)
+	}
+	return r.watch(ctx, j)
+}
+
+// watch inspects a started container and hands it to a monitor goroutine.
+func (r *Runtime) watch(ctx context.Context, j *job) (runtime.Handle, error) {
+	rec := j.snapshot()
+	ins, err := r.cli.ContainerInspect(ctx, rec.ContainerID)
+	if err != nil {
+		return runtime.Handle{}, fmt.Errorf("job %s: inspect container: %w", rec.Spec.JobID, err)
+	}
+	started, _ := time.Parse(time.RFC3339Nano, ins.State.StartedAt)
+	h := runtime.Handle{JobID: rec.Spec.JobID, ContainerID: rec.ContainerID, StartedAt: started}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.monitor(j, started)
+	}()
+	return h, nil
+}
+
+// monitor copies the container's logs, enforces the run timeout, and records the
+// result once the container has exited. It returns early, without a result, when the
+// runtime is closed: the container keeps running and Recover picks it up again.
+func (r *Runtime) monitor(j *job, started time.Time) {
+	rec := j.snapshot()
+	id := rec.Spec.JobID
+	log := r.log.With("job_id", id, "container_id", shortID(rec.ContainerID))
+
+	logsDone := make(chan struct{})
+	go func() {
+		defer close(logsDone)
+		if err := r.copyLogs(r.ctx, rec.ContainerID, rec.LogFile); err != nil && r.ctx.Err() == nil {
+			log.Warn("log copy ended early", "err", err)
+		}
+	}()
+
+	deadline := started.Add(rec.Spec.RunTimeout)
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	waitC, errC := r.cli.ContainerWait(r.ctx, rec.ContainerID, container.WaitConditionNotRunning)
+	for {
+		select {
+		case <-waitC:
+		case err := <-errC:
+			if r.ctx.Err() != nil {
+				return
+			}
+			if errdefs.IsNotFound(err) {
+				r.finishWithError(j, fmt.Errorf("job %s: container vanished: %w", id, err))
+				return
+			}
+			log.Warn("wait for container failed; retrying", "err", err)
+			select {
+			case <-r.ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			waitC, errC = r.cli.ContainerWait(r.ctx, rec.ContainerID, container.WaitConditionNotRunning)
+			continue
+		case <-timer.C:
+			log.Info("run timeout reached; stopping", "run_timeout", rec.Spec.RunTimeout)
+			j.mu.Lock()
+			j.rec.TimedOut = true
+			err := r.records.save(j.rec)
+			j.mu.Unlock()
+			if err != nil {
+				log.Error("record not saved", "err", err)
+			}
+			go r.stopContainer(rec.ContainerID)
+			continue
+		case <-r.ctx.Done():
+			return
+		}
+		break
+	}
+	select {
+	case <-logsDone:
+	case <-time.After(10 * time.Second):
+		log.Warn("log copy did not finish within 10s of exit")
+	case <-r.ctx.Done():
+		return
+	}
+	r.collect(j)
+}
+
+// collect records the result of an exited container, then removes the container.
+func (r *Runtime) collect(j *job) {
+	rec := j.snapshot()
+	ins, err := r.cli.ContainerInspect(r.ctx, rec.ContainerID)
+	if err != nil {
+		if r.ctx.Err() != nil {
+			return
+		}
+		r.finishWithError(j, fmt.Errorf("job %s: inspect exited container: %w", rec.Spec.JobID, err))
+		return
+	}
+	started, _ := time.Parse(time.RFC3339Nano, ins.State.StartedAt)
+	finished, _ := time.Parse(time.RFC3339Nano, ins.State.FinishedAt)
+	if finished.Before(started) {
+		// A process that exits within a millisecond can be stamped finished before the
+		// engine stamps it started.
+		finished = started
+	}
+	wall := finished.Sub(started)
+	res := runtime.Result{
+		JobID:      rec.Spec.JobID,
+		ExitCode:   ins.State.ExitCode,
+		OOMKilled:  ins.State.OOMKilled,
+		TimedOut:   rec.TimedOut,
+		Cancelled:  rec.Cancelled,
+		StartedAt:  started,
+		FinishedAt: finished,
+		WallTime:   wall,
+		GPUSeconds: wall.Seconds() * float64(len(rec.Spec.GPUs)),
+		OutputDir:  rec.Spec.OutputDir,
+		LogFile:    rec.LogFile,
+	}
+	r.finish(j, res)
+	r.removeContainer(rec.ContainerID)
+}
+
+func (r *Runtime) finishWithError(j *job, err error) {
+	rec := j.snapshot()
+	r.finish(j, runtime.Result{
+		JobID:     rec.Spec.JobID,
+		Cancelled: rec.Cancelled,
+		OutputDir: rec.Spec.OutputDir,
+		LogFile:   rec.LogFile,
+		Error:     err.Error(),
+	})
+}
+
+func (r *Runtime) finish(j *job, res runtime.Result) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.rec.State == stateFinished {
+		return
+	}
+	j.rec.State = stateFinished
+	j.rec.Result = &res
+	if err := r.records.save(j.rec); err != nil {
+		r.log.Error("result not saved", "job_id", res.JobID, "err", err)
+	}
+	r.log.Info("job finished", "job_id", res.JobID, "exit_code", res.ExitCode, "oom_killed", res.OOMKilled,
+		"timed_out", res.TimedOut, "cancelled", res.Cancelled, "wall_time", res.WallTime, "err", res.Error)
+	close(j.done)
+}
+
+func (r *Runtime) removeContainer(id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 30*time.Second)
+	defer cancel()
+	if err := r.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		r.log.Warn("remove container", "container_id", shortID(id), "err", err)
+	}
+}
+
+func (r *Runtime) stopContainer(id string) {
+	secs := int(math.Ceil(r.cfg.StopGrace.Seconds()))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), r.cfg.StopGrace+30*time.Second)
+	defer cancel()
+	if err := r.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs}); err != nil && !errdefs.IsNotFound(err) {
+		r.log.Warn("stop container", "container_id", shortID(id), "err", err)
+	}
+}
+
+// Wait implements runtime.Runtime.
+func (r *Runtime) Wait(ctx context.Context, jobID string) (runtime.Result, error) {
+	r.mu.Lock()
+	j, ok := r.jobs[jobID]
+	r.mu.Unlock()
+	if !ok {
+		rec, err := r.records.load(jobID)
+		if err != nil {
+			return runtime.Result{}, err
+		}
+		if rec.State == stateFinished && rec.Result != nil {
+			return *rec.Result, nil
+		}
+		return runtime.Result{}, fmt.Errorf("job %s: not watched by this process; call Recover first: %w", jobID, runtime.ErrUnknownJob)
+	}
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		return runtime.Result{}, ctx.Err()
+	}
+	rec := j.snapshot()
+	return *rec.Result, nil
+}
+
+// Stop implements runtime.Runtime. A job still preparing is abandoned before its
+// container exists.
+func (r *Runtime) Stop(ctx context.Context, jobID string) error {
+	r.mu.Lock()
+	j, ok := r.jobs[jobID]
+	r.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("job %s: %w", jobID, runtime.ErrUnknownJob)
+	}
+	j.mu.Lock()
+	if j.rec.State == stateFinished {
+		j.mu.Unlock()
+		return nil
+	}
+	j.rec.Cancelled = true
+	err := r.records.save(j.rec)
+	cid := j.rec.ContainerID
+	j.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if cid == "" {
+		j.cancel()
+		return nil
+	}
+	secs := int(math.Ceil(r.cfg.StopGrace.Seconds()))
+	if err := r.cli.ContainerStop(ctx, cid, container.StopOptions{Timeout: &secs}); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("job %s: stop: %w", jobID, err)
+	}
+	return nil
+}
+
+// Recover implements runtime.Runtime.
+func (r *Runtime) Recover(ctx context.Context) ([]runtime.Handle, error) {
+	ids, err := r.records.list()
+	if err != nil {
+		return nil, err
+	}
+	labelled, err := r.labelledContainers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var handles []runtime.Handle
+	for _, id := range ids {
+		r.mu.Lock()
+		_, watched := r.jobs[id]
+		r.mu.Unlock()
+		if watched {
+			continue
+		}
+		rec, err := r.records.load(id)
+		if err != nil {
+			r.log.Error("unreadable job record; skipped", "job_id", id, "err", err)
+			continue
+		}
+		if rec.State == stateFinished {
+			if rec.ContainerID != "" {
+				if _, ok := labelled[id]; ok {
+					r.removeContainer(rec.ContainerID)
+				}
+			}
+			continue
+		}
+		j := &job{rec: rec, cancel: func() {}, done: make(chan struct{})}
+		r.mu.Lock()
+		r.jobs[id] = j
+		r.mu.Unlock()
+		delete(labelled, id)
+		h, err := r.reattach(ctx, j, labelled)
+		if err != nil {
+			r.log.Error("re-attach failed", "job_id", id, "err", err)
+			r.finishWithError(j, err)
+			continue
+		}
+		if h != nil {
+			handles = append(handles, *h)
+		}
+	}
+	for id, cid := range labelled {
+		r.log.Warn("container has this node's label but no job record; left alone", "job_id", id, "container_id", shortID(cid))
+	}
+	return handles, nil
+}
+
+func (r *Runtime) reattach(ctx context.Context, j *job, labelled map[string]string) (*runtime.Handle, error) {
+	rec := j.snapshot()
+	id := rec.Spec.JobID
+	cid := rec.ContainerID
+	if cid == "" {
+		// The node stopped while preparing; the container may have been created just
+		// before the record said so.
+		ins, err := r.cli.ContainerInspect(ctx, r.containerName(id))
+		if errdefs.IsNotFound(err) {
+			r.finishWithError(j, fmt.Errorf("job %s: %w", id, runtime.ErrInterrupted))
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("job %s: inspect: %w", id, err)
+		}
+		if ins.Config == nil || ins.Config.Labels[LabelJob] != id || ins.Config.Labels[LabelInstance] != r.cfg.Instance {
+			return nil, fmt.Errorf("job %s: container %s is not this job's", id, r.containerName(id))
+		}
+		cid = ins.ID
+		j.mu.Lock()
+		j.rec.ContainerID = cid
+		j.rec.State = stateCreated
+		err = r.records.save(j.rec)
+		j.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
+	ins, err := r.cli.ContainerInspect(ctx, cid)
+	if errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("job %s: container %s vanished while the node was down", id, shortID(cid))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("job %s: inspect: %w", id, err)
+	}
+	r.log.Info("re-attaching", "job_id", id, "container_id", shortID(cid), "status", ins.State.Status)
+	if ins.State.Status == "created" {
+		// Created but never started: starting it now is its first and only start.
+		h, err := r.startCreated(ctx, j)
+		if err != nil {
+			return nil, err
+		}
+		return &h, nil
+	}
+	h, err := r.watch(ctx, j)
+	if err != nil {
+		return nil, err
+	}
+	if !ins.State.Running {
+		return nil, nil
+	}
+	return &h, nil
+}
+
+// labelledContainers maps job IDs to container IDs of this instance's containers.
+func (r *Runtime) labelledContainers(ctx context.Context) (map[string]string, error) {
+	list, err := r.cli.ContainerList(ctx, container.ListOptions{
+		All:     true,
+		Filters: filters.NewArgs(filters.Arg("label", LabelInstance+"="+r.cfg.Instance)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := map[string]string{}
+	for _, c := range list {
+		if id := c.Labels[LabelJob]; id != "" {
+			out[id] = c.ID
+		}
+	}
+	return out, nil
+}
+
+// containerConfig is where the hardening lives: everything a job is not given.
+func (r *Runtime) containerConfig(spec runtime.Spec, imageID string, mounts []mount.Mount, devs []container.DeviceRequest) (*container.Config, *container.HostConfig) {
+	grace := int(math.Ceil(r.cfg.StopGrace.Seconds()))
+	cfg := &container.Config{
+		Image:       imageID,
+		Entrypoint:  spec.Command[:1],
+		Cmd:         spec.Command[1:],
+		Env:         spec.Env,
+		WorkingDir:  spec.WorkDir,
+		User:        spec.User,
+		Labels:      map[string]string{LabelInstance: r.cfg.Instance, LabelJob: spec.JobID},
+		StopSignal:  "SIGTERM",
+		StopTimeout: &grace,
+	}
+	res := spec.Resources
+	pids := res.PIDs
+	hc := &container.HostConfig{
+		NetworkMode:    container.NetworkMode(spec.Network),
+		Privileged:     false,
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges"},
+		ReadonlyRootfs: true,
+		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,nosuid,nodev,size=%d", res.TmpBytes)},
+		IpcMode:        container.IPCModePrivate,
+		ShmSize:        res.ShmBytes,
+		CgroupnsMode:   container.CgroupnsModePrivate,
+		Mounts:         mounts,
+		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{
+			"max-size": strconv.FormatInt(r.cfg.LogMaxBytes, 10), "max-file": "2",
+		}},
+		Resources: container.Resources{
+			PidsLimit:      &pids,
+			DeviceRequests: devs,
+		},
+	}
+	if spec.Network == runtime.NetworkNone {
+		cfg.NetworkDisabled = true
+	}
+	if res.MemoryBytes > 0 {
+		hc.Resources.Memory = res.MemoryBytes
+		hc.Resources.MemorySwap = res.MemoryBytes // no swap on top of the limit
+	}
+	if res.CPUs > 0 {
+		hc.Resources.NanoCPUs = int64(res.CPUs * 1e9)
+	}
+	return cfg, hc
+}
+
+// copyLogs writes the container's whole log (stdout and stderr) to path, capped. It
+// starts from the beginning each time, so a re-attached job's log file is rewritten
+// from the engine's copy rather than appended to twice.
+func (r *Runtime) copyLogs(ctx context.Context, containerID, path string) error {
+	rc, err := r.cli.ContainerLogs(ctx, containerID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	w := &cappedWriter{w: f, max: r.cfg.LogMaxBytes}
+	_, err = stdcopy.StdCopy(w, w, rc)
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func numericUser(u string) (uid, gid int, ok bool) {
+	if u == "" {
+		return 0, 0, false
+	}
+	us, gs, hasG := strings.Cut(u, ":")
+	uid, err := strconv.Atoi(us)
+	if err != nil {
+		return 0, 0, false
+	}
+	gid = uid
+	if hasG {
+		if gid, err = strconv.Atoi(gs); err != nil {
+			return 0, 0, false
+		}
+	}
+	return uid, gid, true
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

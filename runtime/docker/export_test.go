@@ -1,0 +1,36 @@
+package docker
+
+import (
+	"context"
+	"path/filepath"
+	"time"
+
+	"github.com/gpunode/gpunode/runtime"
+)
+
+// SkipPreflight lets a test reach the engine's own error for a GPU request.
+func (r *Runtime) SkipPreflight() { r.skipPreflight = true }
+
+// CrashWhilePreparing leaves what a node killed while preparing a job leaves: a
+// "preparing" record and nothing else.
+func (r *Runtime) CrashWhilePreparing(spec runtime.Spec) error {
+	spec = r.withDefaults(spec)
+	return r.records.create(&record{Version: recordVersion, Spec: spec, State: statePreparing,
+		LogFile: filepath.Join(r.cfg.LogDir, spec.JobID+".log"), CreatedAt: time.Now()})
+}
+
+// CrashAfterCreate leaves what a node killed right after creating a job's container
+// leaves: a "preparing" record and a created, never started, container.
+func (r *Runtime) CrashAfterCreate(ctx context.Context, spec runtime.Spec, imageID string) error {
+	if err := r.CrashWhilePreparing(spec); err != nil {
+		return err
+	}
+	spec = r.withDefaults(spec)
+	mounts, err := r.mounts(spec)
+	if err != nil {
+		return err
+	}
+	c, hc := r.containerConfig(spec, imageID, mounts, nil)
+	_, err = r.cli.ContainerCreate(ctx, c, hc, nil, nil, r.containerName(spec.JobID))
+	return err
+}
