@@ -12,6 +12,7 @@ import (
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/metrics"
+	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
@@ -27,6 +28,7 @@ type Config struct {
 	GPU     gpu.Config     `toml:"gpu"`
 	Runtime docker.Config  `toml:"runtime"`
 	Jobs    jobs.Config    `toml:"jobs"`
+	P2P     p2p.Config     `toml:"p2p"`
 	// Policy is the workload policy: the local file, and the pool's key and signed policy.
 	Policy policy.Config `toml:"policy"`
 	// Datasets are the operator's private data sets: tag → host directory. A job asking
@@ -59,6 +61,7 @@ func Default() Config {
 		GPU:     gpu.Default(),
 		Runtime: runtimeDefaults(),
 		Jobs:    jobs.Default(),
+		P2P:     p2p.Default(),
 		Policy:  policy.Default(),
 	}
 }
@@ -116,6 +119,7 @@ func (c Config) Check(file string) error {
 	errs = append(errs, configfile.Problems(file, "gpu", c.GPU.Validate())...)
 	errs = append(errs, configfile.Problems(file, "runtime", c.Resolved().Runtime.Validate())...)
 	errs = append(errs, configfile.Problems(file, "jobs", c.Jobs.Validate())...)
+	errs = append(errs, configfile.Problems(file, "p2p", c.P2P.Validate())...)
 	errs = append(errs, configfile.Problems(file, "policy", c.Resolved().Policy.Validate())...)
 	for tag, dir := range c.Datasets {
 		if !filepath.IsAbs(dir) {

@@ -49,6 +49,8 @@ type Deps struct {
 	GPUNote string
 	// Runtime runs job containers; nil on a node that takes no jobs.
 	Runtime Runtime
+	// Network is the node's libp2p presence; nil when [p2p] is off or failed to start.
+	Network Network
 }
 
 // Node is a running gpunode daemon.
@@ -90,7 +92,19 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
 	deps.Runtime = rt
-	return New(cfg, log, deps)
+	n, err := New(cfg, log, deps)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.P2P.Enabled {
+		// A node whose network cannot start still runs its jobs; status says why.
+		if err := n.openNetwork(context.Background()); err != nil {
+			n.setCheck("p2p", fmt.Errorf("not on the network: %w", err))
+		} else {
+			n.setCheck("p2p", nil)
+		}
+	}
+	return n, nil
 }
 
 // New returns a node over the given adapters.
@@ -153,6 +167,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if n.deps.Runtime != nil {
 		g.Go(func() error { n.runRuntime(gctx); return nil })
+	}
+	if n.deps.Network != nil {
+		g.Go(func() error { return n.deps.Network.Run(gctx) })
 	}
 	g.Go(func() error { return n.policy.Run(gctx) }) // reloads on SIGHUP
 	g.Go(func() error { return n.supervise(gctx) })
@@ -240,6 +257,11 @@ func (n *Node) setCheck(name string, err error) {
 }
 
 func (n *Node) close() {
+	if n.deps.Network != nil {
+		if err := n.deps.Network.Close(); err != nil {
+			n.log.Warn("close network", "err", err)
+		}
+	}
 	if n.deps.Runtime != nil {
 		if err := n.deps.Runtime.Close(); err != nil {
 			n.log.Warn("close runtime", "err", err)
