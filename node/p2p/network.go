@@ -329,6 +329,10 @@ func (n *Network) Host() host.Host { return n.host }
 // Routing is the DHT, for content routing by the embedded IPFS node.
 func (n *Network) Routing() routing.Routing { return n.dht }
 
+// PubSub is the node's gossipsub router, for other topics on the same host (the pool
+// policy topic). Peer scoring covers only the topics in ScoreParams.
+func (n *Network) PubSub() *pubsub.PubSub { return n.ps }
+
 // PrivateKey is the node's identity key (benchmark reports are signed with it).
 func (n *Network) PrivateKey() crypto.PrivKey { return n.key }
 
