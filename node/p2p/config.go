@@ -15,6 +15,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/gpunode/gpunode/internal/configfile"
 )
 
 // Config configures the network.
@@ -53,21 +55,21 @@ type Config struct {
 	ConnLow  int `toml:"conn_low"`
 	ConnHigh int `toml:"conn_high"`
 	// ConnGrace protects new connections from trimming for this long.
-	ConnGrace time.Duration `toml:"conn_grace"`
+	ConnGrace configfile.Duration `toml:"conn_grace"`
 	// MaxMemoryMiB bounds the memory the resource manager lets libp2p use.
 	MaxMemoryMiB int64 `toml:"max_memory_mib"`
 	// MaxFDs bounds the file descriptors libp2p may use.
 	MaxFDs int `toml:"max_fds"`
 	// RepublishInterval is how often the capacity record is republished even when
 	// it has not changed.
-	RepublishInterval time.Duration `toml:"republish_interval"`
+	RepublishInterval configfile.Duration `toml:"republish_interval"`
 	// SnapshotInterval is how often capacity is checked for changes.
-	SnapshotInterval time.Duration `toml:"snapshot_interval"`
+	SnapshotInterval configfile.Duration `toml:"snapshot_interval"`
 	// RecordTTL is how long a record stays in the market view after its timestamp,
 	// and the maximum age of a record accepted from the network.
-	RecordTTL time.Duration `toml:"record_ttl"`
+	RecordTTL configfile.Duration `toml:"record_ttl"`
 	// OfferTimeout bounds one offer exchange, both directions.
-	OfferTimeout time.Duration `toml:"offer_timeout"`
+	OfferTimeout configfile.Duration `toml:"offer_timeout"`
 }
 
 // Default returns a configuration for a rig on the public internet or behind NAT.
@@ -86,13 +88,13 @@ func Default() Config {
 		NATPortMap:        false,
 		ConnLow:           64,
 		ConnHigh:          128,
-		ConnGrace:         time.Minute,
+		ConnGrace:         configfile.Duration(time.Minute),
 		MaxMemoryMiB:      256,
 		MaxFDs:            512,
-		RepublishInterval: 2 * time.Minute,
-		SnapshotInterval:  10 * time.Second,
-		RecordTTL:         10 * time.Minute,
-		OfferTimeout:      10 * time.Second,
+		RepublishInterval: configfile.Duration(2 * time.Minute),
+		SnapshotInterval:  configfile.Duration(10 * time.Second),
+		RecordTTL:         configfile.Duration(10 * time.Minute),
+		OfferTimeout:      configfile.Duration(10 * time.Second),
 	}
 }
 
@@ -146,16 +148,16 @@ func (c Config) Validate() []error {
 	if c.MaxFDs < 16 {
 		add("max_fds: %d, at least 16", c.MaxFDs)
 	}
-	if c.RepublishInterval < time.Second {
+	if time.Duration(c.RepublishInterval) < time.Second {
 		add("republish_interval: %s, at least 1s", c.RepublishInterval)
 	}
-	if c.SnapshotInterval < 100*time.Millisecond {
+	if time.Duration(c.SnapshotInterval) < 100*time.Millisecond {
 		add("snapshot_interval: %s, at least 100ms", c.SnapshotInterval)
 	}
 	if c.RecordTTL < 2*c.RepublishInterval {
 		add("record_ttl: %s, at least twice republish_interval (%s) so live records do not expire between publications", c.RecordTTL, c.RepublishInterval)
 	}
-	if c.OfferTimeout < 100*time.Millisecond {
+	if time.Duration(c.OfferTimeout) < 100*time.Millisecond {
 		add("offer_timeout: %s, at least 100ms", c.OfferTimeout)
 	}
 	return errs

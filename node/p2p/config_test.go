@@ -36,7 +36,7 @@ func TestConfigFiles(t *testing.T) {
 	if errs := good.Validate(); len(errs) > 0 {
 		t.Fatalf("good.toml: %v", errors.Join(errs...))
 	}
-	if good.RepublishInterval != time.Minute || good.DHTMode != "client" || good.ConnHigh != 64 {
+	if time.Duration(good.RepublishInterval) != time.Minute || good.DHTMode != "client" || good.ConnHigh != 64 {
 		t.Fatalf("good.toml decoded as %+v", good)
 	}
 

@@ -13,6 +13,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/node/p2p/capacity"
 )
 
@@ -24,10 +25,10 @@ func loopbackConfig() Config {
 	cfg.DHTMode = "server"
 	cfg.ConnLow, cfg.ConnHigh = 100, 200
 	// Short, so that a gossip loss is repaired well within the tests' bounds.
-	cfg.RepublishInterval = 10 * time.Second
-	cfg.SnapshotInterval = 200 * time.Millisecond
-	cfg.RecordTTL = time.Minute
-	cfg.OfferTimeout = 5 * time.Second
+	cfg.RepublishInterval = configfile.Duration(10 * time.Second)
+	cfg.SnapshotInterval = configfile.Duration(200 * time.Millisecond)
+	cfg.RecordTTL = configfile.Duration(time.Minute)
+	cfg.OfferTimeout = configfile.Duration(5 * time.Second)
 	return cfg
 }
 

@@ -181,7 +181,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Network, err error) {
 	n := &Network{
 		cancel: cancel,
 		cfg:    cfg, deps: deps, log: deps.Log.With("component", "p2p"),
-		market: newMarket(cfg.RecordTTL), publishNow: make(chan struct{}, 1),
+		market: newMarket(time.Duration(cfg.RecordTTL)), publishNow: make(chan struct{}, 1),
 		syncSlots: make(chan struct{}, maxConcurrentSyncs),
 		scores:    map[peer.ID]float64{},
 	}
@@ -268,7 +268,7 @@ func (n *Network) hostOptions() ([]libp2p.Option, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
 	}
-	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(cfg.ConnGrace))
+	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(time.Duration(cfg.ConnGrace)))
 	if err != nil {
 		return nil, fmt.Errorf("p2p: connection manager: %w", err)
 	}
@@ -539,7 +539,7 @@ func (n *Network) watchJoins(ctx context.Context) error {
 }
 
 func (n *Network) publishLoop(ctx context.Context) error {
-	snap := time.NewTicker(n.cfg.SnapshotInterval)
+	snap := time.NewTicker(time.Duration(n.cfg.SnapshotInterval))
 	defer snap.Stop()
 	var last time.Time
 	const joinDebounce = 500 * time.Millisecond
@@ -564,7 +564,7 @@ func (n *Network) publishLoop(ctx context.Context) error {
 			}
 			publish(true)
 		case <-snap.C:
-			publish(n.now().Sub(last) >= n.cfg.RepublishInterval)
+			publish(n.now().Sub(last) >= time.Duration(n.cfg.RepublishInterval))
 		}
 	}
 }
@@ -608,7 +608,7 @@ func (n *Network) publish(ctx context.Context, force bool) error {
 // rejected, which costs the peer that delivered them score; stale ones are ignored,
 // since an honest peer may relay an older record that crossed a newer one in flight.
 func (n *Network) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	rec, err := capacity.Open(msg.GetData(), n.now(), n.cfg.RecordTTL, maxSkew)
+	rec, err := capacity.Open(msg.GetData(), n.now(), time.Duration(n.cfg.RecordTTL), maxSkew)
 	if err == nil && rec.PeerID != msg.GetFrom().String() {
 		err = &capacity.Error{Reason: capacity.ReasonPeerMismatch,
 			Err: fmt.Errorf("record of %s published by %s", rec.PeerID, msg.GetFrom())}

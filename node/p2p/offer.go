@@ -188,8 +188,8 @@ type OfferHandler func(ctx context.Context, from peer.ID, o Offer) Decision
 
 func (n *Network) handleOffer(s network.Stream) {
 	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(n.cfg.OfferTimeout))
-	ctx, cancel := context.WithTimeout(n.ctx(), n.cfg.OfferTimeout)
+	_ = s.SetDeadline(time.Now().Add(time.Duration(n.cfg.OfferTimeout)))
+	ctx, cancel := context.WithTimeout(n.ctx(), time.Duration(n.cfg.OfferTimeout))
 	defer cancel()
 	from := s.Conn().RemotePeer()
 	o, err := ReadOffer(s)
@@ -246,7 +246,7 @@ func (n *Network) SendOffer(ctx context.Context, id peer.ID, o Offer) (Decision,
 	if err := o.Check(); err != nil {
 		return Decision{}, fmt.Errorf("offer to %s: %w", id, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.OfferTimeout)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.OfferTimeout))
 	defer cancel()
 	s, err := n.host.NewStream(ctx, id, OfferProtocol)
 	if err != nil {

@@ -95,7 +95,7 @@ func TestOfferProtocol(t *testing.T) {
 	s.Write(binary.AppendUvarint(nil, 100))
 	start := time.Now()
 	b, err = readFrame(s, MaxOfferSize)
-	if took := time.Since(start); took > 2*loopbackConfig().OfferTimeout {
+	if took := time.Since(start); took > 2*time.Duration(loopbackConfig().OfferTimeout) {
 		t.Errorf("stalled offer held the stream for %s", took)
 	}
 	// Either the stream is cut or the answer is a decline; never an acceptance.

@@ -82,7 +82,7 @@ func (n *Network) pull(ctx context.Context, id peer.ID) error {
 			s.Reset()
 			return err
 		}
-		rec, err := capacity.Open(b, n.now(), n.cfg.RecordTTL, maxSkew)
+		rec, err := capacity.Open(b, n.now(), time.Duration(n.cfg.RecordTTL), maxSkew)
 		if err != nil {
 			n.metrics.invalid.WithLabelValues(string(capacity.ReasonOf(err))).Inc()
 			continue
@@ -103,7 +103,7 @@ func (n *Network) pull(ctx context.Context, id peer.ID) error {
 func (n *Network) antiEntropy(ctx context.Context) error {
 	early := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second}
 	for i := 0; ; i++ {
-		wait := n.cfg.RepublishInterval
+		wait := time.Duration(n.cfg.RepublishInterval)
 		if i < len(early) && early[i] < wait {
 			wait = early[i]
 		}
