@@ -9,48 +9,34 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
+// tracer prints what gossipsub drops or rejects, and what the test's bad peers send,
+// when GPUNODE_P2P_TRACE is set: the first place to look when a propagation test fails.
 type tracer struct{ bad bool }
 
-func (tracer) OnNewOutboundStream(p peer.ID, proto protocol.ID) {}
-func (tracer) OnClosedOutboundStream(p peer.ID)                 {}
+func (tracer) OnNewOutboundStream(peer.ID, protocol.ID) {}
+func (tracer) OnClosedOutboundStream(peer.ID)           {}
+func (tracer) Join(string)                              {}
+func (tracer) Leave(string)                             {}
+func (tracer) Graft(peer.ID, string)                    {}
+func (tracer) Prune(peer.ID, string)                    {}
+func (tracer) ValidateMessage(*pubsub.Message)          {}
+func (tracer) DeliverMessage(*pubsub.Message)           {}
+func (tracer) DuplicateMessage(*pubsub.Message)         {}
+func (tracer) UndeliverableMessage(*pubsub.Message)     {}
+func (tracer) RecvRPC(*pubsub.RPC)                      {}
 
-func (tracer) Join(topic string)             {}
-func (tracer) Leave(topic string)            {}
-func (tracer) Graft(p peer.ID, topic string) {}
-func (tracer) Prune(p peer.ID, topic string) {}
-func (t tracer) ValidateMessage(msg *pubsub.Message) {
-	if t.bad && msg.Local {
-		fmt.Fprintln(os.Stderr, "BADVALIDATEMESSAGE", len(msg.GetData()))
-	}
-}
-func (t tracer) DeliverMessage(msg *pubsub.Message) {
-	if t.bad && msg.ReceivedFrom == peer.ID(msg.GetFrom()) {
-		fmt.Fprintln(os.Stderr, "BADDELIVERMESSAGE", len(msg.GetData()))
-	}
-}
 func (tracer) RejectMessage(msg *pubsub.Message, reason string) {
-	fmt.Fprintln(os.Stderr, "REJECT", msg.ReceivedFrom, reason)
+	fmt.Fprintln(os.Stderr, "trace: reject from", msg.ReceivedFrom, reason)
 }
-func (t tracer) DuplicateMessage(msg *pubsub.Message) {
-	if t.bad && msg.Local {
-		fmt.Fprintln(os.Stderr, "BADDUPLICATEMESSAGE", len(msg.GetData()))
-	}
-}
-func (tracer) ThrottlePeer(p peer.ID) { fmt.Fprintln(os.Stderr, "THROTTLE", p) }
-func (tracer) RecvRPC(rpc *pubsub.RPC) {
-	if len(rpc.GetPublish()) > 0 {
-		fmt.Fprintln(os.Stderr, "RECV", len(rpc.GetPublish()), peer.ID(rpc.GetPublish()[0].GetFrom()))
-	}
-}
+
+func (tracer) ThrottlePeer(p peer.ID) { fmt.Fprintln(os.Stderr, "trace: throttle", p) }
+
+func (tracer) DropRPC(_ *pubsub.RPC, p peer.ID) { fmt.Fprintln(os.Stderr, "trace: drop rpc to", p) }
+
 func (t tracer) SendRPC(rpc *pubsub.RPC, p peer.ID) {
 	if t.bad && len(rpc.GetPublish()) > 0 {
-		fmt.Fprintln(os.Stderr, "BADSEND", p, len(rpc.GetPublish()[0].GetData()), peer.ID(rpc.GetPublish()[0].GetFrom()))
-	}
-}
-func (tracer) DropRPC(rpc *pubsub.RPC, p peer.ID) { fmt.Fprintln(os.Stderr, "DROPRPC", p) }
-func (t tracer) UndeliverableMessage(msg *pubsub.Message) {
-	if t.bad && msg.Local {
-		fmt.Fprintln(os.Stderr, "BADUNDELIVERABLEMESSAGE", len(msg.GetData()))
+		m := rpc.GetPublish()[0]
+		fmt.Fprintln(os.Stderr, "trace: bad peer sends", len(m.GetData()), "bytes from", peer.ID(m.GetFrom()), "to", p)
 	}
 }
 
