@@ -10,9 +10,11 @@ import (
 
 	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/ipfs"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/metrics"
+	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
@@ -28,6 +30,8 @@ type Config struct {
 	GPU     gpu.Config     `toml:"gpu"`
 	Runtime docker.Config  `toml:"runtime"`
 	Jobs    jobs.Config    `toml:"jobs"`
+	P2P     p2p.Config     `toml:"p2p"`
+	IPFS    ipfs.Config    `toml:"ipfs"`
 	// Policy is the workload policy: the local file, and the pool's key and signed policy.
 	Policy policy.Config `toml:"policy"`
 	// Market is the chain side: RPC endpoint, JobMarket contract, keystore, confirmations.
@@ -62,6 +66,8 @@ func Default() Config {
 		GPU:     gpu.Default(),
 		Runtime: runtimeDefaults(),
 		Jobs:    jobs.Default(),
+		P2P:     p2p.Default(),
+		IPFS:    ipfs.Default(),
 		Policy:  policy.Default(),
 		Market:  market.Default(),
 	}
@@ -121,6 +127,8 @@ func (c Config) Check(file string) error {
 	errs = append(errs, configfile.Problems(file, "gpu", c.GPU.Validate())...)
 	errs = append(errs, configfile.Problems(file, "runtime", c.Resolved().Runtime.Validate())...)
 	errs = append(errs, configfile.Problems(file, "jobs", c.Jobs.Validate())...)
+	errs = append(errs, configfile.Problems(file, "p2p", c.P2P.Validate())...)
+	errs = append(errs, configfile.Problems(file, "ipfs", c.IPFS.Validate())...)
 	errs = append(errs, configfile.Problems(file, "policy", c.Resolved().Policy.Validate())...)
 	errs = append(errs, configfile.Problems(file, "market", c.Resolved().Market.Validate())...)
 	for tag, dir := range c.Datasets {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/ipfs"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/metrics"
@@ -63,6 +64,8 @@ type Deps struct {
 	Benchmark Benchmark
 	// Market is the chain side; nil when no chain is configured.
 	Market Market
+	// Network is the node's libp2p presence; nil when [p2p] is off or failed to start.
+	Network Network
 	// jobs is what taking jobs needs; nil on a node that takes none.
 	jobs *jobDeps
 }
@@ -88,6 +91,7 @@ type Node struct {
 	checks   checks
 	policy   *policy.Holder
 	work     *work
+	ipfs     *ipfs.Node
 }
 
 // Open builds a node's real adapters from cfg. A machine without the NVIDIA driver is not
@@ -136,14 +140,30 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		deps.Market = mk
 		ch.m = mk
 	}
-	var content jobs.Content // IPFS, once the node has it
-	if mk != nil && content != nil {
-		ch.content = content
-		deps.jobs = &jobDeps{store: st, chain: ch, content: content, runtime: rt}
+	n, err := New(cfg, log, deps)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if cfg.P2P.Enabled {
+		// A node whose network cannot start still runs; status says why.
+		if err := n.openNetwork(context.Background(), mk); err != nil {
+			n.setCheck("p2p", fmt.Errorf("not on the network: %w", err))
+		} else {
+			n.setCheck("p2p", nil)
+		}
+	}
+	if err := n.openContent(); err != nil {
+		n.setCheck("ipfs", err)
+	}
+	if mk != nil && n.ipfs != nil {
+		ch.content = n.ipfs.Content()
+		n.attachWork(&jobDeps{store: st, chain: ch, content: ch.content, runtime: rt})
 	} else {
 		st.Close()
+		log.Warn("the node takes no jobs: it needs a chain ([market]) and IPFS on the p2p network ([p2p], [ipfs])")
 	}
-	return New(cfg, log, deps)
+	return n, nil
 }
 
 // New returns a node over the given adapters.
@@ -189,11 +209,8 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 		n.reg.MustRegister(deps.Market.Collector())
 		deps.Market.Routes(n.api)
 	}
-	if d := deps.jobs; d != nil {
-		n.work = openWork(cfg, log, d.store, d.chain, d.content, d.runtime, NewAdmitter(pol), jobGPUs(deps.GPUs))
-		n.work.routes(n.api)
-		n.reg.MustRegister(n.work.machine.Collector())
-		pol.CountRunning(n.work.machine.Active)
+	if deps.jobs != nil {
+		n.attachWork(deps.jobs)
 	}
 	return n, nil
 }
@@ -223,6 +240,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.deps.Runtime != nil {
 		g.Go(func() error { n.runRuntime(gctx); return nil })
 	}
+	if n.deps.Network != nil {
+		g.Go(func() error { return n.deps.Network.Run(gctx) })
+	}
 	g.Go(func() error { return n.policy.Run(gctx) }) // reloads on SIGHUP
 	if n.deps.Benchmark != nil {
 		g.Go(func() error { return n.deps.Benchmark.Run(gctx) })
@@ -232,6 +252,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if n.work != nil {
 		g.Go(func() error { return n.work.run(gctx) })
+	}
+	if n.ipfs != nil {
+		g.Go(func() error { return n.ipfs.Run(gctx) })
 	}
 	g.Go(func() error { return n.supervise(gctx) })
 	err = g.Wait()
@@ -331,9 +354,19 @@ func jobGPUs(g GPUs) []string {
 }
 
 func (n *Node) close() {
+	if n.ipfs != nil {
+		if err := n.ipfs.Close(); err != nil {
+			n.log.Warn("close ipfs", "err", err)
+		}
+	}
 	if n.deps.jobs != nil {
 		if err := n.deps.jobs.store.Close(); err != nil {
 			n.log.Warn("close store", "err", err)
+		}
+	}
+	if n.deps.Network != nil {
+		if err := n.deps.Network.Close(); err != nil {
+			n.log.Warn("close network", "err", err)
 		}
 	}
 	if n.deps.Runtime != nil {

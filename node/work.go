@@ -2,14 +2,17 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"time"
 
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/ipfs"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
+	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/node/validator"
 	"github.com/gpunode/gpunode/runtime"
@@ -77,3 +80,29 @@ func (w *work) routes(s *api.Server) { w.machine.Routes(s) }
 func storePath(cfg Config) string { return filepath.Join(cfg.DataDir, "state.db") }
 
 var _ market.Handler = (*chain)(nil).handle
+
+// attachWork makes the node take jobs over d: the job machine and the validator, their
+// routes and metrics, and the policy's count of active jobs for drain.
+func (n *Node) attachWork(d *jobDeps) {
+	n.deps.jobs = d
+	n.work = openWork(n.cfg, n.log, d.store, d.chain, d.content, d.runtime, NewAdmitter(n.policy), jobGPUs(n.deps.GPUs))
+	n.work.routes(n.api)
+	n.reg.MustRegister(n.work.machine.Collector())
+	n.policy.CountRunning(n.work.machine.Active)
+}
+
+// openContent starts the embedded IPFS node on the network's libp2p host.
+func (n *Node) openContent() error {
+	nw, ok := n.deps.Network.(*p2p.Network)
+	if !ok || nw == nil {
+		return errors.New("no IPFS: it runs on the p2p network's host, which is off or failed to start")
+	}
+	x, err := ipfs.New(n.cfg.IPFS, n.cfg.DataDir, nw.Host(), nw.Routing(), n.log)
+	if err != nil {
+		return fmt.Errorf("ipfs: %w", err)
+	}
+	x.Routes(n.api)
+	n.reg.MustRegister(x.Collector())
+	n.ipfs = x
+	return nil
+}

@@ -28,6 +28,8 @@ func newRootCmd() *cobra.Command {
 		newIPFSCmd(),
 		newDevchainCmd(),
 		newWalletCmd(),
+		newPeersCmd(),
+		newMarketCmd(),
 	)
 	return root
 }

@@ -2,6 +2,7 @@ package market
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"fmt"
 	"math/big"
 
@@ -95,4 +96,13 @@ func (m *Market) Registered(ctx context.Context, account common.Address) (bool, 
 		return false, err
 	}
 	return p.RegisteredAt.Sign() > 0, nil
+}
+
+// Key is the node's unlocked account key, nil when watch-only. The p2p capacity record
+// binds the peer ID to this account.
+func (m *Market) Key() *ecdsa.PrivateKey {
+	if m.tx == nil {
+		return nil
+	}
+	return m.tx.key
 }

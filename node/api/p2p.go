@@ -1,0 +1,73 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+)
+
+// The p2p routes answer with the types of package node/p2p; the client decodes them
+// into raw JSON-compatible structs of its own so that node/api does not import the
+// network stack. P2PPeers and P2PMarket mirror p2p.PeersResponse and p2p.MarketResponse.
+
+// P2PPeers is this node and its connected peers.
+type P2PPeers struct {
+	ID    string   `json:"peer_id"`
+	Addrs []string `json:"addrs"`
+	Peers []struct {
+		ID        string   `json:"peer_id"`
+		Addrs     []string `json:"addrs"`
+		Score     float64  `json:"score"`
+		LatencyMS float64  `json:"latency_ms"`
+		Agent     string   `json:"agent,omitempty"`
+	} `json:"peers"`
+}
+
+// P2PMarket is the node's view of the network's capacity records.
+type P2PMarket struct {
+	Records []P2PRecord `json:"records"`
+}
+
+// P2PRecord is one capacity record.
+type P2PRecord struct {
+	PeerID     string `json:"peer_id"`
+	Self       bool   `json:"self,omitempty"`
+	EthAddress string `json:"eth_address"`
+	GPUs       []struct {
+		Model     string `json:"model"`
+		MemoryMiB int    `json:"memory_mib"`
+		Count     int    `json:"count"`
+	} `json:"gpus"`
+	TotalGPUs       int      `json:"total_gpus"`
+	FreeGPUs        int      `json:"free_gpus"`
+	Score           float64  `json:"score"`
+	ReportCID       string   `json:"report_cid,omitempty"`
+	PricePerGPUHour string   `json:"price_per_gpu_hour"`
+	JobKinds        []string `json:"job_kinds,omitempty"`
+	DatasetTags     []string `json:"dataset_tags,omitempty"`
+	SoftwareVersion string   `json:"software_version"`
+	Seq             uint64   `json:"seq"`
+	AgeSeconds      float64  `json:"age_s"`
+	ExpiresIn       float64  `json:"expires_in_s"`
+}
+
+// P2PPeers fetches GET /v1/p2p/peers.
+func (c *Client) P2PPeers(ctx context.Context) (P2PPeers, error) {
+	var out P2PPeers
+	err := c.Get(ctx, "/v1/p2p/peers", &out)
+	return out, err
+}
+
+// P2PMarket fetches GET /v1/p2p/market.
+func (c *Client) P2PMarket(ctx context.Context) (P2PMarket, error) {
+	var out P2PMarket
+	err := c.Get(ctx, "/v1/p2p/market", &out)
+	return out, err
+}
+
+// P2POffer sends an offer (the JSON of a p2p.Offer) to a peer through the daemon and
+// returns the peer's decision (the JSON of a p2p.Decision).
+func (c *Client) P2POffer(ctx context.Context, peerID string, offer json.RawMessage) (json.RawMessage, error) {
+	var out json.RawMessage
+	err := c.Post(ctx, "/v1/p2p/offers", map[string]any{"peer_id": peerID, "offer": offer}, &out)
+	return out, err
+}

@@ -1,0 +1,101 @@
+package node
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/gpunode/gpunode/node/market"
+	"github.com/gpunode/gpunode/node/p2p"
+	"github.com/gpunode/gpunode/node/p2p/capacity"
+	"github.com/gpunode/gpunode/version"
+)
+
+// Network is what the node needs of its libp2p presence.
+type Network interface {
+	Run(ctx context.Context) error
+	Close() error
+}
+
+// openNetwork starts the p2p host with the node's registry and routes. The capacity it
+// advertises comes from the GPU inventory; the record binds the peer ID to the node's
+// market account when its key is unlocked, to a key of the node's own otherwise.
+func (n *Node) openNetwork(ctx context.Context, mk *market.Market) error {
+	var key *ecdsa.PrivateKey
+	if mk != nil {
+		key = mk.Key()
+	}
+	if key == nil {
+		var err error
+		if key, err = loadBindingKey(filepath.Join(n.cfg.DataDir, "p2p", "eth.key")); err != nil {
+			return err
+		}
+	}
+	nw, err := p2p.New(ctx, n.cfg.P2P, p2p.Deps{
+		DataDir:    n.cfg.DataDir,
+		EthKey:     key,
+		Snapshot:   n.capacity,
+		Log:        n.log,
+		Registerer: n.reg,
+	})
+	if err != nil {
+		return err
+	}
+	nw.Routes(n.api)
+	n.deps.Network = nw
+	return nil
+}
+
+// capacity is the snapshot the network advertises: the rig's GPUs by model, all free
+// until the job allocator reports otherwise.
+func (n *Node) capacity(context.Context) (capacity.Capacity, error) {
+	c := capacity.Capacity{PricePerGPUHour: "0", SoftwareVersion: version.Get()}
+	if n.deps.GPUs == nil {
+		return c, nil
+	}
+	byModel := map[string]*capacity.GPU{}
+	for _, d := range n.deps.GPUs.Devices() {
+		g, ok := byModel[d.Name]
+		if !ok {
+			g = &capacity.GPU{Model: d.Name, MemoryMiB: int(d.MemoryBytes >> 20)}
+			byModel[d.Name] = g
+		}
+		g.Count++
+		c.FreeGPUs++
+	}
+	for _, g := range byModel {
+		c.GPUs = append(c.GPUs, *g)
+	}
+	sort.Slice(c.GPUs, func(i, j int) bool { return c.GPUs[i].Model < c.GPUs[j].Model })
+	return c, nil
+}
+
+// loadBindingKey reads the secp256k1 key whose address the capacity record binds to the
+// peer ID, creating it (mode 0600) on first start. Until the node has a wallet this is
+// the node's own key; the market engineer's keystore replaces it.
+func loadBindingKey(path string) (*ecdsa.PrivateKey, error) {
+	key, err := crypto.LoadECDSA(path)
+	if err == nil {
+		return key, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("ethereum key %s: %w", path, err)
+	}
+	if key, err = crypto.GenerateKey(); err != nil {
+		return nil, fmt.Errorf("ethereum key %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("ethereum key %s: %w", path, err)
+	}
+	if err := crypto.SaveECDSA(path, key); err != nil {
+		return nil, fmt.Errorf("ethereum key %s: %w", path, err)
+	}
+	return key, nil
+}

@@ -1,0 +1,53 @@
+package p2p
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpunode/gpunode/node/p2p/capacity"
+)
+
+type metrics struct {
+	invalid  *prometheus.CounterVec
+	accepted prometheus.Counter
+	offers   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, peers, records func() float64) (*metrics, error) {
+	m := &metrics{
+		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpunode_p2p_invalid_messages_total",
+			Help: "Capacity records refused by the gossip validator, by reason.",
+		}, []string{"reason"}),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gpunode_p2p_records_accepted_total",
+			Help: "Capacity records accepted from the network (including this node's own).",
+		}),
+		offers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpunode_p2p_offers_received_total",
+			Help: "Direct job offers received, by decision.",
+		}, []string{"decision"}),
+	}
+	for _, r := range capacity.Reasons {
+		m.invalid.WithLabelValues(string(r))
+	}
+	for _, d := range []string{"accepted", "declined", "invalid"} {
+		m.offers.WithLabelValues(d)
+	}
+	cs := []prometheus.Collector{
+		m.invalid, m.accepted, m.offers,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gpunode_p2p_connected_peers",
+			Help: "Peers with an open connection.",
+		}, peers),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gpunode_p2p_known_records",
+			Help: "Live capacity records in the market view.",
+		}, records),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
