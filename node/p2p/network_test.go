@@ -322,8 +322,12 @@ func TestInvalidRecordsRejectedAndScored(t *testing.T) {
 	}
 	ok := false
 	for i := 0; i < 20 && !ok; i++ {
-		if err := bad.topic.Publish(ctx, []byte(fmt.Sprintf("garbage %d", i))); err != nil {
-			t.Fatal(err)
+		// Bursts: the offender's own gossipsub may stop sending once its neighbours
+		// prune it, so each burst has to land before their reaction does.
+		for j := 0; j < 4; j++ {
+			if err := bad.topic.Publish(ctx, []byte(fmt.Sprintf("garbage %d.%d", i, j))); err != nil {
+				t.Fatal(err)
+			}
 		}
 		ok = waitFor(500*time.Millisecond, func() bool { all, gray := penalized(); return all && gray > 0 })
 	}
