@@ -12,14 +12,15 @@ import (
 	"github.com/gpunode/gpunode/benchmark/cpu"
 	"github.com/gpunode/gpunode/benchmark/harness"
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/p2p"
 )
 
 // openBenchmark builds the benchmark service: the CPU backend always, and the PyTorch
 // harness on the GPUs, run as a job of the container runtime, when the rig has real
 // GPUs. Its report lives in <data_dir>/benchmark, where `gpunode bench` keeps it too,
-// signed by <data_dir>/bench.key until the node has its identity key.
+// signed by the node's identity key (its peer ID).
 func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (*benchmark.Service, error) {
-	key, err := benchmark.LoadOrCreateKey(filepath.Join(cfg.DataDir, "bench.key"))
+	key, err := p2p.SigningKey(p2p.IdentityPath(cfg.DataDir))
 	if err != nil {
 		return nil, fmt.Errorf("benchmark: %w", err)
 	}

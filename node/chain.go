@@ -33,6 +33,9 @@ type chain struct {
 	content jobs.Content
 	log     *slog.Logger
 
+	// peerID is the node's libp2p identity, registered on chain with the provider.
+	peerID string
+
 	mu       sync.Mutex
 	machine  *jobs.Machine
 	val      *validator.Validator
@@ -227,6 +230,28 @@ func (c *chain) validate(ctx context.Context, id string) error {
 	c.log.Info("attested", "job_id", id, "score", verdict.Score, "pass", verdict.Pass, "reason", verdict.Reason)
 	_, err = c.store.Advance(dutyKey(id), dutySubmitted, dutyDone, fmt.Sprintf("score %d", verdict.Score), nil)
 	return err
+}
+
+// register makes the node a provider on chain (acceptJob refuses unregistered
+// accounts), once; a watch-only node cannot and says so.
+func (c *chain) register(ctx context.Context) error {
+	self := c.m.Account()
+	if self == (common.Address{}) {
+		return errors.New("watch-only: unlock the market key to take jobs")
+	}
+	ok, err := c.m.Registered(ctx, self)
+	if err != nil || ok {
+		return err
+	}
+	if c.peerID == "" {
+		return errors.New("no peer ID to register: the p2p network is off")
+	}
+	r, err := c.m.RegisterProvider(ctx, c.peerID, "", common.Hash{})
+	if err != nil {
+		return fmt.Errorf("register provider: %w", err)
+	}
+	c.log.Info("registered as provider", "account", self.Hex(), "peer_id", c.peerID, "tx", r.TxHash.Hex())
+	return nil
 }
 
 // wait waits for the validations under way to stop.

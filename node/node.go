@@ -21,6 +21,7 @@ import (
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/metrics"
+	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/runtime/docker"
@@ -158,6 +159,9 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	if mk != nil && n.ipfs != nil {
 		ch.content = n.ipfs.Content()
+		if nw, ok := n.deps.Network.(*p2p.Network); ok {
+			ch.peerID = nw.ID().String()
+		}
 		n.attachWork(&jobDeps{store: st, chain: ch, content: ch.content, runtime: rt})
 	} else {
 		st.Close()

@@ -60,6 +60,20 @@ func (w *work) run(ctx context.Context) error {
 	if err := w.chain.resume(ctx); err != nil {
 		return fmt.Errorf("resume validations: %w", err)
 	}
+	go func() {
+		// Accepting needs the registration; until it is made, accepts fail and retry.
+		for ctx.Err() == nil {
+			err := w.chain.register(ctx)
+			if err == nil {
+				return
+			}
+			w.log.Warn("cannot register as provider; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Minute):
+			}
+		}
+	}()
 	for {
 		err := w.machine.Run(ctx)
 		if err == nil || ctx.Err() != nil {

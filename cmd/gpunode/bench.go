@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"github.com/gpunode/gpunode/benchmark/cpu"
 	"github.com/gpunode/gpunode/benchmark/harness"
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
 )
@@ -40,10 +42,14 @@ harness on PyTorch's CPU backend).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			var key ed25519.PrivateKey
+			var err error
 			if keyPath == "" {
-				keyPath = filepath.Join(dataDir, "bench.key")
+				// The node's identity: reports are signed by the key its peer ID names.
+				key, err = p2p.SigningKey(p2p.IdentityPath(dataDir))
+			} else {
+				key, err = benchmark.LoadOrCreateKey(keyPath)
 			}
-			key, err := benchmark.LoadOrCreateKey(keyPath)
 			if err != nil {
 				return err
 			}
@@ -124,7 +130,7 @@ harness on PyTorch's CPU backend).`,
 	f.StringVar(&backend, "backend", "cpu", "cpu, cuda or torch-cpu")
 	f.BoolVar(&asJSON, "json", false, "print the signed report as JSON instead of the table")
 	f.StringVar(&dataDir, "data-dir", "/var/lib/gpunode", "node data directory: the report is kept in its benchmark/ folder")
-	f.StringVar(&keyPath, "key", "", "Ed25519 signing key (PKCS#8 PEM), created if missing (default <data-dir>/bench.key)")
+	f.StringVar(&keyPath, "key", "", "Ed25519 signing key (PKCS#8 PEM), created if missing (default: the node's identity key in <data-dir>/p2p)")
 	f.StringVar(&compare, "compare", "", "earlier report to compare with (default: the kept report of this rig)")
 	f.IntVar(&threads, "threads", 0, "CPU threads (0: one per CPU for cpu, torch's default for torch-cpu)")
 	f.StringVar(&python, "python", "python3", "Python with PyTorch, for the cuda and torch-cpu backends (in the image, or on the host without one)")

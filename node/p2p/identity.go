@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -85,4 +86,19 @@ func parseIdentity(path string, b []byte) (crypto.PrivKey, error) {
 		return nil, fmt.Errorf("identity key %s: mode %#o lets other users read the node's private key; run chmod 600 %s", path, fi.Mode().Perm(), path)
 	}
 	return key, nil
+}
+
+// SigningKey returns the identity at path (created if absent) as a standard Ed25519
+// key, so what the node vouches for — its benchmark reports — is signed by the key its
+// peer ID names.
+func SigningKey(path string) (ed25519.PrivateKey, error) {
+	k, err := LoadIdentity(path)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := k.Raw()
+	if err != nil || len(raw) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("identity key %s: not an Ed25519 key: %w", path, ErrCorruptIdentity)
+	}
+	return ed25519.PrivateKey(raw), nil
 }
