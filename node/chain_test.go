@@ -1,0 +1,282 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/contracts/devchain"
+	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/node/market"
+	"github.com/gpunode/gpunode/node/store"
+	"github.com/gpunode/gpunode/node/validator"
+	"github.com/gpunode/gpunode/runtime"
+)
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func startDevchain(t *testing.T) devchain.Deployment {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cfg := devchain.Default()
+	cfg.Listen = "127.0.0.1:" + strconv.Itoa(port)
+	cfg.BlockPeriod = 20 * time.Millisecond
+	cfg.Out = filepath.Join(t.TempDir(), "devchain.json")
+	c, err := devchain.Start(cfg, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c.Deployment()
+}
+
+// memContent is IPFS as the tests need it: content-addressed blobs and published trees
+// shared by every node of the test.
+type memContent struct {
+	mu    sync.Mutex
+	blobs map[string][]byte
+	trees map[string]string
+}
+
+func (c *memContent) put(b []byte) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sum := sha256.Sum256(b)
+	cid := "bafk" + hex.EncodeToString(sum[:16])
+	c.blobs[cid] = b
+	return cid
+}
+
+func (c *memContent) Get(_ context.Context, cid string, max int64) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.blobs[cid]
+	if !ok || int64(len(b)) > max {
+		return nil, fmt.Errorf("%s: not found", cid)
+	}
+	return b, nil
+}
+
+func (c *memContent) Fetch(_ context.Context, cid string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d, ok := c.trees[cid]; ok {
+		return d, nil
+	}
+	return "", fmt.Errorf("%s: not found", cid)
+}
+
+func (c *memContent) Publish(_ context.Context, dir string) (string, error) {
+	h, err := jobs.TreeHash(dir)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cid := "bafy" + h[:32]
+	c.trees[cid] = dir
+	return cid, nil
+}
+
+// procRuntime runs a "container" as a function of its spec.
+type procRuntime struct {
+	mu   sync.Mutex
+	run  func(runtime.Spec) int
+	done map[string]runtime.Result
+}
+
+func (r *procRuntime) Start(_ context.Context, s runtime.Spec) (runtime.Handle, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.done[s.JobID]; ok {
+		return runtime.Handle{}, runtime.ErrJobExists
+	}
+	r.done[s.JobID] = runtime.Result{JobID: s.JobID, ExitCode: r.run(s), OutputDir: s.OutputDir}
+	return runtime.Handle{JobID: s.JobID}, nil
+}
+
+func (r *procRuntime) Wait(_ context.Context, id string) (runtime.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res, ok := r.done[id]
+	if !ok {
+		return res, runtime.ErrUnknownJob
+	}
+	return res, nil
+}
+
+func (r *procRuntime) Recover(context.Context) ([]runtime.Handle, error) { return nil, nil }
+
+// chainNode is one node's chain side: its market, chain glue and store.
+type chainNode struct {
+	market *market.Market
+	chain  *chain
+	store  *store.Store
+	addr   common.Address
+}
+
+func newChainNode(t *testing.T, ctx context.Context, dep devchain.Deployment, account int, content *memContent) *chainNode {
+	t.Helper()
+	dir := t.TempDir()
+	w := market.NewWallet(filepath.Join(dir, "keystore"), true)
+	addr, err := w.ImportHex(dep.Accounts[account].PrivateKey, "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "pw"), []byte("pw\n"), 0o600)
+	cfg := market.Default()
+	cfg.Deployment = filepath.Join(dir, "dep.json")
+	if err := devchain.WriteDeployment(cfg.Deployment, dep); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Keystore, cfg.PasswordFile, cfg.CursorFile = w.Dir(), filepath.Join(dir, "pw"), filepath.Join(dir, "cursor.json")
+	cfg.Confirmations, cfg.PollInterval = 1, 20*time.Millisecond
+	st, err := store.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ch := newChain(nil, st, content, quietLog())
+	ch.retryGap = 50 * time.Millisecond
+	ch.peerID = fmt.Sprintf("12D3KooWtestpeer%d", account)
+	m, err := market.New(cfg, quietLog(), nil, ch.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.m = m
+	go m.Run(ctx)
+	return &chainNode{market: m, chain: ch, store: st, addr: addr}
+}
+
+// TestChainJobPaid runs a job through the real contract on a dev chain: a provider node
+// takes a posted job, runs and submits it; two validator nodes evaluate and attest; the
+// job completes, and the provider's and validators' credits are exactly the contract's.
+func TestChainJobPaid(t *testing.T) {
+	dep := startDevchain(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
+
+	provider := newChainNode(t, ctx, dep, 1, content)
+	validators := []*chainNode{newChainNode(t, ctx, dep, 2, content), newChainNode(t, ctx, dep, 3, content)}
+
+	work := t.TempDir()
+	jcfg := jobs.Default()
+	jcfg.OutcomePoll = jobs.Default().RetryBase
+	trainer := &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
+		os.WriteFile(filepath.Join(s.OutputDir, "model.json"), []byte(`{"w":[1,2,3]}`), 0o644)
+		return 0
+	}}
+	machine := jobs.New(jcfg, jobs.Deps{Store: provider.store, Chain: provider.chain, Content: content, Runtime: trainer,
+		WorkDir: work}, quietLog())
+	provider.chain.attach(machine, nil)
+	if err := provider.chain.register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go machine.Run(ctx)
+	for i, v := range validators {
+		eval := &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
+			os.WriteFile(filepath.Join(s.OutputDir, validator.ResultFile), []byte(`{"version":1,"metrics":{"accuracy":0.95}}`), 0o644)
+			return 0
+		}}
+		v.chain.attach(nil, validator.New(v.store, v.chain, content, eval, filepath.Join(t.TempDir(), fmt.Sprint(i)), quietLog()))
+	}
+
+	image := "reg.local/t@sha256:" + fmt.Sprintf("%064d", 1)
+	manifest := []byte(`{"version":1,"image":"` + image + `","command":["/train"],"resources":{"gpus":0},
+		"output":{"path":"/out","max_bytes":1048576},"max_duration":"1h","network":{"mode":"none"},
+		"evaluation":{"image":"` + image + `","command":["/eval"],"metric":"accuracy","threshold":0.9}}`)
+	manifestCID := content.put(manifest)
+	sum := sha256.Sum256(manifest)
+
+	sponsorKey, _ := crypto.ToECDSA(common.FromHex(dep.Accounts[4].PrivateKey))
+	tm := market.NewTxManager(market.DefaultTxConfig(), dialClient(t, dep), sponsorKey, quietLog(), nil)
+	mk := bindings.NewJobMarket()
+	reward, fee := big.NewInt(1_000_000), big.NewInt(10_000)
+	p := bindings.JobMarketJobParams{
+		Reward: reward, ValidatorFee: fee, Bond: new(big.Int), Threshold: 900000, Quorum: 2,
+		Validators: []common.Address{validators[0].addr, validators[1].addr},
+		AcceptBy:   big.NewInt(time.Now().Add(time.Hour).Unix()), RunWindow: 3600, AttestWindow: 3600,
+		ManifestCID: manifestCID, ManifestHash: sum,
+	}
+	if _, err := tm.Send(ctx, dep.JobMarket, new(big.Int).Add(reward, new(big.Int).Mul(fee, big.NewInt(2))), mk.PackPostJob(p)); err != nil {
+		t.Fatal(err)
+	}
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		j, err := machine.Get("1")
+		if err == nil && j.State == jobs.Paid {
+			break
+		}
+		if err == nil && j.State.Terminal() {
+			t.Fatalf("job ended %s: %s", j.State, j.Reason)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job not paid after 60s: %+v %v", j, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	credit := func(a common.Address) *big.Int {
+		c, err := provider.market.Credit(ctx, common.Address{}, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if got := credit(provider.addr); got.Cmp(reward) != 0 {
+		t.Errorf("provider credit %s, want the reward %s", got, reward)
+	}
+	for i, v := range validators {
+		if got := credit(v.addr); got.Cmp(fee) != 0 {
+			t.Errorf("validator %d credit %s, want its fee %s", i, got, fee)
+		}
+		if d, err := v.store.Get(dutyKey("1")); err != nil || d.State != dutyDone {
+			t.Errorf("validator %d duty: %+v %v", i, d, err)
+		}
+	}
+	// A repeated accept or submit by the provider does nothing.
+	if tx, err := provider.chain.Accept(ctx, "1"); err != nil || tx != "already accepted" {
+		t.Errorf("repeat accept: %q %v", tx, err)
+	}
+	if tx, err := provider.chain.Submit(ctx, "1", "x", "00"); err != nil || tx != "already submitted" {
+		t.Errorf("repeat submit: %q %v", tx, err)
+	}
+	if _, err := provider.chain.Accept(ctx, "not-a-number"); !errors.Is(err, jobs.ErrPermanent) {
+		t.Errorf("bad id: %v", err)
+	}
+}
+
+func dialClient(t *testing.T, dep devchain.Deployment) *market.Client {
+	t.Helper()
+	c, err := market.Dial(market.ClientConfig{URL: dep.RPCURL}, quietLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
