@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -136,4 +137,81 @@ func waitMetric(t *testing.T, addr, line string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("metric line %q not found in /metrics", line)
+}
+
+// TestPoolPolicyBetweenDaemons: a pool operator pushes a signed policy to one member
+// daemon, and another member, connected to it only through the p2p network, gets it over
+// the pool's topic; a tampered policy is refused.
+func TestPoolPolicyBetweenDaemons(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := gpunode(t, "pool", "keygen", "--dir", dir); err != nil {
+		t.Fatalf("keygen: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, "pool.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	poolSection := fmt.Sprintf("[policy]\npool_key = %q\npool_policy_file = %q\n", strings.TrimSpace(string(pub)), filepath.Join(t.TempDir(), "pool.signed"))
+	withPool := func(cfg string) string {
+		b, _ := os.ReadFile(cfg)
+		os.WriteFile(cfg, append(b, []byte(poolSection)...), 0o644)
+		return cfg
+	}
+	first := startDaemon(t, "--config", withPool(p2pConfig(t, "127.0.0.1", nil)))
+	boot := loopbackAddr(t, first)
+	poolSection = fmt.Sprintf("[policy]\npool_key = %q\npool_policy_file = %q\n", strings.TrimSpace(string(pub)), filepath.Join(t.TempDir(), "pool.signed"))
+	second := startDaemon(t, "--config", withPool(p2pConfig(t, "127.0.0.2", []string{boot})))
+
+	policyFile := filepath.Join(dir, "pool.toml")
+	os.WriteFile(policyFile, []byte("version = 1\n[limits]\nmax_gpus = 4\n"), 0o600)
+	if out, err := gpunode(t, "pool", "sign", policyFile, "--key", filepath.Join(dir, "pool.key"), "--seq", "7"); err != nil {
+		t.Fatalf("sign: %v\n%s", err, out)
+	}
+	signed := policyFile + ".signed"
+	tampered := filepath.Join(dir, "tampered.signed")
+	b, _ := os.ReadFile(signed)
+	// A raised sequence number under the old signature: what a forger would try.
+	forged := strings.Replace(string(b), `"seq": 7`, `"seq": 8`, 1)
+	if forged == string(b) {
+		t.Fatalf("signed file has no seq 7 to tamper with:\n%s", b)
+	}
+	os.WriteFile(tampered, []byte(forged), 0o600)
+	if out, err := gpunode(t, "pool", "push", tampered, "--api-socket", first.socket); err == nil {
+		t.Errorf("a tampered policy was accepted:\n%s", out)
+	}
+	if out, err := gpunode(t, "pool", "push", signed, "--api-socket", first.socket); err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, err := api.NewClient(second.socket).Policy(ctx)
+		if err == nil && st.HasPool && st.PoolSeq == 7 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("second member never got the pool policy over the network: %+v %v\n%s", st, err, second.stderr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// loopbackAddr is a daemon's loopback TCP address with its peer ID, for bootstrapping.
+func loopbackAddr(t *testing.T, d *daemon) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		p, err := api.NewClient(d.socket).P2PPeers(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range p.Addrs {
+			if strings.HasPrefix(a, "/ip4/127.0.0.1/tcp/") {
+				return a
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("daemon has no loopback TCP address:\n%s", d.stderr)
+	return ""
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/p2p/capacity"
+	"github.com/gpunode/gpunode/node/policy"
+	"github.com/gpunode/gpunode/node/policy/pooltopic"
 	"github.com/gpunode/gpunode/version"
 )
 
@@ -50,6 +52,17 @@ func (n *Node) openNetwork(ctx context.Context, mk *market.Market) error {
 	}
 	nw.Routes(n.api)
 	n.deps.Network = nw
+	if n.cfg.Policy.PoolKey != "" {
+		pool, err := policy.ParsePublicKey(n.cfg.Policy.PoolKey)
+		if err != nil {
+			return fmt.Errorf("policy.pool_key: %w", err)
+		}
+		// Signed pool policies travel on the pool's topic; the holder applies what
+		// verifies and is newer, and the topic republishes what the node holds.
+		n.poolTopic = func(ctx context.Context) error {
+			return pooltopic.Run(ctx, pooltopic.Default(), nw.PubSub(), nw.ID(), pool, n.policy, n.log)
+		}
+	}
 	return nil
 }
 

@@ -93,6 +93,8 @@ type Node struct {
 	policy   *policy.Holder
 	work     *work
 	ipfs     *ipfs.Node
+	// poolTopic serves the pool's policy topic; nil outside a pool or off the network.
+	poolTopic func(ctx context.Context) error
 }
 
 // Open builds a node's real adapters from cfg. A machine without the NVIDIA driver is not
@@ -259,6 +261,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if n.ipfs != nil {
 		g.Go(func() error { return n.ipfs.Run(gctx) })
+	}
+	if n.poolTopic != nil {
+		g.Go(func() error { return n.poolTopic(gctx) })
 	}
 	g.Go(func() error { return n.supervise(gctx) })
 	err = g.Wait()
