@@ -6,12 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gpunode/gpunode/benchmark"
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/p2p"
 )
 
 // unitBackend measures every problem at 1 TFLOPS (1 GB/s algbw for all-reduce).
@@ -88,7 +88,8 @@ func TestOpenBenchmarkCPUOnly(t *testing.T) {
 	if svc.Last() != nil {
 		t.Error("a report out of nowhere")
 	}
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, "bench.key")); err != nil {
+	// Reports are signed by the node's identity, created on first use.
+	if _, err := os.Stat(p2p.IdentityPath(cfg.DataDir)); err != nil {
 		t.Errorf("signing key: %v", err)
 	}
 }
