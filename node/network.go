@@ -66,27 +66,49 @@ func (n *Node) openNetwork(ctx context.Context, mk *market.Market) error {
 	return nil
 }
 
-// capacity is the snapshot the network advertises: the rig's GPUs by model, all free
-// until the job allocator reports otherwise.
+// capacity is the snapshot the network advertises: the rig's GPUs by model, how many
+// are free (none while the node is drained, cordoned or paused by its policy), its
+// benchmark score, the policy's price floor and the datasets it offers.
 func (n *Node) capacity(context.Context) (capacity.Capacity, error) {
 	c := capacity.Capacity{PricePerGPUHour: "0", SoftwareVersion: version.Get()}
-	if n.deps.GPUs == nil {
-		return c, nil
-	}
-	byModel := map[string]*capacity.GPU{}
-	for _, d := range n.deps.GPUs.Devices() {
-		g, ok := byModel[d.Name]
-		if !ok {
-			g = &capacity.GPU{Model: d.Name, MemoryMiB: int(d.MemoryBytes >> 20)}
-			byModel[d.Name] = g
+	if b := n.deps.Benchmark; b != nil {
+		if sum := b.Summary(); sum != nil {
+			c.Score.Overall = sum.RigScore
 		}
-		g.Count++
-		c.FreeGPUs++
 	}
-	for _, g := range byModel {
-		c.GPUs = append(c.GPUs, *g)
+	model := ""
+	if n.deps.GPUs != nil {
+		byModel := map[string]*capacity.GPU{}
+		for _, d := range n.deps.GPUs.Devices() {
+			g, ok := byModel[d.Name]
+			if !ok {
+				g = &capacity.GPU{Model: d.Name, MemoryMiB: int(d.MemoryBytes >> 20)}
+				byModel[d.Name] = g
+			}
+			g.Count++
+			c.FreeGPUs++
+			model = d.Name
+		}
+		for _, g := range byModel {
+			c.GPUs = append(c.GPUs, *g)
+		}
+		sort.Slice(c.GPUs, func(i, j int) bool { return c.GPUs[i].Model < c.GPUs[j].Model })
 	}
-	sort.Slice(c.GPUs, func(i, j int) bool { return c.GPUs[i].Model < c.GPUs[j].Model })
+	if n.work != nil {
+		c.FreeGPUs = n.work.machine.FreeGPUs()
+	}
+	ad := n.policy.Advert(model)
+	if !ad.TakingJobs {
+		c.FreeGPUs = 0
+	}
+	if ad.PriceFloorWei != nil {
+		c.PricePerGPUHour = ad.PriceFloorWei.String()
+	}
+	for _, tag := range ad.Datasets {
+		if _, ok := n.cfg.Datasets[tag]; ok {
+			c.DatasetTags = append(c.DatasetTags, tag)
+		}
+	}
 	return c, nil
 }
 

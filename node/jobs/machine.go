@@ -594,3 +594,6 @@ func (m *Machine) Active() int {
 	}
 	return len(list)
 }
+
+// FreeGPUs counts the GPUs no job holds.
+func (m *Machine) FreeGPUs() int { return m.alloc.free() }
