@@ -9,10 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -32,26 +30,7 @@ import (
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func startDevchain(t *testing.T) devchain.Deployment {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cfg := devchain.Default()
-	cfg.Listen = "127.0.0.1:" + strconv.Itoa(port)
-	cfg.BlockPeriod = 20 * time.Millisecond
-	cfg.Out = filepath.Join(t.TempDir(), "devchain.json")
-	c, err := devchain.Start(cfg, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { c.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return c.Deployment()
+	return devchain.StartTest(t, 20*time.Millisecond)
 }
 
 // memContent is IPFS as the tests need it: content-addressed blobs and published trees

@@ -5,11 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,26 +93,7 @@ func TestWalletCommands(t *testing.T) {
 }
 
 func startDevchain(t *testing.T) devchain.Deployment {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cfg := devchain.Default()
-	cfg.Listen = "127.0.0.1:" + strconv.Itoa(port)
-	cfg.BlockPeriod = 50 * time.Millisecond
-	cfg.Out = filepath.Join(t.TempDir(), "devchain.json")
-	c, err := devchain.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { c.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return c.Deployment()
+	return devchain.StartTest(t, 50*time.Millisecond)
 }
 
 // leaveCredit has dev account i post and cancel a job worth 1.001 ETH.

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -24,26 +22,7 @@ import (
 )
 
 func startDevchain(t *testing.T) devchain.Deployment {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cfg := devchain.Default()
-	cfg.Listen = "127.0.0.1:" + strconv.Itoa(port)
-	cfg.BlockPeriod = 20 * time.Millisecond
-	cfg.Out = filepath.Join(t.TempDir(), "devchain.json")
-	c, err := devchain.Start(cfg, discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { c.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return c.Deployment()
+	return devchain.StartTest(t, 20*time.Millisecond)
 }
 
 // TestMarketService runs the service against a dev chain: events reach the handler, the
