@@ -171,8 +171,10 @@ func TestKill9(t *testing.T) {
 			if err := json.Unmarshal(b, &res); err != nil {
 				t.Fatal(err)
 			}
-			if !res.Succeeded() || res.WallTime < 4*time.Second {
-				t.Errorf("result = %+v, want a clean exit after at least 4s", res)
+			// The job sleeps 4s; the engine's start and finish timestamps come from
+			// different clocks' views, so allow some slack below that.
+			if !res.Succeeded() || res.WallTime < 3500*time.Millisecond {
+				t.Errorf("result = %+v, want a clean exit after about 4s", res)
 			}
 			if b, _ := os.ReadFile(filepath.Join(spec.OutputDir, "runs")); string(b) != "run\n" {
 				t.Errorf("job ran %q, want exactly once", b)
