@@ -50,3 +50,35 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		t.Errorf("a misspelt directive was not reported: %q", out)
 	}
 }
+
+// TestMakeInstall installs into a staging root: the binary, the unit, the sysusers file
+// and a default config that the binary itself accepts; a second install keeps the config.
+func TestMakeInstall(t *testing.T) {
+	root := t.TempDir()
+	install := func() string {
+		cmd := exec.Command("make", "--no-print-directory", "install", "DESTDIR="+root)
+		cmd.Dir = testenv.RepoRoot(t)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("make install: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	install()
+	for _, f := range []string{"usr/local/bin/gpunode", "etc/systemd/system/gpunode.service", "usr/lib/sysusers.d/gpunode.conf", "etc/gpunode/gpunode.toml"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Errorf("not installed: %s", f)
+		}
+	}
+	cfg := filepath.Join(root, "etc/gpunode/gpunode.toml")
+	if out, err := exec.Command(filepath.Join(root, "usr/local/bin/gpunode"), "config", "check", cfg).CombinedOutput(); err != nil {
+		t.Errorf("installed config does not check: %v\n%s", err, out)
+	}
+	os.WriteFile(cfg, []byte("# edited by the operator\n"), 0o644)
+	if out := install(); !strings.Contains(out, "kept existing") {
+		t.Errorf("second install did not keep the config:\n%s", out)
+	}
+	if b, _ := os.ReadFile(cfg); string(b) != "# edited by the operator\n" {
+		t.Error("second install overwrote the operator's config")
+	}
+}
