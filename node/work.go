@@ -11,7 +11,6 @@ import (
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/ipfs"
 	"github.com/gpunode/gpunode/node/jobs"
-	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/node/validator"
@@ -92,8 +91,6 @@ func (w *work) routes(s *api.Server) { w.machine.Routes(s) }
 
 // storePath is the node's state file.
 func storePath(cfg Config) string { return filepath.Join(cfg.DataDir, "state.db") }
-
-var _ market.Handler = (*chain)(nil).handle
 
 // attachWork makes the node take jobs over d: the job machine and the validator, their
 // routes and metrics, and the policy's count of active jobs for drain.
