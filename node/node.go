@@ -49,6 +49,7 @@ type Runtime interface {
 
 // Market is what the node needs of the chain side.
 type Market interface {
+	Status() api.MarketStatus
 	Run(ctx context.Context) error
 	Routes(s *api.Server)
 	Collector() prometheus.Collector
@@ -408,6 +409,21 @@ func (n *Node) Status() api.Status {
 	s.PolicyPaused = n.policy.Paused()
 	if n.deps.Benchmark != nil {
 		s.Benchmark = n.deps.Benchmark.Summary()
+	}
+	if n.deps.Market != nil {
+		ms := n.deps.Market.Status()
+		s.Chain = &ms
+	}
+	if n.work != nil {
+		if list, err := n.work.machine.List(); err == nil {
+			s.Jobs = map[string]int{}
+			for _, j := range list {
+				s.Jobs[string(j.State)]++
+			}
+		}
+	}
+	if nw, ok := n.deps.Network.(*p2p.Network); ok && nw != nil {
+		s.PeerID = nw.ID().String()
 	}
 	if g := n.deps.GPUs; g != nil {
 		s.GPUMode = "nvml"

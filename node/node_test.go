@@ -15,6 +15,7 @@ import (
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/runtime"
 	"github.com/gpunode/gpunode/runtime/gpu"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // fakeRuntime is a container engine whose answers the test sets.
@@ -126,5 +127,29 @@ func TestMissingEngineKeepsNodeRunning(t *testing.T) {
 	}
 	if rt.runs.Load() != 0 {
 		t.Error("runtime ran while the engine did not answer")
+	}
+}
+
+type fakeMarket struct{ st api.MarketStatus }
+
+func (f fakeMarket) Status() api.MarketStatus { return f.st }
+func (f fakeMarket) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+func (f fakeMarket) Routes(*api.Server) {}
+func (f fakeMarket) Collector() prometheus.Collector {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: "fake_market"})
+}
+
+func TestStatusShowsChain(t *testing.T) {
+	mk := fakeMarket{st: api.MarketStatus{ChainID: 1337, Account: "0xabc", Connected: true, Head: 9}}
+	n, _ := startNode(t, Deps{Market: mk})
+	st := n.Status()
+	if st.Chain == nil || st.Chain.ChainID != 1337 || st.Chain.Account != "0xabc" || st.Chain.Head != 9 {
+		t.Errorf("status chain: %+v", st.Chain)
+	}
+	if st.Jobs != nil {
+		t.Errorf("jobs %v on a node that takes none", st.Jobs)
 	}
 }

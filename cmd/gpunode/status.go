@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -74,6 +76,31 @@ func printStatus(w io.Writer, st api.Status) error {
 		fmt.Fprintf(tw, "DL hashrate:\t%.4f TFLOPS (%s benchmark, %s, %s)\n", b.RigScore, b.Profile, b.Backend, b.CreatedAt.Format(time.RFC3339))
 	} else {
 		fmt.Fprintf(tw, "DL hashrate:\tnot measured yet: run `gpunode bench`\n")
+	}
+	if st.PeerID != "" {
+		fmt.Fprintf(tw, "Peer ID:\t%s\n", st.PeerID)
+	}
+	if c := st.Chain; c != nil {
+		acct := c.Account
+		if acct == "" {
+			acct = "watch-only (no unlocked key)"
+		}
+		fmt.Fprintf(tw, "Chain:\t%d at %s, head %d, handled through %d, account %s\n", c.ChainID, c.RPCURL, c.Head, c.HandledBlock, acct)
+		if c.LastError != "" {
+			fmt.Fprintf(tw, "Chain error:\t%s\n", c.LastError)
+		}
+	}
+	if st.Jobs != nil || st.Chain != nil {
+		states := make([]string, 0, len(st.Jobs))
+		for state, n := range st.Jobs {
+			states = append(states, fmt.Sprintf("%s %d", state, n))
+		}
+		sort.Strings(states)
+		summary := "none yet"
+		if len(states) > 0 {
+			summary = strings.Join(states, ", ")
+		}
+		fmt.Fprintf(tw, "Job history:\t%s\n", summary)
 	}
 	for _, c := range st.Checks {
 		if c.OK {

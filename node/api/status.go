@@ -28,6 +28,12 @@ type Status struct {
 	Benchmark *BenchmarkSummary `json:"benchmark,omitempty"`
 	// Admission says whether the node takes new jobs: active, cordoned, draining, drained.
 	Admission *AdmissionStatus `json:"admission,omitempty"`
+	// Chain is the node's view of the market contract; nil without a chain.
+	Chain *MarketStatus `json:"chain,omitempty"`
+	// Jobs counts the node's jobs by state; nil on a node that takes no jobs.
+	Jobs map[string]int `json:"jobs,omitempty"`
+	// PeerID is the node's libp2p identity; empty when the network is off.
+	PeerID string `json:"peer_id,omitempty"`
 	// PolicyPaused says why the policy takes no job right now (time window, heat).
 	PolicyPaused []string `json:"policy_paused,omitempty"`
 }
