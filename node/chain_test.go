@@ -118,7 +118,9 @@ type chainNode struct {
 	addr   common.Address
 }
 
-func newChainNode(t *testing.T, ctx context.Context, dep devchain.Deployment, account int, content *memContent) *chainNode {
+// newChainNode starts a node's chain side; it runs until the test ends, and stops before
+// the test's folders are removed.
+func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *memContent) *chainNode {
 	t.Helper()
 	dir := t.TempDir()
 	w := market.NewWallet(filepath.Join(dir, "keystore"), true)
@@ -147,7 +149,10 @@ func newChainNode(t *testing.T, ctx context.Context, dep devchain.Deployment, ac
 		t.Fatal(err)
 	}
 	ch.m = m
-	go m.Run(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; ch.wait() })
 	return &chainNode{market: m, chain: ch, store: st, addr: addr}
 }
 
@@ -160,8 +165,8 @@ func TestChainJobPaid(t *testing.T) {
 	defer cancel()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
 
-	provider := newChainNode(t, ctx, dep, 1, content)
-	validators := []*chainNode{newChainNode(t, ctx, dep, 2, content), newChainNode(t, ctx, dep, 3, content)}
+	provider := newChainNode(t, dep, 1, content)
+	validators := []*chainNode{newChainNode(t, dep, 2, content), newChainNode(t, dep, 3, content)}
 
 	work := t.TempDir()
 	jcfg := jobs.Default()
@@ -176,7 +181,9 @@ func TestChainJobPaid(t *testing.T) {
 	if err := provider.chain.register(ctx); err != nil {
 		t.Fatal(err)
 	}
-	go machine.Run(ctx)
+	machineDone := make(chan struct{})
+	go func() { machine.Run(ctx); close(machineDone) }()
+	defer func() { cancel(); <-machineDone }()
 	for i, v := range validators {
 		eval := &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
 			os.WriteFile(filepath.Join(s.OutputDir, validator.ResultFile), []byte(`{"version":1,"metrics":{"accuracy":0.95}}`), 0o644)

@@ -64,8 +64,12 @@ func TestMarketService(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go m.Run(ctx)
+	// Stop the service and the API before the test's folders are removed: they write
+	// their cursor and socket there until they return.
+	var running sync.WaitGroup
+	defer func() { cancel(); running.Wait() }()
+	running.Add(2)
+	go func() { defer running.Done(); m.Run(ctx) }()
 
 	srv := api.NewServer(api.Config{Socket: filepath.Join(dir, "api.sock")}, discard())
 	m.Routes(srv)
@@ -73,7 +77,7 @@ func TestMarketService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ctx, ln)
+	go func() { defer running.Done(); srv.Serve(ctx, ln) }()
 	cl := api.NewClient(filepath.Join(dir, "api.sock"))
 
 	// The node's own account posts and cancels a job, which leaves it a credit.
