@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/contracts/devchain"
@@ -199,9 +198,8 @@ func TestChainJobPaid(t *testing.T) {
 	manifestCID := content.put(manifest)
 	sum := sha256.Sum256(manifest)
 
-	sponsorKey, _ := crypto.ToECDSA(common.FromHex(dep.Accounts[4].PrivateKey))
-	tm := market.NewTxManager(market.DefaultTxConfig(), dialClient(t, dep), sponsorKey, quietLog(), nil)
-	mk := bindings.NewJobMarket()
+	// The sponsor is a node too: it posts through its market, reward and fees escrowed.
+	sponsor := newChainNode(t, dep, 4, content)
 	reward, fee := big.NewInt(1_000_000), big.NewInt(10_000)
 	p := bindings.JobMarketJobParams{
 		Reward: reward, ValidatorFee: fee, Bond: new(big.Int), Threshold: 900000, Quorum: 2,
@@ -209,8 +207,15 @@ func TestChainJobPaid(t *testing.T) {
 		AcceptBy:   big.NewInt(time.Now().Add(time.Hour).Unix()), RunWindow: 3600, AttestWindow: 3600,
 		ManifestCID: manifestCID, ManifestHash: sum,
 	}
-	if _, err := tm.Send(ctx, dep.JobMarket, new(big.Int).Add(reward, new(big.Int).Mul(fee, big.NewInt(2))), mk.PackPostJob(p)); err != nil {
+	if _, _, err := sponsor.market.Result(ctx, big.NewInt(1)); !errors.Is(err, market.ErrNoResult) {
+		t.Errorf("result before any submission: %v", err)
+	}
+	id, _, err := sponsor.market.PostJob(ctx, p)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if id.Cmp(big.NewInt(1)) != 0 {
+		t.Fatalf("posted job %s, want 1", id)
 	}
 
 	deadline := time.Now().Add(60 * time.Second)
@@ -244,6 +249,18 @@ func TestChainJobPaid(t *testing.T) {
 		if d, err := v.store.Get(dutyKey("1")); err != nil || d.State != dutyDone {
 			t.Errorf("validator %d duty: %+v %v", i, d, err)
 		}
+	}
+	// The sponsor reads the result from the chain; the checkpoint hashes to it.
+	cid, hash, err := sponsor.market.Result(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, _ := machine.Get("1")
+	if cid != j.OutputCID || hex.EncodeToString(hash[:]) != j.OutputHash {
+		t.Errorf("result on chain %s %x, provider submitted %s %s", cid, hash, j.OutputCID, j.OutputHash)
+	}
+	if got, _ := jobs.TreeHash(content.trees[cid]); got != hex.EncodeToString(hash[:]) {
+		t.Errorf("fetched checkpoint hashes to %s, chain says %x", got, hash)
 	}
 	// A repeated accept or submit by the provider does nothing.
 	if tx, err := provider.chain.Accept(ctx, "1"); err != nil || tx != "already accepted" {

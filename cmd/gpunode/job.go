@@ -16,9 +16,9 @@ import (
 func newJobCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "job",
-		Short: "Jobs: list what this node runs, show one",
+		Short: "Jobs: list what this node runs, show one; post one, fetch its checkpoint",
 	}
-	cmd.AddCommand(newJobListCmd(), newJobStatusCmd())
+	cmd.AddCommand(newJobListCmd(), newJobStatusCmd(), newJobPostCmd(), newJobFetchCmd())
 	return cmd
 }
 

@@ -47,3 +47,47 @@ func (c *Client) Withdraw(ctx context.Context, req WithdrawRequest) (WithdrawRes
 	err := c.Post(ctx, "/v1/market/withdraw", req, &r)
 	return r, err
 }
+
+// PostJobRequest is the body of POST /v1/market/jobs: a job to post, paid in ETH from the
+// node's account. Amounts are decimal wei.
+type PostJobRequest struct {
+	ManifestCID  string `json:"manifest_cid"`
+	ManifestHash string `json:"manifest_hash"` // hex sha256 of the manifest's bytes
+	// Threshold is the evaluation threshold × 10⁶, as the contract compares scores.
+	Threshold           uint32   `json:"threshold"`
+	Validators          []string `json:"validators"`
+	Quorum              uint8    `json:"quorum"`
+	RewardWei           string   `json:"reward_wei"`
+	ValidatorFeeWei     string   `json:"validator_fee_wei"`
+	BondWei             string   `json:"bond_wei"`
+	AcceptWithinSeconds uint64   `json:"accept_within_seconds"`
+	RunWindowSeconds    uint32   `json:"run_window_seconds"`
+	AttestWindowSeconds uint32   `json:"attest_window_seconds"`
+}
+
+// PostJobResult is the answer to POST /v1/market/jobs.
+type PostJobResult struct {
+	JobID  string `json:"job_id"`
+	TxHash string `json:"tx_hash"`
+}
+
+// JobResult is the answer to GET /v1/market/jobs/{id}/result.
+type JobResult struct {
+	JobID         string `json:"job_id"`
+	CheckpointCID string `json:"checkpoint_cid"`
+	ResultHash    string `json:"result_hash"`
+}
+
+// PostJob posts a job through the daemon's account.
+func (c *Client) PostJob(ctx context.Context, req PostJobRequest) (PostJobResult, error) {
+	var r PostJobResult
+	err := c.Post(ctx, "/v1/market/jobs", req, &r)
+	return r, err
+}
+
+// JobResult reads what a provider submitted for a job.
+func (c *Client) JobResult(ctx context.Context, id string) (JobResult, error) {
+	var r JobResult
+	err := c.Get(ctx, "/v1/market/jobs/"+id+"/result", &r)
+	return r, err
+}

@@ -225,6 +225,7 @@ func Withdraw(ctx context.Context, tx *TxManager, c *Client, contract, token com
 
 // Routes registers the chain side's control-API routes.
 func (m *Market) Routes(s *api.Server) {
+	m.researchRoutes(s)
 	s.HandleFunc("GET /v1/market/status", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, m.Status())
 	})

@@ -1,0 +1,148 @@
+package market
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+
+	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/node/api"
+)
+
+// The researcher's side: post a job with its reward escrowed, and read back the result
+// a provider submitted.
+
+// PostJob posts a job paid in ETH: the reward and every validator's fee go into escrow
+// with the call. It returns the job's ID from the JobPosted event.
+func (m *Market) PostJob(ctx context.Context, p bindings.JobMarketJobParams) (*big.Int, *types.Receipt, error) {
+	if p.Token != (common.Address{}) {
+		return nil, nil, errors.New("post job: only ETH rewards can be posted from the node yet")
+	}
+	value := new(big.Int).Mul(p.ValidatorFee, big.NewInt(int64(len(p.Validators))))
+	value.Add(value, p.Reward)
+	r, err := m.send(ctx, "post job", value, m.abi.PackPostJob(p))
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, l := range r.Logs {
+		if ev, err := m.abi.UnpackJobPostedEvent(l); err == nil {
+			return ev.JobId, r, nil
+		}
+	}
+	return nil, r, fmt.Errorf("post job: tx %s has no JobPosted event", r.TxHash.Hex())
+}
+
+// ErrNoResult means no result was submitted for the job yet.
+var ErrNoResult = errors.New("no result submitted for this job yet")
+
+// Result returns the checkpoint CID and result hash submitted for job id, from its
+// ResultSubmitted event.
+func (m *Market) Result(ctx context.Context, id *big.Int) (string, common.Hash, error) {
+	logs, err := m.client.FilterLogs(ctx, ethereum.FilterQuery{
+		FromBlock: new(big.Int).SetUint64(m.cfg.StartBlock),
+		Addresses: []common.Address{m.contract},
+	})
+	if err != nil {
+		return "", common.Hash{}, fmt.Errorf("job %s: %w", id, err)
+	}
+	for i := range logs {
+		ev, err := m.abi.UnpackResultSubmittedEvent(&logs[i])
+		if err == nil && ev.JobId.Cmp(id) == 0 {
+			return ev.CheckpointCID, ev.ResultHash, nil
+		}
+	}
+	return "", common.Hash{}, fmt.Errorf("job %s: %w", id, ErrNoResult)
+}
+
+func (m *Market) researchRoutes(s *api.Server) {
+	s.HandleFunc("POST /v1/market/jobs", func(w http.ResponseWriter, r *http.Request) {
+		var req api.PostJobRequest
+		if err := api.DecodeJSON(r, 64<<10, &req); err != nil {
+			api.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		p, err := jobParams(req)
+		if err != nil {
+			api.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		id, rec, err := m.PostJob(r.Context(), p)
+		if err != nil {
+			status := http.StatusBadGateway
+			if errors.Is(err, ErrWatchOnly) {
+				status = http.StatusConflict
+			}
+			api.WriteError(w, status, err)
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, api.PostJobResult{JobID: id.String(), TxHash: rec.TxHash.Hex()})
+	})
+	s.HandleFunc("GET /v1/market/jobs/{id}/result", func(w http.ResponseWriter, r *http.Request) {
+		id, ok := new(big.Int).SetString(r.PathValue("id"), 10)
+		if !ok {
+			api.WriteError(w, http.StatusBadRequest, fmt.Errorf("job %q: not a chain job id", r.PathValue("id")))
+			return
+		}
+		cid, hash, err := m.Result(r.Context(), id)
+		switch {
+		case errors.Is(err, ErrNoResult):
+			api.WriteError(w, http.StatusNotFound, err)
+		case err != nil:
+			api.WriteError(w, http.StatusBadGateway, err)
+		default:
+			api.WriteJSON(w, http.StatusOK, api.JobResult{JobID: id.String(), CheckpointCID: cid, ResultHash: hash.Hex()})
+		}
+	})
+}
+
+func jobParams(req api.PostJobRequest) (bindings.JobMarketJobParams, error) {
+	var p bindings.JobMarketJobParams
+	num := func(name, s string) (*big.Int, error) {
+		if s == "" {
+			return new(big.Int), nil
+		}
+		v, ok := new(big.Int).SetString(s, 10)
+		if !ok || v.Sign() < 0 {
+			return nil, fmt.Errorf("%s %q: want a non-negative integer in wei", name, s)
+		}
+		return v, nil
+	}
+	var err error
+	if p.Reward, err = num("reward_wei", req.RewardWei); err != nil {
+		return p, err
+	}
+	if p.ValidatorFee, err = num("validator_fee_wei", req.ValidatorFeeWei); err != nil {
+		return p, err
+	}
+	if p.Bond, err = num("bond_wei", req.BondWei); err != nil {
+		return p, err
+	}
+	hash := common.FromHex(req.ManifestHash)
+	if len(hash) != 32 {
+		return p, fmt.Errorf("manifest_hash %q: want 32 bytes of hex", req.ManifestHash)
+	}
+	copy(p.ManifestHash[:], hash)
+	if req.ManifestCID == "" {
+		return p, errors.New("manifest_cid: must not be empty")
+	}
+	for _, v := range req.Validators {
+		if !common.IsHexAddress(v) {
+			return p, fmt.Errorf("validator %q: not an address", v)
+		}
+		p.Validators = append(p.Validators, common.HexToAddress(v))
+	}
+	if req.Quorum < 1 || int(req.Quorum) > len(p.Validators) {
+		return p, fmt.Errorf("quorum %d: want 1..%d (the number of validators)", req.Quorum, len(p.Validators))
+	}
+	p.ManifestCID, p.Quorum, p.Threshold = req.ManifestCID, req.Quorum, req.Threshold
+	p.AcceptBy = big.NewInt(time.Now().Add(time.Duration(req.AcceptWithinSeconds) * time.Second).Unix())
+	p.RunWindow, p.AttestWindow = req.RunWindowSeconds, req.AttestWindowSeconds
+	return p, nil
+}
