@@ -55,8 +55,8 @@ type Runtime struct {
 
 	preflightMu sync.Mutex
 	preflightOK map[string]bool // GPU driver kind → engine checked and able
-	// skipPreflight lets tests reach the engine's own GPU error.
-	skipPreflight bool
+	// bypassPreflight lets tests reach the engine's own GPU error.
+	bypassPreflight bool
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)

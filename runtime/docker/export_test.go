@@ -8,8 +8,8 @@ import (
 	"github.com/gpunode/gpunode/runtime"
 )
 
-// SkipPreflight lets a test reach the engine's own error for a GPU request.
-func (r *Runtime) SkipPreflight() { r.skipPreflight = true }
+// BypassPreflight lets a test reach the engine's own error for a GPU request.
+func (r *Runtime) BypassPreflight() { r.bypassPreflight = true }
 
 // CrashWhilePreparing leaves what a node killed while preparing a job leaves: a
 // "preparing" record and nothing else.

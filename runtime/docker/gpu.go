@@ -42,7 +42,7 @@ func deviceRequests(gpus []string) ([]container.DeviceRequest, error) {
 // at all, so that a rig without the NVIDIA Container Toolkit says so before the first
 // GPU job instead of failing every job obscurely.
 func (r *Runtime) PreflightGPU(ctx context.Context, gpus []string) error {
-	if r.skipPreflight {
+	if r.bypassPreflight {
 		return nil
 	}
 	kinds := map[string]bool{}

@@ -22,7 +22,7 @@ func TestGPUWithoutToolkit(t *testing.T) {
 	img := probeImage(t)
 	for _, tc := range []struct {
 		name, gpu     string
-		skipPreflight bool
+		bypassPreflight bool
 	}{
 		{"Preflight", "GPU-4a6f5b0e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", false},
 		{"EngineError", "GPU-4a6f5b0e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", true},
@@ -32,8 +32,8 @@ func TestGPUWithoutToolkit(t *testing.T) {
 			dir := t.TempDir()
 			rt := openRuntime(t, testConfig(conformance.Options{StateDir: filepath.Join(dir, "s"), LogDir: filepath.Join(dir, "l")}))
 			defer rt.Close()
-			if tc.skipPreflight {
-				rt.SkipPreflight()
+			if tc.bypassPreflight {
+				rt.BypassPreflight()
 			}
 			spec := runtime.Spec{
 				JobID: "gpu-" + strings.ToLower(tc.name), Image: img, GPUs: []string{tc.gpu},
@@ -50,7 +50,7 @@ func TestGPUWithoutToolkit(t *testing.T) {
 					t.Errorf("error does not say %q: %v", want, err)
 				}
 			}
-			if tc.skipPreflight && !strings.Contains(err.Error(), "could not select device driver") {
+			if tc.bypassPreflight && !strings.Contains(err.Error(), "could not select device driver") {
 				t.Errorf("expected the engine's own error behind the sentinel: %v", err)
 			}
 			if _, err := os.Stat(filepath.Join(spec.OutputDir, "ran")); err == nil {
