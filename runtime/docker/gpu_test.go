@@ -21,7 +21,7 @@ func TestGPUWithoutToolkit(t *testing.T) {
 	}
 	img := probeImage(t)
 	for _, tc := range []struct {
-		name, gpu     string
+		name, gpu       string
 		bypassPreflight bool
 	}{
 		{"Preflight", "GPU-4a6f5b0e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", false},
