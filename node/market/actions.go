@@ -32,9 +32,14 @@ func (m *Market) SubmitResult(ctx context.Context, id *big.Int, checkpointCID st
 	return m.send(ctx, "submit job "+id.String(), nil, m.abi.PackSubmitResult(id, checkpointCID, resultHash))
 }
 
+// attestGasFloor is the gas an attestation gets at least. Validators attest at about the
+// same time; each estimate sees the job before the others' attestations, but the one
+// mined last decides the job and pays for crediting the provider and the sponsor too.
+const attestGasFloor = 200_000
+
 // Attest records the node's score for job id, as one of its validators.
 func (m *Market) Attest(ctx context.Context, id *big.Int, validators []common.Address, resultHash common.Hash, score uint32) (*types.Receipt, error) {
-	return m.send(ctx, "attest job "+id.String(), nil, m.abi.PackAttest(id, validators, resultHash, score))
+	return m.sendWithGasFloor(ctx, "attest job "+id.String(), nil, m.abi.PackAttest(id, validators, resultHash, score), attestGasFloor)
 }
 
 // Expire ends job id after its deadline (anyone may), freeing the funds it holds.
@@ -43,10 +48,14 @@ func (m *Market) Expire(ctx context.Context, id *big.Int) (*types.Receipt, error
 }
 
 func (m *Market) send(ctx context.Context, what string, value *big.Int, data []byte) (*types.Receipt, error) {
+	return m.sendWithGasFloor(ctx, what, value, data, 0)
+}
+
+func (m *Market) sendWithGasFloor(ctx context.Context, what string, value *big.Int, data []byte, floor uint64) (*types.Receipt, error) {
 	if m.tx == nil {
 		return nil, fmt.Errorf("%s: %w", what, ErrWatchOnly)
 	}
-	r, err := m.tx.Send(ctx, m.contract, value, data)
+	r, err := m.tx.SendWithGasFloor(ctx, m.contract, value, data, floor)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -67,6 +76,16 @@ const (
 	StateCancelled
 	StateExpired
 )
+
+var stateNames = [...]string{"none", "open", "accepted", "submitted", "completed", "rejected", "cancelled", "expired"}
+
+// String names the state as the contract does, in lower case.
+func (s JobState) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
 
 // Job reads job id's on-chain record.
 func (m *Market) Job(ctx context.Context, id *big.Int) (bindings.JobMarketJob, error) {

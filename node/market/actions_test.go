@@ -91,3 +91,68 @@ func TestMarketActions(t *testing.T) {
 		t.Fatalf("expire of a completed job: %v", err)
 	}
 }
+
+// TestConcurrentAttestations: two validators attest in the same block. Each estimates its
+// gas as the first attestation, but the one mined second completes the job, which costs
+// more (it credits the provider and the sponsor); both must land.
+func TestConcurrentAttestations(t *testing.T) {
+	dep := devchain.StartTest(t, 2*time.Second)
+	depFile := filepath.Join(t.TempDir(), "dep.json")
+	devchain.WriteDeployment(depFile, dep)
+	provider := marketFor(t, dep, depFile, 1)
+	validators := []*Market{marketFor(t, dep, depFile, 2), marketFor(t, dep, depFile, 3)}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sponsorKey, _ := crypto.ToECDSA(common.FromHex(dep.Accounts[4].PrivateKey))
+	sponsor := NewTxManager(provider.cfg.txConfig(), provider.client, sponsorKey, discard(), nil)
+	h, err := provider.client.HeaderByNumber(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := []common.Address{dep.Accounts[2].Address, dep.Accounts[3].Address}
+	p := bindings.JobMarketJobParams{
+		Reward: big.NewInt(1000), ValidatorFee: big.NewInt(10), Bond: big.NewInt(0), Threshold: 900, Quorum: 2,
+		Validators: vals, AcceptBy: new(big.Int).SetUint64(h.Time + 3600), RunWindow: 600, AttestWindow: 600, ManifestCID: "bafymanifest",
+	}
+	if _, err := sponsor.Send(ctx, dep.JobMarket, big.NewInt(1020), provider.abi.PackPostJob(p)); err != nil {
+		t.Fatal(err)
+	}
+	id, result := big.NewInt(1), crypto.Keccak256Hash([]byte("ckpt"))
+	if _, err := provider.RegisterProvider(ctx, "12D3KooWProvider", "", common.Hash{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provider.AcceptJob(ctx, id, vals, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provider.SubmitResult(ctx, id, "bafyckpt", result); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	blocks := make(chan uint64, 2)
+	for _, v := range validators {
+		go func() {
+			r, err := v.Attest(ctx, id, vals, result, 950)
+			if err == nil {
+				blocks <- r.BlockNumber.Uint64()
+				t.Logf("attestation used %d gas", r.GasUsed)
+			}
+			errs <- err
+		}()
+	}
+	for range validators {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(blocks)
+	var mined []uint64
+	for b := range blocks {
+		mined = append(mined, b)
+	}
+	if len(mined) == 2 && mined[0] != mined[1] {
+		t.Logf("attestations mined in blocks %v: not the race this test is about", mined)
+	}
+	if j, err := provider.Job(ctx, id); err != nil || JobState(j.State) != StateCompleted {
+		t.Errorf("job %v, %v: want completed", j.State, err)
+	}
+}

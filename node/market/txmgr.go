@@ -106,6 +106,13 @@ func (m *TxManager) From() common.Address { return m.from }
 // configured confirmations. A call that would revert returns the decoded revert
 // (contracts.RevertError) without spending a nonce.
 func (m *TxManager) Send(ctx context.Context, to common.Address, value *big.Int, data []byte) (*types.Receipt, error) {
+	return m.SendWithGasFloor(ctx, to, value, data, 0)
+}
+
+// SendWithGasFloor is Send with a gas limit of at least floor: for calls whose cost
+// depends on transactions mined before them in the same block, which the estimate (made
+// against the latest state) cannot see.
+func (m *TxManager) SendWithGasFloor(ctx context.Context, to common.Address, value *big.Int, data []byte, floor uint64) (*types.Receipt, error) {
 	if m.cfg.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, m.cfg.Timeout)
@@ -120,6 +127,7 @@ func (m *TxManager) Send(ctx context.Context, to common.Address, value *big.Int,
 		return nil, fmt.Errorf("estimate gas: %w", contracts.Revert(err))
 	}
 	gas += gas * m.cfg.GasMarginPercent / 100
+	gas = max(gas, floor)
 	tip, feeCap, err := m.fees(ctx)
 	if err != nil {
 		return nil, err
