@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -41,6 +42,9 @@ type chain struct {
 	val      *validator.Validator
 	wg       sync.WaitGroup
 	retryGap time.Duration
+
+	// withdrawing is set while an automatic withdrawal is under way.
+	withdrawing atomic.Bool
 }
 
 // duty is what a validator keeps of a job it judges, from JobPosted on.
@@ -84,6 +88,13 @@ func (c *chain) handle(ctx context.Context, e market.Event) error {
 		p := posting(v)
 		switch {
 		case hasAddress(v.Validators, self):
+			c.mu.Lock()
+			judging := c.val != nil
+			c.mu.Unlock()
+			if !judging {
+				c.log.Warn("named validator of a job, but the validator role is off ([validator] enabled = false)", "job_id", p.ID)
+				return nil
+			}
 			return c.remember(p, v.Threshold)
 		case v.Sponsor == self:
 			return nil // our own job, as a researcher
@@ -97,6 +108,18 @@ func (c *chain) handle(ctx context.Context, e market.Event) error {
 		return m.Discover(ctx, p)
 	case *bindings.JobMarketResultSubmitted:
 		return c.submitted(ctx, v)
+	case *bindings.JobMarketJobCompleted:
+		if v.Provider == self {
+			return c.book(ctx, e, kindReward, v.JobId, func(j bindings.JobMarketJob) *big.Int { return j.Reward })
+		}
+	case *bindings.JobMarketAttested:
+		if v.Validator == self {
+			return c.book(ctx, e, kindFee, v.JobId, func(j bindings.JobMarketJob) *big.Int { return j.ValidatorFee })
+		}
+	case *bindings.JobMarketWithdrawn:
+		if v.Account == self && v.Token == (common.Address{}) {
+			return c.book(ctx, e, kindWithdrawal, nil, func(bindings.JobMarketJob) *big.Int { return v.Amount })
+		}
 	}
 	return nil
 }
@@ -320,11 +343,48 @@ func (c *chain) Submit(ctx context.Context, id, cid, hash string) (string, error
 	return r.TxHash.Hex(), nil
 }
 
-// Abandon implements jobs.Chain. The contract has no way for a provider to hand a job
-// back: it expires at its deadline, when anyone may end it and the sponsor is refunded.
-func (c *chain) Abandon(_ context.Context, id, reason string) error {
-	c.log.Info("job failed; the contract refunds the sponsor at the job's deadline", "job_id", id, "reason", reason)
-	return nil
+// Abandon implements jobs.Chain. The contract lets no provider hand a job back before
+// its deadline; once the deadline passes anyone may expire the job, and the sponsor is
+// refunded. The node waits for that moment and expires the job itself, so the refund
+// does not wait for someone to notice.
+func (c *chain) Abandon(ctx context.Context, id, reason string) (string, error) {
+	n, err := jobID(id)
+	if err != nil {
+		return "", err
+	}
+	for {
+		view, err := c.m.Job(ctx, n)
+		if err != nil {
+			return "", err
+		}
+		switch market.JobState(view.State) {
+		case market.StateExpired:
+			return "expired on chain: the sponsor is refunded", nil
+		case market.StateAccepted:
+			if view.Provider != c.m.Account() {
+				return "", fmt.Errorf("%w: job %s is accepted by %s, not this node", jobs.ErrPermanent, id, view.Provider.Hex())
+			}
+		default:
+			return fmt.Sprintf("nothing to give back: the job is %s on chain", market.JobState(view.State)), nil
+		}
+		deadline := time.Unix(int64(view.Deadline.Uint64()), 0)
+		if wait := time.Until(deadline); wait > -2*time.Second {
+			// Blocks carry whole seconds: expire only once a block is surely past it.
+			c.log.Info("job failed; expiring it on chain at its deadline so the sponsor is refunded",
+				"job_id", id, "deadline", deadline.UTC().Format(time.RFC3339), "reason", reason)
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(wait + 2*time.Second):
+			}
+			continue
+		}
+		r, err := c.m.Expire(ctx, n)
+		if err != nil {
+			return "", err // the loop in the machine retries; a job expired meanwhile is seen above
+		}
+		return "expired on chain at its deadline, tx " + r.TxHash.Hex() + ": the sponsor is refunded", nil
+	}
 }
 
 // Outcome implements jobs.Chain.

@@ -11,14 +11,18 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/contracts/devchain"
+	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/store"
@@ -119,7 +123,7 @@ type chainNode struct {
 
 // newChainNode starts a node's chain side; it runs until the test ends, and stops before
 // the test's folders are removed.
-func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *memContent) *chainNode {
+func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *memContent, mods ...func(*market.Config)) *chainNode {
 	t.Helper()
 	dir := t.TempDir()
 	w := market.NewWallet(filepath.Join(dir, "keystore"), true)
@@ -135,6 +139,9 @@ func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *m
 	}
 	cfg.Keystore, cfg.PasswordFile, cfg.CursorFile = w.Dir(), filepath.Join(dir, "pw"), filepath.Join(dir, "cursor.json")
 	cfg.Confirmations, cfg.PollInterval = 1, 20*time.Millisecond
+	for _, mod := range mods {
+		mod(&cfg)
+	}
 	st, err := store.Open(filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +172,10 @@ func TestChainJobPaid(t *testing.T) {
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
 
 	provider := newChainNode(t, dep, 1, content)
-	validators := []*chainNode{newChainNode(t, dep, 2, content), newChainNode(t, dep, 3, content)}
+	// The first validator withdraws its fees by itself as soon as they are credited.
+	fee := big.NewInt(10_000)
+	autoWithdraw := func(c *market.Config) { c.AutoWithdrawWei = fee.String() }
+	validators := []*chainNode{newChainNode(t, dep, 2, content, autoWithdraw), newChainNode(t, dep, 3, content)}
 
 	work := t.TempDir()
 	jcfg := jobs.Default()
@@ -188,7 +198,7 @@ func TestChainJobPaid(t *testing.T) {
 			os.WriteFile(filepath.Join(s.OutputDir, validator.ResultFile), []byte(`{"version":1,"metrics":{"accuracy":0.95}}`), 0o644)
 			return 0
 		}}
-		v.chain.attach(nil, validator.New(v.store, v.chain, content, eval, filepath.Join(t.TempDir(), fmt.Sprint(i)), quietLog()))
+		v.chain.attach(nil, validator.New(validator.Default(), v.store, v.chain, content, eval, filepath.Join(t.TempDir(), fmt.Sprint(i)), quietLog()))
 	}
 
 	image := "reg.local/t@sha256:" + fmt.Sprintf("%064d", 1)
@@ -200,7 +210,7 @@ func TestChainJobPaid(t *testing.T) {
 
 	// The sponsor is a node too: it posts through its market, reward and fees escrowed.
 	sponsor := newChainNode(t, dep, 4, content)
-	reward, fee := big.NewInt(1_000_000), big.NewInt(10_000)
+	reward := big.NewInt(1_000_000)
 	p := bindings.JobMarketJobParams{
 		Reward: reward, ValidatorFee: fee, Bond: new(big.Int), Threshold: 900000, Quorum: 2,
 		Validators: []common.Address{validators[0].addr, validators[1].addr},
@@ -242,13 +252,46 @@ func TestChainJobPaid(t *testing.T) {
 	if got := credit(provider.addr); got.Cmp(reward) != 0 {
 		t.Errorf("provider credit %s, want the reward %s", got, reward)
 	}
+	if got := credit(validators[1].addr); got.Cmp(fee) != 0 {
+		t.Errorf("validator 1 credit %s, want its fee %s", got, fee)
+	}
 	for i, v := range validators {
-		if got := credit(v.addr); got.Cmp(fee) != 0 {
-			t.Errorf("validator %d credit %s, want its fee %s", i, got, fee)
-		}
 		if d, err := v.store.Get(dutyKey("1")); err != nil || d.State != dutyDone {
 			t.Errorf("validator %d duty: %+v %v", i, d, err)
 		}
+	}
+	// Each node books what it was credited and withdrew, from the chain's events.
+	for _, c := range []struct {
+		name                         string
+		n                            *chainNode
+		rewards, fees, withdrawn, on string
+	}{
+		{"provider", provider, reward.String(), "0", "0", reward.String()},
+		{"validator 0 (auto-withdraw)", validators[0], "0", fee.String(), fee.String(), "0"},
+		{"validator 1", validators[1], "0", fee.String(), "0", fee.String()},
+	} {
+		var e *api.Earnings
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			e = c.n.chain.earningsStatus(ctx)
+			if e.RewardsWei == c.rewards && e.FeesWei == c.fees && e.WithdrawnWei == c.withdrawn && e.CreditWei == c.on {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s earnings %+v; want rewards %s, fees %s, withdrawn %s, credit %s", c.name, e, c.rewards, c.fees, c.withdrawn, c.on)
+			}
+		}
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(ledgerCollector{provider.chain})
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`# HELP gpunode_earned_wei_total ETH credited to the node by the JobMarket, in wei: rewards as provider, fees as validator.
+# TYPE gpunode_earned_wei_total counter
+gpunode_earned_wei_total{kind="fee"} 0
+gpunode_earned_wei_total{kind="reward"} 1e+06
+# HELP gpunode_withdrawn_wei_total ETH the node withdrew from the JobMarket, in wei.
+# TYPE gpunode_withdrawn_wei_total counter
+gpunode_withdrawn_wei_total 0
+`)); err != nil {
+		t.Error(err)
 	}
 	// The sponsor reads the result from the chain; the checkpoint hashes to it.
 	cid, hash, err := sponsor.market.Result(ctx, id)

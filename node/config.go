@@ -16,6 +16,7 @@ import (
 	"github.com/gpunode/gpunode/node/metrics"
 	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/policy"
+	"github.com/gpunode/gpunode/node/validator"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
 )
@@ -36,6 +37,8 @@ type Config struct {
 	Policy policy.Config `toml:"policy"`
 	// Market is the chain side: RPC endpoint, JobMarket contract, keystore, confirmations.
 	Market market.Config `toml:"market"`
+	// Validator is the oracle role: judging the jobs that name this node's account.
+	Validator validator.Config `toml:"validator"`
 	// Datasets are the operator's private data sets: tag → host directory. A job asking
 	// for local:TAG gets it read-only, with no network; it never leaves the rig.
 	Datasets map[string]string `toml:"datasets"`
@@ -70,6 +73,8 @@ func Default() Config {
 		IPFS:    ipfs.Default(),
 		Policy:  policy.Default(),
 		Market:  market.Default(),
+
+		Validator: validator.Default(),
 	}
 }
 
@@ -131,6 +136,7 @@ func (c Config) Check(file string) error {
 	errs = append(errs, configfile.Problems(file, "ipfs", c.IPFS.Validate())...)
 	errs = append(errs, configfile.Problems(file, "policy", c.Resolved().Policy.Validate())...)
 	errs = append(errs, configfile.Problems(file, "market", c.Resolved().Market.Validate())...)
+	errs = append(errs, configfile.Problems(file, "validator", c.Validator.Validate())...)
 	for tag, dir := range c.Datasets {
 		if !filepath.IsAbs(dir) {
 			errs = append(errs, fmt.Errorf("%s: datasets.%s: %q must be an absolute path", file, tag, dir))

@@ -421,6 +421,9 @@ func (n *Node) Status() api.Status {
 				s.Jobs[string(j.State)]++
 			}
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.Earnings = n.work.chain.earningsStatus(ctx)
+		cancel()
 	}
 	if nw, ok := n.deps.Network.(*p2p.Network); ok && nw != nil {
 		s.PeerID = nw.ID().String()

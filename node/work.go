@@ -46,7 +46,10 @@ func openWork(cfg Config, log *slog.Logger, st *store.Store, c *chain, content j
 		Datasets: cfg.Datasets,
 		WorkDir:  filepath.Join(cfg.DataDir, "jobs"),
 	}, log)
-	val := validator.New(st, c, content, rt, filepath.Join(cfg.DataDir, "validator"), log)
+	var val *validator.Validator
+	if cfg.Validator.Enabled {
+		val = validator.New(cfg.Validator, st, c, content, rt, filepath.Join(cfg.DataDir, "validator"), log)
+	}
 	c.attach(machine, val)
 	return &work{chain: c, machine: machine, log: log.With("component", "jobs")}
 }
@@ -98,7 +101,7 @@ func (n *Node) attachWork(d *jobDeps) {
 	n.deps.jobs = d
 	n.work = openWork(n.cfg, n.log, d.store, d.chain, d.content, d.runtime, NewAdmitter(n.policy), jobGPUs(n.deps.GPUs))
 	n.work.routes(n.api)
-	n.reg.MustRegister(n.work.machine.Collector())
+	n.reg.MustRegister(n.work.machine.Collector(), ledgerCollector{d.chain})
 	n.policy.CountRunning(n.work.machine.Active)
 }
 

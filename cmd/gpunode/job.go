@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -50,43 +51,90 @@ func newJobListCmd() *cobra.Command {
 	return cmd
 }
 
+// jobStatus is `gpunode job status --json`: what this node did with the job, if it knows
+// it, and what the contract says of it, if the node is on a chain.
+type jobStatus struct {
+	Node  *jobs.Detail  `json:"node"`
+	Chain *api.ChainJob `json:"chain"`
+}
+
 func newJobStatusCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status ID",
-		Short: "Show one job: its state, record and history",
-		Args:  cobra.ExactArgs(1),
+		Short: "Show one job: this node's state, record and history, and the job on chain",
+		Long: `status shows what this node did with a job (as provider) and the job's record on chain:
+its state there and, once it is over, who was credited — the provider's pay, or the
+sponsor's refund when the training failed, a deadline passed or the validators rejected
+the result. A researcher's node, which posted the job, shows the chain part.`,
+		Args: cobra.ExactArgs(1),
 	}
 	socket := apiFlag(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c := api.NewClient(*socket)
+		var st jobStatus
 		var d jobs.Detail
-		if err := api.NewClient(*socket).Get(cmd.Context(), "/v1/jobs/"+args[0], &d); err != nil {
-			return err
+		nodeErr := c.Get(cmd.Context(), "/v1/jobs/"+args[0], &d)
+		if nodeErr == nil {
+			st.Node = &d
+		} else if errors.Is(nodeErr, api.ErrNotRunning) {
+			return nodeErr
+		}
+		cj, chainErr := c.ChainJob(cmd.Context(), args[0])
+		if chainErr == nil {
+			st.Chain = &cj
+		}
+		if st.Node == nil && st.Chain == nil {
+			return fmt.Errorf("job %s: %v; on chain: %v", args[0], nodeErr, chainErr)
 		}
 		if asJSON {
-			return writeJSON(cmd.OutOrStdout(), d)
+			return writeJSON(cmd.OutOrStdout(), st)
 		}
 		w := cmd.OutOrStdout()
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "Job:\t%s\n", d.ID)
-		fmt.Fprintf(tw, "State:\t%s\n", d.State)
-		if d.Reason != "" {
-			fmt.Fprintf(tw, "Reason:\t%s\n", d.Reason)
+		fmt.Fprintf(tw, "Job:\t%s\n", args[0])
+		if st.Node != nil {
+			fmt.Fprintf(tw, "State:\t%s\n", d.State)
+			if d.Reason != "" {
+				fmt.Fprintf(tw, "Reason:\t%s\n", d.Reason)
+			}
+			if d.Refund != "" {
+				fmt.Fprintf(tw, "Refund:\t%s\n", d.Refund)
+			}
+			fmt.Fprintf(tw, "Sponsor:\t%s\n", d.Posting.Sponsor)
+			fmt.Fprintf(tw, "Reward:\t%s wei\n", d.Posting.RewardWei)
+			fmt.Fprintf(tw, "Manifest:\t%s\n", d.Posting.ManifestCID)
+			if d.Manifest != nil {
+				fmt.Fprintf(tw, "Image:\t%s\n", d.Manifest.Image)
+			}
+			if d.Result != nil {
+				fmt.Fprintf(tw, "Result:\texit %d after %s, %.0f GPU-seconds\n", d.Result.ExitCode, d.Result.WallTime.Round(time.Second), d.Result.GPUSeconds)
+			}
+			if d.OutputCID != "" {
+				fmt.Fprintf(tw, "Output:\t%s (hash %s)\n", d.OutputCID, d.OutputHash)
+			}
 		}
-		fmt.Fprintf(tw, "Sponsor:\t%s\n", d.Posting.Sponsor)
-		fmt.Fprintf(tw, "Reward:\t%s wei\n", d.Posting.RewardWei)
-		fmt.Fprintf(tw, "Manifest:\t%s\n", d.Posting.ManifestCID)
-		if d.Manifest != nil {
-			fmt.Fprintf(tw, "Image:\t%s\n", d.Manifest.Image)
-		}
-		if d.Result != nil {
-			fmt.Fprintf(tw, "Result:\texit %d after %s, %.0f GPU-seconds\n", d.Result.ExitCode, d.Result.WallTime.Round(time.Second), d.Result.GPUSeconds)
-		}
-		if d.OutputCID != "" {
-			fmt.Fprintf(tw, "Output:\t%s (hash %s)\n", d.OutputCID, d.OutputHash)
+		if st.Chain != nil {
+			fmt.Fprintf(tw, "On chain:\t%s", cj.State)
+			if !cj.Deadline.IsZero() {
+				fmt.Fprintf(tw, " until %s", cj.Deadline.Local().Format(time.DateTime))
+			}
+			fmt.Fprintf(tw, " (sponsor %s", cj.Sponsor)
+			if cj.Provider != "" {
+				fmt.Fprintf(tw, ", provider %s", cj.Provider)
+			}
+			fmt.Fprintf(tw, ", %d pass, %d fail)\n", cj.Passes, cj.Fails)
+			if cj.Settlement != "" {
+				fmt.Fprintf(tw, "Settlement:\t%s\n", cj.Settlement)
+			}
+		} else if !errors.Is(chainErr, api.ErrNotRunning) {
+			fmt.Fprintf(tw, "On chain:\tunknown (%v)\n", chainErr)
 		}
 		tw.Flush()
+		if st.Node == nil {
+			return nil
+		}
 		fmt.Fprintln(w, "\nHistory:")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for _, h := range d.History {

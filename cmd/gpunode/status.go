@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math/big"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -102,6 +103,19 @@ func printStatus(w io.Writer, st api.Status) error {
 		}
 		fmt.Fprintf(tw, "Job history:\t%s\n", summary)
 	}
+	if e := st.Earnings; e != nil {
+		line := fmt.Sprintf("rewards %s, validator fees %s, withdrawn %s", etherOf(e.RewardsWei), etherOf(e.FeesWei), etherOf(e.WithdrawnWei))
+		if e.CreditWei != "" {
+			line += fmt.Sprintf("; %s to withdraw", etherOf(e.CreditWei))
+		}
+		if e.AutoWithdrawWei != "" {
+			line += fmt.Sprintf(" (withdrawn automatically from %s)", etherOf(e.AutoWithdrawWei))
+		}
+		if e.Error != "" {
+			line += " — " + e.Error
+		}
+		fmt.Fprintf(tw, "Earnings:\t%s\n", line)
+	}
 	for _, c := range st.Checks {
 		if c.OK {
 			fmt.Fprintf(tw, "%s:\tok\n", c.Name)
@@ -131,3 +145,12 @@ func printStatus(w io.Writer, st api.Status) error {
 }
 
 func gib(b uint64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
+
+// etherOf writes a decimal wei amount in ETH.
+func etherOf(wei string) string {
+	v, ok := new(big.Int).SetString(wei, 10)
+	if !ok {
+		return wei + " wei"
+	}
+	return ether(v) + " ETH"
+}

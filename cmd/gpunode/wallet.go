@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gpunode/gpunode/contracts/devchain"
+	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/market"
 )
 
@@ -218,11 +219,24 @@ func newWalletCmd() *cobra.Command {
 		},
 	})
 
-	cmd.AddCommand(&cobra.Command{
+	var viaDaemon string
+	withdraw := &cobra.Command{
 		Use:   "withdraw",
 		Short: "Withdraw the account's JobMarket credit (ETH, or --token) and wait for confirmation",
-		Args:  cobra.NoArgs,
+		Long: `withdraw pays out the account's whole JobMarket credit: a provider's rewards, a
+validator's fees, a sponsor's refunds. With --api-socket the running daemon, which holds
+the key, sends the transaction (so it does not compete with the daemon's own for nonces);
+otherwise it is signed here with a key from the keystore.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if viaDaemon != "" {
+				r, err := api.NewClient(viaDaemon).Withdraw(cmd.Context(), api.WithdrawRequest{Token: f.token})
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "withdrew %s wei in tx %s (block %d)\n", r.Amount, r.TxHash, r.Block)
+				return err
+			}
 			url, chainID, contract, _, err := f.chain()
 			if err != nil {
 				return err
@@ -275,7 +289,9 @@ func newWalletCmd() *cobra.Command {
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "withdrew %s wei in tx %s (block %d)\n", amount, r.TxHash.Hex(), r.BlockNumber)
 			return err
 		},
-	})
+	}
+	withdraw.Flags().StringVar(&viaDaemon, "api-socket", "", "withdraw through the daemon listening on this socket")
+	cmd.AddCommand(withdraw)
 	return cmd
 }
 

@@ -91,3 +91,39 @@ func (c *Client) JobResult(ctx context.Context, id string) (JobResult, error) {
 	err := c.Get(ctx, "/v1/market/jobs/"+id+"/result", &r)
 	return r, err
 }
+
+// ChainJob is a job as the contract records it: GET /v1/market/jobs/{id}. Amounts are
+// decimal wei.
+type ChainJob struct {
+	JobID    string    `json:"job_id"`
+	State    string    `json:"state"`
+	Sponsor  string    `json:"sponsor"`
+	Provider string    `json:"provider,omitempty"`
+	Reward   string    `json:"reward_wei"`
+	Fee      string    `json:"validator_fee_wei"`
+	Bond     string    `json:"bond_wei"`
+	Passes   int       `json:"passes"`
+	Fails    int       `json:"fails"`
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Settlement says who the contract credited, once the job is over.
+	Settlement string `json:"settlement,omitempty"`
+}
+
+// ChainJob reads a job's on-chain record through the daemon.
+func (c *Client) ChainJob(ctx context.Context, id string) (ChainJob, error) {
+	var j ChainJob
+	err := c.Get(ctx, "/v1/market/jobs/"+id, &j)
+	return j, err
+}
+
+// Earnings is the node's money on the JobMarket, in ETH (decimal wei): what it was
+// credited as provider and as validator, what it withdrew, and the credit still there.
+type Earnings struct {
+	RewardsWei   string `json:"rewards_wei"`
+	FeesWei      string `json:"validator_fees_wei"`
+	WithdrawnWei string `json:"withdrawn_wei"`
+	CreditWei    string `json:"credit_wei,omitempty"`
+	// AutoWithdrawWei is the credit at which the node withdraws by itself; empty: never.
+	AutoWithdrawWei string `json:"auto_withdraw_wei,omitempty"`
+	Error           string `json:"error,omitempty"`
+}

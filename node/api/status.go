@@ -32,6 +32,8 @@ type Status struct {
 	Chain *MarketStatus `json:"chain,omitempty"`
 	// Jobs counts the node's jobs by state; nil on a node that takes no jobs.
 	Jobs map[string]int `json:"jobs,omitempty"`
+	// Earnings is the node's money on the JobMarket; nil on a node that takes no jobs.
+	Earnings *Earnings `json:"earnings,omitempty"`
 	// PeerID is the node's libp2p identity; empty when the network is off.
 	PeerID string `json:"peer_id,omitempty"`
 	// PolicyPaused says why the policy takes no job right now (time window, heat).

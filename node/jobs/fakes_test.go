@@ -79,11 +79,11 @@ func (c *fakeChain) Submit(_ context.Context, id, cid, hash string) (string, err
 	return "0xsubmit" + id, nil
 }
 
-func (c *fakeChain) Abandon(_ context.Context, id, reason string) error {
+func (c *fakeChain) Abandon(_ context.Context, id, reason string) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.abandoned[id] = reason
-	return nil
+	return "expired on chain, sponsor refunded", nil
 }
 
 func (c *fakeChain) Outcome(_ context.Context, id string) (Outcome, error) {

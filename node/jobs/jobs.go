@@ -78,6 +78,8 @@ type Record struct {
 	OutputHash string          `json:"output_hash,omitempty"`
 	AcceptTx   string          `json:"accept_tx,omitempty"`
 	SubmitTx   string          `json:"submit_tx,omitempty"`
+	// Refund says how a failed job was given back on chain, once it has been.
+	Refund string `json:"refund,omitempty"`
 	// Attempts counts retries of the current step.
 	Attempts int `json:"attempts,omitempty"`
 }
@@ -109,9 +111,9 @@ const (
 type Chain interface {
 	Accept(ctx context.Context, id string) (tx string, err error)
 	Submit(ctx context.Context, id, cid, hash string) (tx string, err error)
-	// Abandon gives a taken job back, so the sponsor is refunded without waiting for
-	// the deadline.
-	Abandon(ctx context.Context, id, reason string) error
+	// Abandon gives a taken job back so that the sponsor is refunded, and says how. It
+	// may wait for a deadline on chain; it must be idempotent.
+	Abandon(ctx context.Context, id, reason string) (refund string, err error)
 	Outcome(ctx context.Context, id string) (Outcome, error)
 }
 

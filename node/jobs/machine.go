@@ -132,7 +132,10 @@ func (m *Machine) Run(ctx context.Context) error {
 	if _, err := m.deps.Runtime.Recover(ctx); err != nil {
 		return fmt.Errorf("jobs: re-attach to containers: %w", err)
 	}
-	open, err := m.deps.Store.List(func(j store.Job) bool { return !State(j.State).Terminal() })
+	open, err := m.deps.Store.List(func(j store.Job) bool {
+		// A failed job not yet given back on chain is unfinished business too.
+		return !State(j.State).Terminal() || (State(j.State) == Failed && owesRefund(j.Data))
+	})
 	if err != nil {
 		return fmt.Errorf("jobs: %w", err)
 	}
@@ -148,6 +151,11 @@ func (m *Machine) Run(ctx context.Context) error {
 	}
 	for _, j := range open {
 		m.log.Info("resuming job", "job_id", j.ID, "state", j.State)
+		if !State(j.State).Terminal() {
+			if _, err := m.deps.Store.Advance(j.ID, j.State, j.State, "resumed after a restart", nil); err != nil {
+				m.log.Error("record resume", "job_id", j.ID, "err", err)
+			}
+		}
 		m.spawn(j.ID)
 	}
 	for {
@@ -531,25 +539,41 @@ func (m *Machine) follow(ctx context.Context, id string) (State, string, func(*R
 	}
 }
 
-// abandon gives a failed job back on chain, once.
+// owesRefund tells whether a failed job was taken on chain and not yet given back.
+func owesRefund(raw json.RawMessage) bool {
+	rec, err := decodeRecord(raw)
+	return err == nil && rec.AcceptTx != "" && rec.Refund == ""
+}
+
+// abandon gives a failed job back on chain, once; after a restart, Run resumes it.
 func (m *Machine) abandon(ctx context.Context, id string, log *slog.Logger) {
 	j, err := m.deps.Store.Get(id)
-	if err != nil {
+	if err != nil || !owesRefund(j.Data) {
 		return
 	}
 	rec, _ := decodeRecord(j.Data)
-	if rec.AcceptTx == "" || strings.HasPrefix(rec.Reason, "abandoned") {
-		return
-	}
-	for attempt := 0; attempt < m.cfg.MaxAttempts && ctx.Err() == nil; attempt++ {
-		if err := m.deps.Chain.Abandon(ctx, id, rec.Reason); err != nil {
-			log.Warn("give the job back on chain", "err", err)
-			time.Sleep(time.Duration(m.cfg.RetryBase))
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		refund, err := m.deps.Chain.Abandon(ctx, id, rec.Reason)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			wait := min(time.Duration(m.cfg.RetryBase)<<min(attempt-1, 16), time.Duration(m.cfg.RetryMax))
+			log.Warn("give the job back on chain; retrying", "attempt", attempt, "in", wait, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 			continue
 		}
-		m.deps.Store.Advance(id, string(Failed), string(Failed), "given back on chain", func(sj *store.Job) error {
-			r, _ := decodeRecord(sj.Data)
-			r.Reason = "abandoned: " + r.Reason
+		log.Info("job given back", "refund", refund)
+		m.deps.Store.Advance(id, string(Failed), string(Failed), refund, func(sj *store.Job) error {
+			r, err := decodeRecord(sj.Data)
+			if err != nil {
+				return err
+			}
+			r.Refund = refund
 			sj.Data = mustJSON(r)
 			return nil
 		})

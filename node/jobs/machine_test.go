@@ -243,6 +243,22 @@ func TestTrainerFailsGivesJobBack(t *testing.T) {
 	if r.chain.submits != 0 {
 		t.Error("a failed job was submitted")
 	}
+	for {
+		j, err := r.m.Get("2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Refund != "" {
+			if j.State != Failed {
+				t.Errorf("given back, state %s", j.State)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the refund is not recorded on the job")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func TestRejectedAndLost(t *testing.T) {

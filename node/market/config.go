@@ -47,6 +47,18 @@ type Config struct {
 	BumpAfter   time.Duration `toml:"bump_after"`
 	BumpPercent uint64        `toml:"bump_percent"`
 	MaxFeeGwei  uint64        `toml:"max_fee_gwei"`
+	// AutoWithdrawWei makes the node withdraw its credit (rewards, validator fees) as
+	// soon as it reaches this many wei; empty or "0" leaves withdrawing to the operator.
+	AutoWithdrawWei string `toml:"auto_withdraw_wei"`
+}
+
+// AutoWithdraw is the parsed auto_withdraw_wei: nil when off.
+func (c Config) AutoWithdraw() *big.Int {
+	v, ok := new(big.Int).SetString(c.AutoWithdrawWei, 10)
+	if !ok || v.Sign() <= 0 {
+		return nil
+	}
+	return v
 }
 
 // DefaultKeystore is the keystore folder of a node with the default data directory.
@@ -118,6 +130,11 @@ func (c Config) Validate() []error {
 	}
 	if c.MaxFeeGwei == 0 {
 		errs = append(errs, errors.New("max_fee_gwei: must be positive"))
+	}
+	if c.AutoWithdrawWei != "" {
+		if v, ok := new(big.Int).SetString(c.AutoWithdrawWei, 10); !ok || v.Sign() < 0 {
+			errs = append(errs, fmt.Errorf("auto_withdraw_wei %q: must be a whole number of wei (\"\" or \"0\": off)", c.AutoWithdrawWei))
+		}
 	}
 	return errs
 }

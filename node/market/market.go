@@ -171,6 +171,9 @@ func DecodeEvent(e Event) (any, error) {
 	return nil, fmt.Errorf("log %s: not a known JobMarket event", e.ID())
 }
 
+// Config returns the market's configuration, resolved.
+func (m *Market) Config() Config { return m.cfg }
+
 // Status reports the chain side for the node's status page.
 func (m *Market) Status() api.MarketStatus {
 	w := m.watcher.Status()

@@ -84,6 +84,23 @@ func (m *Market) researchRoutes(s *api.Server) {
 		}
 		api.WriteJSON(w, http.StatusOK, api.PostJobResult{JobID: id.String(), TxHash: rec.TxHash.Hex()})
 	})
+	s.HandleFunc("GET /v1/market/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id, ok := new(big.Int).SetString(r.PathValue("id"), 10)
+		if !ok {
+			api.WriteError(w, http.StatusBadRequest, fmt.Errorf("job %q: not a chain job id", r.PathValue("id")))
+			return
+		}
+		v, err := m.Job(r.Context(), id)
+		if err != nil {
+			api.WriteError(w, http.StatusBadGateway, err)
+			return
+		}
+		if v.Sponsor == (common.Address{}) {
+			api.WriteError(w, http.StatusNotFound, fmt.Errorf("job %s: no such job on chain", id))
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, chainJob(id, v))
+	})
 	s.HandleFunc("GET /v1/market/jobs/{id}/result", func(w http.ResponseWriter, r *http.Request) {
 		id, ok := new(big.Int).SetString(r.PathValue("id"), 10)
 		if !ok {
@@ -145,4 +162,33 @@ func jobParams(req api.PostJobRequest) (bindings.JobMarketJobParams, error) {
 	p.AcceptBy = big.NewInt(time.Now().Add(time.Duration(req.AcceptWithinSeconds) * time.Second).Unix())
 	p.RunWindow, p.AttestWindow = req.RunWindowSeconds, req.AttestWindowSeconds
 	return p, nil
+}
+
+// chainJob describes an on-chain job record, with who the contract credited once it is
+// over (see the money rules in JobMarket.sol).
+func chainJob(id *big.Int, v bindings.JobMarketJob) api.ChainJob {
+	st := JobState(v.State)
+	j := api.ChainJob{
+		JobID: id.String(), State: st.String(), Sponsor: v.Sponsor.Hex(),
+		Reward: v.Reward.String(), Fee: v.ValidatorFee.String(), Bond: v.Bond.String(),
+		Passes: int(v.Passes), Fails: int(v.Fails),
+	}
+	if v.Provider != (common.Address{}) {
+		j.Provider = v.Provider.Hex()
+	}
+	switch st {
+	case StateOpen:
+		j.Deadline = time.Unix(v.AcceptBy.Int64(), 0).UTC()
+	case StateAccepted, StateSubmitted:
+		j.Deadline = time.Unix(v.Deadline.Int64(), 0).UTC()
+	case StateCompleted:
+		j.Settlement = "paid: the provider is credited the reward and its bond back; unearned validator fees go back to the sponsor"
+	case StateRejected:
+		j.Settlement = "refunded: the validators scored the result below the threshold; the sponsor is credited the reward, the provider's bond and unearned fees"
+	case StateExpired:
+		j.Settlement = "refunded: a deadline passed; the sponsor is credited the reward and unearned fees (and the bond, if the provider missed its run deadline)"
+	case StateCancelled:
+		j.Settlement = "refunded: the sponsor cancelled the job before anyone accepted it"
+	}
+	return j
 }

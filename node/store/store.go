@@ -29,6 +29,7 @@ var (
 	bucketHistory = []byte("history")
 	bucketSeen    = []byte("seen")
 	bucketCursors = []byte("cursors")
+	bucketLedger  = []byte("ledger")
 )
 
 // Job is a job as the node tracks it. Data holds the fields the state machine owns,
@@ -69,7 +70,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketJobs, bucketHistory, bucketSeen, bucketCursors} {
+		for _, b := range [][]byte{bucketJobs, bucketHistory, bucketSeen, bucketCursors, bucketLedger} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -189,6 +190,52 @@ func (s *Store) MarkSeen(key string) (already bool, err error) {
 		return b.Put([]byte(key), []byte(s.now().UTC().Format(time.RFC3339Nano)))
 	})
 	return already, err
+}
+
+// Entry is one movement of the node's money on chain: a reward or a validator fee
+// credited, a withdrawal paid out. Wei is a decimal amount.
+type Entry struct {
+	Kind  string    `json:"kind"`
+	Wei   string    `json:"wei"`
+	JobID string    `json:"job_id,omitempty"`
+	At    time.Time `json:"at"`
+}
+
+// Book records e under key (the chain event it comes from) and reports whether it was new:
+// an event handled twice is booked once.
+func (s *Store) Book(key string, e Entry) (booked bool, err error) {
+	if e.At.IsZero() {
+		e.At = s.now().UTC()
+	}
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return false, err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketLedger)
+		if b.Get([]byte(key)) != nil {
+			return nil
+		}
+		booked = true
+		return b.Put([]byte(key), raw)
+	})
+	return booked, err
+}
+
+// Ledger returns every booked entry.
+func (s *Store) Ledger() ([]Entry, error) {
+	var out []Entry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLedger).ForEach(func(k, v []byte) error {
+			var e Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("ledger entry %s: %w", k, err)
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	return out, err
 }
 
 // Cursor returns a named cursor's value (0 if never set), such as the last processed block.

@@ -179,3 +179,25 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// TestLedgerBooksOnce: an event handled twice (a replay after a crash) is booked once, and
+// the ledger survives reopening the file.
+func TestLedgerBooksOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, key := range []string{"0xa:1", "0xa:2", "0xa:1"} {
+		booked, err := s.Book(key, Entry{Kind: "reward", Wei: fmt.Sprint(100 * (i + 1)), JobID: "7"})
+		if err != nil || booked != (i < 2) {
+			t.Errorf("book %s: booked %v, %v", key, booked, err)
+		}
+	}
+	s.Close()
+	s = open(t, path)
+	entries, err := s.Ledger()
+	if err != nil || len(entries) != 2 || entries[0].Wei != "100" || entries[1].Wei != "200" || entries[0].At.IsZero() {
+		t.Errorf("ledger %+v, %v", entries, err)
+	}
+}

@@ -12,7 +12,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/runtime"
@@ -21,6 +23,38 @@ import (
 // ScoreScale converts a metric to the contract's integer score: score = metric × 1e6,
 // so an accuracy of 0.9638 is 963800 and a threshold of 0.9 is 900000.
 const ScoreScale = 1_000_000
+
+// Config is the [validator] section.
+type Config struct {
+	// Enabled makes the node judge the jobs that name its account as a validator. Off, it
+	// ignores them (and cannot take them as a provider either: the contract forbids it).
+	Enabled bool `toml:"enabled"`
+	// EvalTimeout bounds one evaluation container's run.
+	EvalTimeout configfile.Duration `toml:"eval_timeout"`
+	// CPUs and MemoryBytes cap the evaluation container (0: no cap).
+	CPUs        float64 `toml:"cpus"`
+	MemoryBytes int64   `toml:"memory_bytes"`
+}
+
+// Default returns the defaults: on, an hour per evaluation, no resource caps.
+func Default() Config {
+	return Config{Enabled: true, EvalTimeout: configfile.Duration(time.Hour)}
+}
+
+// Validate reports every problem with the configuration.
+func (c Config) Validate() []error {
+	var errs []error
+	if c.EvalTimeout <= 0 {
+		errs = append(errs, errors.New("eval_timeout: must be positive"))
+	}
+	if c.CPUs < 0 {
+		errs = append(errs, fmt.Errorf("cpus %g: must not be negative", c.CPUs))
+	}
+	if c.MemoryBytes < 0 {
+		errs = append(errs, fmt.Errorf("memory_bytes %d: must not be negative", c.MemoryBytes))
+	}
+	return errs
+}
 
 // Task is one submitted result to evaluate.
 type Task struct {
@@ -65,6 +99,7 @@ type Runtime interface {
 
 // Validator evaluates submitted results.
 type Validator struct {
+	cfg     Config
 	store   *store.Store
 	chain   Chain
 	content Content
@@ -75,8 +110,8 @@ type Validator struct {
 
 // New returns a validator that keeps its progress in st and its evaluation outputs
 // under workDir.
-func New(st *store.Store, chain Chain, content Content, rt Runtime, workDir string, log *slog.Logger) *Validator {
-	return &Validator{store: st, chain: chain, content: content, rt: rt, workDir: workDir, log: log.With("component", "validator")}
+func New(cfg Config, st *store.Store, chain Chain, content Content, rt Runtime, workDir string, log *slog.Logger) *Validator {
+	return &Validator{cfg: cfg, store: st, chain: chain, content: content, rt: rt, workDir: workDir, log: log.With("component", "validator")}
 }
 
 const (
@@ -167,6 +202,8 @@ func (v *Validator) evaluate(ctx context.Context, t Task) (Verdict, error) {
 		OutputDir:    out,
 		OutputTarget: "/out",
 		Network:      runtime.NetworkNone,
+		RunTimeout:   time.Duration(v.cfg.EvalTimeout),
+		Resources:    runtime.Resources{CPUs: v.cfg.CPUs, MemoryBytes: v.cfg.MemoryBytes},
 	})
 	switch {
 	case err == nil, errors.Is(err, runtime.ErrJobExists):

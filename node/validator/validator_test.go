@@ -104,7 +104,7 @@ func newSetup(t *testing.T, eval func(string, string) int) *setup {
 	}
 	t.Cleanup(func() { st.Close() })
 	s := &setup{chain: &fakeChain{scores: map[string]uint32{}}, rt: &fakeRuntime{eval: eval, res: map[string]runtime.Result{}}, st: st}
-	s.v = New(st, s.chain, fakeContent{dirs: map[string]string{"bafyckpt": ckpt}}, s.rt, filepath.Join(dir, "work"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.v = New(Default(), st, s.chain, fakeContent{dirs: map[string]string{"bafyckpt": ckpt}}, s.rt, filepath.Join(dir, "work"), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	s.task = Task{JobID: "7", CheckpointCID: "bafyckpt", ResultHash: hash, EvalImage: "eval@sha256:" + strings.Repeat("a", 64),
 		EvalCommand: []string{"/eval"}, Metric: "accuracy", Threshold: 900000}
 	return s
