@@ -4,6 +4,9 @@ package testenv
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,4 +82,45 @@ func Binary(t testing.TB) string {
 		t.Fatalf("build gpunode: %v\n%s", buildErr, buildOut)
 	}
 	return buildPath
+}
+
+// Registry starts Debian's docker-registry on a free loopback port over storage and
+// returns its host:port. extra is appended to its YAML configuration (an auth section,
+// say). The registry stops when the test ends.
+func Registry(t testing.TB, storage, extra string) string {
+	t.Helper()
+	bin := LookPath(t, "docker-registry", "docker-registry")
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", storage, addr) + extra
+	cfgPath := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", cfgPath)
+	logf, err := os.Create(filepath.Join(dir, "registry.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
+	for i := 0; i < 100; i++ {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			return addr
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
+	t.Fatalf("docker-registry did not answer on %s:\n%s", addr, b)
+	return ""
 }

@@ -32,52 +32,23 @@ const (
 	regPass = "s3cret-pass"
 )
 
-// registry starts Debian's docker-registry on a free loopback port over storage,
+// startRegistry starts Debian's docker-registry on a free loopback port over storage,
 // with htpasswd auth if auth is set, and returns its host:port.
 func startRegistry(t *testing.T, storage string, auth bool) string {
 	t.Helper()
-	bin := testenv.LookPath(t, "docker-registry", "docker-registry")
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", storage, addr)
+	var extra string
 	if auth {
 		hash, err := bcrypt.GenerateFromPassword([]byte(regPass), bcrypt.MinCost)
 		if err != nil {
 			t.Fatal(err)
 		}
-		htpasswd := filepath.Join(dir, "htpasswd")
+		htpasswd := filepath.Join(t.TempDir(), "htpasswd")
 		if err := os.WriteFile(htpasswd, []byte(regUser+":"+string(hash)+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: gpunode-test\n    path: %s\n", htpasswd)
+		extra = fmt.Sprintf("auth:\n  htpasswd:\n    realm: gpunode-test\n    path: %s\n", htpasswd)
 	}
-	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", cfgPath)
-	logf, _ := os.Create(filepath.Join(dir, "registry.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
-	for i := 0; i < 100; i++ {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			return addr
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	b, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
-	t.Fatalf("docker-registry did not answer on %s:\n%s", addr, b)
-	return ""
+	return testenv.Registry(t, storage, extra)
 }
 
 // pushUnique builds a FROM scratch image whose layer is unique to this call, pushes it
