@@ -106,7 +106,14 @@ type Model struct {
 // Train fits a model with mini-batch-free SGD over epochs passes, in a fixed order from
 // seed, so a run is reproducible.
 func Train(train []Sample, epochs int, lr float64, seed int64) *Model {
-	m := &Model{Version: 1, Kind: "softmax"}
+	return Resume(nil, train, epochs, lr, seed)
+}
+
+// Resume trains m (a new model when nil) for epochs more passes, as Train does.
+func Resume(m *Model, train []Sample, epochs int, lr float64, seed int64) *Model {
+	if m == nil {
+		m = &Model{Version: 1, Kind: "softmax"}
+	}
 	rng := rand.New(rand.NewSource(seed))
 	order := rng.Perm(len(train))
 	var p [Classes]float64

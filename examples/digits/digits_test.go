@@ -46,6 +46,10 @@ func TestTrainLearnsDigits(t *testing.T) {
 	if back.Accuracy(held) != acc {
 		t.Error("a saved model scores differently")
 	}
+	// Training on from a checkpoint goes on learning.
+	if acc := Resume(Train(train, 1, 0.1, 1), train, 14, 0.1, 2).Accuracy(held); acc < 0.93 {
+		t.Errorf("resumed model: held-out accuracy %.3f, want at least 0.93", acc)
+	}
 	// Same seed, same model.
 	if Train(train, 2, 0.1, 7).W != Train(train, 2, 0.1, 7).W {
 		t.Error("training is not reproducible")
