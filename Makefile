@@ -8,7 +8,7 @@ PREFIX    ?= /usr/local
 # Tool builds (kubo, solc) are cached here and reused by every test run on this machine.
 export GPUNODE_CACHE ?= $(HOME)/.cache/gpunode
 
-.PHONY: all build run test test-go setup lint install generate contracts clean
+.PHONY: all build run demo test test-go setup lint install generate contracts clean
 
 all: build
 
@@ -23,6 +23,11 @@ setup:
 ## run: install what is missing, build, and start a node on embedded defaults
 run: setup build
 	bash scripts/run.sh $(BIN) $(RUN_DIR)
+
+## demo: the example job through the whole loop on this machine (dev chain, registry,
+## a researcher's, a provider's and two validators' nodes); prints where the checkpoint is
+demo: setup build
+	bash scripts/demo.sh $(BIN) $(RUN_DIR)/demo
 
 ## test: install what is missing, then run every test suite
 test: setup

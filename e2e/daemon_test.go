@@ -58,8 +58,14 @@ func freeAddr(t *testing.T) string {
 // waits until its control API answers.
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	return startDaemonIn(t, t.TempDir(), args...)
+}
+
+// startDaemonIn is startDaemon over dir, so that a daemon can be started again on the
+// same state and socket.
+func startDaemonIn(t *testing.T, dir string, args ...string) *daemon {
+	t.Helper()
 	bin := testenv.Binary(t)
-	dir := t.TempDir()
 	d := &daemon{
 		socket:  filepath.Join(dir, "api.sock"),
 		metrics: freeAddr(t),

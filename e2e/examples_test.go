@@ -28,20 +28,42 @@ var (
 	exampleErr    error
 )
 
-// exampleImage builds the example trainer and eval images (static Go binaries FROM
-// scratch) once per test process and returns the image ID of name.
+// exampleImage builds the example trainer and eval images and the test's probe image
+// (static Go binaries FROM scratch) once per test process and returns the image ID of
+// name.
 func exampleImage(t *testing.T, name string) string {
 	t.Helper()
 	testenv.RequireDocker(t)
 	exampleOnce.Do(func() {
 		exampleImages = map[string]string{}
-		for _, n := range []string{"trainer", "eval"} {
-			id, err := buildExample(testenv.RepoRoot(t), n)
+		root := testenv.RepoRoot(t)
+		data, err := os.ReadFile(digits.DebianPath)
+		if err != nil {
+			exampleErr = fmt.Errorf("%v: the digits come from Debian's python3-sklearn; %s", err, testenv.Setup)
+			return
+		}
+		for _, b := range []struct {
+			name, pkg, dockerfile string
+			files                 map[string][]byte
+		}{
+			{"trainer", "./examples/trainer", "", nil},
+			{"eval", "./examples/eval", "", map[string][]byte{"digits.csv.gz": data}},
+			{"probe", "./e2e/testdata/probe", "FROM scratch\nCOPY probe /probe\nUSER 65534:65534\nENTRYPOINT [\"/probe\"]\n", nil},
+		} {
+			if b.dockerfile == "" {
+				df, err := os.ReadFile(filepath.Join(root, b.pkg, "Dockerfile"))
+				if err != nil {
+					exampleErr = err
+					return
+				}
+				b.dockerfile = string(df)
+			}
+			id, err := buildStatic(root, b.name, b.pkg, b.dockerfile, b.files)
 			if err != nil {
 				exampleErr = err
 				return
 			}
-			exampleImages[n] = id
+			exampleImages[b.name] = id
 		}
 	})
 	if exampleErr != nil {
@@ -50,29 +72,23 @@ func exampleImage(t *testing.T, name string) string {
 	return exampleImages[name]
 }
 
-func buildExample(root, name string) (string, error) {
+// buildStatic compiles pkg into a static binary called name and builds an image of it
+// from dockerfile, with files beside it in the build context; it returns the image ID.
+func buildStatic(root, name, pkg, dockerfile string, files map[string][]byte) (string, error) {
 	dir, err := os.MkdirTemp("", "gpunode-example-")
 	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(dir)
-	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, name), "./examples/"+name)
+	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, name), pkg)
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build %s: %v\n%s", name, err, out)
 	}
-	df, err := os.ReadFile(filepath.Join(root, "examples", name, "Dockerfile"))
-	if err != nil {
-		return "", err
-	}
-	os.WriteFile(filepath.Join(dir, "Dockerfile"), df, 0o644)
-	if name == "eval" {
-		data, err := os.ReadFile(digits.DebianPath)
-		if err != nil {
-			return "", fmt.Errorf("%v: the digits come from Debian's python3-sklearn; %s", err, testenv.Setup)
-		}
-		os.WriteFile(filepath.Join(dir, "digits.csv.gz"), data, 0o644)
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644)
+	for n, b := range files {
+		os.WriteFile(filepath.Join(dir, n), b, 0o644)
 	}
 	cmd := exec.Command("docker", "build", "-q", "-t", "gpunode-example/"+name+":test", dir)
 	var stderr strings.Builder
@@ -191,7 +207,7 @@ func TestExampleTrainsOnPrivateDataAndValidates(t *testing.T) {
 	}
 	defer st.Close()
 	chain := &recordingChain{scores: map[string]uint32{}}
-	v := validator.New(st, chain, dirContent{"good": good, "poor": poor}, rt, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	v := validator.New(validator.Default(), st, chain, dirContent{"good": good, "poor": poor}, rt, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for _, tc := range []struct {
 		job, cid, hash string
 		pass           bool

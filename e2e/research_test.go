@@ -13,11 +13,11 @@ import (
 )
 
 // devchainProcess runs `gpunode devchain` on a free port and returns its deployment file.
-func devchainProcess(t *testing.T) string {
+func devchainProcess(t *testing.T, args ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "devchain.json")
-	cmd := exec.Command(testenv.Binary(t), "devchain", "--listen", freeAddr(t), "--out", out)
+	cmd := exec.Command(testenv.Binary(t), append([]string{"devchain", "--listen", freeAddr(t), "--out", out}, args...)...)
 	var logs syncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -51,15 +51,7 @@ func TestResearcherPostsJob(t *testing.T) {
 	if err := json.Unmarshal(raw, &d); err != nil || len(d.Accounts) < 4 {
 		t.Fatalf("deployment %s: %v", raw, err)
 	}
-	dir := t.TempDir()
-	keyFile, pw := filepath.Join(dir, "key.hex"), filepath.Join(dir, "pw")
-	os.WriteFile(keyFile, []byte(d.Accounts[1].PrivateKey+"\n"), 0o600)
-	os.WriteFile(pw, []byte("dev\n"), 0o600)
-	keystore := filepath.Join(dir, "keystore")
-	imp := exec.Command(testenv.Binary(t), "wallet", "import", "--hex", "--keystore", keystore, "--password-file", pw, keyFile)
-	if out, err := imp.CombinedOutput(); err != nil {
-		t.Fatalf("wallet import: %v\n%s", err, out)
-	}
+	keystore, pw := importKey(t, t.TempDir(), d.Accounts[1].PrivateKey)
 	cfg := p2pConfig(t, "127.0.0.1", nil)
 	b, _ := os.ReadFile(cfg)
 	b = append(b, []byte("[market]\ndeployment = \""+dep+"\"\nkeystore = \""+keystore+"\"\npassword_file = \""+pw+"\"\nconfirmations = 1\n")...)
