@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	libp2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -25,6 +27,7 @@ import (
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
+	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/node/validator"
 	"github.com/gpunode/gpunode/runtime"
@@ -325,4 +328,96 @@ func dialClient(t *testing.T, dep devchain.Deployment) *market.Client {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// TestOfferedJob: a job reaches a provider only as a direct offer (its node missed the
+// JobPosted event); the node reads the job from the chain, evaluates it and takes it, and
+// answers the offer with that. Offers that do not name a posted job are declined.
+func TestOfferedJob(t *testing.T) {
+	dep := startDevchain(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
+	provider := newChainNode(t, dep, 1, content)
+	sponsor := newChainNode(t, dep, 4, content)
+	if err := provider.chain.register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	image := "reg.local/t@sha256:" + fmt.Sprintf("%064d", 1)
+	manifest := []byte(`{"version":1,"image":"` + image + `","command":["/train"],"resources":{"gpus":0},
+		"output":{"path":"/out","max_bytes":1048576},"max_duration":"1h","network":{"mode":"none"},
+		"evaluation":{"image":"` + image + `","command":["/eval"],"metric":"accuracy","threshold":0.9}}`)
+	manifestCID := content.put(manifest)
+	_, r, err := sponsor.market.PostJob(ctx, bindings.JobMarketJobParams{
+		Reward: big.NewInt(1000), ValidatorFee: new(big.Int), Bond: new(big.Int), Threshold: 900000, Quorum: 1,
+		Validators: []common.Address{dep.Accounts[2].Address}, AcceptBy: big.NewInt(time.Now().Add(time.Hour).Unix()),
+		RunWindow: 3600, AttestWindow: 3600, ManifestCID: manifestCID, ManifestHash: sha256.Sum256(manifest),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The provider's watcher goes past the job while no machine listens.
+	for deadline := time.Now().Add(30 * time.Second); provider.market.Status().HandledBlock < r.BlockNumber.Uint64(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the provider's watcher did not reach the job's block")
+		}
+	}
+	offer := p2p.Offer{Version: p2p.OfferVersion, ID: "o1", ManifestCID: manifestCID, PricePerGPUHour: "0", MaxDurationSeconds: 3600, ExpiresAt: time.Now().Add(time.Minute).Unix()}
+	if d := provider.chain.offered(ctx, "peer", offer); d.Accepted || !strings.Contains(d.Reason, "takes no jobs") {
+		t.Errorf("offer before the node takes jobs: %+v", d)
+	}
+
+	trainer := &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int { return 0 }}
+	machine := jobs.New(jobs.Default(), jobs.Deps{Store: provider.store, Chain: provider.chain, Content: content, Runtime: trainer, WorkDir: t.TempDir()}, quietLog())
+	provider.chain.attach(machine, nil)
+	machineDone := make(chan struct{})
+	go func() { machine.Run(ctx); close(machineDone) }()
+	defer func() { cancel(); <-machineDone }()
+	if _, err := machine.Get("1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the provider knows the job before the offer: %v", err)
+	}
+
+	for _, c := range []struct {
+		name  string
+		edit  func(*p2p.Offer)
+		words string
+	}{
+		{"no job id", func(o *p2p.Offer) {}, "post the job on chain first"},
+		{"unknown job", func(o *p2p.Offer) { o.JobID = "99" }, "not posted"},
+		{"other manifest", func(o *p2p.Offer) { o.JobID = "1"; o.ManifestCID = content.put([]byte("{}")) }, "is not the one posted"},
+	} {
+		o := offer
+		c.edit(&o)
+		if d := provider.chain.offered(ctx, "peer", o); d.Accepted || !strings.Contains(d.Reason, c.words) {
+			t.Errorf("%s: %+v, want declined saying %q", c.name, d, c.words)
+		}
+	}
+	offer.JobID = "0x1"
+	key, _, err := libp2pcrypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	researcher, _ := peer.IDFromPrivateKey(key)
+	offerCtx, offerCancel := context.WithTimeout(ctx, 10*time.Second)
+	d := provider.chain.offered(offerCtx, researcher, offer)
+	offerCancel()
+	if !d.Accepted {
+		t.Fatalf("offer of a posted job that fits: %+v", d)
+	}
+	j, err := machine.Get("1")
+	if err != nil || j.Posting.Source != "offer from "+researcher.String() || j.Posting.RewardWei != "1000" {
+		t.Fatalf("offered job: %+v %v", j, err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if v, err := provider.market.Job(ctx, big.NewInt(1)); err == nil && v.Provider == provider.addr {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the offered job was not accepted on chain")
+		}
+	}
+	// Offered again, the node answers from what it knows.
+	if d := provider.chain.offered(ctx, "peer", offer); !d.Accepted || !strings.Contains(d.Reason, "taking job 1") {
+		t.Errorf("second offer: %+v", d)
+	}
 }

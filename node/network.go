@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/p2p"
@@ -46,6 +47,12 @@ func (n *Node) openNetwork(ctx context.Context, mk *market.Market) error {
 		Snapshot:   n.capacity,
 		Log:        n.log,
 		Registerer: n.reg,
+		Offers: func(ctx context.Context, from peer.ID, o p2p.Offer) p2p.Decision {
+			if n.work == nil {
+				return p2p.Decision{Reason: "this node takes no jobs: it needs a chain and IPFS"}
+			}
+			return n.work.chain.offered(ctx, from, o)
+		},
 	})
 	if err != nil {
 		return err

@@ -17,9 +17,9 @@ import (
 func newJobCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "job",
-		Short: "Jobs: list what this node runs, show one; post one, fetch its checkpoint",
+		Short: "Jobs: list what this node runs, show one; post one, offer it to a rig, fetch its checkpoint",
 	}
-	cmd.AddCommand(newJobListCmd(), newJobStatusCmd(), newJobPostCmd(), newJobFetchCmd())
+	cmd.AddCommand(newJobListCmd(), newJobStatusCmd(), newJobPostCmd(), newJobFetchCmd(), newJobOfferCmd())
 	return cmd
 }
 

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"github.com/gpunode/gpunode/job"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/validator"
 )
 
@@ -46,6 +49,11 @@ fee in escrow. Validators attest the evaluation metric; the threshold is the man
 	f.DurationVar(&acceptWithin, "accept-within", time.Hour, "how long a provider has to accept")
 	f.DurationVar(&runWindow, "run-window", 6*time.Hour, "how long the provider has to submit, from acceptance")
 	f.DurationVar(&attestWait, "attest-window", time.Hour, "how long validators have to attest, from submission")
+	cmd.Long += `
+
+Inputs given as "file" (a file or folder on this machine, relative to the manifest) are
+added to the node's IPFS first; the manifest posted names their CIDs instead, and is kept
+beside the original as NAME.posted.json.`
 	cmd.MarkFlagRequired("validators")
 	cmd.MarkFlagRequired("reward")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -68,6 +76,11 @@ fee in escrow. Validators attest the evaluation metric; the threshold is the man
 			return fmt.Errorf("quorum %d: too large", quorum)
 		}
 		c := api.NewClient(*socket)
+		if len(man.LocalFiles()) > 0 {
+			if raw, path, err = uploadInputs(cmd, c, man, path); err != nil {
+				return err
+			}
+		}
 		added, err := c.IPFSAdd(cmd.Context(), path, "")
 		if err != nil {
 			return fmt.Errorf("add manifest to IPFS: %w", err)
@@ -124,4 +137,98 @@ func newJobFetchCmd() *cobra.Command {
 		return err
 	}
 	return cmd
+}
+
+func newJobOfferCmd() *cobra.Command {
+	var (
+		peerID, price string
+		gpus          int
+		maxDuration   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "offer ID --peer PEER_ID",
+		Short: "Offer a posted job to one rig over the p2p network and print its answer",
+		Long: `offer asks one rig (by libp2p peer ID, as 'gpunode market' lists them) to take a job
+already posted on chain. The rig reads the job from the chain, evaluates it as it would
+any posted job — manifest, GPUs, datasets, its workload policy — and answers at once:
+taking it, or declined and why. The reward is still paid from the job's escrow.`,
+		Args: cobra.ExactArgs(1),
+	}
+	socket := apiFlag(cmd)
+	f := cmd.Flags()
+	f.StringVar(&peerID, "peer", "", "the rig's libp2p peer ID")
+	f.IntVar(&gpus, "gpus", 0, "GPUs the job needs (the rig declines if fewer are free)")
+	f.StringVar(&price, "price", "0", "offered price in wei per GPU-hour (the rig declines below its ask)")
+	f.DurationVar(&maxDuration, "max-duration", time.Hour, "the job's longest run")
+	cmd.MarkFlagRequired("peer")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c := api.NewClient(*socket)
+		cj, err := c.ChainJob(cmd.Context(), args[0])
+		if err != nil {
+			return err
+		}
+		if cj.ManifestCID == "" {
+			return fmt.Errorf("job %s: its manifest is not known to this node's chain client", args[0])
+		}
+		nonce := make([]byte, 8)
+		rand.Read(nonce)
+		offer, _ := json.Marshal(p2p.Offer{
+			Version: p2p.OfferVersion, ID: hex.EncodeToString(nonce), ManifestCID: cj.ManifestCID, GPUs: gpus,
+			PricePerGPUHour: price, MaxDurationSeconds: int64(maxDuration.Seconds()), JobID: cj.JobID,
+			ExpiresAt: time.Now().Add(5 * time.Minute).Unix(),
+		})
+		raw, err := c.P2POffer(cmd.Context(), peerID, offer)
+		if err != nil {
+			return err
+		}
+		var d p2p.Decision
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return fmt.Errorf("answer: %w", err)
+		}
+		if !d.Accepted {
+			return fmt.Errorf("job %s: declined by %s: %s", cj.JobID, peerID, d.Reason)
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "job %s: accepted by %s: %s\n", cj.JobID, peerID, d.Reason)
+		return err
+	}
+	return cmd
+}
+
+// uploadInputs adds the manifest's local input files to the node's IPFS, replaces them
+// with their CIDs, and writes the manifest to post beside the original; it returns its
+// bytes and path.
+func uploadInputs(cmd *cobra.Command, c *api.Client, man *job.Manifest, path string) ([]byte, string, error) {
+	dir := filepath.Dir(path)
+	for i := range man.Inputs {
+		in := &man.Inputs[i]
+		if in.File == "" {
+			continue
+		}
+		p := in.File
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if _, err := os.Stat(p); err != nil {
+			return nil, "", fmt.Errorf("inputs[%d].file: %w", i, err)
+		}
+		added, err := c.IPFSAdd(cmd.Context(), p, "")
+		if err != nil {
+			return nil, "", fmt.Errorf("add input %s to IPFS: %w", in.File, err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "input %s: %s\n", in.File, added.CID)
+		in.CID, in.File = added.CID, ""
+	}
+	raw, err := json.MarshalIndent(man, "", "  ")
+	if err != nil {
+		return nil, "", err
+	}
+	raw = append(raw, '\n')
+	if _, err := job.Decode(bytes.NewReader(raw)); err != nil {
+		return nil, "", fmt.Errorf("manifest with the uploaded inputs: %w", err)
+	}
+	posted := strings.TrimSuffix(path, filepath.Ext(path)) + ".posted.json"
+	if err := os.WriteFile(posted, raw, 0o644); err != nil {
+		return nil, "", fmt.Errorf("keep the manifest to post: %w", err)
+	}
+	return raw, posted, nil
 }

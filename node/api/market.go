@@ -95,16 +95,18 @@ func (c *Client) JobResult(ctx context.Context, id string) (JobResult, error) {
 // ChainJob is a job as the contract records it: GET /v1/market/jobs/{id}. Amounts are
 // decimal wei.
 type ChainJob struct {
-	JobID    string    `json:"job_id"`
-	State    string    `json:"state"`
-	Sponsor  string    `json:"sponsor"`
-	Provider string    `json:"provider,omitempty"`
-	Reward   string    `json:"reward_wei"`
-	Fee      string    `json:"validator_fee_wei"`
-	Bond     string    `json:"bond_wei"`
-	Passes   int       `json:"passes"`
-	Fails    int       `json:"fails"`
-	Deadline time.Time `json:"deadline,omitzero"`
+	JobID    string `json:"job_id"`
+	State    string `json:"state"`
+	Sponsor  string `json:"sponsor"`
+	Provider string `json:"provider,omitempty"`
+	// ManifestCID is the manifest posted with the job.
+	ManifestCID string    `json:"manifest_cid,omitempty"`
+	Reward      string    `json:"reward_wei"`
+	Fee         string    `json:"validator_fee_wei"`
+	Bond        string    `json:"bond_wei"`
+	Passes      int       `json:"passes"`
+	Fails       int       `json:"fails"`
+	Deadline    time.Time `json:"deadline,omitzero"`
 	// Settlement says who the contract credited, once the job is over.
 	Settlement string `json:"settlement,omitempty"`
 }

@@ -39,6 +39,27 @@ func (m *Market) PostJob(ctx context.Context, p bindings.JobMarketJobParams) (*b
 	return nil, r, fmt.Errorf("post job: tx %s has no JobPosted event", r.TxHash.Hex())
 }
 
+// ErrNotPosted means no JobPosted event exists for the job.
+var ErrNotPosted = errors.New("no such job posted on chain")
+
+// Posted returns job id's JobPosted event: what the sponsor posted, manifest included.
+func (m *Market) Posted(ctx context.Context, id *big.Int) (*bindings.JobMarketJobPosted, error) {
+	logs, err := m.client.FilterLogs(ctx, ethereum.FilterQuery{
+		FromBlock: new(big.Int).SetUint64(m.cfg.StartBlock),
+		Addresses: []common.Address{m.contract},
+		Topics:    [][]common.Hash{nil, {common.BigToHash(id)}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", id, err)
+	}
+	for i := range logs {
+		if ev, err := m.abi.UnpackJobPostedEvent(&logs[i]); err == nil && ev.JobId.Cmp(id) == 0 {
+			return ev, nil
+		}
+	}
+	return nil, fmt.Errorf("job %s: %w", id, ErrNotPosted)
+}
+
 // ErrNoResult means no result was submitted for the job yet.
 var ErrNoResult = errors.New("no result submitted for this job yet")
 
@@ -99,7 +120,11 @@ func (m *Market) researchRoutes(s *api.Server) {
 			api.WriteError(w, http.StatusNotFound, fmt.Errorf("job %s: no such job on chain", id))
 			return
 		}
-		api.WriteJSON(w, http.StatusOK, chainJob(id, v))
+		j := chainJob(id, v)
+		if ev, err := m.Posted(r.Context(), id); err == nil {
+			j.ManifestCID = ev.ManifestCID
+		}
+		api.WriteJSON(w, http.StatusOK, j)
 	})
 	s.HandleFunc("GET /v1/market/jobs/{id}/result", func(w http.ResponseWriter, r *http.Request) {
 		id, ok := new(big.Int).SetString(r.PathValue("id"), 10)

@@ -35,7 +35,7 @@ type Offer struct {
 	ID string `json:"id"`
 	// ManifestCID is the job manifest on IPFS.
 	ManifestCID string `json:"manifest_cid"`
-	// GPUs is how many GPUs the job needs.
+	// GPUs is how many GPUs the job needs (0: a CPU job).
 	GPUs int `json:"gpus"`
 	// PricePerGPUHour is the offered price in wei per GPU-hour, a decimal integer.
 	PricePerGPUHour string `json:"price_per_gpu_hour"`
@@ -70,8 +70,8 @@ func (o *Offer) Check() error {
 	if _, err := cid.Decode(o.ManifestCID); err != nil {
 		return fmt.Errorf("manifest_cid: %w", err)
 	}
-	if o.GPUs < 1 || o.GPUs > 1024 {
-		return fmt.Errorf("gpus: %d out of range 1..1024", o.GPUs)
+	if o.GPUs < 0 || o.GPUs > 1024 {
+		return fmt.Errorf("gpus: %d out of range 0..1024", o.GPUs)
 	}
 	if _, ok := parseWei(o.PricePerGPUHour); !ok {
 		return fmt.Errorf("price_per_gpu_hour: %q is not a decimal integer of wei", o.PricePerGPUHour)

@@ -109,7 +109,7 @@ func TestDecodeOffer(t *testing.T) {
 		"unknown field": `{"v":1,"id":"a","manifest_cid":"` + testCID + `","gpus":1,"price_per_gpu_hour":"1","max_duration_s":1,"expires_at":1,"x":1}`,
 		"bad cid":       `{"v":1,"id":"a","manifest_cid":"Qm","gpus":1,"price_per_gpu_hour":"1","max_duration_s":1,"expires_at":1}`,
 		"bad price":     `{"v":1,"id":"a","manifest_cid":"` + testCID + `","gpus":1,"price_per_gpu_hour":"-1","max_duration_s":1,"expires_at":1}`,
-		"zero gpus":     `{"v":1,"id":"a","manifest_cid":"` + testCID + `","gpus":0,"price_per_gpu_hour":"1","max_duration_s":1,"expires_at":1}`,
+		"negative gpus": `{"v":1,"id":"a","manifest_cid":"` + testCID + `","gpus":-1,"price_per_gpu_hour":"1","max_duration_s":1,"expires_at":1}`,
 		"trailing":      `{"v":1,"id":"a","manifest_cid":"` + testCID + `","gpus":1,"price_per_gpu_hour":"1","max_duration_s":1,"expires_at":1}{}`,
 		"too large":     strings.Repeat(" ", MaxOfferSize+1),
 	} {
