@@ -211,14 +211,14 @@ func (l *loop) waitFor(t *testing.T, what string, limit time.Duration, cond func
 }
 
 // manifest is the example job's manifest (examples/job.template.json) for this loop,
-// changed by edit.
-func (l *loop) manifest(t *testing.T, dataCID string, edit func(m map[string]any)) []byte {
+// changed by edit. Its input is the file digits.csv.gz beside it, which post uploads.
+func (l *loop) manifest(t *testing.T, edit func(m map[string]any)) []byte {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "examples", "job.template.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := strings.NewReplacer("${TRAINER_IMAGE}", l.images["trainer"], "${EVAL_IMAGE}", l.images["eval"], "${DATA_CID}", dataCID).Replace(string(raw))
+	s := strings.NewReplacer("${TRAINER_IMAGE}", l.images["trainer"], "${EVAL_IMAGE}", l.images["eval"]).Replace(string(raw))
 	var m map[string]any
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
 		t.Fatalf("template: %v", err)
@@ -235,8 +235,10 @@ var postedRE = regexp.MustCompile(`posted job (\d+)\n.*\ntx (0x[0-9a-f]+)`)
 // post posts a manifest through the researcher's CLI and returns the job id and tx.
 func (l *loop) post(t *testing.T, manifest []byte, runWindow string) (string, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "job.json")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "job.json")
 	os.WriteFile(path, manifest, 0o644)
+	os.WriteFile(filepath.Join(dir, "digits.csv.gz"), l.dataset, 0o644)
 	var out string
 	var err error
 	for attempt := 0; attempt < 30; attempt++ { // the first adds wait for IPFS to be up
@@ -416,16 +418,11 @@ func TestJobLoop(t *testing.T) {
 	l := startLoop(t)
 	ctx := context.Background()
 
-	dataCID, err := l.sponsor.cli(t, "ipfs", "add", filepath.Join(l.datasets, "digits.csv.gz"))
-	if err != nil {
-		t.Fatalf("ipfs add: %v\n%s", err, dataCID)
-	}
-	dataCID = strings.TrimSpace(dataCID)
 	localData := []any{map[string]any{"dataset": "digits", "path": "/data"}}
 
 	// Acceptance 2's job first: long enough to be killed while it trains, with a
 	// checkpoint every few epochs so that its upload takes a while too.
-	longID, _ := l.post(t, l.manifest(t, dataCID, func(m map[string]any) {
+	longID, _ := l.post(t, l.manifest(t, func(m map[string]any) {
 		m["command"] = []any{"/trainer", "-data", "/data/digits.csv.gz", "-out", "/out", "-epochs", "3000", "-checkpoint-every", "2"}
 		m["output"] = map[string]any{"path": "/out", "max_bytes": 256 << 20}
 	}), "10m")
@@ -433,27 +430,35 @@ func TestJobLoop(t *testing.T) {
 	// Acceptance 1: the example job on public data from IPFS. The sponsor pays exactly
 	// the reward and the validators' fees into escrow, and the gas of its transaction.
 	before := l.balance(t, l.sponsor.account)
-	goodID, postTx := l.post(t, l.manifest(t, dataCID, nil), "10m")
+	goodID, postTx := l.post(t, l.manifest(t, nil), "10m")
 	escrow := new(big.Int).Add(wei(reward), new(big.Int).Mul(wei(fee), big.NewInt(2)))
 	if spent := new(big.Int).Sub(before, l.balance(t, l.sponsor.account)); spent.Cmp(new(big.Int).Add(escrow, l.gasCost(t, postTx))) != 0 {
 		t.Errorf("posting cost the sponsor %s wei, want escrow %s + gas %s", spent, escrow, l.gasCost(t, postTx))
 	}
 
+	peers, err := l.provider.api().P2PPeers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.sponsor.cli(t, "job", "offer", goodID, "--peer", peers.ID); err != nil || !strings.Contains(out, "accepted by "+peers.ID) {
+		t.Errorf("offer of the good job: %v\n%s", err, out)
+	}
+
 	// Acceptance 3: a trainer that exits non-zero (its data file is not there), and a
 	// model below the threshold (no training at all).
-	crashID, _ := l.post(t, l.manifest(t, dataCID, func(m map[string]any) {
+	crashID, _ := l.post(t, l.manifest(t, func(m map[string]any) {
 		m["command"] = []any{"/trainer", "-data", "/data/missing.csv.gz", "-out", "/out"}
 	}), "40s")
-	poorID, _ := l.post(t, l.manifest(t, dataCID, func(m map[string]any) {
+	poorID, _ := l.post(t, l.manifest(t, func(m map[string]any) {
 		m["command"] = []any{"/trainer", "-data", "/data/digits.csv.gz", "-out", "/out", "-epochs", "0"}
 	}), "10m")
 
 	// Acceptance 4: training on the rig's private dataset; and a hostile job on it that
 	// plants links to host files in its output and tries the network.
-	privateID, _ := l.post(t, l.manifest(t, "", func(m map[string]any) {
+	privateID, _ := l.post(t, l.manifest(t, func(m map[string]any) {
 		m["inputs"] = localData
 	}), "10m")
-	probeID, _ := l.post(t, l.manifest(t, "", func(m map[string]any) {
+	probeID, _ := l.post(t, l.manifest(t, func(m map[string]any) {
 		m["inputs"] = localData
 		m["image"] = l.images["probe"]
 		m["command"] = []any{"/probe", "-data", "/data/digits.csv.gz", "-out", "/out", "-dial", l.registry}
@@ -463,16 +468,24 @@ func TestJobLoop(t *testing.T) {
 	// image digest the registry does not have, an input nobody has, a dataset the rig
 	// does not have.
 	malformedID := l.postRaw(t, []byte(`{"version": 1, "image": "trainer:latest", "command": ["/trainer"]}`), "")
-	mismatchID := l.postRaw(t, l.manifest(t, dataCID, nil), strings.Repeat("ab", 32))
-	badDigestID, _ := l.post(t, l.manifest(t, dataCID, func(m map[string]any) {
+	mismatchID := l.postRaw(t, l.manifest(t, nil), strings.Repeat("ab", 32))
+	badDigestID, _ := l.post(t, l.manifest(t, func(m map[string]any) {
 		sum := sha256.Sum256([]byte("no such image"))
 		m["image"] = l.registry + "/gpunode-example/trainer@sha256:" + hex.EncodeToString(sum[:])
 	}), "40s")
 	missingCID := "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy" // sha256 of "hello world\n", added nowhere
-	missingInputID, _ := l.post(t, l.manifest(t, missingCID, nil), "40s")
-	missingSetID, _ := l.post(t, l.manifest(t, "", func(m map[string]any) {
+	missingInputID, _ := l.post(t, l.manifest(t, func(m map[string]any) {
+		m["inputs"] = []any{map[string]any{"cid": missingCID, "path": "/data/digits.csv.gz"}}
+	}), "40s")
+	missingSetID, _ := l.post(t, l.manifest(t, func(m map[string]any) {
 		m["inputs"] = []any{map[string]any{"dataset": "scans", "path": "/data"}}
 	}), "10m")
+
+	// A researcher can also offer a posted job to one rig over the p2p network and get
+	// the rig's decision at once.
+	if out, err := l.sponsor.cli(t, "job", "offer", malformedID, "--peer", peers.ID); err == nil || !strings.Contains(out, "declined by "+peers.ID) || !strings.Contains(out, "must be pinned by digest") {
+		t.Errorf("offer of the malformed job: %v\n%s", err, out)
+	}
 
 	// Acceptance 2: kill -9 the provider while the long job trains, start it again;
 	// kill it again while it uploads the output, start it again.

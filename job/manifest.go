@@ -58,12 +58,16 @@ type Resources struct {
 	DiskMiB      int64   `json:"disk_mib,omitempty"`
 }
 
-// Input is one read-only mount: exactly one of CID and Dataset is set.
+// Input is one read-only mount: exactly one of CID, Dataset and File is set.
 type Input struct {
 	// CID is public content on IPFS.
 	CID string `json:"cid,omitempty"`
 	// Dataset is the tag of a private dataset on the miner's rig.
 	Dataset string `json:"dataset,omitempty"`
+	// File is a file or folder on the researcher's machine, relative to the manifest:
+	// `gpunode job post` adds it to IPFS and posts the manifest with its CID instead.
+	// Rigs decline a posted manifest that still has one.
+	File string `json:"file,omitempty"`
 	// Path is the absolute mount point in the container.
 	Path string `json:"path"`
 }
@@ -200,6 +204,24 @@ func (m *Manifest) Datasets() []string {
 	return out
 }
 
+// LocalFiles returns the inputs' local files, which `gpunode job post` uploads.
+func (m *Manifest) LocalFiles() []string {
+	var out []string
+	for _, in := range m.Inputs {
+		if in.File != "" {
+			out = append(out, in.File)
+		}
+	}
+	return out
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // Validate reports every problem with the manifest.
 func (m *Manifest) Validate() []error {
 	var errs []error
@@ -233,8 +255,10 @@ func (m *Manifest) Validate() []error {
 	}
 	for i, in := range m.Inputs {
 		switch {
-		case (in.CID == "") == (in.Dataset == ""):
-			bad("inputs[%d]: set exactly one of cid and dataset", i)
+		case btoi(in.CID != "")+btoi(in.Dataset != "")+btoi(in.File != "") != 1:
+			bad("inputs[%d]: set exactly one of cid, dataset and file", i)
+		case in.File != "" && (len(in.File) > 4096 || strings.ContainsRune(in.File, 0)):
+			bad("inputs[%d].file: not a usable path", i)
 		case in.CID != "" && !cidRE.MatchString(in.CID):
 			bad("inputs[%d].cid: %q is not a CID", i, in.CID)
 		case in.Dataset != "" && !tagRE.MatchString(in.Dataset):

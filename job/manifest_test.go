@@ -2,8 +2,10 @@ package job
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -46,7 +48,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"several problems at once",
 			strings.NewReplacer(`"max_duration": "6h"`, `"max_duration": "0s"`, `"mode": "none"`, `"mode": "host"`, `"/out"`, `"out/../x"`).Replace(v),
 			[]string{"max_duration", "network.mode", "output.path"}},
-		{"both cid and dataset", strings.Replace(v, `{"dataset": "medical-ct"`, `{"cid": "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", "dataset": "medical-ct"`, 1), []string{"exactly one of cid and dataset"}},
+		{"both cid and dataset", strings.Replace(v, `{"dataset": "medical-ct"`, `{"cid": "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", "dataset": "medical-ct"`, 1), []string{"exactly one of cid, dataset and file"}},
+		{"file and dataset", strings.Replace(v, `{"dataset": "medical-ct"`, `{"file": "scans/", "dataset": "medical-ct"`, 1), []string{"exactly one of cid, dataset and file"}},
 		{"egress without domains", strings.Replace(v, `"mode": "none"`, `"mode": "egress"`, 1), []string{"egress needs 1..64 domains"}},
 		{"too large", `{"version":1,"command":["` + strings.Repeat("a", MaxManifestBytes) + `"]}`, []string{"larger than"}},
 		{"bad duration", strings.Replace(v, `"6h"`, `6`, 1), []string{"duration"}},
@@ -93,4 +96,32 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoded manifest has a bad image: %v", err)
 		}
 	})
+}
+
+// TestMarshalRoundTrip: a decoded manifest, marshalled again (as `gpunode job post` does
+// after uploading local inputs), decodes strictly to the same manifest.
+func TestMarshalRoundTrip(t *testing.T) {
+	b, err := os.ReadFile("testdata/valid.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Inputs = append(m.Inputs, Input{File: "train.csv", Path: "/train"})
+	if got := m.LocalFiles(); len(got) != 1 || got[0] != "train.csv" {
+		t.Errorf("LocalFiles = %v", got)
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Decode(bytes.NewReader(out))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(back, m) {
+		t.Errorf("round trip changed the manifest:\n%+v\n%+v", back, m)
+	}
 }

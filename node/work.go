@@ -35,8 +35,9 @@ type work struct {
 
 // openWork builds the job machine and the validator over the market, the content store
 // and the runtime; the market must have been created with c.handle as its event handler.
-func openWork(cfg Config, log *slog.Logger, st *store.Store, c *chain, content jobs.Content, rt ContainerRuntime, admitter jobs.Admitter, gpus []string) *work {
+func openWork(cfg Config, log *slog.Logger, st *store.Store, c *chain, content jobs.Content, rt ContainerRuntime, admitter jobs.Admitter, gpus []string, score func() float64) *work {
 	machine := jobs.New(cfg.Jobs, jobs.Deps{
+		RigScore: score,
 		Store:    st,
 		Chain:    c,
 		Content:  content,
@@ -99,7 +100,15 @@ func storePath(cfg Config) string { return filepath.Join(cfg.DataDir, "state.db"
 // routes and metrics, and the policy's count of active jobs for drain.
 func (n *Node) attachWork(d *jobDeps) {
 	n.deps.jobs = d
-	n.work = openWork(n.cfg, n.log, d.store, d.chain, d.content, d.runtime, NewAdmitter(n.policy), jobGPUs(n.deps.GPUs))
+	score := func() float64 {
+		if n.deps.Benchmark != nil {
+			if s := n.deps.Benchmark.Summary(); s != nil {
+				return s.RigScore
+			}
+		}
+		return 0
+	}
+	n.work = openWork(n.cfg, n.log, d.store, d.chain, d.content, d.runtime, NewAdmitter(n.policy), jobGPUs(n.deps.GPUs), score)
 	n.work.routes(n.api)
 	n.reg.MustRegister(n.work.machine.Collector(), ledgerCollector{d.chain})
 	n.policy.CountRunning(n.work.machine.Active)

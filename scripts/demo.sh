@@ -131,18 +131,17 @@ for _ in $(seq 1 120); do
 	sleep 0.5
 done
 
-# 4. The researcher publishes the data and posts the job: 1 ETH reward, 0.01 ETH per validator.
-cid=""
-for _ in $(seq 1 60); do
-	cid=$("$bin" ipfs add "$digits" "$r" 2>/dev/null) && break
+# 4. The researcher posts the job (its data set is a file beside the manifest, which the
+# post adds to IPFS): 1 ETH reward, 0.01 ETH per validator.
+mkdir -p "$dir/job"
+cp "$digits" "$dir/job/"
+sed -e "s#\${TRAINER_IMAGE}#$trainer#" -e "s#\${EVAL_IMAGE}#$eval_image#" "$root/examples/job.template.json" >"$dir/job/job.json"
+out=""
+for _ in $(seq 1 60); do # the researcher's IPFS comes up a little after its node
+	out=$("$bin" job post "$dir/job/job.json" "$r" --validators "$(account 3),$(account 4)" \
+		--reward 1000000000000000000 --validator-fee 10000000000000000 2>&1) && break
 	sleep 1
 done
-[ -n "$cid" ] || die "the researcher's IPFS did not come up; see $dir/researcher/daemon.log"
-say "data set on IPFS: $cid"
-sed -e "s#\${TRAINER_IMAGE}#$trainer#" -e "s#\${EVAL_IMAGE}#$eval_image#" -e "s#\${DATA_CID}#$cid#" \
-	"$root/examples/job.template.json" >"$dir/job.json"
-out=$("$bin" job post "$dir/job.json" "$r" --validators "$(account 3),$(account 4)" \
-	--reward 1000000000000000000 --validator-fee 10000000000000000)
 echo "$out"
 id=$(echo "$out" | sed -n 's/^posted job \([0-9]*\)$/\1/p')
 

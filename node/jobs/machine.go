@@ -82,6 +82,9 @@ type Deps struct {
 	Datasets map[string]string
 	// WorkDir holds each job's output directory.
 	WorkDir string
+	// RigScore is the rig's benchmark score (its DL hashrate, in TFLOPS), checked against
+	// a manifest's resources.min_score; nil or 0 when never measured.
+	RigScore func() float64
 }
 
 // Machine drives every job of the node.
@@ -403,6 +406,18 @@ func (m *Machine) evaluate(ctx context.Context, id string, rec Record) (State, s
 	man, err := job.Decode(strings.NewReader(string(raw)))
 	if err != nil {
 		return decline(err.Error())
+	}
+	if files := man.LocalFiles(); len(files) > 0 {
+		return decline(fmt.Sprintf("inputs name files on the researcher's machine (%s), not on IPFS: post the manifest with `gpunode job post`, which uploads them", strings.Join(files, ", ")))
+	}
+	if min := man.Resources.MinScore; min > 0 {
+		score := 0.0
+		if m.deps.RigScore != nil {
+			score = m.deps.RigScore()
+		}
+		if score < min {
+			return decline(fmt.Sprintf("needs a DL hashrate of %g TFLOPS, this rig's benchmark says %g (run `gpunode bench` if it never ran)", min, score))
+		}
 	}
 	for _, tag := range man.Datasets() {
 		if _, ok := m.deps.Datasets[tag]; !ok {

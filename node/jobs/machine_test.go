@@ -193,11 +193,18 @@ func TestJobDeclined(t *testing.T) {
 			m["inputs"] = []any{map[string]any{"dataset": "scans", "path": "/data"}}
 		}), false, nil, `dataset "scans" is not on this rig`},
 		{"policy", manifestJSON(nil), false, denyAll{"sponsor 0xsponsor is denied"}, "policy: sponsor 0xsponsor is denied"},
+		{"local file input", manifestJSON(func(m map[string]any) {
+			m["inputs"] = []any{map[string]any{"file": "data/train.csv", "path": "/data"}}
+		}), false, nil, "files on the researcher's machine (data/train.csv)"},
+		{"rig too slow", manifestJSON(func(m map[string]any) {
+			m["resources"] = map[string]any{"gpus": 1, "min_score": 250.0}
+		}), false, nil, "needs a DL hashrate of 250 TFLOPS, this rig's benchmark says 120"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, writeCheckpoint)
 			r.deps.Admitter = tt.admitter
+			r.deps.RigScore = func() float64 { return 120 }
 			r.start()
 			if tt.tamper {
 				cid := r.content.put(tt.manifest)

@@ -35,6 +35,26 @@ func marketFor(t *testing.T, dep devchain.Deployment, depFile string, i int) *Ma
 	return m
 }
 
+// postAs posts a job from dev account i through via's client: reward 1000 wei, 10 wei
+// per validator, every validator needed, threshold 900.
+func postAs(ctx context.Context, t *testing.T, via *Market, dep devchain.Deployment, i int, vals []common.Address, bond *big.Int) {
+	t.Helper()
+	key, _ := crypto.ToECDSA(common.FromHex(dep.Accounts[i].PrivateKey))
+	sponsor := NewTxManager(via.cfg.txConfig(), via.client, key, discard(), nil)
+	h, err := via.client.HeaderByNumber(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := bindings.JobMarketJobParams{
+		Reward: big.NewInt(1000), ValidatorFee: big.NewInt(10), Bond: bond, Threshold: 900, Quorum: uint8(len(vals)),
+		Validators: vals, AcceptBy: new(big.Int).SetUint64(h.Time + 3600), RunWindow: 600, AttestWindow: 600, ManifestCID: "bafymanifest",
+	}
+	value := big.NewInt(1000 + 10*int64(len(vals)))
+	if _, err := sponsor.Send(ctx, dep.JobMarket, value, via.abi.PackPostJob(p)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestMarketActions drives a paid job through the service's methods: a provider node
 // registers, accepts, submits; a validator node attests; the provider withdraws.
 func TestMarketActions(t *testing.T) {
@@ -45,21 +65,9 @@ func TestMarketActions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	// The sponsor (dev account 3) posts with its own manager.
-	sponsorKey, _ := crypto.ToECDSA(common.FromHex(dep.Accounts[3].PrivateKey))
-	sponsor := NewTxManager(provider.cfg.txConfig(), provider.client, sponsorKey, discard(), nil)
-	h, err := provider.client.HeaderByNumber(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The sponsor (dev account 3) posts.
 	vals := []common.Address{dep.Accounts[2].Address}
-	p := bindings.JobMarketJobParams{
-		Reward: big.NewInt(1000), ValidatorFee: big.NewInt(10), Bond: big.NewInt(50), Threshold: 900, Quorum: 1,
-		Validators: vals, AcceptBy: new(big.Int).SetUint64(h.Time + 3600), RunWindow: 600, AttestWindow: 600, ManifestCID: "bafymanifest",
-	}
-	if _, err := sponsor.Send(ctx, dep.JobMarket, big.NewInt(1010), provider.abi.PackPostJob(p)); err != nil {
-		t.Fatal(err)
-	}
+	postAs(ctx, t, provider, dep, 3, vals, big.NewInt(50))
 	id := big.NewInt(1)
 	if _, err := provider.AcceptJob(ctx, id, vals, big.NewInt(50)); !contracts.IsRevert(err, "NotRegistered") {
 		t.Fatalf("accept before registering: %v", err)
@@ -103,20 +111,8 @@ func TestConcurrentAttestations(t *testing.T) {
 	validators := []*Market{marketFor(t, dep, depFile, 2), marketFor(t, dep, depFile, 3)}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sponsorKey, _ := crypto.ToECDSA(common.FromHex(dep.Accounts[4].PrivateKey))
-	sponsor := NewTxManager(provider.cfg.txConfig(), provider.client, sponsorKey, discard(), nil)
-	h, err := provider.client.HeaderByNumber(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	vals := []common.Address{dep.Accounts[2].Address, dep.Accounts[3].Address}
-	p := bindings.JobMarketJobParams{
-		Reward: big.NewInt(1000), ValidatorFee: big.NewInt(10), Bond: big.NewInt(0), Threshold: 900, Quorum: 2,
-		Validators: vals, AcceptBy: new(big.Int).SetUint64(h.Time + 3600), RunWindow: 600, AttestWindow: 600, ManifestCID: "bafymanifest",
-	}
-	if _, err := sponsor.Send(ctx, dep.JobMarket, big.NewInt(1020), provider.abi.PackPostJob(p)); err != nil {
-		t.Fatal(err)
-	}
+	postAs(ctx, t, provider, dep, 4, vals, new(big.Int))
 	id, result := big.NewInt(1), crypto.Keccak256Hash([]byte("ckpt"))
 	if _, err := provider.RegisterProvider(ctx, "12D3KooWProvider", "", common.Hash{}); err != nil {
 		t.Fatal(err)
