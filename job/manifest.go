@@ -100,6 +100,9 @@ type Evaluation struct {
 	Command   []string `json:"command"`
 	Metric    string   `json:"metric"`
 	Threshold float64  `json:"threshold"`
+	// Inputs are mounted read-only into the evaluation (held-out data, say): IPFS CIDs,
+	// or files that `gpunode job post` uploads. Validators have no rig's datasets.
+	Inputs []Input `json:"inputs,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("90m").
@@ -204,10 +207,11 @@ func (m *Manifest) Datasets() []string {
 	return out
 }
 
-// LocalFiles returns the inputs' local files, which `gpunode job post` uploads.
+// LocalFiles returns the local files of the job's and the evaluation's inputs, which
+// `gpunode job post` uploads.
 func (m *Manifest) LocalFiles() []string {
 	var out []string
-	for _, in := range m.Inputs {
+	for _, in := range append(append([]Input(nil), m.Inputs...), m.Evaluation.Inputs...) {
 		if in.File != "" {
 			out = append(out, in.File)
 		}
@@ -302,6 +306,27 @@ func (m *Manifest) Validate() []error {
 	}
 	if len(m.Evaluation.Command) == 0 || len(m.Evaluation.Command) > 256 {
 		bad("evaluation.command: must have 1..256 arguments")
+	}
+	if len(m.Evaluation.Inputs) > 64 {
+		bad("evaluation.inputs: more than 64")
+	}
+	for i, in := range m.Evaluation.Inputs {
+		switch {
+		case in.Dataset != "":
+			bad("evaluation.inputs[%d].dataset: validators have no rig's datasets; give a cid or a file", i)
+		case (in.CID == "") == (in.File == ""):
+			bad("evaluation.inputs[%d]: set exactly one of cid and file", i)
+		case in.CID != "" && !cidRE.MatchString(in.CID):
+			bad("evaluation.inputs[%d].cid: %q is not a CID", i, in.CID)
+		}
+		if !cleanAbs(in.Path) {
+			bad("evaluation.inputs[%d].path: %q must be a clean absolute path", i, in.Path)
+		}
+		for _, reserved := range []string{"/checkpoint", "/out"} {
+			if in.Path == reserved || strings.HasPrefix(in.Path, reserved+"/") || in.Path == "/" {
+				bad("evaluation.inputs[%d].path: %q overlaps %s, where the evaluation gets the checkpoint or writes its result", i, in.Path, reserved)
+			}
+		}
 	}
 	return errs
 }

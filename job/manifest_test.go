@@ -50,6 +50,8 @@ func TestDecodeRejects(t *testing.T) {
 			[]string{"max_duration", "network.mode", "output.path"}},
 		{"both cid and dataset", strings.Replace(v, `{"dataset": "medical-ct"`, `{"cid": "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", "dataset": "medical-ct"`, 1), []string{"exactly one of cid, dataset and file"}},
 		{"file and dataset", strings.Replace(v, `{"dataset": "medical-ct"`, `{"file": "scans/", "dataset": "medical-ct"`, 1), []string{"exactly one of cid, dataset and file"}},
+		{"eval input from a dataset", strings.Replace(v, `"metric":`, `"inputs": [{"dataset": "medical-ct", "path": "/heldout"}], "metric":`, 1), []string{"validators have no rig's datasets"}},
+		{"eval input over the checkpoint", strings.Replace(v, `"metric":`, `"inputs": [{"file": "x", "path": "/checkpoint/x"}], "metric":`, 1), []string{"overlaps /checkpoint"}},
 		{"egress without domains", strings.Replace(v, `"mode": "none"`, `"mode": "egress"`, 1), []string{"egress needs 1..64 domains"}},
 		{"too large", `{"version":1,"command":["` + strings.Repeat("a", MaxManifestBytes) + `"]}`, []string{"larger than"}},
 		{"bad duration", strings.Replace(v, `"6h"`, `6`, 1), []string{"duration"}},
@@ -110,7 +112,8 @@ func TestMarshalRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Inputs = append(m.Inputs, Input{File: "train.csv", Path: "/train"})
-	if got := m.LocalFiles(); len(got) != 1 || got[0] != "train.csv" {
+	m.Evaluation.Inputs = []Input{{File: "heldout.csv", Path: "/heldout"}}
+	if got := m.LocalFiles(); len(got) != 2 || got[0] != "train.csv" || got[1] != "heldout.csv" {
 		t.Errorf("LocalFiles = %v", got)
 	}
 	out, err := json.Marshal(m)
@@ -123,5 +126,23 @@ func TestMarshalRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, m) {
 		t.Errorf("round trip changed the manifest:\n%+v\n%+v", back, m)
+	}
+}
+
+// TestExampleTemplateDecodes: the example job's manifest is valid once its images are
+// filled in, and names its data as local files for `gpunode job post` to upload.
+func TestExampleTemplateDecodes(t *testing.T) {
+	b, err := os.ReadFile("../examples/job.template.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := "@sha256:" + strings.Repeat("ab", 32)
+	s := strings.NewReplacer("${TRAINER_IMAGE}", "127.0.0.1:5000/trainer"+digest, "${EVAL_IMAGE}", "127.0.0.1:5000/eval"+digest).Replace(string(b))
+	m, err := Decode(strings.NewReader(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.LocalFiles(); len(got) != 2 {
+		t.Errorf("local files %v, want the data set for training and for evaluation", got)
 	}
 }

@@ -244,6 +244,9 @@ func (c *chain) validate(ctx context.Context, id string) error {
 	if hex.EncodeToString(sum[:]) == d.Posting.ManifestHash {
 		if man, err := job.Decode(strings.NewReader(string(raw))); err == nil {
 			task.EvalImage, task.EvalCommand, task.Metric = man.Evaluation.Image, man.Evaluation.Command, man.Evaluation.Metric
+			for _, in := range man.Evaluation.Inputs {
+				task.EvalInputs = append(task.EvalInputs, validator.EvalInput{CID: in.CID, Path: in.Path})
+			}
 		}
 	}
 	verdict, err := v.Validate(ctx, task)

@@ -199,8 +199,14 @@ taking it, or declined and why. The reward is still paid from the job's escrow.`
 // bytes and path.
 func uploadInputs(cmd *cobra.Command, c *api.Client, man *job.Manifest, path string) ([]byte, string, error) {
 	dir := filepath.Dir(path)
+	var inputs []*job.Input
 	for i := range man.Inputs {
-		in := &man.Inputs[i]
+		inputs = append(inputs, &man.Inputs[i])
+	}
+	for i := range man.Evaluation.Inputs {
+		inputs = append(inputs, &man.Evaluation.Inputs[i])
+	}
+	for i, in := range inputs {
 		if in.File == "" {
 			continue
 		}

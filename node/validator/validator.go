@@ -66,8 +66,16 @@ type Task struct {
 	EvalImage   string   `json:"eval_image"`
 	EvalCommand []string `json:"eval_command"`
 	Metric      string   `json:"metric"`
+	// EvalInputs are IPFS content mounted read-only into the evaluation: CID → path.
+	EvalInputs []EvalInput `json:"eval_inputs,omitempty"`
 	// Threshold is the contract's integer threshold (metric × ScoreScale).
 	Threshold uint32 `json:"threshold"`
+}
+
+// EvalInput is one of the evaluation's inputs.
+type EvalInput struct {
+	CID  string `json:"cid"`
+	Path string `json:"path"`
 }
 
 // Verdict is what a validator found.
@@ -193,12 +201,20 @@ func (v *Validator) evaluate(ctx context.Context, t Task) (Verdict, error) {
 		return Verdict{}, fmt.Errorf("eval output dir: %w", err)
 	}
 	os.Chmod(out, 0o777)
+	mounts := []runtime.Mount{{Source: dir, Target: "/checkpoint"}}
+	for _, in := range t.EvalInputs {
+		p, err := v.content.Fetch(ctx, in.CID)
+		if err != nil {
+			return Verdict{}, fmt.Errorf("fetch evaluation input %s: %w", in.CID, err)
+		}
+		mounts = append(mounts, runtime.Mount{Source: p, Target: in.Path})
+	}
 	evalID := "eval-" + t.JobID
 	_, err = v.rt.Start(ctx, runtime.Spec{
 		JobID:        evalID,
 		Image:        t.EvalImage,
 		Command:      t.EvalCommand,
-		Inputs:       []runtime.Mount{{Source: dir, Target: "/checkpoint"}},
+		Inputs:       mounts,
 		OutputDir:    out,
 		OutputTarget: "/out",
 		Network:      runtime.NetworkNone,

@@ -207,3 +207,30 @@ func FuzzDecodeResult(f *testing.F) {
 		}
 	})
 }
+
+// TestEvalInputsMounted: the evaluation's inputs are fetched and mounted read-only where
+// the manifest says; one that cannot be fetched is the validator's trouble (retried),
+// not a zero score for the provider.
+func TestEvalInputsMounted(t *testing.T) {
+	held := t.TempDir()
+	os.WriteFile(filepath.Join(held, "heldout.csv"), []byte("x,y\n"), 0o644)
+	s := newSetup(t, writeResult(`{"version":1,"metrics":{"accuracy":0.95}}`))
+	s.v.content.(fakeContent).dirs["bafyheld"] = held
+	s.task.EvalInputs = []EvalInput{{CID: "bafyheld", Path: "/heldout"}}
+	if v, err := s.v.Validate(context.Background(), s.task); err != nil || !v.Pass {
+		t.Fatalf("verdict %+v, %v", v, err)
+	}
+	in := s.rt.specs[0].Inputs
+	if len(in) != 2 || in[1].Source != held || in[1].Target != "/heldout" {
+		t.Errorf("eval mounts %+v", in)
+	}
+
+	s = newSetup(t, writeResult(`{"version":1,"metrics":{"accuracy":0.95}}`))
+	s.task.EvalInputs = []EvalInput{{CID: "bafygone", Path: "/heldout"}}
+	if _, err := s.v.Validate(context.Background(), s.task); err == nil || !strings.Contains(err.Error(), "fetch evaluation input bafygone") {
+		t.Errorf("missing eval input: %v", err)
+	}
+	if s.chain.attests != 0 {
+		t.Error("attested without its evaluation input")
+	}
+}
