@@ -113,11 +113,27 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Machine {
 	}
 }
 
+// IsJobID tells whether a record of the store is one of the machine's jobs. Jobs are
+// named by their on-chain id, a decimal number; the node's other roles keep their
+// records in the same store under prefixed names ("duty-7", "validate-7"), which the
+// machine neither lists nor resumes.
+func IsJobID(id string) bool {
+	if id == "" || len(id) > 78 || id[0] == '0' {
+		return false
+	}
+	for _, c := range id {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // Discover hands the machine a job seen on chain or offered. A job it already knows is
 // ignored, so a replayed event does nothing.
 func (m *Machine) Discover(ctx context.Context, p Posting) error {
-	if !runtime.ValidJobID(p.ID) {
-		return fmt.Errorf("job %q: invalid id", p.ID)
+	if !IsJobID(p.ID) || !runtime.ValidJobID(p.ID) {
+		return fmt.Errorf("job %q: invalid id, want the job's on-chain id", p.ID)
 	}
 	select {
 	case m.posted <- p:
@@ -137,7 +153,7 @@ func (m *Machine) Run(ctx context.Context) error {
 	}
 	open, err := m.deps.Store.List(func(j store.Job) bool {
 		// A failed job not yet given back on chain is unfinished business too.
-		return !State(j.State).Terminal() || (State(j.State) == Failed && owesRefund(j.Data))
+		return IsJobID(j.ID) && (!State(j.State).Terminal() || (State(j.State) == Failed && owesRefund(j.Data)))
 	})
 	if err != nil {
 		return fmt.Errorf("jobs: %w", err)
@@ -183,6 +199,9 @@ func (m *Machine) Run(ctx context.Context) error {
 
 // Get returns one job.
 func (m *Machine) Get(id string) (Job, error) {
+	if !IsJobID(id) {
+		return Job{}, fmt.Errorf("job %q: %w", id, store.ErrNotFound)
+	}
 	j, err := m.deps.Store.Get(id)
 	if err != nil {
 		return Job{}, err
@@ -192,7 +211,7 @@ func (m *Machine) Get(id string) (Job, error) {
 
 // List returns every job the node knows, newest first.
 func (m *Machine) List() ([]Job, error) {
-	all, err := m.deps.Store.List(nil)
+	all, err := m.deps.Store.List(func(j store.Job) bool { return IsJobID(j.ID) })
 	if err != nil {
 		return nil, err
 	}
@@ -622,6 +641,9 @@ func mustJSON(v any) json.RawMessage {
 // accepted through submitting. The policy's drain waits for them.
 func (m *Machine) Active() int {
 	list, err := m.deps.Store.List(func(j store.Job) bool {
+		if !IsJobID(j.ID) {
+			return false
+		}
 		switch State(j.State) {
 		case Accepting, Accepted, Preparing, Running, Uploading, Submitting:
 			return true

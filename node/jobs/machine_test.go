@@ -465,3 +465,29 @@ gpunode_gpus_free 2
 		t.Error(err)
 	}
 }
+
+// TestOtherRolesRecordsAreLeftAlone: the validator's records share the store; the machine
+// neither lists them as jobs nor "resumes" them after a restart.
+func TestOtherRolesRecordsAreLeftAlone(t *testing.T) {
+	r := newRig(t, writeCheckpoint)
+	for id, state := range map[string]string{"duty-5": "submitted", "validate-5": "evaluating"} {
+		if err := r.store.Create(store.Job{ID: id, State: state, Data: []byte(`{"posting":{"id":"5"}}`)}, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.start()
+	r.post("1", manifestJSON(nil))
+	r.waitState("1", Submitted)
+	list, err := r.m.List()
+	if err != nil || len(list) != 1 || list[0].ID != "1" {
+		t.Errorf("jobs listed: %+v %v", list, err)
+	}
+	for id, state := range map[string]string{"duty-5": "submitted", "validate-5": "evaluating"} {
+		if j, err := r.store.Get(id); err != nil || j.State != state {
+			t.Errorf("%s is %s (%v), want it left %s", id, j.State, err, state)
+		}
+	}
+	if err := r.m.Discover(context.Background(), Posting{ID: "duty-6"}); err == nil {
+		t.Error("a posting named like another role's record was taken")
+	}
+}
