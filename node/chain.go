@@ -97,7 +97,7 @@ func (c *chain) handle(ctx context.Context, e market.Event) error {
 			}
 			return c.remember(p, v.Threshold)
 		case v.Sponsor == self:
-			return nil // our own job, as a researcher
+			return c.sponsored(p.ID) // our own job, as a researcher
 		}
 		c.mu.Lock()
 		m := c.machine
@@ -186,6 +186,19 @@ func (c *chain) submitted(ctx context.Context, v *bindings.JobMarketResultSubmit
 	}
 	c.spawnValidation(ctx, id)
 	return nil
+}
+
+// duties counts the validation duties by state.
+func (c *chain) duties() map[string]int {
+	list, err := c.store.List(func(j store.Job) bool { return strings.HasPrefix(j.ID, "duty-") })
+	if err != nil {
+		return nil
+	}
+	out := map[string]int{}
+	for _, j := range list {
+		out[j.State]++
+	}
+	return out
 }
 
 // resume restarts the validations a stopped node left unfinished.
@@ -370,15 +383,20 @@ func (c *chain) Abandon(ctx context.Context, id, reason string) (string, error) 
 		default:
 			return fmt.Sprintf("nothing to give back: the job is %s on chain", market.JobState(view.State)), nil
 		}
+		// The contract compares the deadline with the block's time: expire once the chain
+		// is past it (the next block will be too).
 		deadline := time.Unix(int64(view.Deadline.Uint64()), 0)
-		if wait := time.Until(deadline); wait > -2*time.Second {
-			// Blocks carry whole seconds: expire only once a block is surely past it.
+		now, err := c.m.Now(ctx)
+		if err != nil {
+			return "", err
+		}
+		if !now.After(deadline) {
 			c.log.Info("job failed; expiring it on chain at its deadline so the sponsor is refunded",
 				"job_id", id, "deadline", deadline.UTC().Format(time.RFC3339), "reason", reason)
 			select {
 			case <-ctx.Done():
 				return "", ctx.Err()
-			case <-time.After(wait + 2*time.Second):
+			case <-time.After(min(max(deadline.Sub(now), 0)+time.Second, time.Minute)):
 			}
 			continue
 		}

@@ -421,3 +421,45 @@ func TestOfferedJob(t *testing.T) {
 		t.Errorf("second offer: %+v", d)
 	}
 }
+
+// TestSponsorReclaims: a job nobody accepts is expired by its sponsor's node once its
+// accept deadline passes, and the whole escrow is credited back.
+func TestSponsorReclaims(t *testing.T) {
+	dep := startDevchain(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
+	sponsor := newChainNode(t, dep, 4, content)
+	reward, fee := big.NewInt(1000), big.NewInt(7)
+	now, err := sponsor.market.Now(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = sponsor.market.PostJob(ctx, bindings.JobMarketJobParams{
+		Reward: reward, ValidatorFee: fee, Bond: new(big.Int), Threshold: 900000, Quorum: 1,
+		Validators: []common.Address{dep.Accounts[2].Address, dep.Accounts[3].Address}, AcceptBy: big.NewInt(now.Add(5 * time.Second).Unix()),
+		RunWindow: 3600, AttestWindow: 3600, ManifestCID: "bafymanifest", ManifestHash: sha256.Sum256([]byte("m")),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		sponsor.chain.reclaim(ctx)
+		if j, err := sponsor.store.Get(sponsoredKey("1")); err == nil && j.State == sponsoredSettled {
+			break
+		}
+		if time.Now().After(deadline) {
+			j, err := sponsor.store.Get(sponsoredKey("1"))
+			t.Fatalf("the sponsor's node did not reclaim the job: %+v %v", j, err)
+		}
+	}
+	if v, err := sponsor.market.Job(ctx, big.NewInt(1)); err != nil || market.JobState(v.State) != market.StateExpired {
+		t.Errorf("job on chain: %v %v, want expired", v.State, err)
+	}
+	want := new(big.Int).Add(reward, new(big.Int).Mul(fee, big.NewInt(2)))
+	if got, _ := sponsor.market.Credit(ctx, common.Address{}, sponsor.addr); got.Cmp(want) != 0 {
+		t.Errorf("sponsor credit %s, want the whole escrow %s", got, want)
+	}
+	// Settled jobs are left alone.
+	sponsor.chain.reclaim(ctx)
+}

@@ -63,6 +63,11 @@ func (w *work) run(ctx context.Context) error {
 	if err := w.chain.resume(ctx); err != nil {
 		return fmt.Errorf("resume validations: %w", err)
 	}
+	w.chain.wg.Add(1)
+	go func() {
+		defer w.chain.wg.Done()
+		w.chain.reclaimLoop(ctx, 30*time.Second)
+	}()
 	go func() {
 		// Accepting needs the registration; until it is made, accepts fail and retry.
 		for ctx.Err() == nil {

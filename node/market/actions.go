@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"fmt"
 	"math/big"
+	"time"
 
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
@@ -85,6 +86,16 @@ func (s JobState) String() string {
 		return stateNames[s]
 	}
 	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// Now is the chain's time: the latest block's timestamp, which the contract's deadlines
+// are compared with.
+func (m *Market) Now(ctx context.Context) (time.Time, error) {
+	h, err := m.client.HeaderByNumber(ctx, nil)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(int64(h.Time), 0), nil
 }
 
 // Job reads job id's on-chain record.

@@ -1,0 +1,94 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/gpunode/gpunode/node/market"
+	"github.com/gpunode/gpunode/node/store"
+)
+
+// A researcher's node keeps a record of every job it posted and, when one's deadline
+// passes without an outcome — nobody accepted it, the provider never submitted, the
+// validators never decided — expires it, so the escrow comes back to the sponsor without
+// anyone having to notice.
+
+const (
+	sponsoredOpen    = "open"
+	sponsoredSettled = "settled"
+)
+
+func sponsoredKey(id string) string { return "sponsored-" + id }
+
+// sponsored records a job this node posted.
+func (c *chain) sponsored(id string) error {
+	err := c.store.Create(store.Job{ID: sponsoredKey(id), State: sponsoredOpen}, "posted by this node")
+	if errors.Is(err, store.ErrExists) {
+		return nil
+	}
+	return err
+}
+
+// reclaim settles the node's posted jobs: those over on chain are marked so, those past
+// their deadline are expired.
+func (c *chain) reclaim(ctx context.Context) {
+	open, err := c.store.List(func(j store.Job) bool {
+		return strings.HasPrefix(j.ID, "sponsored-") && j.State == sponsoredOpen
+	})
+	if err != nil {
+		c.log.Warn("list posted jobs", "err", err)
+		return
+	}
+	for _, j := range open {
+		id := strings.TrimPrefix(j.ID, "sponsored-")
+		n, ok := new(big.Int).SetString(id, 10)
+		if !ok {
+			continue
+		}
+		view, err := c.m.Job(ctx, n)
+		if err != nil {
+			c.log.Warn("read posted job", "job_id", id, "err", err)
+			continue
+		}
+		var deadline *big.Int
+		switch st := market.JobState(view.State); st {
+		case market.StateOpen:
+			deadline = view.AcceptBy
+		case market.StateAccepted, market.StateSubmitted:
+			deadline = view.Deadline
+		default:
+			c.store.Advance(j.ID, sponsoredOpen, sponsoredSettled, "ended on chain: "+st.String(), nil)
+			continue
+		}
+		// The contract compares deadlines with the block's time: expire once the chain is
+		// past it (the next block will be too).
+		now, err := c.m.Now(ctx)
+		if err != nil || !now.After(time.Unix(deadline.Int64(), 0)) {
+			continue
+		}
+		r, err := c.m.Expire(ctx, n)
+		if err != nil {
+			c.log.Warn("expire posted job past its deadline; trying again later", "job_id", id, "err", err)
+			continue
+		}
+		c.log.Info("posted job expired past its deadline: the escrow is credited back", "job_id", id, "tx", r.TxHash.Hex())
+		c.store.Advance(j.ID, sponsoredOpen, sponsoredSettled, "expired by this node, tx "+r.TxHash.Hex(), nil)
+	}
+}
+
+// reclaimLoop runs reclaim every interval until ctx ends.
+func (c *chain) reclaimLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		c.reclaim(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
