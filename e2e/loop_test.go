@@ -715,6 +715,17 @@ func TestJobLoop(t *testing.T) {
 	if out, err := l.provider.cli(t, "status"); err != nil || !strings.Contains(out, "Earnings:") || !strings.Contains(out, "rewards 3.000000 ETH") {
 		t.Errorf("status: %v\n%s", err, out)
 	}
+	// A validator's status shows its validations and the fees they earned.
+	l.waitFor(t, "the validator's fees in status", 30*time.Second, func() (bool, string) {
+		st, err := l.v1.api().Status(ctx)
+		if err != nil || st.Earnings == nil {
+			return false, fmt.Sprint(err)
+		}
+		return st.Validations["done"] >= 5 && st.Earnings.FeesWei != "0" && st.Earnings.FeesWei == l.credit(t, l.v1.account).String(), fmt.Sprintf("%+v %v", st.Earnings, st.Validations)
+	})
+	if out, err := l.v1.cli(t, "status"); err != nil || !regexp.MustCompile(`Validations:\s+(awaiting a result \d+, )?attested \d+`).MatchString(out) {
+		t.Errorf("validator status: %v\n%s", err, out)
+	}
 	names := scrapeNames(t, l.provider.d.metrics)
 	for _, n := range []string{"gpunode_jobs", "gpunode_job_gpu_seconds_total", "gpunode_earned_wei_total", "gpunode_withdrawn_wei_total"} {
 		if !names[n] {

@@ -421,6 +421,9 @@ func (n *Node) Status() api.Status {
 				s.Jobs[string(j.State)]++
 			}
 		}
+		if d := n.work.chain.duties(); len(d) > 0 {
+			s.Validations = d
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		s.Earnings = n.work.chain.earningsStatus(ctx)
 		cancel()

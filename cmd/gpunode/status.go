@@ -103,6 +103,15 @@ func printStatus(w io.Writer, st api.Status) error {
 		}
 		fmt.Fprintf(tw, "Job history:\t%s\n", summary)
 	}
+	if len(st.Validations) > 0 {
+		var parts []string
+		for _, k := range []string{"posted", "submitted", "done"} {
+			if n := st.Validations[k]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", map[string]string{"posted": "awaiting a result", "submitted": "evaluating", "done": "attested"}[k], n))
+			}
+		}
+		fmt.Fprintf(tw, "Validations:\t%s\n", strings.Join(parts, ", "))
+	}
 	if e := st.Earnings; e != nil {
 		line := fmt.Sprintf("rewards %s, validator fees %s, withdrawn %s", etherOf(e.RewardsWei), etherOf(e.FeesWei), etherOf(e.WithdrawnWei))
 		if e.CreditWei != "" {

@@ -32,6 +32,9 @@ type Status struct {
 	Chain *MarketStatus `json:"chain,omitempty"`
 	// Jobs counts the node's jobs by state; nil on a node that takes no jobs.
 	Jobs map[string]int `json:"jobs,omitempty"`
+	// Validations counts the jobs naming this node as a validator, by state: "posted"
+	// (waiting for a result), "submitted" (being evaluated), "done" (attested).
+	Validations map[string]int `json:"validations,omitempty"`
 	// Earnings is the node's money on the JobMarket; nil on a node that takes no jobs.
 	Earnings *Earnings `json:"earnings,omitempty"`
 	// PeerID is the node's libp2p identity; empty when the network is off.
