@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpunode/gpunode/benchmark"
@@ -55,4 +56,21 @@ type Benchmark interface {
 	Routes(s *api.Server)
 	Register(reg prometheus.Registerer) error
 	Summary() *api.BenchmarkSummary
+}
+
+// publishReport adds the node's signed benchmark report to IPFS (pinned, provided) and
+// returns its CID and sha256; nothing when no benchmark ran yet.
+func (n *Node) publishReport(ctx context.Context) (string, common.Hash, error) {
+	if n.deps.Benchmark == nil {
+		return "", common.Hash{}, nil
+	}
+	sum := n.deps.Benchmark.Summary()
+	if sum == nil || n.ipfs == nil {
+		return "", common.Hash{}, nil
+	}
+	res, err := n.ipfs.Add(ctx, filepath.Join(n.cfg.DataDir, "benchmark", "last-report.json"), "benchmark-report.json")
+	if err != nil {
+		return "", common.Hash{}, err
+	}
+	return res.CID, common.HexToHash(sum.SHA256), nil
 }

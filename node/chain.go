@@ -45,6 +45,12 @@ type chain struct {
 
 	// withdrawing is set while an automatic withdrawal is under way.
 	withdrawing atomic.Bool
+
+	// report publishes the node's signed benchmark report and returns its CID and the
+	// sha256 of its bytes; nil when the node has no benchmark. reportCID is the CID
+	// registered last.
+	report    func(ctx context.Context) (string, common.Hash, error)
+	reportCID atomic.Value
 }
 
 // duty is what a validator keeps of a job it judges, from JobPosted on.
@@ -272,25 +278,50 @@ func (c *chain) validate(ctx context.Context, id string) error {
 }
 
 // register makes the node a provider on chain (acceptJob refuses unregistered
-// accounts), once; a watch-only node cannot and says so.
+// accounts) with its signed benchmark report, and registers again when the report
+// changes; a watch-only node cannot and says so.
 func (c *chain) register(ctx context.Context) error {
 	self := c.m.Account()
 	if self == (common.Address{}) {
 		return errors.New("watch-only: unlock the market key to take jobs")
 	}
-	ok, err := c.m.Registered(ctx, self)
-	if err != nil || ok {
+	ok, current, err := c.m.Provider(ctx, self)
+	if err != nil {
 		return err
+	}
+	var reportCID string
+	var reportHash common.Hash
+	if c.report != nil {
+		cid, hash, err := c.report(ctx)
+		switch {
+		case err != nil && ok:
+			return fmt.Errorf("publish the benchmark report: %w", err) // keep the registered one
+		case err != nil:
+			c.log.Warn("cannot publish the benchmark report; registering without it", "err", err)
+		default:
+			reportCID, reportHash = cid, hash
+		}
+	}
+	if ok && current == reportHash {
+		c.reportCID.Store(reportCID)
+		return nil
 	}
 	if c.peerID == "" {
 		return errors.New("no peer ID to register: the p2p network is off")
 	}
-	r, err := c.m.RegisterProvider(ctx, c.peerID, "", common.Hash{})
+	r, err := c.m.RegisterProvider(ctx, c.peerID, reportCID, reportHash)
 	if err != nil {
 		return fmt.Errorf("register provider: %w", err)
 	}
-	c.log.Info("registered as provider", "account", self.Hex(), "peer_id", c.peerID, "tx", r.TxHash.Hex())
+	c.reportCID.Store(reportCID)
+	c.log.Info("registered as provider", "account", self.Hex(), "peer_id", c.peerID, "report_cid", reportCID, "tx", r.TxHash.Hex())
 	return nil
+}
+
+// publishedReport is the CID of the benchmark report the node registered, if any.
+func (c *chain) publishedReport() string {
+	s, _ := c.reportCID.Load().(string)
+	return s
 }
 
 // wait waits for the validations under way to stop.

@@ -463,3 +463,44 @@ func TestSponsorReclaims(t *testing.T) {
 	// Settled jobs are left alone.
 	sponsor.chain.reclaim(ctx)
 }
+
+// TestProviderRegistersReport: the provider registers with its benchmark report, again
+// when the report changes, and keeps the registered one when a new one cannot be
+// published.
+func TestProviderRegistersReport(t *testing.T) {
+	dep := startDevchain(t)
+	ctx := context.Background()
+	provider := newChainNode(t, dep, 1, &memContent{blobs: map[string][]byte{}, trees: map[string]string{}})
+	var cid string
+	var hash common.Hash
+	var fail error
+	provider.chain.report = func(context.Context) (string, common.Hash, error) { return cid, hash, fail }
+	for i, c := range []struct {
+		cid  string
+		hash common.Hash
+		fail error
+	}{
+		{"", common.Hash{}, nil},                        // no benchmark yet
+		{"bafyreport1", common.Hash{1}, nil},            // the first report
+		{"bafyreport1", common.Hash{1}, nil},            // unchanged: nothing to do
+		{"bafyreport2", common.Hash{2}, nil},            // a new benchmark
+		{"", common.Hash{}, errors.New("ipfs is down")}, // keep report 2
+	} {
+		cid, hash, fail = c.cid, c.hash, c.fail
+		err := provider.chain.register(ctx)
+		if (err != nil) != (c.fail != nil) {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		ok, onChain, err := provider.market.Provider(ctx, provider.addr)
+		want := c.hash
+		if c.fail != nil {
+			want = common.Hash{2}
+		}
+		if err != nil || !ok || onChain != want {
+			t.Errorf("round %d: registered %v with report %x (%v), want %x", i, ok, onChain, err, want)
+		}
+		if c.fail == nil && provider.chain.publishedReport() != c.cid {
+			t.Errorf("round %d: published report %q, want %q", i, provider.chain.publishedReport(), c.cid)
+		}
+	}
+}

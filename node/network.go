@@ -103,6 +103,7 @@ func (n *Node) capacity(context.Context) (capacity.Capacity, error) {
 	}
 	if n.work != nil {
 		c.FreeGPUs = n.work.machine.FreeGPUs()
+		c.Score.ReportCID = n.work.chain.publishedReport()
 	}
 	ad := n.policy.Advert(model)
 	if !ad.TakingJobs {

@@ -162,6 +162,7 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	if mk != nil && n.ipfs != nil {
 		ch.content = n.ipfs.Content()
+		ch.report = n.publishReport
 		if nw, ok := n.deps.Network.(*p2p.Network); ok {
 			ch.peerID = nw.ID().String()
 		}

@@ -70,15 +70,16 @@ func (w *work) run(ctx context.Context) error {
 	}()
 	go func() {
 		// Accepting needs the registration; until it is made, accepts fail and retry.
+		// Later rounds register again when a new benchmark report is published.
 		for ctx.Err() == nil {
-			err := w.chain.register(ctx)
-			if err == nil {
-				return
+			wait := 10 * time.Minute
+			if err := w.chain.register(ctx); err != nil {
+				w.log.Warn("cannot register as provider; retrying", "err", err)
+				wait = time.Minute
 			}
-			w.log.Warn("cannot register as provider; retrying", "err", err)
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Minute):
+			case <-time.After(wait):
 			}
 		}
 	}()

@@ -115,17 +115,24 @@ func (m *Market) Account() common.Address {
 	return m.tx.From()
 }
 
-// Registered tells whether account is a registered provider.
-func (m *Market) Registered(ctx context.Context, account common.Address) (bool, error) {
+// Provider reads account's provider record: whether it is registered, and the hash of
+// the benchmark report it registered with (zero when none).
+func (m *Market) Provider(ctx context.Context, account common.Address) (registered bool, reportHash common.Hash, err error) {
 	out, err := m.client.CallContract(ctx, ethereum.CallMsg{To: &m.contract, Data: m.abi.PackProviders(account)})
 	if err != nil {
-		return false, fmt.Errorf("provider %s: %w", account, err)
+		return false, common.Hash{}, fmt.Errorf("provider %s: %w", account, err)
 	}
 	p, err := m.abi.UnpackProviders(out)
 	if err != nil {
-		return false, err
+		return false, common.Hash{}, fmt.Errorf("provider %s: %w", account, err)
 	}
-	return p.RegisteredAt.Sign() > 0, nil
+	return p.RegisteredAt.Sign() > 0, p.ReportHash, nil
+}
+
+// Registered tells whether account is a registered provider.
+func (m *Market) Registered(ctx context.Context, account common.Address) (bool, error) {
+	ok, _, err := m.Provider(ctx, account)
+	return ok, err
 }
 
 // Key is the node's unlocked account key, nil when watch-only. The p2p capacity record
