@@ -583,6 +583,13 @@ func TestJobLoop(t *testing.T) {
 				t.Errorf("provider's status of the crashed job shows no refund:\n%s", out)
 			}
 		}
+		// The researcher lists what it posted, with how each job ended.
+		out, err := l.sponsor.cli(t, "job", "list", "--posted")
+		for _, row := range []string{`(?m)^` + goodID + `\s+completed\s.*\spaid$`, `(?m)^` + crashID + `\s+expired\s.*\srefunded$`, `(?m)^` + poorID + `\s+rejected\s.*\srefunded$`} {
+			if err != nil || !regexp.MustCompile(row).MatchString(out) {
+				t.Errorf("job list --posted lacks a row like %s: %v\n%s", row, err, out)
+			}
+		}
 	})
 
 	t.Run("private data stays on the rig", func(t *testing.T) {

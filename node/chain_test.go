@@ -460,8 +460,11 @@ func TestSponsorReclaims(t *testing.T) {
 	if got, _ := sponsor.market.Credit(ctx, common.Address{}, sponsor.addr); got.Cmp(want) != 0 {
 		t.Errorf("sponsor credit %s, want the whole escrow %s", got, want)
 	}
-	// Settled jobs are left alone.
+	// Settled jobs are left alone, and listed with how they ended.
 	sponsor.chain.reclaim(ctx)
+	if list, err := sponsor.chain.postedJobs(ctx); err != nil || len(list) != 1 || list[0].State != "expired" || !strings.HasPrefix(list[0].Settlement, "refunded") {
+		t.Errorf("posted jobs: %+v %v", list, err)
+	}
 }
 
 // TestProviderRegistersReport: the provider registers with its benchmark report, again

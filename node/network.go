@@ -11,7 +11,6 @@ import (
 	"sort"
 
 	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/p2p"
@@ -30,7 +29,8 @@ type Network interface {
 // openNetwork starts the p2p host with the node's registry and routes. The capacity it
 // advertises comes from the GPU inventory; the record binds the peer ID to the node's
 // market account when its key is unlocked, to a key of the node's own otherwise.
-func (n *Node) openNetwork(ctx context.Context, mk *market.Market) error {
+// Offers go to offers (nil: the network's own checks only).
+func (n *Node) openNetwork(ctx context.Context, mk *market.Market, offers p2p.OfferHandler) error {
 	var key *ecdsa.PrivateKey
 	if mk != nil {
 		key = mk.Key()
@@ -47,12 +47,7 @@ func (n *Node) openNetwork(ctx context.Context, mk *market.Market) error {
 		Snapshot:   n.capacity,
 		Log:        n.log,
 		Registerer: n.reg,
-		Offers: func(ctx context.Context, from peer.ID, o p2p.Offer) p2p.Decision {
-			if n.work == nil {
-				return p2p.Decision{Reason: "this node takes no jobs: it needs a chain and IPFS"}
-			}
-			return n.work.chain.offered(ctx, from, o)
-		},
+		Offers:     offers,
 	})
 	if err != nil {
 		return err

@@ -151,7 +151,9 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	if cfg.P2P.Enabled {
 		// A node whose network cannot start still runs; status says why.
-		if err := n.openNetwork(context.Background(), mk); err != nil {
+		// Offers of posted jobs go to the chain glue, which declines them until the node
+		// takes jobs.
+		if err := n.openNetwork(context.Background(), mk, ch.offered); err != nil {
 			n.setCheck("p2p", fmt.Errorf("not on the network: %w", err))
 		} else {
 			n.setCheck("p2p", nil)

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"math/big"
+	"net/http"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/store"
 )
@@ -91,4 +94,38 @@ func (c *chain) reclaimLoop(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// postedJobs lists the jobs this node posted, newest first, as the chain records them.
+func (c *chain) postedJobs(ctx context.Context) ([]api.ChainJob, error) {
+	list, err := c.store.List(func(j store.Job) bool { return strings.HasPrefix(j.ID, "sponsored-") })
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(list, func(i, k int) bool { return list[i].CreatedAt.After(list[k].CreatedAt) })
+	out := make([]api.ChainJob, 0, len(list))
+	for _, j := range list {
+		n, ok := new(big.Int).SetString(strings.TrimPrefix(j.ID, "sponsored-"), 10)
+		if !ok {
+			continue
+		}
+		cj, err := c.m.ChainJob(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cj)
+	}
+	return out, nil
+}
+
+// routes serves GET /v1/market/posted: the jobs this node posted.
+func (c *chain) routes(s *api.Server) {
+	s.HandleFunc("GET /v1/market/posted", func(w http.ResponseWriter, r *http.Request) {
+		list, err := c.postedJobs(r.Context())
+		if err != nil {
+			api.WriteError(w, http.StatusBadGateway, err)
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, list)
+	})
 }

@@ -97,7 +97,10 @@ func (w *work) run(ctx context.Context) error {
 	}
 }
 
-func (w *work) routes(s *api.Server) { w.machine.Routes(s) }
+func (w *work) routes(s *api.Server) {
+	w.machine.Routes(s)
+	w.chain.routes(s)
+}
 
 // storePath is the node's state file.
 func storePath(cfg Config) string { return filepath.Join(cfg.DataDir, "state.db") }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -32,7 +33,29 @@ func newJobListCmd() *cobra.Command {
 	}
 	socket := apiFlag(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	var posted bool
+	cmd.Flags().BoolVar(&posted, "posted", false, "list the jobs this node posted (as a researcher), as the chain records them")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if posted {
+			var list []api.ChainJob
+			if err := api.NewClient(*socket).Get(cmd.Context(), "/v1/market/posted", &list); err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), list)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "JOB\tSTATE\tREWARD (wei)\tPROVIDER\tPASS/FAIL\tDEADLINE\tSETTLEMENT")
+			for _, j := range list {
+				deadline := ""
+				if !j.Deadline.IsZero() {
+					deadline = j.Deadline.Local().Format(time.DateTime)
+				}
+				settled, _, _ := strings.Cut(j.Settlement, ":")
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", j.JobID, j.State, j.Reward, j.Provider, j.Passes, j.Fails, deadline, settled)
+			}
+			return tw.Flush()
+		}
 		var list []jobs.Job
 		if err := api.NewClient(*socket).Get(cmd.Context(), "/v1/jobs", &list); err != nil {
 			return err

@@ -111,20 +111,15 @@ func (m *Market) researchRoutes(s *api.Server) {
 			api.WriteError(w, http.StatusBadRequest, fmt.Errorf("job %q: not a chain job id", r.PathValue("id")))
 			return
 		}
-		v, err := m.Job(r.Context(), id)
-		if err != nil {
+		j, err := m.ChainJob(r.Context(), id)
+		switch {
+		case errors.Is(err, ErrNotPosted):
+			api.WriteError(w, http.StatusNotFound, err)
+		case err != nil:
 			api.WriteError(w, http.StatusBadGateway, err)
-			return
+		default:
+			api.WriteJSON(w, http.StatusOK, j)
 		}
-		if v.Sponsor == (common.Address{}) {
-			api.WriteError(w, http.StatusNotFound, fmt.Errorf("job %s: no such job on chain", id))
-			return
-		}
-		j := chainJob(id, v)
-		if ev, err := m.Posted(r.Context(), id); err == nil {
-			j.ManifestCID = ev.ManifestCID
-		}
-		api.WriteJSON(w, http.StatusOK, j)
 	})
 	s.HandleFunc("GET /v1/market/jobs/{id}/result", func(w http.ResponseWriter, r *http.Request) {
 		id, ok := new(big.Int).SetString(r.PathValue("id"), 10)
@@ -187,6 +182,23 @@ func jobParams(req api.PostJobRequest) (bindings.JobMarketJobParams, error) {
 	p.AcceptBy = big.NewInt(time.Now().Add(time.Duration(req.AcceptWithinSeconds) * time.Second).Unix())
 	p.RunWindow, p.AttestWindow = req.RunWindowSeconds, req.AttestWindowSeconds
 	return p, nil
+}
+
+// ChainJob describes job id's on-chain record, with its manifest and who the contract
+// credited once it is over.
+func (m *Market) ChainJob(ctx context.Context, id *big.Int) (api.ChainJob, error) {
+	v, err := m.Job(ctx, id)
+	if err != nil {
+		return api.ChainJob{}, err
+	}
+	if v.Sponsor == (common.Address{}) {
+		return api.ChainJob{}, fmt.Errorf("job %s: %w", id, ErrNotPosted)
+	}
+	j := chainJob(id, v)
+	if ev, err := m.Posted(ctx, id); err == nil {
+		j.ManifestCID = ev.ManifestCID
+	}
+	return j, nil
 }
 
 // chainJob describes an on-chain job record, with who the contract credited once it is
