@@ -145,15 +145,17 @@ done
 echo "$out"
 id=$(echo "$out" | sed -n 's/^posted job \([0-9]*\)$/\1/p')
 
-# 5. Follow it on the provider until it ends.
-last=""
+# 5. Follow it on the provider, one line per step of its history, until it ends.
+seen=0 last=""
 for _ in $(seq 1 600); do
-	st=$("$bin" job status "$id" "$p" 2>/dev/null | sed -n 's/^State: *//p' || true)
-	if [ -n "$st" ] && [ "$st" != "$last" ]; then
-		say "job $id: $st"
-		last=$st
+	hist=$("$bin" job status "$id" "$p" 2>/dev/null | sed -n '/^History:/,$p' | tail -n +2 | grep . || true)
+	n=$(printf '%s' "$hist" | grep -c . || true)
+	if [ "$n" -gt "$seen" ]; then
+		printf '%s\n' "$hist" | tail -n +$((seen + 1)) | while read -r _ _ state note; do say "job $id: $state — $note"; done
+		seen=$n
+		last=$(printf '%s\n' "$hist" | tail -1 | awk '{print $3}')
 	fi
-	case "$st" in paid | failed | rejected | expired | declined | lost) break ;; esac
+	case "$last" in paid | failed | rejected | expired | declined | lost) break ;; esac
 	sleep 0.3
 done
 "$bin" job status "$id" "$p"

@@ -373,7 +373,11 @@ func (m *Machine) step(ctx context.Context, id string, state State, rec Record, 
 		if err != nil {
 			return "", "", nil, err
 		}
-		return Preparing, fmt.Sprintf("gpus %v", gpus), func(r *Record) {
+		note := fmt.Sprintf("GPUs %s", strings.Join(gpus, ", "))
+		if len(gpus) == 0 {
+			note = "no GPUs: a CPU job"
+		}
+		return Preparing, note, func(r *Record) {
 			r.GPUs = gpus
 			r.OutputDir = filepath.Join(m.deps.WorkDir, id, "out")
 		}, nil
