@@ -262,7 +262,7 @@ func (l *loop) postRaw(t *testing.T, body []byte, hash string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "bad.json")
 	os.WriteFile(path, body, 0o644)
-	added, err := l.sponsor.api().IPFSAdd(context.Background(), path, "")
+	added, err := l.sponsor.api().IPFSUpload(context.Background(), path, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,11 @@ func newIPFSCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := api.NewClient(socket).IPFSAdd(cmd.Context(), p, name)
+			if name == "" {
+				name = filepath.Base(p)
+			}
+			// The content goes over the socket: the daemon need not see the path.
+			res, err := api.NewClient(socket).IPFSUpload(cmd.Context(), p, name)
 			if err != nil {
 				return err
 			}
@@ -46,8 +50,9 @@ func newIPFSCmd() *cobra.Command {
 	get := &cobra.Command{
 		Use:   "get CID DIR",
 		Short: "Fetch CID (verified, resumable) and write it into DIR",
-		Long: "Fetch CID into the daemon's input cache, then write a copy into DIR: a directory's\n" +
-			"entries go into DIR, a file becomes DIR/CID. Progress is printed to stderr.",
+		Long: "Fetch CID into the daemon's input cache, then write a copy into DIR (sent over the\n" +
+			"control socket, so the daemon need not be able to write DIR): a directory's entries\n" +
+			"go into DIR, a file becomes DIR/CID. Progress is printed to stderr.",
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir, err := filepath.Abs(args[1])
@@ -58,12 +63,15 @@ func newIPFSCmd() *cobra.Command {
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			go printProgress(ctx, cmd, c, args[0])
-			p, err := c.IPFSGet(ctx, args[0], dir)
-			if err != nil {
+			if err := c.IPFSDownload(ctx, args[0], dir); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d blocks (%d already local), %d bytes -> %s\n",
-				p.CID, p.Blocks, p.Local, p.Bytes, dir)
+			if p, err := c.IPFSFetch(ctx, args[0]); err == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d blocks (%d already local), %d bytes -> %s\n",
+					p.CID, p.Blocks, p.Local, p.Bytes, dir)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: from the input cache -> %s\n", args[0], dir)
+			}
 			return nil
 		},
 	}

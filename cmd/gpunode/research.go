@@ -81,7 +81,7 @@ beside the original as NAME.posted.json.`
 				return err
 			}
 		}
-		added, err := c.IPFSAdd(cmd.Context(), path, "")
+		added, err := c.IPFSUpload(cmd.Context(), path, filepath.Base(path))
 		if err != nil {
 			return fmt.Errorf("add manifest to IPFS: %w", err)
 		}
@@ -123,8 +123,8 @@ func newJobFetchCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if _, err := c.IPFSGet(cmd.Context(), res.CheckpointCID, dir); err != nil {
-			return fmt.Errorf("fetch %s: %w", res.CheckpointCID, err)
+		if err := c.IPFSDownload(cmd.Context(), res.CheckpointCID, dir); err != nil {
+			return err
 		}
 		got, err := jobs.TreeHash(dir)
 		if err != nil {
@@ -217,7 +217,7 @@ func uploadInputs(cmd *cobra.Command, c *api.Client, man *job.Manifest, path str
 		if _, err := os.Stat(p); err != nil {
 			return nil, "", fmt.Errorf("inputs[%d].file: %w", i, err)
 		}
-		added, err := c.IPFSAdd(cmd.Context(), p, "")
+		added, err := c.IPFSUpload(cmd.Context(), p, filepath.Base(p))
 		if err != nil {
 			return nil, "", fmt.Errorf("add input %s to IPFS: %w", in.File, err)
 		}

@@ -55,6 +55,34 @@ func (c *Client) Stream(ctx context.Context, path string) (io.ReadCloser, error)
 	return resp.Body, nil
 }
 
+// Upload posts body (of contentType) to path and decodes the JSON answer into out
+// (which may be nil).
+func (c *Client) Upload(ctx context.Context, path, contentType string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://gpunode"+path, body)
+	if err != nil {
+		return fmt.Errorf("api %s: %w", path, err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w (socket %s); start it with `gpunode daemon` or point --api-socket at its socket", ErrNotRunning, c.socket)
+		}
+		return fmt.Errorf("api %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return decodeError(path, resp)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("api %s: decode answer: %w", path, err)
+	}
+	return nil
+}
+
 // Do performs one request with an optional JSON body and JSON answer.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
 	resp, err := c.send(ctx, method, path, in)

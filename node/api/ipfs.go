@@ -2,8 +2,13 @@ package api
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/url"
+	"os"
 	"time"
+
+	"github.com/gpunode/gpunode/internal/treetar"
 )
 
 // IPFSAddResult is what the daemon stored for an add.
@@ -46,6 +51,43 @@ func (c *Client) IPFSAdd(ctx context.Context, path, name string) (IPFSAddResult,
 	var out IPFSAddResult
 	err := c.Post(ctx, "/v1/ipfs/add", map[string]string{"path": path, "name": name}, &out)
 	return out, err
+}
+
+// IPFSUpload sends the file or directory at path to the daemon, which adds it, pins it
+// and publishes it: unlike IPFSAdd, the daemon need not be able to read path.
+func (c *Client) IPFSUpload(ctx context.Context, path, name string) (IPFSAddResult, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return IPFSAddResult{}, err
+	}
+	q := url.Values{"name": {name}}
+	if fi.IsDir() {
+		q.Set("dir", "1")
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(treetar.Write(pw, path)) }()
+	defer pr.Close()
+	var out IPFSAddResult
+	err = c.Upload(ctx, "/v1/ipfs/upload?"+q.Encode(), "application/x-tar", pr, &out)
+	return out, err
+}
+
+// IPFSDownload fetches cid through the daemon and writes it into dir (created if
+// missing), which only this process needs to be able to write: a directory CID's entries
+// go into dir, a file CID becomes dir/<cid>.
+func (c *Client) IPFSDownload(ctx context.Context, cid, dir string) error {
+	body, err := c.Stream(ctx, "/v1/ipfs/tar/"+url.PathEscape(cid))
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if _, err := treetar.Extract(body, dir, 0); err != nil {
+		return fmt.Errorf("fetch %s: %w", cid, err)
+	}
+	return nil
 }
 
 // IPFSGet asks the daemon to fetch cid and write it into dir (absolute).

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/gpunode/gpunode/internal/treetar"
 	"github.com/gpunode/gpunode/node/api"
 )
 
@@ -34,6 +36,8 @@ type PinRequest struct {
 func (n *Node) Routes(s *api.Server) {
 	s.HandleFunc("POST /v1/ipfs/add", n.handleAdd)
 	s.HandleFunc("POST /v1/ipfs/get", n.handleGet)
+	s.HandleFunc("POST /v1/ipfs/upload", n.handleUpload)
+	s.HandleFunc("GET /v1/ipfs/tar/{cid}", n.handleTar)
 	s.HandleFunc("GET /v1/ipfs/fetches", func(w http.ResponseWriter, _ *http.Request) {
 		api.WriteJSON(w, http.StatusOK, n.Fetches())
 	})
@@ -100,6 +104,70 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 		p = Progress{CID: c.String(), State: "done", Path: filepath.Join(n.inputsDir(), c.String())}
 	}
 	api.WriteJSON(w, http.StatusOK, p)
+}
+
+// handleUpload adds content sent as a tar archive (internal/treetar) — a directory
+// (?dir=1) or one file — so the CLI can add what the daemon cannot read itself.
+func (n *Node) handleUpload(w http.ResponseWriter, r *http.Request) {
+	up := filepath.Join(n.dir, "uploads")
+	if err := os.MkdirAll(up, 0o700); err != nil {
+		api.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	tmp, err := os.MkdirTemp(up, "up-")
+	if err != nil {
+		api.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	defer os.RemoveAll(tmp)
+	tops, err := treetar.Extract(r.Body, tmp, n.cfg.MaxStorageBytes)
+	if err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, treetar.ErrTooLarge) {
+			status = http.StatusInsufficientStorage
+		}
+		api.WriteError(w, status, fmt.Errorf("upload: %w", err))
+		return
+	}
+	name := r.URL.Query().Get("name")
+	root := tmp
+	if r.URL.Query().Get("dir") != "1" {
+		if len(tops) != 1 {
+			api.WriteError(w, http.StatusBadRequest, fmt.Errorf("upload: want one file, the archive holds %d entries", len(tops)))
+			return
+		}
+		root = filepath.Join(tmp, tops[0])
+		if name == "" {
+			name = tops[0]
+		}
+	} else if name == "" {
+		name = "upload"
+	}
+	res, err := n.Add(r.Context(), root, name)
+	if err != nil {
+		api.WriteError(w, statusOf(err), err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, res)
+}
+
+// handleTar fetches a CID and sends it as a tar archive: a directory as its entries, a
+// file as one entry named by the CID (as POST /v1/ipfs/get lays them out).
+func (n *Node) handleTar(w http.ResponseWriter, r *http.Request) {
+	c, err := cid.Decode(r.PathValue("cid"))
+	if err != nil {
+		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("cid %q: %w", r.PathValue("cid"), err))
+		return
+	}
+	src, err := n.Fetch(r.Context(), c)
+	if err != nil {
+		api.WriteError(w, statusOf(err), err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	if err := treetar.Write(w, src); err != nil {
+		n.log.Warn("send tar", "cid", c.String(), "err", err)
+	}
 }
 
 func (n *Node) handleFetch(w http.ResponseWriter, r *http.Request) {

@@ -68,6 +68,16 @@ func TestCLIThroughAPI(t *testing.T) {
 	gpunode("get", res.CID, dst)
 	sameFile(t, filepath.Join(other, "data.bin"), filepath.Join(dst, "data.bin"))
 
+	// Content goes over the socket both ways: a directory added through the CLI has
+	// the CID of the same directory added in place, and a file CID is written as
+	// DIR/<cid>.
+	if dirCID := gpunode("add", other); dirCID != res.CID {
+		t.Errorf("directory added through the CLI: %s, in place: %s", dirCID, res.CID)
+	}
+	fileDst := filepath.Join(t.TempDir(), "file")
+	gpunode("get", c, fileDst)
+	sameFile(t, file, filepath.Join(fileDst, c))
+
 	// Errors come back as messages.
 	cmd := exec.CommandContext(ctx, bin, "ipfs", "--api-socket", sock, "get", "not-a-cid", dst)
 	out, err := cmd.CombinedOutput()
