@@ -58,29 +58,11 @@ func (c *Client) Stream(ctx context.Context, path string) (io.ReadCloser, error)
 // Upload posts body (of contentType) to path and decodes the JSON answer into out
 // (which may be nil).
 func (c *Client) Upload(ctx context.Context, path, contentType string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://gpunode"+path, body)
+	resp, err := c.request(ctx, http.MethodPost, path, contentType, body)
 	if err != nil {
-		return fmt.Errorf("api %s: %w", path, err)
+		return err
 	}
-	req.Header.Set("Content-Type", contentType)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("%w (socket %s); start it with `gpunode daemon` or point --api-socket at its socket", ErrNotRunning, c.socket)
-		}
-		return fmt.Errorf("api %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return decodeError(path, resp)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("api %s: decode answer: %w", path, err)
-	}
-	return nil
+	return answer(path, resp, out)
 }
 
 // Do performs one request with an optional JSON body and JSON answer.
@@ -89,6 +71,11 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	if err != nil {
 		return err
 	}
+	return answer(path, resp, out)
+}
+
+// answer decodes a JSON answer into out (which may be nil), or the error it carries.
+func answer(path string, resp *http.Response, out any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		return decodeError(path, resp)
@@ -103,20 +90,23 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 }
 
 func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, fmt.Errorf("api %s: encode request: %w", path, err)
-		}
-		body = bytes.NewReader(b)
+	if in == nil {
+		return c.request(ctx, method, path, "", nil)
 	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return nil, fmt.Errorf("api %s: encode request: %w", path, err)
+	}
+	return c.request(ctx, method, path, "application/json", bytes.NewReader(b))
+}
+
+func (c *Client) request(ctx context.Context, method, path, contentType string, body io.Reader) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, "http://gpunode"+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("api %s: %w", path, err)
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
