@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/job"
@@ -355,15 +356,20 @@ func (c *chain) Accept(ctx context.Context, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if (j.Posting.Token != "" && common.HexToAddress(j.Posting.Token) != common.Address{}) && j.Posting.BondWei != "0" {
-		return "", fmt.Errorf("%w: bonds in ERC-20 tokens are not supported by this node yet", jobs.ErrPermanent)
-	}
 	var validators []common.Address
 	for _, a := range j.Posting.Validators {
 		validators = append(validators, common.HexToAddress(a))
 	}
-	bond, _ := new(big.Int).SetString(j.Posting.BondWei, 10)
-	r, err := c.m.AcceptJob(ctx, n, validators, bond)
+	bond, ok := new(big.Int).SetString(j.Posting.BondWei, 10)
+	if !ok {
+		bond = new(big.Int)
+	}
+	var r *types.Receipt
+	if token := common.HexToAddress(j.Posting.Token); token != (common.Address{}) && bond.Sign() > 0 {
+		r, err = c.m.AcceptJobWithTokenBond(ctx, n, validators, token, bond)
+	} else {
+		r, err = c.m.AcceptJob(ctx, n, validators, bond)
+	}
 	if err != nil {
 		return "", err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gpunode/gpunode/contracts"
 	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/contracts/bindings/mocks"
 	"github.com/gpunode/gpunode/contracts/devchain"
 )
 
@@ -150,5 +151,75 @@ func TestConcurrentAttestations(t *testing.T) {
 	}
 	if j, err := provider.Job(ctx, id); err != nil || JobState(j.State) != StateCompleted {
 		t.Errorf("job %v, %v: want completed", j.State, err)
+	}
+}
+
+// TestTokenBond: a job paid in an ERC-20 token asks the provider for a bond in it; the
+// node approves the JobMarket for the bond and accepts, and skips the approval when an
+// earlier one still covers the bond (a node restarted between the two sends).
+func TestTokenBond(t *testing.T) {
+	dep := startDevchain(t)
+	depFile := filepath.Join(t.TempDir(), "dep.json")
+	devchain.WriteDeployment(depFile, dep)
+	provider := marketFor(t, dep, depFile, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := provider.RegisterProvider(ctx, "12D3KooWProvider", "", common.Hash{}); err != nil {
+		t.Fatal(err)
+	}
+	tok := mocks.NewMockToken()
+	sponsorKey, _ := crypto.ToECDSA(common.FromHex(dep.Accounts[4].PrivateKey))
+	sponsor := NewTxManager(provider.cfg.txConfig(), provider.client, sponsorKey, discard(), nil)
+	if _, err := sponsor.Send(ctx, dep.Token, nil, tok.PackApprove(dep.JobMarket, big.NewInt(1_000_000))); err != nil {
+		t.Fatal(err)
+	}
+	vals := []common.Address{dep.Accounts[2].Address}
+	bond := big.NewInt(50)
+	post := func() *big.Int {
+		h, err := provider.client.HeaderByNumber(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := sponsor.Send(ctx, dep.JobMarket, nil, provider.abi.PackPostJob(bindings.JobMarketJobParams{
+			Token: dep.Token, Reward: big.NewInt(1000), ValidatorFee: big.NewInt(10), Bond: bond, Threshold: 900, Quorum: 1,
+			Validators: vals, AcceptBy: new(big.Int).SetUint64(h.Time + 3600), RunWindow: 600, AttestWindow: 600, ManifestCID: "bafymanifest",
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := provider.abi.UnpackJobPostedEvent(r.Logs[len(r.Logs)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev.JobId
+	}
+	nonce := func() uint64 {
+		n, err := provider.client.PendingNonceAt(ctx, provider.Account())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, c := range []struct {
+		name       string
+		preApprove bool
+		sends      uint64
+	}{{"no allowance: approve, then accept", false, 2}, {"allowance left: accept only", true, 1}} {
+		id := post()
+		if c.preApprove {
+			if _, err := provider.tx.Send(ctx, dep.Token, nil, tok.PackApprove(dep.JobMarket, bond)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := nonce()
+		if _, err := provider.AcceptJobWithTokenBond(ctx, id, vals, dep.Token, bond); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if sent := nonce() - before; sent != c.sends {
+			t.Errorf("%s: %d transactions, want %d", c.name, sent, c.sends)
+		}
+		if j, err := provider.Job(ctx, id); err != nil || JobState(j.State) != StateAccepted || j.Provider != provider.Account() {
+			t.Errorf("%s: job %+v %v", c.name, j, err)
+		}
 	}
 }
