@@ -28,7 +28,7 @@ func newJobPostCmd() *cobra.Command {
 	var (
 		validators                          []string
 		quorum                              int
-		reward, fee, bond                   string
+		reward, fee, bond, token            string
 		acceptWithin, runWindow, attestWait time.Duration
 	)
 	cmd := &cobra.Command{
@@ -46,6 +46,7 @@ fee in escrow. Validators attest the evaluation metric; the threshold is the man
 	f.StringVar(&reward, "reward", "", "reward in wei")
 	f.StringVar(&fee, "validator-fee", "0", "fee per validator in wei")
 	f.StringVar(&bond, "bond", "0", "bond the provider locks, in wei")
+	f.StringVar(&token, "token", "", "pay in this ERC-20 token (reward, fees and bond in its smallest unit) instead of ETH")
 	f.DurationVar(&acceptWithin, "accept-within", time.Hour, "how long a provider has to accept")
 	f.DurationVar(&runWindow, "run-window", 6*time.Hour, "how long the provider has to submit, from acceptance")
 	f.DurationVar(&attestWait, "attest-window", time.Hour, "how long validators have to attest, from submission")
@@ -90,7 +91,7 @@ beside the original as NAME.posted.json.`
 			ManifestCID: added.CID, ManifestHash: hex.EncodeToString(sum[:]),
 			Threshold:  uint32(math.Round(man.Evaluation.Threshold * validator.ScoreScale)),
 			Validators: validators, Quorum: uint8(quorum),
-			RewardWei: reward, ValidatorFeeWei: fee, BondWei: bond,
+			RewardWei: reward, ValidatorFeeWei: fee, BondWei: bond, Token: token,
 			AcceptWithinSeconds: uint64(acceptWithin.Seconds()), RunWindowSeconds: uint32(runWindow.Seconds()),
 			AttestWindowSeconds: uint32(attestWait.Seconds()),
 		})

@@ -54,15 +54,17 @@ type PostJobRequest struct {
 	ManifestCID  string `json:"manifest_cid"`
 	ManifestHash string `json:"manifest_hash"` // hex sha256 of the manifest's bytes
 	// Threshold is the evaluation threshold × 10⁶, as the contract compares scores.
-	Threshold           uint32   `json:"threshold"`
-	Validators          []string `json:"validators"`
-	Quorum              uint8    `json:"quorum"`
-	RewardWei           string   `json:"reward_wei"`
-	ValidatorFeeWei     string   `json:"validator_fee_wei"`
-	BondWei             string   `json:"bond_wei"`
-	AcceptWithinSeconds uint64   `json:"accept_within_seconds"`
-	RunWindowSeconds    uint32   `json:"run_window_seconds"`
-	AttestWindowSeconds uint32   `json:"attest_window_seconds"`
+	Threshold  uint32   `json:"threshold"`
+	Validators []string `json:"validators"`
+	Quorum     uint8    `json:"quorum"`
+	// Token is the ERC-20 the job pays in (reward, fees, bond); empty for ETH.
+	Token               string `json:"token,omitempty"`
+	RewardWei           string `json:"reward_wei"`
+	ValidatorFeeWei     string `json:"validator_fee_wei"`
+	BondWei             string `json:"bond_wei"`
+	AcceptWithinSeconds uint64 `json:"accept_within_seconds"`
+	RunWindowSeconds    uint32 `json:"run_window_seconds"`
+	AttestWindowSeconds uint32 `json:"attest_window_seconds"`
 }
 
 // PostJobResult is the answer to POST /v1/market/jobs.

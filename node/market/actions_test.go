@@ -168,11 +168,8 @@ func TestTokenBond(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := mocks.NewMockToken()
-	sponsorKey, _ := crypto.ToECDSA(common.FromHex(dep.Accounts[4].PrivateKey))
-	sponsor := NewTxManager(provider.cfg.txConfig(), provider.client, sponsorKey, discard(), nil)
-	if _, err := sponsor.Send(ctx, dep.Token, nil, tok.PackApprove(dep.JobMarket, big.NewInt(1_000_000))); err != nil {
-		t.Fatal(err)
-	}
+	// The sponsor's node posts in the token: it approves the escrow, then posts.
+	sponsor := marketFor(t, dep, depFile, 4)
 	vals := []common.Address{dep.Accounts[2].Address}
 	bond := big.NewInt(50)
 	post := func() *big.Int {
@@ -180,18 +177,17 @@ func TestTokenBond(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := sponsor.Send(ctx, dep.JobMarket, nil, provider.abi.PackPostJob(bindings.JobMarketJobParams{
+		id, _, err := sponsor.PostJob(ctx, bindings.JobMarketJobParams{
 			Token: dep.Token, Reward: big.NewInt(1000), ValidatorFee: big.NewInt(10), Bond: bond, Threshold: 900, Quorum: 1,
 			Validators: vals, AcceptBy: new(big.Int).SetUint64(h.Time + 3600), RunWindow: 600, AttestWindow: 600, ManifestCID: "bafymanifest",
-		}))
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev, err := provider.abi.UnpackJobPostedEvent(r.Logs[len(r.Logs)-1])
-		if err != nil {
-			t.Fatal(err)
+		if j, err := sponsor.Job(ctx, id); err != nil || j.Token != dep.Token || j.Reward.Int64() != 1000 {
+			t.Fatalf("token job: %+v %v", j, err)
 		}
-		return ev.JobId
+		return id
 	}
 	nonce := func() uint64 {
 		n, err := provider.client.PendingNonceAt(ctx, provider.Account())

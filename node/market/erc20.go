@@ -42,25 +42,30 @@ func (m *Market) allowance(ctx context.Context, token common.Address) (*big.Int,
 	return v[0].(*big.Int), nil
 }
 
+// approve lets the JobMarket pull amount of token from the node's account, unless an
+// earlier approval still covers it.
+func (m *Market) approve(ctx context.Context, token common.Address, amount *big.Int) error {
+	if m.tx == nil {
+		return ErrWatchOnly
+	}
+	have, err := m.allowance(ctx, token)
+	if err != nil || have.Cmp(amount) >= 0 {
+		return err
+	}
+	data, err := erc20.Pack("approve", m.contract, amount)
+	if err != nil {
+		return err
+	}
+	_, err = m.tx.Send(ctx, token, nil, data)
+	return err
+}
+
 // AcceptJobWithTokenBond accepts job id whose bond is amount of token: it approves the
 // JobMarket for the bond first unless an earlier approval still covers it, so a node
 // that crashed between the two sends neither twice.
 func (m *Market) AcceptJobWithTokenBond(ctx context.Context, id *big.Int, validators []common.Address, token common.Address, amount *big.Int) (*types.Receipt, error) {
-	if m.tx == nil {
-		return nil, fmt.Errorf("accept job %s: %w", id, ErrWatchOnly)
-	}
-	have, err := m.allowance(ctx, token)
-	if err != nil {
-		return nil, err
-	}
-	if have.Cmp(amount) < 0 {
-		data, err := erc20.Pack("approve", m.contract, amount)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := m.tx.Send(ctx, token, nil, data); err != nil {
-			return nil, fmt.Errorf("approve the bond of job %s: %w", id, err)
-		}
+	if err := m.approve(ctx, token, amount); err != nil {
+		return nil, fmt.Errorf("accept job %s: approve the bond: %w", id, err)
 	}
 	return m.AcceptJob(ctx, id, validators, nil)
 }

@@ -19,14 +19,18 @@ import (
 // The researcher's side: post a job with its reward escrowed, and read back the result
 // a provider submitted.
 
-// PostJob posts a job paid in ETH: the reward and every validator's fee go into escrow
-// with the call. It returns the job's ID from the JobPosted event.
+// PostJob posts a job: the reward and every validator's fee go into escrow with the call
+// (in ETH), or are pulled by the contract after an approval (in an ERC-20 token). It returns the job's ID from the JobPosted event.
 func (m *Market) PostJob(ctx context.Context, p bindings.JobMarketJobParams) (*big.Int, *types.Receipt, error) {
-	if p.Token != (common.Address{}) {
-		return nil, nil, errors.New("post job: only ETH rewards can be posted from the node yet")
-	}
 	value := new(big.Int).Mul(p.ValidatorFee, big.NewInt(int64(len(p.Validators))))
 	value.Add(value, p.Reward)
+	if p.Token != (common.Address{}) {
+		// In a token, the escrow is pulled with transferFrom: approve it first.
+		if err := m.approve(ctx, p.Token, value); err != nil {
+			return nil, nil, fmt.Errorf("post job: approve the escrow: %w", err)
+		}
+		value = nil
+	}
 	r, err := m.send(ctx, "post job", value, m.abi.PackPostJob(p))
 	if err != nil {
 		return nil, nil, err
@@ -177,6 +181,12 @@ func jobParams(req api.PostJobRequest) (bindings.JobMarketJobParams, error) {
 	}
 	if req.Quorum < 1 || int(req.Quorum) > len(p.Validators) {
 		return p, fmt.Errorf("quorum %d: want 1..%d (the number of validators)", req.Quorum, len(p.Validators))
+	}
+	if req.Token != "" {
+		if !common.IsHexAddress(req.Token) {
+			return p, fmt.Errorf("token %q: not an address", req.Token)
+		}
+		p.Token = common.HexToAddress(req.Token)
 	}
 	p.ManifestCID, p.Quorum, p.Threshold = req.ManifestCID, req.Quorum, req.Threshold
 	p.AcceptBy = big.NewInt(time.Now().Add(time.Duration(req.AcceptWithinSeconds) * time.Second).Unix())

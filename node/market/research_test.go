@@ -32,6 +32,7 @@ func TestJobParams(t *testing.T) {
 		{"bad validator", func(r *api.PostJobRequest) { r.Validators = []string{"alice"} }, `validator "alice"`},
 		{"quorum above validators", func(r *api.PostJobRequest) { r.Quorum = 3 }, "quorum 3"},
 		{"no quorum", func(r *api.PostJobRequest) { r.Quorum = 0 }, "quorum 0"},
+		{"bad token", func(r *api.PostJobRequest) { r.Token = "usdc" }, `token "usdc"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
