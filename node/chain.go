@@ -461,6 +461,17 @@ func (c *chain) Outcome(ctx context.Context, id string) (jobs.Outcome, error) {
 		if view.Provider != self {
 			return jobs.OutcomeTaken, nil
 		}
+		// Validators that never decide do not hold the provider's bond forever: past the
+		// attest deadline the provider expires the job (its bond comes back, the sponsor
+		// gets the reward).
+		if market.JobState(view.State) == market.StateSubmitted {
+			if now, err := c.m.Now(ctx); err == nil && now.After(time.Unix(view.Deadline.Int64(), 0)) {
+				if r, err := c.m.Expire(ctx, n); err == nil {
+					c.log.Info("validators missed the attest deadline; expired the job", "job_id", id, "tx", r.TxHash.Hex())
+					return jobs.OutcomeExpired, nil
+				}
+			}
+		}
 	case market.StateCompleted:
 		if view.Provider != self {
 			return jobs.OutcomeTaken, nil

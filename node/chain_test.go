@@ -24,6 +24,7 @@ import (
 
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/contracts/devchain"
+	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
@@ -504,6 +505,69 @@ func TestProviderRegistersReport(t *testing.T) {
 		}
 		if c.fail == nil && provider.chain.publishedReport() != c.cid {
 			t.Errorf("round %d: published report %q, want %q", i, provider.chain.publishedReport(), c.cid)
+		}
+	}
+}
+
+// TestValidatorsNoShow: validators that never attest do not hold a provider's bond: past
+// the attest deadline the provider's node expires the job, gets its bond back, and the
+// sponsor the reward and the unearned fees.
+func TestValidatorsNoShow(t *testing.T) {
+	dep := startDevchain(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
+	provider := newChainNode(t, dep, 1, content)
+	sponsor := newChainNode(t, dep, 4, content)
+	if err := provider.chain.register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	jcfg := jobs.Default()
+	jcfg.OutcomePoll = configfile.Duration(50 * time.Millisecond)
+	trainer := &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
+		os.WriteFile(filepath.Join(s.OutputDir, "model.json"), []byte(`{}`), 0o644)
+		return 0
+	}}
+	machine := jobs.New(jcfg, jobs.Deps{Store: provider.store, Chain: provider.chain, Content: content, Runtime: trainer, WorkDir: t.TempDir()}, quietLog())
+	provider.chain.attach(machine, nil)
+	machineDone := make(chan struct{})
+	go func() { machine.Run(ctx); close(machineDone) }()
+	defer func() { cancel(); <-machineDone }()
+
+	image := "reg.local/t@sha256:" + fmt.Sprintf("%064d", 1)
+	manifest := []byte(`{"version":1,"image":"` + image + `","command":["/train"],"resources":{"gpus":0},
+		"output":{"path":"/out","max_bytes":1048576},"max_duration":"1h","network":{"mode":"none"},
+		"evaluation":{"image":"` + image + `","command":["/eval"],"metric":"accuracy","threshold":0.9}}`)
+	now, err := sponsor.market.Now(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reward, fee, bond := big.NewInt(1000), big.NewInt(10), big.NewInt(100)
+	if _, _, err := sponsor.market.PostJob(ctx, bindings.JobMarketJobParams{
+		Reward: reward, ValidatorFee: fee, Bond: bond, Threshold: 900000, Quorum: 2,
+		Validators: []common.Address{dep.Accounts[2].Address, dep.Accounts[3].Address}, AcceptBy: big.NewInt(now.Add(time.Hour).Unix()),
+		RunWindow: 3600, AttestWindow: 5, ManifestCID: content.put(manifest), ManifestHash: sha256.Sum256(manifest),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		j, err := machine.Get("1")
+		if err == nil && j.State == jobs.Expired {
+			break
+		}
+		if err == nil && j.State.Terminal() {
+			t.Fatalf("job ended %s: %s", j.State, j.Reason)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job not expired: %+v %v", j, err)
+		}
+	}
+	for who, want := range map[common.Address]*big.Int{
+		provider.addr: bond,
+		sponsor.addr:  new(big.Int).Add(reward, new(big.Int).Mul(fee, big.NewInt(2))),
+	} {
+		if got, _ := provider.market.Credit(ctx, common.Address{}, who); got.Cmp(want) != 0 {
+			t.Errorf("credit of %s: %s, want %s", who, got, want)
 		}
 	}
 }
