@@ -722,6 +722,13 @@ func TestJobLoop(t *testing.T) {
 	if out, err := l.provider.cli(t, "status"); err != nil || !strings.Contains(out, "Earnings:") || !strings.Contains(out, "rewards 3.000000 ETH") {
 		t.Errorf("status: %v\n%s", err, out)
 	}
+	// Each paid job shows what it earned.
+	out, err := l.provider.cli(t, "job", "list")
+	for _, id := range []string{goodID, longID, privateID} {
+		if err != nil || !regexp.MustCompile(`(?m)^`+id+`\s+paid\s.*\s1\.000000 ETH\s`).MatchString(out) {
+			t.Errorf("job list shows no earnings for job %s: %v\n%s", id, err, out)
+		}
+	}
 	// A validator's status shows its validations and the fees they earned.
 	l.waitFor(t, "the validator's fees in status", 30*time.Second, func() (bool, string) {
 		st, err := l.v1.api().Status(ctx)

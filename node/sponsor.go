@@ -118,8 +118,22 @@ func (c *chain) postedJobs(ctx context.Context) ([]api.ChainJob, error) {
 	return out, nil
 }
 
-// routes serves GET /v1/market/posted: the jobs this node posted.
+// routes serves GET /v1/market/posted, the jobs this node posted, and
+// GET /v1/market/ledger, what it was credited and withdrew.
 func (c *chain) routes(s *api.Server) {
+	s.HandleFunc("GET /v1/market/ledger", func(w http.ResponseWriter, r *http.Request) {
+		entries, err := c.store.Ledger()
+		if err != nil {
+			api.WriteError(w, http.StatusInternalServerError, err)
+			return
+		}
+		out := make([]api.LedgerEntry, 0, len(entries))
+		for _, e := range entries {
+			out = append(out, api.LedgerEntry{Kind: e.Kind, Wei: e.Wei, JobID: e.JobID, At: e.At})
+		}
+		sort.Slice(out, func(i, k int) bool { return out[i].At.Before(out[k].At) })
+		api.WriteJSON(w, http.StatusOK, out)
+	})
 	s.HandleFunc("GET /v1/market/posted", func(w http.ResponseWriter, r *http.Request) {
 		list, err := c.postedJobs(r.Context())
 		if err != nil {

@@ -56,17 +56,31 @@ func newJobListCmd() *cobra.Command {
 			}
 			return tw.Flush()
 		}
+		c := api.NewClient(*socket)
 		var list []jobs.Job
-		if err := api.NewClient(*socket).Get(cmd.Context(), "/v1/jobs", &list); err != nil {
+		if err := c.Get(cmd.Context(), "/v1/jobs", &list); err != nil {
 			return err
 		}
 		if asJSON {
 			return writeJSON(cmd.OutOrStdout(), list)
 		}
+		// What each job earned, from the node's ledger of chain events.
+		var ledger []api.LedgerEntry
+		c.Get(cmd.Context(), "/v1/market/ledger", &ledger)
+		earned := map[string]string{}
+		for _, e := range ledger {
+			if e.Kind == "reward" {
+				earned[e.JobID] = etherOf(e.Wei)
+			}
+		}
 		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "JOB\tSTATE\tSPONSOR\tREWARD (wei)\tGPUS\tUPDATED\tREASON")
+		fmt.Fprintln(tw, "JOB\tSTATE\tSPONSOR\tREWARD (wei)\tEARNED\tGPUS\tUPDATED\tREASON")
 		for _, j := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, j.State, j.Posting.Sponsor, j.Posting.RewardWei,
+			e := earned[j.ID]
+			if e == "" {
+				e = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, j.State, j.Posting.Sponsor, j.Posting.RewardWei, e,
 				len(j.GPUs), j.UpdatedAt.Local().Format(time.DateTime), j.Reason)
 		}
 		return tw.Flush()

@@ -131,3 +131,12 @@ type Earnings struct {
 	AutoWithdrawWei string `json:"auto_withdraw_wei,omitempty"`
 	Error           string `json:"error,omitempty"`
 }
+
+// LedgerEntry is one movement of the node's money on the JobMarket (ETH, decimal wei):
+// a "reward" or validator "fee" credited for a job, or a "withdrawal".
+type LedgerEntry struct {
+	Kind  string    `json:"kind"`
+	Wei   string    `json:"wei"`
+	JobID string    `json:"job_id,omitempty"`
+	At    time.Time `json:"at"`
+}
