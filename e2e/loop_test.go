@@ -646,6 +646,13 @@ func TestJobLoop(t *testing.T) {
 				t.Errorf("job %s (%s): reason %q, want it to say %q", id, d.State, d.Reason, want)
 			}
 		}
+		// The researcher cancels the job nobody would take; a finished one cannot be.
+		if out, err := l.sponsor.cli(t, "job", "cancel", malformedID); err != nil || !strings.Contains(out, "cancelled job "+malformedID) {
+			t.Errorf("cancel: %v\n%s", err, out)
+		}
+		if out, err := l.sponsor.cli(t, "job", "cancel", goodID); err == nil || !strings.Contains(out, "BadState") {
+			t.Errorf("cancel of a completed job: %v\n%s", err, out)
+		}
 	})
 
 	// Money: every credit is what the contract's rules give for the jobs' ends, and a
@@ -660,7 +667,7 @@ func TestJobLoop(t *testing.T) {
 		for _, m := range []*member{l.sponsor, l.provider, l.v1, l.v2} {
 			want[m.account] = new(big.Int)
 		}
-		for _, id := range []string{longID, goodID, crashID, poorID, privateID, probeID, badDigestID, missingInputID} {
+		for _, id := range []string{longID, goodID, crashID, poorID, privateID, probeID, badDigestID, missingInputID, malformedID} {
 			j := l.chainJob(t, id)
 			unearned := new(big.Int).Mul(j.ValidatorFee, big.NewInt(int64(2-j.Passes-j.Fails)))
 			for i, v := range []*member{l.v1, l.v2} {
@@ -674,6 +681,8 @@ func TestJobLoop(t *testing.T) {
 				want[l.sponsor.account].Add(want[l.sponsor.account], unearned)
 			case 5: // rejected
 				want[l.sponsor.account].Add(want[l.sponsor.account], new(big.Int).Add(new(big.Int).Add(j.Reward, j.Bond), unearned))
+			case 6: // cancelled while open: the whole escrow back
+				want[l.sponsor.account].Add(want[l.sponsor.account], new(big.Int).Add(j.Reward, new(big.Int).Mul(j.ValidatorFee, big.NewInt(2))))
 			case 7: // expired while accepted: nothing was attested
 				want[l.sponsor.account].Add(want[l.sponsor.account], new(big.Int).Add(new(big.Int).Add(j.Reward, j.Bond), new(big.Int).Mul(j.ValidatorFee, big.NewInt(2))))
 			default:

@@ -18,9 +18,9 @@ import (
 func newJobCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "job",
-		Short: "Jobs: list what this node runs, show one; post one, offer it to a rig, fetch its checkpoint",
+		Short: "Jobs: list what this node runs, show one; post, offer, cancel one, fetch its checkpoint",
 	}
-	cmd.AddCommand(newJobListCmd(), newJobStatusCmd(), newJobPostCmd(), newJobFetchCmd(), newJobOfferCmd())
+	cmd.AddCommand(newJobListCmd(), newJobStatusCmd(), newJobPostCmd(), newJobFetchCmd(), newJobOfferCmd(), newJobCancelCmd())
 	return cmd
 }
 

@@ -239,3 +239,24 @@ func uploadInputs(cmd *cobra.Command, c *api.Client, man *job.Manifest, path str
 	}
 	return raw, posted, nil
 }
+
+func newJobCancelCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a job this node posted, while nobody has accepted it; the escrow comes back",
+		Long: `cancel withdraws a posted job before any provider accepts it: the reward and the
+validators' fees are credited back to the sponsor (withdraw them with 'gpunode wallet
+withdraw'). Once a provider has accepted, the job runs its course or expires.`,
+		Args: cobra.ExactArgs(1),
+	}
+	socket := apiFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		var res api.PostJobResult
+		if err := api.NewClient(*socket).Post(cmd.Context(), "/v1/market/jobs/"+args[0]+"/cancel", struct{}{}, &res); err != nil {
+			return fmt.Errorf("cancel job %s: %w", args[0], err)
+		}
+		_, err := fmt.Fprintf(cmd.OutOrStdout(), "cancelled job %s in tx %s: the escrow is credited back\n", res.JobID, res.TxHash)
+		return err
+	}
+	return cmd
+}

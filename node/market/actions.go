@@ -43,6 +43,12 @@ func (m *Market) Attest(ctx context.Context, id *big.Int, validators []common.Ad
 	return m.sendWithGasFloor(ctx, "attest job "+id.String(), nil, m.abi.PackAttest(id, validators, resultHash, score), attestGasFloor)
 }
 
+// CancelJob withdraws job id while nobody has accepted it (only its sponsor may); the
+// whole escrow is credited back.
+func (m *Market) CancelJob(ctx context.Context, id *big.Int) (*types.Receipt, error) {
+	return m.send(ctx, "cancel job "+id.String(), nil, m.abi.PackCancelJob(id))
+}
+
 // Expire ends job id after its deadline (anyone may), freeing the funds it holds.
 func (m *Market) Expire(ctx context.Context, id *big.Int) (*types.Receipt, error) {
 	return m.send(ctx, "expire job "+id.String(), nil, m.abi.PackExpire(id))

@@ -12,6 +12,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 
+	"github.com/gpunode/gpunode/contracts"
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/node/api"
 )
@@ -124,6 +125,26 @@ func (m *Market) researchRoutes(s *api.Server) {
 		default:
 			api.WriteJSON(w, http.StatusOK, j)
 		}
+	})
+	s.HandleFunc("POST /v1/market/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
+		id, ok := new(big.Int).SetString(r.PathValue("id"), 10)
+		if !ok {
+			api.WriteError(w, http.StatusBadRequest, fmt.Errorf("job %q: not a chain job id", r.PathValue("id")))
+			return
+		}
+		rec, err := m.CancelJob(r.Context(), id)
+		if err != nil {
+			status := http.StatusBadGateway
+			switch {
+			case errors.Is(err, ErrWatchOnly):
+				status = http.StatusConflict
+			case contracts.IsRevert(err, "BadState"), contracts.IsRevert(err, "NotSponsor"):
+				status = http.StatusConflict
+			}
+			api.WriteError(w, status, err)
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, api.PostJobResult{JobID: id.String(), TxHash: rec.TxHash.Hex()})
 	})
 	s.HandleFunc("GET /v1/market/jobs/{id}/result", func(w http.ResponseWriter, r *http.Request) {
 		id, ok := new(big.Int).SetString(r.PathValue("id"), 10)
