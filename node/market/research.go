@@ -111,9 +111,8 @@ func (m *Market) researchRoutes(s *api.Server) {
 		api.WriteJSON(w, http.StatusOK, api.PostJobResult{JobID: id.String(), TxHash: rec.TxHash.Hex()})
 	})
 	s.HandleFunc("GET /v1/market/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id, ok := new(big.Int).SetString(r.PathValue("id"), 10)
+		id, ok := pathJobID(w, r)
 		if !ok {
-			api.WriteError(w, http.StatusBadRequest, fmt.Errorf("job %q: not a chain job id", r.PathValue("id")))
 			return
 		}
 		j, err := m.ChainJob(r.Context(), id)
@@ -127,9 +126,8 @@ func (m *Market) researchRoutes(s *api.Server) {
 		}
 	})
 	s.HandleFunc("POST /v1/market/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
-		id, ok := new(big.Int).SetString(r.PathValue("id"), 10)
+		id, ok := pathJobID(w, r)
 		if !ok {
-			api.WriteError(w, http.StatusBadRequest, fmt.Errorf("job %q: not a chain job id", r.PathValue("id")))
 			return
 		}
 		rec, err := m.CancelJob(r.Context(), id)
@@ -147,9 +145,8 @@ func (m *Market) researchRoutes(s *api.Server) {
 		api.WriteJSON(w, http.StatusOK, api.PostJobResult{JobID: id.String(), TxHash: rec.TxHash.Hex()})
 	})
 	s.HandleFunc("GET /v1/market/jobs/{id}/result", func(w http.ResponseWriter, r *http.Request) {
-		id, ok := new(big.Int).SetString(r.PathValue("id"), 10)
+		id, ok := pathJobID(w, r)
 		if !ok {
-			api.WriteError(w, http.StatusBadRequest, fmt.Errorf("job %q: not a chain job id", r.PathValue("id")))
 			return
 		}
 		cid, hash, err := m.Result(r.Context(), id)
@@ -259,4 +256,13 @@ func chainJob(id *big.Int, v bindings.JobMarketJob) api.ChainJob {
 		j.Settlement = "refunded: the sponsor cancelled the job before anyone accepted it"
 	}
 	return j
+}
+
+// pathJobID reads the {id} of a route as a chain job id, answering 400 when it is not one.
+func pathJobID(w http.ResponseWriter, r *http.Request) (*big.Int, bool) {
+	id, ok := new(big.Int).SetString(r.PathValue("id"), 10)
+	if !ok {
+		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("job %q: not a chain job id", r.PathValue("id")))
+	}
+	return id, ok
 }
