@@ -420,20 +420,17 @@ func (c *chain) Abandon(ctx context.Context, id, reason string) (string, error) 
 		default:
 			return fmt.Sprintf("nothing to give back: the job is %s on chain", market.JobState(view.State)), nil
 		}
-		// The contract compares the deadline with the block's time: expire once the chain
-		// is past it (the next block will be too).
-		deadline := time.Unix(int64(view.Deadline.Uint64()), 0)
-		now, err := c.m.Now(ctx)
+		past, wait, err := c.m.PastDeadline(ctx, view)
 		if err != nil {
 			return "", err
 		}
-		if !now.After(deadline) {
+		if !past {
 			c.log.Info("job failed; expiring it on chain at its deadline so the sponsor is refunded",
-				"job_id", id, "deadline", deadline.UTC().Format(time.RFC3339), "reason", reason)
+				"job_id", id, "in", wait.Round(time.Second), "reason", reason)
 			select {
 			case <-ctx.Done():
 				return "", ctx.Err()
-			case <-time.After(min(max(deadline.Sub(now), 0)+time.Second, time.Minute)):
+			case <-time.After(min(wait+time.Second, time.Minute)):
 			}
 			continue
 		}
@@ -465,7 +462,7 @@ func (c *chain) Outcome(ctx context.Context, id string) (jobs.Outcome, error) {
 		// attest deadline the provider expires the job (its bond comes back, the sponsor
 		// gets the reward).
 		if market.JobState(view.State) == market.StateSubmitted {
-			if now, err := c.m.Now(ctx); err == nil && now.After(time.Unix(view.Deadline.Int64(), 0)) {
+			if past, _, err := c.m.PastDeadline(ctx, view); err == nil && past {
 				if r, err := c.m.Expire(ctx, n); err == nil {
 					c.log.Info("validators missed the attest deadline; expired the job", "job_id", id, "tx", r.TxHash.Hex())
 					return jobs.OutcomeExpired, nil

@@ -56,20 +56,11 @@ func (c *chain) reclaim(ctx context.Context) {
 			c.log.Warn("read posted job", "job_id", id, "err", err)
 			continue
 		}
-		var deadline *big.Int
-		switch st := market.JobState(view.State); st {
-		case market.StateOpen:
-			deadline = view.AcceptBy
-		case market.StateAccepted, market.StateSubmitted:
-			deadline = view.Deadline
-		default:
-			c.store.Advance(j.ID, sponsoredOpen, sponsoredSettled, "ended on chain: "+st.String(), nil)
+		if _, open := market.Deadline(view); !open {
+			c.store.Advance(j.ID, sponsoredOpen, sponsoredSettled, "ended on chain: "+market.JobState(view.State).String(), nil)
 			continue
 		}
-		// The contract compares deadlines with the block's time: expire once the chain is
-		// past it (the next block will be too).
-		now, err := c.m.Now(ctx)
-		if err != nil || !now.After(time.Unix(deadline.Int64(), 0)) {
+		if past, _, err := c.m.PastDeadline(ctx, view); err != nil || !past {
 			continue
 		}
 		r, err := c.m.Expire(ctx, n)

@@ -104,6 +104,34 @@ func (m *Market) Now(ctx context.Context) (time.Time, error) {
 	return time.Unix(int64(h.Time), 0), nil
 }
 
+// Deadline is the deadline of the job's current state — to accept while open, to submit
+// while accepted, to attest while submitted — past which expire may end it; false in a
+// final state.
+func Deadline(v bindings.JobMarketJob) (time.Time, bool) {
+	switch JobState(v.State) {
+	case StateOpen:
+		return time.Unix(v.AcceptBy.Int64(), 0), true
+	case StateAccepted, StateSubmitted:
+		return time.Unix(v.Deadline.Int64(), 0), true
+	}
+	return time.Time{}, false
+}
+
+// PastDeadline tells whether the chain's time is past the deadline of the job's current
+// state (the contract compares it with the block's time; the next block will be past it
+// too), and otherwise how long until then.
+func (m *Market) PastDeadline(ctx context.Context, v bindings.JobMarketJob) (past bool, wait time.Duration, err error) {
+	deadline, ok := Deadline(v)
+	if !ok {
+		return false, 0, nil
+	}
+	now, err := m.Now(ctx)
+	if err != nil {
+		return false, 0, err
+	}
+	return now.After(deadline), max(deadline.Sub(now), 0), nil
+}
+
 // Job reads job id's on-chain record.
 func (m *Market) Job(ctx context.Context, id *big.Int) (bindings.JobMarketJob, error) {
 	out, err := m.client.CallContract(ctx, ethereum.CallMsg{To: &m.contract, Data: m.abi.PackGetJob(id)})

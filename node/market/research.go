@@ -241,11 +241,10 @@ func chainJob(id *big.Int, v bindings.JobMarketJob) api.ChainJob {
 	if v.Provider != (common.Address{}) {
 		j.Provider = v.Provider.Hex()
 	}
+	if d, ok := Deadline(v); ok {
+		j.Deadline = d.UTC()
+	}
 	switch st {
-	case StateOpen:
-		j.Deadline = time.Unix(v.AcceptBy.Int64(), 0).UTC()
-	case StateAccepted, StateSubmitted:
-		j.Deadline = time.Unix(v.Deadline.Int64(), 0).UTC()
 	case StateCompleted:
 		j.Settlement = "paid: the provider is credited the reward and its bond back; unearned validator fees go back to the sponsor"
 	case StateRejected:
