@@ -166,6 +166,28 @@ func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *m
 	return &chainNode{market: m, chain: ch, store: st, addr: addr}
 }
 
+// testManifest puts a valid job manifest into content and returns its CID and sha256.
+func testManifest(content *memContent) (string, [32]byte) {
+	image := "reg.local/t@sha256:" + fmt.Sprintf("%064d", 1)
+	manifest := []byte(`{"version":1,"image":"` + image + `","command":["/train"],"resources":{"gpus":0},
+		"output":{"path":"/out","max_bytes":1048576},"max_duration":"1h","network":{"mode":"none"},
+		"evaluation":{"image":"` + image + `","command":["/eval"],"metric":"accuracy","threshold":0.9}}`)
+	return content.put(manifest), sha256.Sum256(manifest)
+}
+
+// runMachine runs a job machine for node n's chain side over content and rt; it stops
+// before the node's chain side does.
+func runMachine(t *testing.T, n *chainNode, cfg jobs.Config, content *memContent, rt jobs.Runtime) *jobs.Machine {
+	t.Helper()
+	machine := jobs.New(cfg, jobs.Deps{Store: n.store, Chain: n.chain, Content: content, Runtime: rt, WorkDir: t.TempDir()}, quietLog())
+	n.chain.attach(machine, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { machine.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return machine
+}
+
 // TestChainJobPaid runs a job through the real contract on a dev chain: a provider node
 // takes a posted job, runs and submits it; two validator nodes evaluate and attest; the
 // job completes, and the provider's and validators' credits are exactly the contract's.
@@ -181,22 +203,16 @@ func TestChainJobPaid(t *testing.T) {
 	autoWithdraw := func(c *market.Config) { c.AutoWithdrawWei = fee.String() }
 	validators := []*chainNode{newChainNode(t, dep, 2, content, autoWithdraw), newChainNode(t, dep, 3, content)}
 
-	work := t.TempDir()
 	jcfg := jobs.Default()
 	jcfg.OutcomePoll = jobs.Default().RetryBase
 	trainer := &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
 		os.WriteFile(filepath.Join(s.OutputDir, "model.json"), []byte(`{"w":[1,2,3]}`), 0o644)
 		return 0
 	}}
-	machine := jobs.New(jcfg, jobs.Deps{Store: provider.store, Chain: provider.chain, Content: content, Runtime: trainer,
-		WorkDir: work}, quietLog())
-	provider.chain.attach(machine, nil)
 	if err := provider.chain.register(ctx); err != nil {
 		t.Fatal(err)
 	}
-	machineDone := make(chan struct{})
-	go func() { machine.Run(ctx); close(machineDone) }()
-	defer func() { cancel(); <-machineDone }()
+	machine := runMachine(t, provider, jcfg, content, trainer)
 	for i, v := range validators {
 		eval := &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
 			os.WriteFile(filepath.Join(s.OutputDir, validator.ResultFile), []byte(`{"version":1,"metrics":{"accuracy":0.95}}`), 0o644)
@@ -205,12 +221,7 @@ func TestChainJobPaid(t *testing.T) {
 		v.chain.attach(nil, validator.New(validator.Default(), v.store, v.chain, content, eval, filepath.Join(t.TempDir(), fmt.Sprint(i)), quietLog()))
 	}
 
-	image := "reg.local/t@sha256:" + fmt.Sprintf("%064d", 1)
-	manifest := []byte(`{"version":1,"image":"` + image + `","command":["/train"],"resources":{"gpus":0},
-		"output":{"path":"/out","max_bytes":1048576},"max_duration":"1h","network":{"mode":"none"},
-		"evaluation":{"image":"` + image + `","command":["/eval"],"metric":"accuracy","threshold":0.9}}`)
-	manifestCID := content.put(manifest)
-	sum := sha256.Sum256(manifest)
+	manifestCID, sum := testManifest(content)
 
 	// The sponsor is a node too: it posts through its market, reward and fees escrowed.
 	sponsor := newChainNode(t, dep, 4, content)
@@ -344,15 +355,11 @@ func TestOfferedJob(t *testing.T) {
 	if err := provider.chain.register(ctx); err != nil {
 		t.Fatal(err)
 	}
-	image := "reg.local/t@sha256:" + fmt.Sprintf("%064d", 1)
-	manifest := []byte(`{"version":1,"image":"` + image + `","command":["/train"],"resources":{"gpus":0},
-		"output":{"path":"/out","max_bytes":1048576},"max_duration":"1h","network":{"mode":"none"},
-		"evaluation":{"image":"` + image + `","command":["/eval"],"metric":"accuracy","threshold":0.9}}`)
-	manifestCID := content.put(manifest)
+	manifestCID, sum := testManifest(content)
 	_, r, err := sponsor.market.PostJob(ctx, bindings.JobMarketJobParams{
 		Reward: big.NewInt(1000), ValidatorFee: new(big.Int), Bond: new(big.Int), Threshold: 900000, Quorum: 1,
 		Validators: []common.Address{dep.Accounts[2].Address}, AcceptBy: big.NewInt(time.Now().Add(time.Hour).Unix()),
-		RunWindow: 3600, AttestWindow: 3600, ManifestCID: manifestCID, ManifestHash: sha256.Sum256(manifest),
+		RunWindow: 3600, AttestWindow: 3600, ManifestCID: manifestCID, ManifestHash: sum,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -369,11 +376,7 @@ func TestOfferedJob(t *testing.T) {
 	}
 
 	trainer := &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int { return 0 }}
-	machine := jobs.New(jobs.Default(), jobs.Deps{Store: provider.store, Chain: provider.chain, Content: content, Runtime: trainer, WorkDir: t.TempDir()}, quietLog())
-	provider.chain.attach(machine, nil)
-	machineDone := make(chan struct{})
-	go func() { machine.Run(ctx); close(machineDone) }()
-	defer func() { cancel(); <-machineDone }()
+	machine := runMachine(t, provider, jobs.Default(), content, trainer)
 	if _, err := machine.Get("1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the provider knows the job before the offer: %v", err)
 	}
@@ -528,16 +531,9 @@ func TestValidatorsNoShow(t *testing.T) {
 		os.WriteFile(filepath.Join(s.OutputDir, "model.json"), []byte(`{}`), 0o644)
 		return 0
 	}}
-	machine := jobs.New(jcfg, jobs.Deps{Store: provider.store, Chain: provider.chain, Content: content, Runtime: trainer, WorkDir: t.TempDir()}, quietLog())
-	provider.chain.attach(machine, nil)
-	machineDone := make(chan struct{})
-	go func() { machine.Run(ctx); close(machineDone) }()
-	defer func() { cancel(); <-machineDone }()
+	machine := runMachine(t, provider, jcfg, content, trainer)
 
-	image := "reg.local/t@sha256:" + fmt.Sprintf("%064d", 1)
-	manifest := []byte(`{"version":1,"image":"` + image + `","command":["/train"],"resources":{"gpus":0},
-		"output":{"path":"/out","max_bytes":1048576},"max_duration":"1h","network":{"mode":"none"},
-		"evaluation":{"image":"` + image + `","command":["/eval"],"metric":"accuracy","threshold":0.9}}`)
+	manifestCID, sum := testManifest(content)
 	now, err := sponsor.market.Now(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -546,7 +542,7 @@ func TestValidatorsNoShow(t *testing.T) {
 	if _, _, err := sponsor.market.PostJob(ctx, bindings.JobMarketJobParams{
 		Reward: reward, ValidatorFee: fee, Bond: bond, Threshold: 900000, Quorum: 2,
 		Validators: []common.Address{dep.Accounts[2].Address, dep.Accounts[3].Address}, AcceptBy: big.NewInt(now.Add(time.Hour).Unix()),
-		RunWindow: 3600, AttestWindow: 5, ManifestCID: content.put(manifest), ManifestHash: sha256.Sum256(manifest),
+		RunWindow: 3600, AttestWindow: 5, ManifestCID: manifestCID, ManifestHash: sum,
 	}); err != nil {
 		t.Fatal(err)
 	}
