@@ -86,9 +86,8 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusBadRequest, err)
 		return
 	}
-	c, err := cid.Decode(req.CID)
-	if err != nil {
-		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("cid %q: %w", req.CID, err))
+	c, ok := parseCID(w, req.CID)
+	if !ok {
 		return
 	}
 	if !filepath.IsAbs(req.Dir) {
@@ -154,9 +153,8 @@ func (n *Node) handleUpload(w http.ResponseWriter, r *http.Request) {
 // handleTar fetches a CID and sends it as a tar archive: a directory as its entries, a
 // file as one entry named by the CID (as POST /v1/ipfs/get lays them out).
 func (n *Node) handleTar(w http.ResponseWriter, r *http.Request) {
-	c, err := cid.Decode(r.PathValue("cid"))
-	if err != nil {
-		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("cid %q: %w", r.PathValue("cid"), err))
+	c, ok := parseCID(w, r.PathValue("cid"))
+	if !ok {
 		return
 	}
 	src, err := n.Fetch(r.Context(), c)
@@ -171,9 +169,8 @@ func (n *Node) handleTar(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleFetch(w http.ResponseWriter, r *http.Request) {
-	c, err := cid.Decode(r.PathValue("cid"))
-	if err != nil {
-		api.WriteError(w, http.StatusBadRequest, err)
+	c, ok := parseCID(w, r.PathValue("cid"))
+	if !ok {
 		return
 	}
 	p, ok := n.FetchProgress(c)
@@ -190,9 +187,8 @@ func (n *Node) handlePin(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusBadRequest, err)
 		return
 	}
-	c, err := cid.Decode(req.CID)
-	if err != nil {
-		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("cid %q: %w", req.CID, err))
+	c, ok := parseCID(w, req.CID)
+	if !ok {
 		return
 	}
 	if err := n.PinCID(r.Context(), c, req.Name); err != nil {
@@ -203,9 +199,8 @@ func (n *Node) handlePin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleUnpin(w http.ResponseWriter, r *http.Request) {
-	c, err := cid.Decode(r.PathValue("cid"))
-	if err != nil {
-		api.WriteError(w, http.StatusBadRequest, err)
+	c, ok := parseCID(w, r.PathValue("cid"))
+	if !ok {
 		return
 	}
 	if err := n.Unpin(r.Context(), c); err != nil {
@@ -224,4 +219,14 @@ func statusOf(err error) int {
 	default:
 		return http.StatusInternalServerError
 	}
+}
+
+// parseCID reads a CID from a request, answering 400 when it is not one.
+func parseCID(w http.ResponseWriter, s string) (cid.Cid, bool) {
+	c, err := cid.Decode(s)
+	if err != nil {
+		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("cid %q: %w", s, err))
+		return cid.Undef, false
+	}
+	return c, true
 }

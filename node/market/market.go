@@ -248,11 +248,7 @@ func (m *Market) Routes(s *api.Server) {
 		}
 		rec, amount, err := m.Withdraw(r.Context(), token)
 		if err != nil {
-			status := http.StatusBadGateway
-			if errors.Is(err, ErrWatchOnly) {
-				status = http.StatusConflict
-			}
-			api.WriteError(w, status, err)
+			api.WriteError(w, txStatus(err), err)
 			return
 		}
 		api.WriteJSON(w, http.StatusOK, api.WithdrawResult{TxHash: rec.TxHash.Hex(), Amount: amount.String(), Block: rec.BlockNumber.Uint64()})

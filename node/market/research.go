@@ -101,11 +101,7 @@ func (m *Market) researchRoutes(s *api.Server) {
 		}
 		id, rec, err := m.PostJob(r.Context(), p)
 		if err != nil {
-			status := http.StatusBadGateway
-			if errors.Is(err, ErrWatchOnly) {
-				status = http.StatusConflict
-			}
-			api.WriteError(w, status, err)
+			api.WriteError(w, txStatus(err), err)
 			return
 		}
 		api.WriteJSON(w, http.StatusOK, api.PostJobResult{JobID: id.String(), TxHash: rec.TxHash.Hex()})
@@ -132,14 +128,7 @@ func (m *Market) researchRoutes(s *api.Server) {
 		}
 		rec, err := m.CancelJob(r.Context(), id)
 		if err != nil {
-			status := http.StatusBadGateway
-			switch {
-			case errors.Is(err, ErrWatchOnly):
-				status = http.StatusConflict
-			case contracts.IsRevert(err, "BadState"), contracts.IsRevert(err, "NotSponsor"):
-				status = http.StatusConflict
-			}
-			api.WriteError(w, status, err)
+			api.WriteError(w, txStatus(err, "BadState", "NotSponsor"), err)
 			return
 		}
 		api.WriteJSON(w, http.StatusOK, api.PostJobResult{JobID: id.String(), TxHash: rec.TxHash.Hex()})
@@ -264,4 +253,18 @@ func pathJobID(w http.ResponseWriter, r *http.Request) (*big.Int, bool) {
 		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("job %q: not a chain job id", r.PathValue("id")))
 	}
 	return id, ok
+}
+
+// txStatus is the HTTP status of a failed transaction: 409 when the node has no unlocked
+// key or the contract refused it with one of the conflicts named, 502 otherwise.
+func txStatus(err error, conflicts ...string) int {
+	if errors.Is(err, ErrWatchOnly) {
+		return http.StatusConflict
+	}
+	for _, name := range conflicts {
+		if contracts.IsRevert(err, name) {
+			return http.StatusConflict
+		}
+	}
+	return http.StatusBadGateway
 }
