@@ -5,38 +5,34 @@ import (
 	"encoding/json"
 )
 
-// The p2p routes answer with the types of package node/p2p; the client decodes them
-// into raw JSON-compatible structs of its own so that node/api does not import the
-// network stack. P2PPeers and P2PMarket mirror p2p.PeersResponse and p2p.MarketResponse.
-
-// P2PPeers is this node and its connected peers.
+// P2PPeers is this node and its connected peers: the answer of GET /v1/p2p/peers.
 type P2PPeers struct {
-	ID    string   `json:"peer_id"`
-	Addrs []string `json:"addrs"`
-	Peers []struct {
-		ID        string   `json:"peer_id"`
-		Addrs     []string `json:"addrs"`
-		Score     float64  `json:"score"`
-		LatencyMS float64  `json:"latency_ms"`
-		Agent     string   `json:"agent,omitempty"`
-	} `json:"peers"`
+	ID    string    `json:"peer_id"`
+	Addrs []string  `json:"addrs"`
+	Peers []P2PPeer `json:"peers"`
 }
 
-// P2PMarket is the node's view of the network's capacity records.
+// P2PPeer is one connected peer.
+type P2PPeer struct {
+	ID        string   `json:"peer_id"`
+	Addrs     []string `json:"addrs"`
+	Score     float64  `json:"score"`
+	LatencyMS float64  `json:"latency_ms"`
+	Agent     string   `json:"agent,omitempty"`
+}
+
+// P2PMarket is the node's view of the network's capacity records: the answer of
+// GET /v1/p2p/market.
 type P2PMarket struct {
 	Records []P2PRecord `json:"records"`
 }
 
 // P2PRecord is one capacity record.
 type P2PRecord struct {
-	PeerID     string `json:"peer_id"`
-	Self       bool   `json:"self,omitempty"`
-	EthAddress string `json:"eth_address"`
-	GPUs       []struct {
-		Model     string `json:"model"`
-		MemoryMiB int    `json:"memory_mib"`
-		Count     int    `json:"count"`
-	} `json:"gpus"`
+	PeerID          string   `json:"peer_id"`
+	Self            bool     `json:"self,omitempty"`
+	EthAddress      string   `json:"eth_address"`
+	GPUs            []P2PGPU `json:"gpus"`
 	TotalGPUs       int      `json:"total_gpus"`
 	FreeGPUs        int      `json:"free_gpus"`
 	Score           float64  `json:"score"`
@@ -48,6 +44,13 @@ type P2PRecord struct {
 	Seq             uint64   `json:"seq"`
 	AgeSeconds      float64  `json:"age_s"`
 	ExpiresIn       float64  `json:"expires_in_s"`
+}
+
+// P2PGPU is one GPU model of a record and how many of it the rig has.
+type P2PGPU struct {
+	Model     string `json:"model"`
+	MemoryMiB int    `json:"memory_mib"`
+	Count     int    `json:"count"`
 }
 
 // P2PPeers fetches GET /v1/p2p/peers.

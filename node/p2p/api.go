@@ -9,48 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/gpunode/gpunode/node/api"
-	"github.com/gpunode/gpunode/node/p2p/capacity"
 )
-
-// PeersResponse is the answer of GET /v1/p2p/peers.
-type PeersResponse struct {
-	ID    string     `json:"peer_id"`
-	Addrs []string   `json:"addrs"`
-	Peers []PeerInfo `json:"peers"`
-}
-
-// PeerInfo is one connected peer.
-type PeerInfo struct {
-	ID        string   `json:"peer_id"`
-	Addrs     []string `json:"addrs"`
-	Score     float64  `json:"score"`
-	LatencyMS float64  `json:"latency_ms"`
-	Agent     string   `json:"agent,omitempty"`
-}
-
-// MarketResponse is the answer of GET /v1/p2p/market.
-type MarketResponse struct {
-	Records []MarketRecord `json:"records"`
-}
-
-// MarketRecord is one live capacity record as the CLI shows it.
-type MarketRecord struct {
-	PeerID          string         `json:"peer_id"`
-	Self            bool           `json:"self,omitempty"`
-	EthAddress      string         `json:"eth_address"`
-	GPUs            []capacity.GPU `json:"gpus"`
-	TotalGPUs       int            `json:"total_gpus"`
-	FreeGPUs        int            `json:"free_gpus"`
-	Score           float64        `json:"score"`
-	ReportCID       string         `json:"report_cid,omitempty"`
-	PricePerGPUHour string         `json:"price_per_gpu_hour"`
-	JobKinds        []string       `json:"job_kinds,omitempty"`
-	DatasetTags     []string       `json:"dataset_tags,omitempty"`
-	SoftwareVersion string         `json:"software_version"`
-	Seq             uint64         `json:"seq"`
-	AgeSeconds      float64        `json:"age_s"`
-	ExpiresIn       float64        `json:"expires_in_s"`
-}
 
 // OfferRequest is the body of POST /v1/p2p/offers: send Offer to PeerID.
 type OfferRequest struct {
@@ -87,12 +46,12 @@ func (n *Network) Routes(s *api.Server) {
 }
 
 // Peers describes this node and its connected peers.
-func (n *Network) Peers() PeersResponse {
+func (n *Network) Peers() api.P2PPeers {
 	scores := n.Scores()
-	resp := PeersResponse{ID: n.host.ID().String(), Addrs: n.Addrs(), Peers: []PeerInfo{}}
+	resp := api.P2PPeers{ID: n.host.ID().String(), Addrs: n.Addrs(), Peers: []api.P2PPeer{}}
 	ps := n.host.Peerstore()
 	for _, id := range n.host.Network().Peers() {
-		pi := PeerInfo{ID: id.String(), Score: scores[id],
+		pi := api.P2PPeer{ID: id.String(), Score: scores[id],
 			LatencyMS: float64(ps.LatencyEWMA(id)) / float64(time.Millisecond)}
 		for _, c := range n.host.Network().ConnsToPeer(id) {
 			pi.Addrs = append(pi.Addrs, c.RemoteMultiaddr().String())
@@ -107,15 +66,19 @@ func (n *Network) Peers() PeersResponse {
 }
 
 // MarketView lists the live capacity records.
-func (n *Network) MarketView() MarketResponse {
+func (n *Network) MarketView() api.P2PMarket {
 	now := n.now()
 	self := n.host.ID().String()
-	resp := MarketResponse{Records: []MarketRecord{}}
+	resp := api.P2PMarket{Records: []api.P2PRecord{}}
 	for _, e := range n.market.List(now) {
 		r := e.Record
-		resp.Records = append(resp.Records, MarketRecord{
+		gpus := make([]api.P2PGPU, 0, len(r.Capacity.GPUs))
+		for _, g := range r.Capacity.GPUs {
+			gpus = append(gpus, api.P2PGPU(g))
+		}
+		resp.Records = append(resp.Records, api.P2PRecord{
 			PeerID: r.PeerID, Self: r.PeerID == self, EthAddress: r.EthAddress,
-			GPUs: r.Capacity.GPUs, TotalGPUs: r.TotalGPUs(), FreeGPUs: r.Capacity.FreeGPUs,
+			GPUs: gpus, TotalGPUs: r.TotalGPUs(), FreeGPUs: r.Capacity.FreeGPUs,
 			Score: r.Capacity.Score.Overall, ReportCID: r.Capacity.Score.ReportCID,
 			PricePerGPUHour: r.Capacity.PricePerGPUHour, JobKinds: r.Capacity.JobKinds,
 			DatasetTags: r.Capacity.DatasetTags, SoftwareVersion: r.Capacity.SoftwareVersion,
