@@ -407,8 +407,8 @@ func (n *Node) Status() api.Status {
 		GPUs:          []api.GPUStatus{},
 		Checks:        n.checks.list(),
 	}
-	a := n.policy.Admission()
-	s.Admission = &api.AdmissionStatus{State: a.State, Reason: a.Reason, Since: a.Since.UTC(), RunningJobs: a.RunningJobs}
+	a := n.policy.Admission().API()
+	s.Admission = &a
 	s.PolicyPaused = n.policy.Paused()
 	if n.deps.Benchmark != nil {
 		s.Benchmark = n.deps.Benchmark.Summary()

@@ -9,7 +9,7 @@ import (
 )
 
 // The policy and admission routes are served by node/policy (Holder.Routes); these are
-// their wire types on the client side.
+// their wire types.
 
 // AdmissionStatus is whether the node takes new jobs.
 type AdmissionStatus struct {

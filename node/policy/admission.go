@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/gpunode/gpunode/node/api"
 )
 
 // Admission states, as shown in status, metrics and the capacity record.
@@ -76,6 +78,11 @@ type AdmissionStatus struct {
 	Since time.Time `json:"since"`
 	// RunningJobs counts the jobs the node is still running.
 	RunningJobs int `json:"running_jobs"`
+}
+
+// API is the status as the control API sends it.
+func (s AdmissionStatus) API() api.AdmissionStatus {
+	return api.AdmissionStatus{State: s.State, Reason: s.Reason, Since: s.Since.UTC(), RunningJobs: s.RunningJobs}
 }
 
 // TakingJobs reports whether the node accepts new offers; the capacity record carries it.

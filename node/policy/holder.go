@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpunode/gpunode/node/api"
 )
 
 // Config configures the node's policy.
@@ -366,32 +368,17 @@ func (h *Holder) Rejections() []Rejection {
 	return append([]Rejection(nil), h.rejections...)
 }
 
-// Status describes the policy in force, for the control API and `gpunode status`.
-type Status struct {
-	File            string          `json:"file,omitempty"`
-	PoolKey         string          `json:"pool_key,omitempty"`
-	PoolPolicyFile  string          `json:"pool_policy_file,omitempty"`
-	PoolSeq         uint64          `json:"pool_seq,omitempty"`
-	HasPool         bool            `json:"has_pool"`
-	HasLocal        bool            `json:"has_local"`
-	LastReload      time.Time       `json:"last_reload"`
-	LastReloadError string          `json:"last_reload_error,omitempty"`
-	Admission       AdmissionStatus `json:"admission"`
-	// Overridden lists the local rules looser than the pool's, which the pool overrides.
-	Overridden []string `json:"overridden,omitempty"`
-	// Paused says why the node takes no job right now (time window, thermal limits).
-	Paused []string `json:"paused,omitempty"`
-}
-
-// Status returns the current status.
-func (h *Holder) Status() Status {
+// Status describes the policy in force, for the control API and `gpunode status`:
+// Overridden lists the local rules looser than the pool's, which the pool overrides;
+// Paused says why the node takes no job right now (time window, thermal limits).
+func (h *Holder) Status() api.PolicyStatus {
 	set := h.Set()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return Status{
+	return api.PolicyStatus{
 		File: h.cfg.File, PoolKey: h.cfg.PoolKey, PoolPolicyFile: h.cfg.PoolPolicyFile,
 		PoolSeq: set.PoolSeq, HasPool: set.Pool != nil, HasLocal: set.Local != nil,
-		LastReload: h.lastReload, LastReloadError: h.reloadError, Admission: h.Admission(),
+		LastReload: h.lastReload, LastReloadError: h.reloadError, Admission: h.Admission().API(),
 		Overridden: errStrings(set.overridden), Paused: h.Paused(),
 	}
 }
