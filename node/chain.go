@@ -336,17 +336,27 @@ func jobID(id string) (*big.Int, error) {
 	return n, nil
 }
 
-// Accept implements jobs.Chain: a job this node already accepted is not accepted again.
-func (c *chain) Accept(ctx context.Context, id string) (string, error) {
+// reached reads job id from the chain and tells whether this node has already taken it
+// to state st or beyond, so a step repeated after a crash is not sent twice.
+func (c *chain) reached(ctx context.Context, id string, st market.JobState) (*big.Int, bool, error) {
 	n, err := jobID(id)
 	if err != nil {
-		return "", err
+		return nil, false, err
 	}
 	view, err := c.m.Job(ctx, n)
 	if err != nil {
+		return nil, false, err
+	}
+	return n, market.JobState(view.State) >= st && view.Provider == c.m.Account(), nil
+}
+
+// Accept implements jobs.Chain: a job this node already accepted is not accepted again.
+func (c *chain) Accept(ctx context.Context, id string) (string, error) {
+	n, done, err := c.reached(ctx, id, market.StateAccepted)
+	if err != nil {
 		return "", err
 	}
-	if market.JobState(view.State) >= market.StateAccepted && view.Provider == c.m.Account() {
+	if done {
 		return "already accepted", nil
 	}
 	c.mu.Lock()
@@ -378,15 +388,11 @@ func (c *chain) Accept(ctx context.Context, id string) (string, error) {
 
 // Submit implements jobs.Chain.
 func (c *chain) Submit(ctx context.Context, id, cid, hash string) (string, error) {
-	n, err := jobID(id)
+	n, done, err := c.reached(ctx, id, market.StateSubmitted)
 	if err != nil {
 		return "", err
 	}
-	view, err := c.m.Job(ctx, n)
-	if err != nil {
-		return "", err
-	}
-	if market.JobState(view.State) >= market.StateSubmitted && view.Provider == c.m.Account() {
+	if done {
 		return "already submitted", nil
 	}
 	r, err := c.m.SubmitResult(ctx, n, cid, common.HexToHash(hash))
