@@ -117,15 +117,15 @@ func (c *chain) handle(ctx context.Context, e market.Event) error {
 		return c.submitted(ctx, v)
 	case *bindings.JobMarketJobCompleted:
 		if v.Provider == self {
-			return c.book(ctx, e, kindReward, v.JobId, func(j bindings.JobMarketJob) *big.Int { return j.Reward })
+			return c.bookJob(ctx, e, kindReward, v.JobId, func(j bindings.JobMarketJob) *big.Int { return j.Reward })
 		}
 	case *bindings.JobMarketAttested:
 		if v.Validator == self {
-			return c.book(ctx, e, kindFee, v.JobId, func(j bindings.JobMarketJob) *big.Int { return j.ValidatorFee })
+			return c.bookJob(ctx, e, kindFee, v.JobId, func(j bindings.JobMarketJob) *big.Int { return j.ValidatorFee })
 		}
 	case *bindings.JobMarketWithdrawn:
 		if v.Account == self && v.Token == (common.Address{}) {
-			return c.book(ctx, e, kindWithdrawal, nil, func(bindings.JobMarketJob) *big.Int { return v.Amount })
+			return c.book(ctx, e, kindWithdrawal, "", v.Amount)
 		}
 	}
 	return nil

@@ -21,29 +21,27 @@ const (
 	kindWithdrawal = "withdrawal"
 )
 
+// bookJob books what job id credited the node, amount of its on-chain record (the
+// reward or the validator fee), in ETH jobs.
+func (c *chain) bookJob(ctx context.Context, e market.Event, kind string, id *big.Int, amount func(bindings.JobMarketJob) *big.Int) error {
+	view, err := c.m.Job(ctx, id)
+	if err != nil {
+		return err // the watcher offers the event again
+	}
+	if view.Token != (common.Address{}) {
+		return nil // the ledger counts ETH
+	}
+	return c.book(ctx, e, kind, id.String(), amount(view))
+}
+
 // book records a credit or a payout of the node's account, once per event, and withdraws
 // automatically when the credit passes the configured amount.
-func (c *chain) book(ctx context.Context, e market.Event, kind string, jobID *big.Int, amount func(view bindings.JobMarketJob) *big.Int) error {
-	var id string
-	var wei *big.Int
-	if jobID != nil {
-		id = jobID.String()
-		view, err := c.m.Job(ctx, jobID)
-		if err != nil {
-			return err // the watcher offers the event again
-		}
-		if view.Token != (common.Address{}) {
-			return nil // the ledger counts ETH
-		}
-		wei = amount(view)
-	} else {
-		wei = amount(bindings.JobMarketJob{})
-	}
-	booked, err := c.store.Book(e.ID(), store.Entry{Kind: kind, Wei: wei.String(), JobID: id})
+func (c *chain) book(ctx context.Context, e market.Event, kind, jobID string, wei *big.Int) error {
+	booked, err := c.store.Book(e.ID(), store.Entry{Kind: kind, Wei: wei.String(), JobID: jobID})
 	if err != nil || !booked {
 		return err
 	}
-	c.log.Info("booked "+kind, "job_id", id, "wei", wei)
+	c.log.Info("booked "+kind, "job_id", jobID, "wei", wei)
 	if kind != kindWithdrawal {
 		c.autoWithdraw(ctx)
 	}
