@@ -679,8 +679,11 @@ func (r *Runtime) containerConfig(spec runtime.Spec, imageID string, mounts []mo
 		CgroupnsMode:   container.CgroupnsModePrivate,
 		Mounts:         mounts,
 		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		// The engine's own copy must still hold the log's beginning when the copier
+		// attaches, which on a busy host can be after the job printed a lot: with files
+		// no smaller than engineLogMin it is not rotated away first.
 		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{
-			"max-size": strconv.FormatInt(r.cfg.LogMaxBytes, 10), "max-file": "2",
+			"max-size": strconv.FormatInt(max(r.cfg.LogMaxBytes, engineLogMin), 10), "max-file": "2",
 		}},
 		Resources: container.Resources{
 			PidsLimit:      &pids,
@@ -699,6 +702,9 @@ func (r *Runtime) containerConfig(spec runtime.Spec, imageID string, mounts []mo
 	}
 	return cfg, hc
 }
+
+// engineLogMin is the smallest log file the engine keeps per container (it keeps two).
+const engineLogMin = 16 << 20
 
 // copyLogs writes the container's whole log (stdout and stderr) to path, capped. It
 // starts from the beginning each time, so a re-attached job's log file is rewritten
