@@ -81,6 +81,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, onEvent Handle
 		return nil, err
 	default:
 		mk.tx = NewTxManager(cfg.txConfig(), client, key, log, m)
+		account := mk.tx.From()
+		m.balance.watch(func(ctx context.Context) (*big.Int, error) { return client.BalanceAt(ctx, account) })
 	}
 	return mk, nil
 }
