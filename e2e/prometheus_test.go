@@ -207,7 +207,7 @@ func checkDashboard(t *testing.T, p *prometheus, metricsAddr, path string) {
 	if r := p.query(t, "sum(DCGM_FI_DEV_GPU_TEMP"); r.Status == "success" {
 		t.Error("prometheus accepted a broken expression")
 	}
-	if names := metricNames(`sum by (gpu) (rate(gpunode_nope_total{a="b"}[5m])) / on (gpu) DCGM_FI_DEV_GPU_UTIL`); strings.Join(names, ",") != "DCGM_FI_DEV_GPU_UTIL,gpunode_nope_total" {
+	if names := metricNames(`sum by (gpu) (rate(gpunode_nope_total{a="b"}[5m])) / on (gpu) DCGM_FI_DEV_GPU_UTIL - gpunode_x offset 1h`); strings.Join(names, ",") != "DCGM_FI_DEV_GPU_UTIL,gpunode_nope_total,gpunode_x" {
 		t.Errorf("metricNames = %v", names)
 	}
 }
@@ -234,6 +234,7 @@ var (
 	strLit     = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 	braces     = regexp.MustCompile(`\{[^}]*\}`)
 	brackets   = regexp.MustCompile(`\[[^\]]*\]`)
+	offsets    = regexp.MustCompile(`\boffset\s+-?[0-9smhdwy]+`)
 	grouping   = regexp.MustCompile(`\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)`)
 	number     = regexp.MustCompile(`(^|[^\w.])\d+(\.\d+)?([eE][+-]?\d+)?`)
 	identifier = regexp.MustCompile(`[A-Za-z_:][A-Za-z0-9_:]*`)
@@ -247,6 +248,7 @@ func metricNames(expr string) []string {
 	e := strLit.ReplaceAllString(expr, `""`)
 	e = braces.ReplaceAllString(e, " ")
 	e = brackets.ReplaceAllString(e, " ")
+	e = offsets.ReplaceAllString(e, " ")
 	e = grouping.ReplaceAllString(e, " ")
 	e = number.ReplaceAllString(e, "$1 ")
 	set := map[string]bool{}
