@@ -82,3 +82,42 @@ func TestMakeInstall(t *testing.T) {
 		t.Error("second install overwrote the operator's config")
 	}
 }
+
+// TestSystemdUnitAllowsNVIDIADevices checks the unit's device rules against the names the
+// NVIDIA driver registers. Under DevicePolicy=closed a GPU whose major is not allowed is
+// invisible to NVML, and the node would stop at start: since driver 550.40 /proc/devices
+// lists major 195 as "nvidia", before it as "nvidia-frontend"; UVM and the MIG
+// capabilities have dynamic majors of their own.
+func TestSystemdUnitAllowsNVIDIADevices(t *testing.T) {
+	unit, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "systemd", "gpunode.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]string{}
+	policy := ""
+	for _, l := range strings.Split(string(unit), "\n") {
+		l = strings.TrimSpace(l)
+		if v, ok := strings.CutPrefix(l, "DeviceAllow="); ok {
+			f := strings.Fields(v)
+			if len(f) != 2 {
+				t.Errorf("device rule %q: want a device and its access", l)
+				continue
+			}
+			allowed[f[0]] = f[1]
+		}
+		if v, ok := strings.CutPrefix(l, "DevicePolicy="); ok {
+			policy = v
+		}
+	}
+	if policy != "closed" {
+		t.Errorf("DevicePolicy=%q, want closed", policy)
+	}
+	for _, dev := range []string{
+		"char-nvidia", "char-nvidia-frontend", "char-nvidia-uvm", "char-nvidia-caps",
+		"/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools",
+	} {
+		if allowed[dev] != "rw" {
+			t.Errorf("unit does not allow %s rw (rules: %v)", dev, allowed)
+		}
+	}
+}
