@@ -47,23 +47,34 @@ func PricePerGPUHour(rewardWei string, m *job.Manifest) *big.Int {
 }
 
 // nodeState reads the rig's GPUs for the policy: model, hottest temperature, largest draw.
+// GPUs out of service are not counted. Each reading counts field by field: a GPU that
+// does not report its power (some GeForce cards) still reports its temperature.
 func nodeState(g GPUs) func() policy.NodeState {
 	return func() policy.NodeState {
 		s := policy.NodeState{Now: time.Now()}
 		if g == nil {
 			return s
 		}
-		devs := g.Devices()
-		s.GPUs, s.GPUsFree = len(devs), len(devs)
-		for _, d := range devs {
+		for _, d := range g.Devices() {
+			if !d.Healthy {
+				continue
+			}
+			s.GPUs++
 			if s.GPUModel == "" {
 				s.GPUModel = d.Name
 			}
-			if smp, err := g.Sample(d.Index); err == nil {
-				s.MaxGPUTempC = max(s.MaxGPUTempC, float64(smp.TemperatureC))
-				s.MaxGPUPowerW = max(s.MaxGPUPowerW, smp.PowerWatts)
+			smp, err := g.Sample(d.Index)
+			if err != nil {
+				continue
+			}
+			if smp.TemperatureC != nil {
+				s.MaxGPUTempC = max(s.MaxGPUTempC, float64(*smp.TemperatureC))
+			}
+			if smp.PowerWatts != nil {
+				s.MaxGPUPowerW = max(s.MaxGPUPowerW, *smp.PowerWatts)
 			}
 		}
+		s.GPUsFree = s.GPUs
 		return s
 	}
 }

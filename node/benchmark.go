@@ -35,11 +35,9 @@ func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (
 		return nil, err
 	}
 	backends := []benchmark.Backend{cb}
-	if gpus != nil && !gpus.Simulated() && len(gpus.Devices()) > 0 && jobs != nil {
+	if gpus != nil && !gpus.Simulated() && len(gpus.Allocatable()) > 0 && jobs != nil {
 		hcfg := harness.Default()
-		for _, d := range gpus.Devices() {
-			hcfg.GPUs = append(hcfg.GPUs, d.UUID)
-		}
+		hcfg.GPUs = gpus.Allocatable()
 		hb, err := harness.New(hcfg, harness.RuntimeContainers{Jobs: jobs})
 		if err != nil {
 			return nil, err

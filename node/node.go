@@ -32,6 +32,10 @@ import (
 // GPUs is what the node needs of the GPU inventory.
 type GPUs interface {
 	metrics.GPUs
+	// Allocatable lists the UUIDs jobs may be given now (GPUs in service, MIG instances).
+	Allocatable() []string
+	// Usable tells whether the GPU or MIG instance may be given to a job now.
+	Usable(uuid string) bool
 	Driver() string
 	CUDA() string
 	WatchHealth(ctx context.Context, log *slog.Logger) error
@@ -60,6 +64,8 @@ type Deps struct {
 	// GPUs is nil on a CPU-only node; GPUNote then says why.
 	GPUs    GPUs
 	GPUNote string
+	// GPUProblem is why a rig with a driver runs CPU-only, with the fix; a failed check.
+	GPUProblem error
 	// Runtime runs job containers; nil on a node that takes no jobs.
 	Runtime Runtime
 	// Benchmark measures the rig and keeps its signed report; nil to leave it out.
@@ -104,19 +110,11 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 	cfg = cfg.Resolved()
 	var deps Deps
 	inv, err := gpu.Open(cfg.GPU, log)
-	switch {
-	case errors.Is(err, gpu.ErrNoDriver):
-		log.Warn(err.Error())
-		deps.GPUNote = err.Error()
-	case err != nil:
-		return nil, fmt.Errorf("gpus: %w", err)
-	default:
-		deps.GPUs = inv
-		if inv.Simulated() {
-			log.Warn("GPUs are SIMULATED: not real hardware", "simulation", cfg.GPU.Simulate, "gpus", len(inv.Devices()))
-		} else {
-			log.Info("gpus found", "gpus", len(inv.Devices()), "driver", inv.Driver(), "cuda", inv.CUDA())
-		}
+	if err := useGPUs(&deps, inv, err, log); err != nil {
+		return nil, err
+	}
+	if inv != nil && inv.Simulated() {
+		log.Warn("GPUs are SIMULATED: not real hardware", "simulation", cfg.GPU.Simulate, "gpus", len(inv.Devices()))
 	}
 	rt, err := docker.New(cfg.Runtime, log)
 	if err != nil {
@@ -176,6 +174,38 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 	return n, nil
 }
 
+// useGPUs puts the outcome of opening the GPU inventory into deps. No driver, or a driver
+// NVML cannot use, leaves the node CPU-only: the note says why, and an unusable driver is
+// a failed check that says how to fix it. Only an unexpected error is returned.
+func useGPUs(deps *Deps, inv *gpu.Inventory, err error, log *slog.Logger) error {
+	switch {
+	case errors.Is(err, gpu.ErrNoDriver):
+		log.Warn(err.Error())
+		deps.GPUNote = err.Error()
+		return nil
+	case errors.Is(err, gpu.ErrUnavailable):
+		log.Error("gpus unusable: running CPU-only", "err", err)
+		deps.GPUNote = err.Error()
+		deps.GPUProblem = err
+		return nil
+	case err != nil:
+		return fmt.Errorf("gpus: %w", err)
+	}
+	deps.GPUs = inv
+	if !inv.Simulated() {
+		log.Info("gpus found", "gpus", len(inv.Devices()), "driver", inv.Driver(), "cuda", inv.CUDA())
+	}
+	for _, d := range inv.Devices() {
+		if !d.Healthy {
+			log.Error("gpu out of service: the node runs on the others", "gpu", d.Index, "gpu_uuid", d.UUID, "problem", d.Problem)
+		}
+		if d.MIG && len(d.Instances) == 0 {
+			log.Warn("gpu has MIG on but no MIG instances: no job can use it", "gpu", d.Index, "gpu_uuid", d.UUID)
+		}
+	}
+	return nil
+}
+
 // New returns a node over the given adapters.
 func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 	cfg = cfg.Resolved()
@@ -190,6 +220,9 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 		api:     api.NewServer(cfg.API, log),
 	}
 	n.state.Store("starting")
+	if deps.GPUProblem != nil {
+		n.setCheck("nvml", deps.GPUProblem)
+	}
 	n.hostname = cfg.Metrics.Hostname
 	if n.hostname == "" {
 		n.hostname, _ = os.Hostname()
@@ -335,10 +368,14 @@ func (n *Node) runRuntime(ctx context.Context) {
 // Container Toolkit), so a rig that cannot run GPU jobs says so before the first one.
 func (n *Node) preflightGPUs(ctx context.Context) {
 	g := n.deps.GPUs
-	if g == nil || g.Simulated() || len(g.Devices()) == 0 {
+	if g == nil || g.Simulated() {
 		return
 	}
-	n.setCheck("nvidia-container-toolkit", n.deps.Runtime.PreflightGPU(ctx, []string{g.Devices()[0].UUID}))
+	alloc := g.Allocatable()
+	if len(alloc) == 0 {
+		return
+	}
+	n.setCheck("nvidia-container-toolkit", n.deps.Runtime.PreflightGPU(ctx, alloc[:1]))
 }
 
 // setCheck records a prerequisite's state, logging when it changes.
@@ -353,17 +390,14 @@ func (n *Node) setCheck(name string, err error) {
 	}
 }
 
-// jobGPUs are the GPUs the job machine may hand out: none on a simulated rig, whose
-// GPUs no container can use.
+// jobGPUs are the GPUs the job machine may hand out: those in service at start (MIG
+// instances in place of MIG-enabled GPUs); none on a simulated rig, whose GPUs no
+// container can use.
 func jobGPUs(g GPUs) []string {
 	if g == nil || g.Simulated() {
 		return nil
 	}
-	var out []string
-	for _, d := range g.Devices() {
-		out = append(out, d.UUID)
-	}
-	return out
+	return g.Allocatable()
 }
 
 func (n *Node) close() {

@@ -35,17 +35,18 @@ type work struct {
 
 // openWork builds the job machine and the validator over the market, the content store
 // and the runtime; the market must have been created with c.handle as its event handler.
-func openWork(cfg Config, log *slog.Logger, st *store.Store, c *chain, content jobs.Content, rt ContainerRuntime, admitter jobs.Admitter, gpus []string, score func() float64) *work {
+func openWork(cfg Config, log *slog.Logger, st *store.Store, c *chain, content jobs.Content, rt ContainerRuntime, admitter jobs.Admitter, gpus []string, usable func(string) bool, score func() float64) *work {
 	machine := jobs.New(cfg.Jobs, jobs.Deps{
-		RigScore: score,
-		Store:    st,
-		Chain:    c,
-		Content:  content,
-		Runtime:  rt,
-		Admitter: admitter,
-		GPUs:     gpus,
-		Datasets: cfg.Datasets,
-		WorkDir:  filepath.Join(cfg.DataDir, "jobs"),
+		RigScore:  score,
+		Store:     st,
+		Chain:     c,
+		Content:   content,
+		Runtime:   rt,
+		Admitter:  admitter,
+		GPUs:      gpus,
+		GPUUsable: usable,
+		Datasets:  cfg.Datasets,
+		WorkDir:   filepath.Join(cfg.DataDir, "jobs"),
 	}, log)
 	var val *validator.Validator
 	if cfg.Validator.Enabled {
@@ -117,7 +118,11 @@ func (n *Node) attachWork(d *jobDeps) {
 		}
 		return 0
 	}
-	n.work = openWork(n.cfg, n.log, d.store, d.chain, d.content, d.runtime, NewAdmitter(n.policy), jobGPUs(n.deps.GPUs), score)
+	var usable func(string) bool
+	if n.deps.GPUs != nil {
+		usable = n.deps.GPUs.Usable
+	}
+	n.work = openWork(n.cfg, n.log, d.store, d.chain, d.content, d.runtime, NewAdmitter(n.policy), jobGPUs(n.deps.GPUs), usable, score)
 	n.work.routes(n.api)
 	n.reg.MustRegister(n.work.machine.Collector(), ledgerCollector{d.chain})
 	n.policy.CountRunning(n.work.machine.Active)

@@ -195,9 +195,7 @@ func benchContainers(dataDir string, cuda bool) (harness.Containers, []string, f
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("cuda backend: %w; measure the CPU with --backend cpu", err)
 		}
-		for _, d := range inv.Devices() {
-			uuids = append(uuids, d.UUID)
-		}
+		uuids = inv.Allocatable()
 		inv.Close()
 		if len(uuids) == 0 {
 			return nil, nil, nil, errors.New("cuda backend: the NVIDIA driver lists no GPU")

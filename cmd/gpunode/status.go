@@ -142,15 +142,38 @@ func printStatus(w io.Writer, st api.Status) error {
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GPU\tNAME\tMEMORY\tUTIL\tTEMP\tPOWER\tSM CLOCK\tXID\tUUID")
 	for _, g := range st.GPUs {
+		note := ""
+		if !g.Healthy && g.Problem != "" {
+			note = " (OUT OF SERVICE: " + g.Problem + ")"
+		}
+		for _, in := range g.Instances {
+			note += " [MIG " + in.UUID + "]"
+		}
 		if g.Sample == nil {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t-\t-\t-\t-\t-\t%s (error: %s)\n", g.Index, g.Name, gib(g.MemoryBytes), g.UUID, g.Error)
+			if g.Error != "" && note == "" {
+				note = " (error: " + g.Error + ")"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t-\t-\t-\t-\t-\t%s%s\n", g.Index, g.Name, gib(g.MemoryBytes), g.UUID, note)
 			continue
 		}
 		s := g.Sample
-		fmt.Fprintf(tw, "%d\t%s\t%s/%s\t%d%%\t%d°C\t%.0f W\t%d MHz\t%d\t%s\n", g.Index, g.Name,
-			gib(s.MemoryUsedBytes), gib(g.MemoryBytes), s.GPUUtilPercent, s.TemperatureC, s.PowerWatts, s.SMClockMHz, s.LastXID, g.UUID)
+		mem := "-/" + gib(g.MemoryBytes)
+		if s.MemoryUsedBytes != nil {
+			mem = gib(*s.MemoryUsedBytes) + "/" + gib(g.MemoryBytes)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s%s\n", g.Index, g.Name, mem,
+			reading(s.GPUUtilPercent, "%d%%"), reading(s.TemperatureC, "%d°C"), reading(s.PowerWatts, "%.0f W"),
+			reading(s.SMClockMHz, "%d MHz"), s.LastXID, g.UUID, note)
 	}
 	return tw.Flush()
+}
+
+// reading formats a GPU reading, or "n/a" where the GPU does not report it.
+func reading[T uint32 | float64](v *T, format string) string {
+	if v == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf(format, *v)
 }
 
 func gib(b uint64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }

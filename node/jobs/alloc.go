@@ -5,15 +5,20 @@ import (
 	"sync"
 )
 
-// allocator hands GPUs to jobs. A GPU belongs to at most one job at a time.
+// allocator hands GPUs to jobs. A GPU belongs to at most one job at a time; a GPU that
+// is no longer usable (lost, fatal XID) is never handed out again.
 type allocator struct {
-	mu    sync.Mutex
-	all   []string
-	owner map[string]string // gpu uuid → job id
+	mu     sync.Mutex
+	all    []string
+	owner  map[string]string // gpu uuid → job id
+	usable func(uuid string) bool
 }
 
-func newAllocator(gpus []string) *allocator {
-	return &allocator{all: gpus, owner: map[string]string{}}
+func newAllocator(gpus []string, usable func(string) bool) *allocator {
+	if usable == nil {
+		usable = func(string) bool { return true }
+	}
+	return &allocator{all: gpus, owner: map[string]string{}, usable: usable}
 }
 
 // take gives job id n free GPUs, or the ones it already holds.
@@ -26,7 +31,9 @@ func (a *allocator) take(id string, n int) ([]string, error) {
 		case id:
 			held = append(held, g)
 		case "":
-			free = append(free, g)
+			if a.usable(g) {
+				free = append(free, g)
+			}
 		}
 	}
 	if len(held) >= n {
@@ -62,9 +69,15 @@ func (a *allocator) release(id string) {
 	}
 }
 
-// free counts unassigned GPUs.
+// free counts unassigned usable GPUs.
 func (a *allocator) free() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return len(a.all) - len(a.owner)
+	n := 0
+	for _, g := range a.all {
+		if a.owner[g] == "" && a.usable(g) {
+			n++
+		}
+	}
+	return n
 }

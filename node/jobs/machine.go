@@ -78,6 +78,9 @@ type Deps struct {
 	Admitter Admitter
 	// GPUs are the UUIDs the machine may hand out.
 	GPUs []string
+	// GPUUsable tells whether one of GPUs may still be handed out (a GPU lost or with a
+	// fatal XID error may not); nil when all always may.
+	GPUUsable func(uuid string) bool
 	// Datasets maps a local dataset tag to its host path.
 	Datasets map[string]string
 	// WorkDir holds each job's output directory.
@@ -107,7 +110,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Machine {
 		cfg:     cfg,
 		deps:    deps,
 		log:     log.With("component", "jobs"),
-		alloc:   newAllocator(deps.GPUs),
+		alloc:   newAllocator(deps.GPUs, deps.GPUUsable),
 		running: map[string]bool{},
 		posted:  make(chan Posting, 64),
 	}

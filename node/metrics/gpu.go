@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"errors"
 	"log/slog"
 	"strconv"
 	"time"
@@ -21,17 +22,35 @@ type GPUs interface {
 var dcgmLabels = []string{"gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname"}
 
 type gauge struct {
-	desc  *prometheus.Desc
-	value func(gpu.Sample) float64
+	desc *prometheus.Desc
+	// value reads the gauge from a sample; false when the GPU does not report it.
+	value func(gpu.Sample) (float64, bool)
 }
 
-// GPUCollector reads GPU telemetry at scrape time. A GPU whose reading fails is left out
-// of that scrape (never half-reported) and counted; the other GPUs' series stay.
+func value[T uint32 | uint64 | float64](p *T) (float64, bool) {
+	if p == nil {
+		return 0, false
+	}
+	return float64(*p), true
+}
+
+func mebibytes(p *uint64) (float64, bool) {
+	if p == nil {
+		return 0, false
+	}
+	return float64(*p >> 20), true
+}
+
+// GPUCollector reads GPU telemetry at scrape time. As dcgm-exporter does, a field a GPU
+// does not support is left out of its series; a field whose reading failed is left out
+// and counted as a sample error. A lost GPU reports only gpunode_gpu_healthy 0; the other
+// GPUs' series stay.
 type GPUCollector struct {
 	gpus     GPUs
 	hostname string
 	log      *slog.Logger
 	gauges   []gauge
+	healthy  *prometheus.Desc
 
 	scrapeDuration *prometheus.Desc
 	scrapeSuccess  *prometheus.Desc
@@ -45,23 +64,24 @@ func NewGPUCollector(gpus GPUs, hostname string, log *slog.Logger) *GPUCollector
 	d := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, dcgmLabels, nil)
 	}
-	const mib = 1 << 20
 	c := &GPUCollector{
 		gpus:     gpus,
 		hostname: hostname,
 		log:      log,
 		gauges: []gauge{
-			{d("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %)."), func(s gpu.Sample) float64 { return float64(s.GPUUtilPercent) }},
-			{d("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %)."), func(s gpu.Sample) float64 { return float64(s.MemCopyUtilPercent) }},
-			{d("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB)."), func(s gpu.Sample) float64 { return float64(s.MemoryUsedBytes / mib) }},
-			{d("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB)."), func(s gpu.Sample) float64 { return float64(s.MemoryFreeBytes / mib) }},
-			{d("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W)."), func(s gpu.Sample) float64 { return s.PowerWatts }},
-			{d("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C)."), func(s gpu.Sample) float64 { return float64(s.TemperatureC) }},
-			{d("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz)."), func(s gpu.Sample) float64 { return float64(s.SMClockMHz) }},
-			{d("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz)."), func(s gpu.Sample) float64 { return float64(s.MemClockMHz) }},
-			{d("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered."), func(s gpu.Sample) float64 { return float64(s.LastXID) }},
-			{d("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors."), func(s gpu.Sample) float64 { return float64(s.ECCUncorrected) }},
+			{d("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %)."), func(s gpu.Sample) (float64, bool) { return value(s.GPUUtilPercent) }},
+			{d("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %)."), func(s gpu.Sample) (float64, bool) { return value(s.MemCopyUtilPercent) }},
+			{d("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB)."), func(s gpu.Sample) (float64, bool) { return mebibytes(s.MemoryUsedBytes) }},
+			{d("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB)."), func(s gpu.Sample) (float64, bool) { return mebibytes(s.MemoryFreeBytes) }},
+			{d("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W)."), func(s gpu.Sample) (float64, bool) { return value(s.PowerWatts) }},
+			{d("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C)."), func(s gpu.Sample) (float64, bool) { return value(s.TemperatureC) }},
+			{d("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz)."), func(s gpu.Sample) (float64, bool) { return value(s.SMClockMHz) }},
+			{d("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz)."), func(s gpu.Sample) (float64, bool) { return value(s.MemClockMHz) }},
+			{d("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered."), func(s gpu.Sample) (float64, bool) { return float64(s.LastXID), true }},
+			{d("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors."), func(s gpu.Sample) (float64, bool) { return value(s.ECCUncorrected) }},
 		},
+		healthy: prometheus.NewDesc("gpunode_gpu_healthy",
+			"1 if the GPU is in service, 0 once it was lost or reported a fatal XID error.", []string{"gpu", "gpu_uuid"}, nil),
 		scrapeDuration: prometheus.NewDesc("gpunode_collector_scrape_duration_seconds",
 			"Time a collector took to read its values at this scrape.", []string{"collector"}, nil),
 		scrapeSuccess: prometheus.NewDesc("gpunode_collector_scrape_success",
@@ -87,6 +107,7 @@ func (c *GPUCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, g := range c.gauges {
 		ch <- g.desc
 	}
+	ch <- c.healthy
 	ch <- c.scrapeDuration
 	ch <- c.scrapeSuccess
 	ch <- c.simulated
@@ -100,16 +121,31 @@ func (c *GPUCollector) Collect(ch chan<- prometheus.Metric) {
 	ok := 1.0
 	devs := c.gpus.Devices()
 	for _, d := range devs {
+		labels := []string{strconv.Itoa(d.Index), d.UUID, d.PCIBusID, "nvidia" + strconv.Itoa(d.Index), d.Name, c.hostname}
 		s, err := c.gpus.Sample(d.Index)
+		healthy := 0.0
+		if d.Healthy && !errors.Is(err, gpu.ErrLost) {
+			healthy = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, healthy, strconv.Itoa(d.Index), d.UUID)
 		if err != nil {
-			ok = 0
-			c.sampleErrors.WithLabelValues(strconv.Itoa(d.Index)).Inc()
-			c.log.Warn("gpu telemetry failed; leaving the gpu out of this scrape", "gpu", d.Index, "gpu_uuid", d.UUID, "err", err)
+			if d.Healthy {
+				// A GPU already out of service is reported by gpunode_gpu_healthy.
+				ok = 0
+				c.sampleErrors.WithLabelValues(strconv.Itoa(d.Index)).Inc()
+				c.log.Warn("gpu telemetry failed; leaving the gpu out of this scrape", "gpu", d.Index, "gpu_uuid", d.UUID, "err", err)
+			}
 			continue
 		}
-		labels := []string{strconv.Itoa(d.Index), d.UUID, d.PCIBusID, "nvidia" + strconv.Itoa(d.Index), d.Name, c.hostname}
+		if len(s.Failed) > 0 {
+			ok = 0
+			c.sampleErrors.WithLabelValues(strconv.Itoa(d.Index)).Inc()
+			c.log.Warn("gpu telemetry partly failed; leaving those fields out of this scrape", "gpu", d.Index, "gpu_uuid", d.UUID, "failed", s.Failed)
+		}
 		for _, g := range c.gauges {
-			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, g.value(s), labels...)
+			if v, ok := g.value(s); ok {
+				ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v, labels...)
+			}
 		}
 	}
 	sim := 0.0

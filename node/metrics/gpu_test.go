@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -117,59 +118,82 @@ gpunode_gpus_simulated 0
 	}
 }
 
+// TestGPUCollectorFailureMatrix: a field a GPU does not support is left out of its
+// series, as dcgm-exporter does, without counting an error; a field whose reading failed
+// is left out and counted; a lost GPU keeps only gpunode_gpu_healthy 0. The other GPUs
+// and fields stay.
 func TestGPUCollectorFailureMatrix(t *testing.T) {
 	tests := []struct {
 		name     string
 		breakRig func(*dgxa100.Server)
-		missing  []string // gpu indexes whose series must be gone
+		gone     map[string][]string // metric → gpu indexes whose series must be gone
+		errors   []string            // gpu indexes whose sample errors are counted
+		lost     []string            // gpu indexes reported unhealthy
 	}{
-		{"healthy", func(*dgxa100.Server) {}, nil},
+		{"healthy", func(*dgxa100.Server) {}, nil, nil, nil},
 		{"one gpu lost", func(s *dgxa100.Server) {
 			d := s.Devices[6].(*dgxa100.Device)
-			lost := func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, nvml.ERROR_GPU_IS_LOST }
-			d.GetUtilizationRatesFunc = lost
-		}, []string{"6"}},
+			d.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, nvml.ERROR_GPU_IS_LOST }
+		}, map[string][]string{"DCGM_FI_DEV_GPU_TEMP": {"6"}, "DCGM_FI_DEV_GPU_UTIL": {"6"}, "DCGM_FI_DEV_MEM_COPY_UTIL": {"6"},
+			"DCGM_FI_DEV_FB_USED": {"6"}, "DCGM_FI_DEV_POWER_USAGE": {"6"}, "DCGM_FI_DEV_SM_CLOCK": {"6"}, "DCGM_FI_DEV_MEM_CLOCK": {"6"}, "DCGM_FI_DEV_XID_ERRORS": {"6"}}, []string{"6"}, []string{"6"}},
 		{"nvml error mid-way through a sample", func(s *dgxa100.Server) {
 			s.Devices[2].(*dgxa100.Device).GetClockInfoFunc = func(nvml.ClockType) (uint32, nvml.Return) { return 0, nvml.ERROR_UNKNOWN }
-		}, []string{"2"}},
-		{"two gpus failing differently", func(s *dgxa100.Server) {
+		}, map[string][]string{"DCGM_FI_DEV_SM_CLOCK": {"2"}, "DCGM_FI_DEV_MEM_CLOCK": {"2"}}, []string{"2"}, nil},
+		{"a failing and an unsupported field", func(s *dgxa100.Server) {
 			s.Devices[0].(*dgxa100.Device).GetTemperatureFunc = func(nvml.TemperatureSensors) (uint32, nvml.Return) { return 0, nvml.ERROR_TIMEOUT }
 			s.Devices[7].(*dgxa100.Device).GetPowerUsageFunc = func() (uint32, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
-		}, []string{"0", "7"}},
-		{"every gpu failing", func(s *dgxa100.Server) {
+		}, map[string][]string{"DCGM_FI_DEV_GPU_TEMP": {"0"}, "DCGM_FI_DEV_POWER_USAGE": {"7"}}, []string{"0"}, nil},
+		{"utilization unsupported everywhere (MIG)", func(s *dgxa100.Server) {
+			for _, d := range s.Devices {
+				d.(*dgxa100.Device).GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, nvml.ERROR_NOT_SUPPORTED }
+			}
+		}, map[string][]string{"DCGM_FI_DEV_GPU_UTIL": {"0", "1", "2", "3", "4", "5", "6", "7"}, "DCGM_FI_DEV_MEM_COPY_UTIL": {"0", "1", "2", "3", "4", "5", "6", "7"}}, nil, nil},
+		{"every gpu failing one field", func(s *dgxa100.Server) {
 			for _, d := range s.Devices {
 				d.(*dgxa100.Device).GetMemoryInfoFunc = func() (nvml.Memory, nvml.Return) { return nvml.Memory{}, nvml.ERROR_DRIVER_NOT_LOADED }
 			}
-		}, []string{"0", "1", "2", "3", "4", "5", "6", "7"}},
+		}, map[string][]string{"DCGM_FI_DEV_FB_USED": {"0", "1", "2", "3", "4", "5", "6", "7"}}, []string{"0", "1", "2", "3", "4", "5", "6", "7"}, nil},
 	}
+	metrics := []string{"DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_MEM_COPY_UTIL", "DCGM_FI_DEV_FB_USED",
+		"DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_SM_CLOCK", "DCGM_FI_DEV_MEM_CLOCK", "DCGM_FI_DEV_XID_ERRORS"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, inv := mockRig(t)
 			c := NewGPUCollector(inv, "rig1", quiet)
 			tt.breakRig(srv)
 			out := gather(t, c) // the pedantic registry fails the test on an inconsistent scrape
-			gone := map[string]bool{}
-			for _, g := range tt.missing {
-				gone[g] = true
+			for _, m := range metrics {
+				for i := 0; i < 8; i++ {
+					g := string(rune('0' + i))
+					has := strings.Contains(out, m+`{Hostname="rig1",UUID="GPU-0000000`+g+`"`)
+					if has == slices.Contains(tt.gone[m], g) {
+						t.Errorf("%s of gpu %s: present = %v, want %v", m, g, has, !has)
+					}
+				}
 			}
 			for i := 0; i < 8; i++ {
 				g := string(rune('0' + i))
-				has := strings.Contains(out, `DCGM_FI_DEV_GPU_TEMP{Hostname="rig1",UUID="GPU-0000000`+g+`"`)
-				if has == gone[g] {
-					t.Errorf("gpu %s: series present = %v, want %v", g, has, !gone[g])
+				want := "1"
+				if slices.Contains(tt.lost, g) {
+					want = "0"
+				}
+				if !strings.Contains(out, `gpunode_gpu_healthy{gpu="`+g+`",gpu_uuid="GPU-0000000`+g+`"} `+want+"\n") {
+					t.Errorf("gpu %s: healthy is not %s", g, want)
+				}
+				errs := "0"
+				if slices.Contains(tt.errors, g) {
+					errs = "1"
+				}
+				if !strings.Contains(out, `gpunode_gpu_sample_errors_total{gpu="`+g+`"} `+errs+"\n") {
+					t.Errorf("gpu %s: sample errors not %s", g, errs)
 				}
 			}
 			wantSuccess := "1"
-			if len(tt.missing) > 0 {
+			if len(tt.errors) > 0 {
 				wantSuccess = "0"
 			}
 			if !strings.Contains(out, `gpunode_collector_scrape_success{collector="gpu"} `+wantSuccess+"\n") {
 				t.Errorf("scrape success is not %s:\n%s", wantSuccess, out)
-			}
-			for _, g := range tt.missing {
-				if !strings.Contains(out, `gpunode_gpu_sample_errors_total{gpu="`+g+`"} 1`) {
-					t.Errorf("gpu %s: sample error not counted", g)
-				}
 			}
 		})
 	}
