@@ -8,7 +8,7 @@ PREFIX    ?= /usr/local
 # Tool builds (kubo, solc) are cached here and reused by every test run on this machine.
 export GPUNODE_CACHE ?= $(HOME)/.cache/gpunode
 
-.PHONY: all build run demo test test-go setup lint install generate contracts clean
+.PHONY: all build run demo test test-go setup setup-run lint install generate contracts clean
 
 all: build
 
@@ -16,12 +16,24 @@ all: build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/gpunode
 
-## setup: install and start what is missing (Debian packages, dockerd, cached tools); root
+## setup: install and start what is missing for the tests too (Debian packages, dockerd,
+## cached tools); root
 setup:
-	bash scripts/setup.sh
+	bash scripts/setup.sh test
 
-## run: install what is missing, build, and start a node on embedded defaults
-run: setup build
+## setup-run: install and start only what running a node needs (Debian packages, dockerd);
+## needs root only when something is missing
+setup-run:
+	bash scripts/setup.sh run
+
+## run: install what is missing, build, and start a node on embedded defaults; prints how
+## long it took to reach "node ready"
+run: export GPUNODE_RUN_START := $(shell date +%s)
+run:
+	@echo "gpunode: checking what running a node needs (scripts/setup.sh run)"
+	@$(MAKE) --no-print-directory setup-run
+	@echo "gpunode: building $(BIN)"
+	@$(MAKE) --no-print-directory build
 	bash scripts/run.sh $(BIN) $(RUN_DIR)
 
 ## demo: the example job through the whole loop on this machine (dev chain, registry,

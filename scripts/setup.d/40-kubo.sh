@@ -2,9 +2,14 @@
 # Builds kubo (the reference IPFS implementation) for the node/ipfs interop tests and
 # benchmarks, into $GPUNODE_CACHE/bin/ipfs. Skipped when the cached binary already has
 # the pinned version. kubo v0.39.0 needs the Go 1.25 toolchain (one dependency does not
-# build on 1.26); GOTOOLCHAIN fetches it through the module proxy.
+# build on 1.26); GOTOOLCHAIN fetches it through the module proxy. Only the tests use it.
+# profiles: test
 set -euo pipefail
 want=0.39.0
+if [ "${GPUNODE_SETUP_PLAN:-0}" = 1 ]; then
+	echo "build kubo v$want into \$GPUNODE_CACHE/bin/ipfs"
+	exit 0
+fi
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${GPUNODE_CACHE:-$HOME/.cache/gpunode}
 bin=$cache/bin/ipfs

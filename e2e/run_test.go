@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gpunode/gpunode/internal/testenv"
+)
+
+// TestSetupProfiles: `make run` installs only what running needs — no kubo build, no
+// PyTorch, Prometheus, scikit-learn or npm — while `make setup` (the tests) has them all.
+func TestSetupProfiles(t *testing.T) {
+	plan := func(profile string) string {
+		cmd := exec.Command("bash", "scripts/setup.sh", profile, "--plan")
+		cmd.Dir = testenv.RepoRoot(t)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("setup.sh %s --plan: %v\n%s", profile, err, out)
+		}
+		return string(out)
+	}
+	run, test := plan("run"), plan("test")
+	for _, want := range []string{"docker.io", "gcc", "start dockerd"} {
+		if !strings.Contains(run, want) {
+			t.Errorf("run profile lacks %q:\n%s", want, run)
+		}
+	}
+	for _, testOnly := range []string{"kubo", "python3-torch", "python3-sklearn", "prometheus", "docker-registry", "npm"} {
+		if strings.Contains(run, testOnly) {
+			t.Errorf("run profile would install %s, which only the tests need:\n%s", testOnly, run)
+		}
+		if !strings.Contains(test, testOnly) {
+			t.Errorf("test profile lacks %s:\n%s", testOnly, test)
+		}
+	}
+	cmd := exec.Command("bash", "scripts/setup.sh", "nonsense")
+	cmd.Dir = testenv.RepoRoot(t)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "usage") {
+		t.Errorf("setup.sh nonsense: %v\n%s", err, out)
+	}
+}
+
+var nodeReady = regexp.MustCompile(`gpunode: node ready in (\d+)s`)
+
+// TestMakeRun runs the README's first command as a new user would, on its own ports, and
+// waits for "node ready"; Ctrl-C then stops the node and the dev chain, and nothing of
+// them is left running.
+func TestMakeRun(t *testing.T) {
+	testenv.RequireDocker(t)
+	dir := t.TempDir()
+	port := func() string {
+		_, p, _ := net.SplitHostPort(freeAddr(t))
+		return p
+	}
+	cmd := exec.Command("make", "--no-print-directory", "run", "RUN_DIR="+dir)
+	cmd.Dir = testenv.RepoRoot(t)
+	cmd.Env = append(cmd.Environ(),
+		"GPUNODE_RUN_CHAIN="+freeAddr(t), "GPUNODE_RUN_METRICS="+freeAddr(t), "GPUNODE_RUN_P2P_PORT="+port())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan string, 1024)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default: // the log is long; keep reading so the node never blocks on its stdout
+			}
+		}
+		io.Copy(io.Discard, out)
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	})
+
+	var seen []string
+	deadline := time.After(5 * time.Minute)
+	ready := ""
+	for ready == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("make run ended before the node was ready: %v\n%s", <-exited, strings.Join(seen, "\n"))
+			}
+			seen = append(seen, l)
+			if m := nodeReady.FindStringSubmatch(l); m != nil {
+				ready = m[1]
+			}
+		case <-deadline:
+			t.Fatalf("no \"node ready\" within 5 minutes:\n%s", strings.Join(seen, "\n"))
+		}
+	}
+	t.Logf("make run: node ready in %ss (setup for running only, build, dev chain, node)", ready)
+	for _, step := range []string{"checking what running a node needs", "building", "starting the dev chain", "starting the node"} {
+		found := false
+		for _, l := range seen {
+			found = found || strings.Contains(l, "gpunode: "+step)
+		}
+		if !found {
+			t.Errorf("make run said nothing about %q before the node was ready", step)
+		}
+	}
+
+	// Ctrl-C, as in a terminal: the whole process group gets SIGINT.
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for range lines {
+	}
+	select {
+	case <-exited:
+	case <-time.After(time.Minute):
+		t.Fatal("make run still running a minute after Ctrl-C")
+	}
+	// Nothing of it is left: no process still has the run folder on its command line.
+	if out, err := exec.Command("pgrep", "-f", dir).Output(); err == nil {
+		t.Errorf("processes left after Ctrl-C: %s", out)
+	}
+}
