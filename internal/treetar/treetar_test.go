@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,7 +85,13 @@ func TestExtractRefuses(t *testing.T) {
 		{"twice", []*tar.Header{{Name: "a", Typeflag: tar.TypeReg, Size: 1, Mode: 0o644}, {Name: "a", Typeflag: tar.TypeReg, Size: 1, Mode: 0o644}}, 0, "exists"},
 		// A symlink then a file under it: the symlink is made last, so the file lands in
 		// a real directory, and the link then cannot be made over it.
-		{"write through a symlink", []*tar.Header{{Name: "d", Typeflag: tar.TypeSymlink, Linkname: "/tmp"}, {Name: "d/evil", Typeflag: tar.TypeReg, Size: 1, Mode: 0o644}}, 0, "exists"},
+		{"write through a symlink", []*tar.Header{{Name: "d", Typeflag: tar.TypeSymlink, Linkname: "x"}, {Name: "d/evil", Typeflag: tar.TypeReg, Size: 1, Mode: 0o644}}, 0, "under the symlink"},
+		{"absolute link", []*tar.Header{{Name: "d", Typeflag: tar.TypeSymlink, Linkname: "/tmp"}}, 0, "leaves the tree"},
+		{"climbing link", []*tar.Header{{Name: "a/d", Typeflag: tar.TypeSymlink, Linkname: "../../evil"}}, 0, "leaves the tree"},
+		// A link to the root, then a link made through it that climbs one level more
+		// than it seems to.
+		{"link through a link", []*tar.Header{{Name: "x", Typeflag: tar.TypeSymlink, Linkname: "."}, {Name: "x/l", Typeflag: tar.TypeSymlink, Linkname: "../evil"}}, 0, "under the symlink"},
+		{"link through an absolute link", []*tar.Header{{Name: "a", Typeflag: tar.TypeSymlink, Linkname: "."}, {Name: "a/b", Typeflag: tar.TypeSymlink, Linkname: "c"}}, 0, "under the symlink"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := t.TempDir()
@@ -102,15 +109,34 @@ func TestExtractRefuses(t *testing.T) {
 	}
 }
 
-// FuzzExtract: whatever the archive, nothing is written outside the destination.
+// FuzzExtract: whatever the archive, nothing is written outside the destination and
+// no symlink made in it resolves outside it. The seeds are link chains: links through
+// links, links to links that climb, a link to the root used as a directory.
 func FuzzExtract(f *testing.F) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Name: "a/b", Typeflag: tar.TypeReg, Size: 2, Mode: 0o644})
-	tw.Write([]byte("hi"))
-	tw.WriteHeader(&tar.Header{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "../x"})
-	tw.Close()
-	f.Add(buf.Bytes())
+	type e struct{ name, link string } // link "" is a 2-byte file
+	for _, seed := range [][]e{
+		{{"a/b", ""}, {"l", "../x"}},
+		{{"a", "/etc"}, {"a/b", "x"}},
+		{{"x", "."}, {"x/l", "../secret"}},
+		{{"d1/d2/s", "../.."}, {"L", "d1/d2/s/../../secret"}},
+		{{"d1/d2/s", "../.."}, {"L", "d1/d2/s"}, {"M", "L/../secret"}},
+		{{"a", "b"}, {"b", "c"}, {"c", ".."}},
+		{{"a/b/c", "../../.."}, {"a/b/d", "c/secret"}},
+		{{"up", ".."}, {"up/secret", ""}},
+	} {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, x := range seed {
+			if x.link != "" {
+				tw.WriteHeader(&tar.Header{Name: x.name, Typeflag: tar.TypeSymlink, Linkname: x.link})
+				continue
+			}
+			tw.WriteHeader(&tar.Header{Name: x.name, Typeflag: tar.TypeReg, Size: 2, Mode: 0o644})
+			tw.Write([]byte("hi"))
+		}
+		tw.Close()
+		f.Add(buf.Bytes())
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		parent, err := os.MkdirTemp("", "treetar-fuzz-")
 		if err != nil {
@@ -119,10 +145,29 @@ func FuzzExtract(f *testing.F) {
 		defer os.RemoveAll(parent)
 		dst := filepath.Join(parent, "dst")
 		os.Mkdir(dst, 0o755)
+		os.WriteFile(filepath.Join(parent, "secret"), []byte("s"), 0o600)
 		Extract(bytes.NewReader(b), dst, 1<<20)
 		entries, _ := os.ReadDir(parent)
-		if len(entries) != 1 {
+		if len(entries) != 2 {
 			t.Fatalf("extract wrote beside its destination: %v", entries)
 		}
+		realDst, _ := filepath.EvalSymlinks(dst)
+		filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.Type()&fs.ModeSymlink == 0 {
+				return nil
+			}
+			target, _ := os.Readlink(p)
+			if filepath.IsAbs(target) {
+				t.Errorf("symlink %s -> %s is absolute", p, target)
+			}
+			// A link that resolves must resolve inside; one that does not must not
+			// point outside once its target exists.
+			if r, err := filepath.EvalSymlinks(p); err == nil {
+				if rel, err := filepath.Rel(realDst, r); err != nil || !filepath.IsLocal(rel) && rel != "." {
+					t.Errorf("symlink %s -> %s resolves to %s, outside the destination", p, target, r)
+				}
+			}
+			return nil
+		})
 	})
 }
