@@ -11,6 +11,8 @@ package docker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -148,8 +150,16 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 }
 
-func (r *Runtime) containerName(jobID string) string {
-	return "gpunode-" + r.cfg.Instance + "-" + jobID
+// newContainerName names a job's container: the instance and the job ID for people
+// reading `docker ps`, and a random suffix so that a leftover container with the same
+// instance and job ID (an earlier chain restarting job IDs at 1, an interrupted demo,
+// another data dir) neither blocks the create nor passes for this job's container.
+func (r *Runtime) newContainerName(jobID string) string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return "gpunode-" + r.cfg.Instance + "-" + jobID + "-" + hex.EncodeToString(b[:])
 }
 
 // withDefaults fills a spec's zero values from the configuration.
@@ -201,6 +211,8 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Handle,
 		State:     statePreparing,
 		LogFile:   filepath.Join(r.cfg.LogDir, id+".log"),
 		CreatedAt: time.Now().UTC(),
+
+		ContainerName: r.newContainerName(id),
 	}
 	r.mu.Lock()
 	if _, ok := r.jobs[id]; ok {
@@ -268,7 +280,7 @@ func (r *Runtime) prepareAndStart(ctx context.Context, j *job) (runtime.Handle, 
 	// From here on the preparing context no longer applies: a container that exists
 	// must be started and watched, not abandoned half-way.
 	cctx := context.WithoutCancel(ctx)
-	resp, err := r.cli.ContainerCreate(cctx, cfg, hc, nil, nil, r.containerName(id))
+	resp, err := r.cli.ContainerCreate(cctx, cfg, hc, nil, nil, j.rec.ContainerName)
 	if err != nil {
 		return runtime.Handle{}, fmt.Errorf("job %s: create container: %w", id, mapEngineError(err))
 	}
@@ -585,8 +597,13 @@ func (r *Runtime) reattach(ctx context.Context, j *job, labelled map[string]stri
 	cid := rec.ContainerID
 	if cid == "" {
 		// The node stopped while preparing; the container may have been created just
-		// before the record said so.
-		ins, err := r.cli.ContainerInspect(ctx, r.containerName(id))
+		// before the record said so, under the name the record chose. A record without
+		// a name never got as far as creating one.
+		if rec.ContainerName == "" {
+			r.finishWithError(j, fmt.Errorf("job %s: %w", id, runtime.ErrInterrupted))
+			return nil, nil
+		}
+		ins, err := r.cli.ContainerInspect(ctx, rec.ContainerName)
 		if errdefs.IsNotFound(err) {
 			r.finishWithError(j, fmt.Errorf("job %s: %w", id, runtime.ErrInterrupted))
 			return nil, nil
@@ -595,7 +612,7 @@ func (r *Runtime) reattach(ctx context.Context, j *job, labelled map[string]stri
 			return nil, fmt.Errorf("job %s: inspect: %w", id, err)
 		}
 		if ins.Config == nil || ins.Config.Labels[LabelJob] != id || ins.Config.Labels[LabelInstance] != r.cfg.Instance {
-			return nil, fmt.Errorf("job %s: container %s is not this job's", id, r.containerName(id))
+			return nil, fmt.Errorf("job %s: container %s is not this job's", id, rec.ContainerName)
 		}
 		cid = ins.ID
 		j.mu.Lock()

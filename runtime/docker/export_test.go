@@ -16,7 +16,8 @@ func (r *Runtime) BypassPreflight() { r.bypassPreflight = true }
 func (r *Runtime) CrashWhilePreparing(spec runtime.Spec) error {
 	spec = r.withDefaults(spec)
 	return r.records.create(&record{Version: recordVersion, Spec: spec, State: statePreparing,
-		LogFile: filepath.Join(r.cfg.LogDir, spec.JobID+".log"), CreatedAt: time.Now()})
+		LogFile: filepath.Join(r.cfg.LogDir, spec.JobID+".log"), CreatedAt: time.Now(),
+		ContainerName: r.newContainerName(spec.JobID)})
 }
 
 // CrashAfterCreate leaves what a node killed right after creating a job's container
@@ -31,6 +32,10 @@ func (r *Runtime) CrashAfterCreate(ctx context.Context, spec runtime.Spec, image
 		return err
 	}
 	c, hc := r.containerConfig(spec, imageID, mounts, nil)
-	_, err = r.cli.ContainerCreate(ctx, c, hc, nil, nil, r.containerName(spec.JobID))
+	rec, err := r.records.load(spec.JobID)
+	if err != nil {
+		return err
+	}
+	_, err = r.cli.ContainerCreate(ctx, c, hc, nil, nil, rec.ContainerName)
 	return err
 }

@@ -26,16 +26,21 @@ const recordVersion = 1
 
 // record is the persistent state of one job, one JSON file per job in StateDir.
 type record struct {
-	Version     int             `json:"version"`
-	Spec        runtime.Spec    `json:"spec"`
-	State       string          `json:"state"`
-	ContainerID string          `json:"container_id,omitempty"`
-	ImageID     string          `json:"image_id,omitempty"`
-	LogFile     string          `json:"log_file"`
-	Cancelled   bool            `json:"cancelled,omitempty"`
-	TimedOut    bool            `json:"timed_out,omitempty"`
-	CreatedAt   time.Time       `json:"created_at"`
-	Result      *runtime.Result `json:"result,omitempty"`
+	Version     int          `json:"version"`
+	Spec        runtime.Spec `json:"spec"`
+	State       string       `json:"state"`
+	ContainerID string       `json:"container_id,omitempty"`
+	// ContainerName is the name the job's container is created under, chosen before it
+	// exists. Its random suffix keeps it from colliding with a container left by
+	// another chain, install or data dir that reuses the job ID, and keeps re-attach
+	// from mistaking such a container for the job's own.
+	ContainerName string          `json:"container_name,omitempty"`
+	ImageID       string          `json:"image_id,omitempty"`
+	LogFile       string          `json:"log_file"`
+	Cancelled     bool            `json:"cancelled,omitempty"`
+	TimedOut      bool            `json:"timed_out,omitempty"`
+	CreatedAt     time.Time       `json:"created_at"`
+	Result        *runtime.Result `json:"result,omitempty"`
 }
 
 type recordStore struct{ dir string }
