@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -789,7 +790,9 @@ func noneIs(t *testing.T, dir string, secrets ...[]byte) {
 }
 
 // TestDemo runs `make demo`'s script: the example job through the whole loop, with the
-// checkpoint fetched, verified and its path printed.
+// checkpoint fetched, verified and its path printed. A first run is interrupted (Ctrl-C,
+// which signals the whole foreground process group) while the provider's container
+// runs: what it leaves behind must not break the second run.
 func TestDemo(t *testing.T) {
 	testenv.RequireDocker(t)
 	root := testenv.RepoRoot(t)
@@ -800,9 +803,54 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "demo")
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "demo.sh"), testenv.Binary(t), dir)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("DEMO_PORT_BASE=%d", base))
-	out, err := cmd.CombinedOutput()
+	demo := func() *exec.Cmd {
+		cmd := exec.Command("bash", filepath.Join(root, "scripts", "demo.sh"), testenv.Binary(t), dir)
+		cmd.Env = append(os.Environ(), fmt.Sprintf("DEMO_PORT_BASE=%d", base))
+		return cmd
+	}
+
+	interrupted := demo()
+	var first bytes.Buffer
+	interrupted.Stdout, interrupted.Stderr = &first, &first
+	interrupted.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := interrupted.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- interrupted.Wait() }()
+	running := func() bool {
+		out, _ := exec.Command("docker", "ps", "-q", "--filter", "label=io.gpunode.instance=demo-provider", "--filter", "status=running").Output()
+		return len(bytes.TrimSpace(out)) > 0
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for !running() {
+		select {
+		case err := <-exited:
+			t.Fatalf("the demo ended (%v) before its job ran:\n%s", err, first.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(-interrupted.Process.Pid, syscall.SIGKILL)
+			t.Fatalf("the provider's container did not start within 5m:\n%s", first.String())
+		}
+	}
+	if err := syscall.Kill(-interrupted.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(2 * time.Minute):
+		syscall.Kill(-interrupted.Process.Pid, syscall.SIGKILL)
+		t.Fatalf("the interrupted demo did not stop within 2m:\n%s", first.String())
+	}
+	for _, n := range []string{"provider", "validator1", "validator2"} {
+		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=io.gpunode.instance=demo-"+n).Output()
+		if len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("the interrupted demo left containers of demo-%s: %s", n, out)
+		}
+	}
+
+	out, err := demo().CombinedOutput()
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}

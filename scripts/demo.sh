@@ -22,6 +22,15 @@ die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 docker version >/dev/null 2>&1 || die "no Docker engine answers: run make setup (as root)"
 command -v docker-registry >/dev/null || die "docker-registry is missing: run make setup (as root)"
 
+# Containers of the demo's nodes (the label is runtime/docker's LabelInstance). Removed
+# before starting, for a demo that was killed too hard to clean up after itself, and on
+# exit.
+remove_containers() {
+	for n in provider validator1 validator2; do
+		docker ps -aq --filter "label=io.gpunode.instance=demo-$n" | xargs -r docker rm -f >/dev/null 2>&1 || true
+	done
+}
+remove_containers
 rm -rf "$dir"
 mkdir -p "$dir"
 dir=$(realpath "$dir")
@@ -29,11 +38,11 @@ pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	for n in provider validator1 validator2; do
-		docker ps -aq --filter "label=gpunode.instance=demo-$n" | xargs -r docker rm -f >/dev/null 2>&1 || true
-	done
+	remove_containers
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # 1. The dev chain and the registry.
 "$bin" devchain --listen "127.0.0.1:$((base + 45))" --block-period 500ms --out "$dir/devchain.json" >"$dir/devchain.log" 2>&1 &
