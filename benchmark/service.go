@@ -260,7 +260,7 @@ func (s *Service) Routes(srv *api.Server) {
 		}
 		api.WriteJSON(w, http.StatusOK, last)
 	})
-	srv.HandleFunc("POST /v1/benchmark", func(w http.ResponseWriter, r *http.Request) {
+	srv.HandleStream("POST /v1/benchmark", func(w http.ResponseWriter, r *http.Request) {
 		req := RunRequest{Profile: s.cfg.Profile, Backend: s.cfg.Backend}
 		if r.ContentLength != 0 {
 			if err := api.DecodeJSON(r, 4096, &req); err != nil {

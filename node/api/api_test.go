@@ -99,3 +99,76 @@ func TestClientWithoutDaemon(t *testing.T) {
 		t.Errorf("err = %v, want ErrNotRunning", err)
 	}
 }
+
+// TestServerLimits plays a local client that sends a body too large, or sends part of
+// one and stalls: the first is refused, the second cut off at the read deadline, and
+// the server keeps answering others.
+func TestServerLimits(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "api.sock")
+	s := NewServer(Config{Socket: socket}, quiet)
+	s.readTimeout = 500 * time.Millisecond
+	read := make(chan error, 4)
+	s.HandleFunc("POST /v1/sink", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		read <- err
+		if err != nil {
+			WriteError(w, http.StatusRequestEntityTooLarge, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, n)
+	})
+	s.HandleUpload("POST /v1/upload", 3<<20, func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			WriteError(w, http.StatusRequestEntityTooLarge, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, n)
+	})
+	ln, err := s.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	c := NewClient(socket)
+
+	big := strings.Repeat("x", MaxBody+1)
+	if err := c.Upload(context.Background(), "/v1/sink", "application/octet-stream", strings.NewReader(big), nil); err == nil {
+		t.Error("a body over MaxBody was read whole")
+	}
+	if err := <-read; err == nil {
+		t.Error("the handler read a body over MaxBody without error")
+	}
+	var n int64
+	if err := c.Upload(context.Background(), "/v1/upload", "application/octet-stream", strings.NewReader(big+big), &n); err != nil || n != int64(2*len(big)) {
+		t.Errorf("upload under its own cap: %d, %v", n, err)
+	}
+
+	// A stalled body: headers and a few bytes, then nothing.
+	conn, err := net.Dial("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("POST /v1/sink HTTP/1.1\r\nHost: gpunode\r\nContent-Length: 1000\r\n\r\nabc")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-read:
+		if err == nil {
+			t.Error("the stalled body was read without error")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a stalled body held its handler past the read deadline")
+	}
+	var out map[string]string
+	s.HandleFunc("GET /v1/echo", func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"ok": "1"})
+	})
+	if err := c.Get(context.Background(), "/v1/echo", &out); err != nil || out["ok"] != "1" {
+		t.Errorf("server after the attacks: %v %v", out, err)
+	}
+}

@@ -43,18 +43,71 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+
+	// readTimeout and uploadReadTimeout are ReadTimeout and UploadReadTimeout; tests
+	// shorten them.
+	readTimeout, uploadReadTimeout time.Duration
 }
 
 // NewServer returns a server with no routes yet.
 func NewServer(cfg Config, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, log: log.With("component", "api"), mux: http.NewServeMux()}
+	return &Server{cfg: cfg, log: log.With("component", "api"), mux: http.NewServeMux(),
+		readTimeout: ReadTimeout, uploadReadTimeout: UploadReadTimeout}
 }
 
-// Handle registers a handler for a pattern such as "GET /v1/status".
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// Limits every route has unless it is registered for streaming or uploads.
+const (
+	// MaxBody caps a request body.
+	MaxBody = 1 << 20
+	// ReadTimeout bounds reading a request, body included.
+	ReadTimeout = time.Minute
+	// WriteTimeout bounds answering a request; it is long because a few answers wait
+	// for the chain (posting a job waits for its confirmations).
+	WriteTimeout = 15 * time.Minute
+	// UploadReadTimeout bounds reading an upload's body.
+	UploadReadTimeout = time.Hour
+)
 
-// HandleFunc registers a handler function for a pattern.
-func (s *Server) HandleFunc(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+// Handle registers a handler for a pattern such as "GET /v1/status". Its request body
+// is capped at MaxBody and the request must be read within ReadTimeout and answered
+// within WriteTimeout.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.limited(h, MaxBody, &s.readTimeout, WriteTimeout))
+}
+
+// HandleFunc registers a handler function for a pattern, with Handle's limits.
+func (s *Server) HandleFunc(pattern string, h http.HandlerFunc) { s.Handle(pattern, h) }
+
+// HandleStream registers a handler whose answer lasts as long as its subject (a
+// followed log, a pull's progress, a download, a fetch, a benchmark run): Handle's
+// limits, but no write deadline. A client that stops reading stalls only its own
+// answer.
+func (s *Server) HandleStream(pattern string, h http.HandlerFunc) {
+	s.mux.Handle(pattern, s.limited(h, MaxBody, &s.readTimeout, 0))
+}
+
+// HandleUpload registers a handler that reads a body of up to maxBytes within
+// UploadReadTimeout.
+func (s *Server) HandleUpload(pattern string, maxBytes int64, h http.HandlerFunc) {
+	s.mux.Handle(pattern, s.limited(h, maxBytes, &s.uploadReadTimeout, WriteTimeout))
+}
+
+// limited caps a handler's request body and sets its connection's deadlines. The
+// response writer is passed on unwrapped, so streaming handlers keep http.Flusher.
+func (s *Server) limited(h http.Handler, maxBody int64, read *time.Duration, write time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		_ = rc.SetReadDeadline(now.Add(*read))
+		if write > 0 {
+			_ = rc.SetWriteDeadline(now.Add(write))
+		} else {
+			_ = rc.SetWriteDeadline(time.Time{})
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		h.ServeHTTP(w, r)
+	})
+}
 
 // Listen opens the socket with mode 0660. A stale socket left by a killed daemon is
 // removed; a socket that still answers belongs to a running daemon and is an error.
@@ -85,7 +138,7 @@ func (s *Server) Listen() (net.Listener, error) {
 
 // Serve answers requests on ln until ctx is cancelled, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.log.Info("control API listening", "socket", s.cfg.Socket)

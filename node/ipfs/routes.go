@@ -14,13 +14,15 @@ import (
 )
 
 // AddRequest is the body of POST /v1/ipfs/add. Path is read by the daemon, so it
-// must be absolute and readable by the daemon's user.
+// must be absolute, readable by the daemon's user, and in a folder the operator lists
+// in ipfs.host_paths (see Node.hostPath).
 type AddRequest struct {
 	Path string `json:"path"`
 	Name string `json:"name,omitempty"`
 }
 
-// GetRequest is the body of POST /v1/ipfs/get. Dir is written by the daemon.
+// GetRequest is the body of POST /v1/ipfs/get. Dir is written by the daemon, so it
+// must be in a folder of ipfs.host_paths.
 type GetRequest struct {
 	CID string `json:"cid"`
 	Dir string `json:"dir"`
@@ -35,9 +37,11 @@ type PinRequest struct {
 // Routes registers the IPFS control-API routes.
 func (n *Node) Routes(s *api.Server) {
 	s.HandleFunc("POST /v1/ipfs/add", n.handleAdd)
-	s.HandleFunc("POST /v1/ipfs/get", n.handleGet)
-	s.HandleFunc("POST /v1/ipfs/upload", n.handleUpload)
-	s.HandleFunc("GET /v1/ipfs/tar/{cid}", n.handleTar)
+	s.HandleStream("POST /v1/ipfs/get", n.handleGet) // waits for the fetch
+	// An upload is capped at the blockstore's size; treetar.Extract caps the file
+	// content itself, this caps the archive's headers and padding too.
+	s.HandleUpload("POST /v1/ipfs/upload", n.cfg.MaxStorageBytes+n.cfg.MaxStorageBytes/8+(1<<20), n.handleUpload)
+	s.HandleStream("GET /v1/ipfs/tar/{cid}", n.handleTar)
 	s.HandleFunc("GET /v1/ipfs/fetches", func(w http.ResponseWriter, _ *http.Request) {
 		api.WriteJSON(w, http.StatusOK, n.Fetches())
 	})
@@ -68,11 +72,12 @@ func (n *Node) handleAdd(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusBadRequest, err)
 		return
 	}
-	if !filepath.IsAbs(req.Path) {
-		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("path %q: must be absolute", req.Path))
+	path, err := n.hostPath(req.Path)
+	if err != nil {
+		api.WriteError(w, http.StatusForbidden, err)
 		return
 	}
-	res, err := n.Add(r.Context(), req.Path, req.Name)
+	res, err := n.Add(r.Context(), path, req.Name)
 	if err != nil {
 		api.WriteError(w, statusOf(err), err)
 		return
@@ -90,11 +95,12 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !filepath.IsAbs(req.Dir) {
-		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("dir %q: must be absolute", req.Dir))
+	dir, err := n.hostPath(req.Dir)
+	if err != nil {
+		api.WriteError(w, http.StatusForbidden, err)
 		return
 	}
-	if err := n.Get(r.Context(), c, req.Dir); err != nil {
+	if err := n.Get(r.Context(), c, dir); err != nil {
 		api.WriteError(w, statusOf(err), err)
 		return
 	}

@@ -17,10 +17,10 @@ import (
 //	POST /v1/images/prune      prune the cache to its cap (or api.PruneRequest.CapBytes)
 //	GET  /v1/jobs/{id}/logs    a job's log; ?follow=1 streams until the job ends
 func (r *Runtime) Routes(s *api.Server) {
-	s.HandleFunc("POST /v1/images/pull", r.handlePull)
+	s.HandleStream("POST /v1/images/pull", r.handlePull)
 	s.HandleFunc("GET /v1/images", r.handleImages)
 	s.HandleFunc("POST /v1/images/prune", r.handlePrune)
-	s.HandleFunc("GET /v1/jobs/{id}/logs", r.handleLogs)
+	s.HandleStream("GET /v1/jobs/{id}/logs", r.handleLogs)
 }
 
 func (r *Runtime) handlePull(w http.ResponseWriter, req *http.Request) {
