@@ -138,6 +138,8 @@ func (n *Node) openContent() error {
 	if err != nil {
 		return fmt.Errorf("ipfs: %w", err)
 	}
+	// The control socket's host-path routes never read or write the node's own state.
+	x.Protect(n.cfg.DataDir, n.cfg.Market.Keystore, n.cfg.Market.PasswordFile, n.cfg.IPFS.RemotePinning.TokenFile, n.cfg.Runtime.StateDir, n.cfg.Runtime.LogDir)
 	x.Routes(n.api)
 	n.reg.MustRegister(x.Collector())
 	n.ipfs = x

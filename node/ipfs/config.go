@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"time"
 )
 
@@ -42,6 +43,11 @@ type Config struct {
 	SyncWrites bool `toml:"sync_writes"`
 	// KuboAPI is the kubo RPC endpoint used in kubo mode, e.g. "http://127.0.0.1:5001".
 	KuboAPI string `toml:"kubo_api"`
+	// HostPaths are the folders in which POST /v1/ipfs/add may read and POST
+	// /v1/ipfs/get may write host paths for a caller of the control socket; the node's
+	// own state is refused even inside them. Default none: the CLI streams content
+	// through the socket instead.
+	HostPaths []string `toml:"host_paths"`
 	// RemotePinning, when its Endpoint is set, asks an IPFS Pinning Service to pin
 	// every published checkpoint so it outlives the rig.
 	RemotePinning RemotePinningConfig `toml:"remote_pinning"`
@@ -110,6 +116,11 @@ func (c Config) Validate() []error {
 	}
 	if c.FetchTimeout <= 0 {
 		errs = append(errs, errors.New("fetch_timeout: must be positive"))
+	}
+	for i, p := range c.HostPaths {
+		if !filepath.IsAbs(p) {
+			errs = append(errs, fmt.Errorf("host_paths[%d] %q: must be absolute", i, p))
+		}
 	}
 	if c.ReprovideInterval < 0 {
 		errs = append(errs, errors.New("reprovide_interval: must not be negative"))

@@ -76,6 +76,9 @@ type Node struct {
 	wg     sync.WaitGroup
 	stats  counters
 
+	hostMu    sync.Mutex
+	protected []string // the node's own state: never read or written for a caller
+
 	// afterBlock, when set (tests), is called after every block a fetch gets.
 	afterBlock func(Progress)
 }
