@@ -9,10 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/gpunode/gpunode/runtime"
 )
 
 // Version is the manifest format this package reads and writes.
@@ -242,9 +246,11 @@ func (m *Manifest) Validate() []error {
 	if len(m.Env) > 256 {
 		bad("env: more than 256 variables")
 	}
-	for k := range m.Env {
+	for _, k := range slices.Sorted(maps.Keys(m.Env)) {
 		if !envRE.MatchString(k) {
 			bad("env: bad variable name %q", k)
+		} else if err := runtime.ReservedEnv(k); err != nil {
+			bad("%v", err)
 		}
 	}
 	r := m.Resources

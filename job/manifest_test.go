@@ -55,6 +55,14 @@ func TestDecodeRejects(t *testing.T) {
 		{"egress without domains", strings.Replace(v, `"mode": "none"`, `"mode": "egress"`, 1), []string{"egress needs 1..64 domains"}},
 		{"too large", `{"version":1,"command":["` + strings.Repeat("a", MaxManifestBytes) + `"]}`, []string{"larger than"}},
 		{"bad duration", strings.Replace(v, `"6h"`, `6`, 1), []string{"duration"}},
+		// The NVIDIA Container Toolkit escape class: a job may not steer the dynamic loader
+		// (CVE-2025-23266) nor the toolkit's choice of devices.
+		{"LD_PRELOAD", strings.Replace(v, `"SEED": "42"`, `"LD_PRELOAD": "/out/x.so"`, 1), []string{"env LD_PRELOAD", "dynamic loader"}},
+		{"LD_AUDIT", strings.Replace(v, `"SEED": "42"`, `"LD_AUDIT": "/out/x.so"`, 1), []string{"env LD_AUDIT"}},
+		{"LD_LIBRARY_PATH", strings.Replace(v, `"SEED": "42"`, `"LD_LIBRARY_PATH": "/out"`, 1), []string{"env LD_LIBRARY_PATH"}},
+		{"NVIDIA_VISIBLE_DEVICES", strings.Replace(v, `"SEED": "42"`, `"NVIDIA_VISIBLE_DEVICES": "all"`, 1), []string{"env NVIDIA_VISIBLE_DEVICES", "resources.gpus"}},
+		{"NVIDIA_DRIVER_CAPABILITIES", strings.Replace(v, `"SEED": "42"`, `"NVIDIA_DRIVER_CAPABILITIES": "all"`, 1), []string{"env NVIDIA_DRIVER_CAPABILITIES"}},
+		{"every reserved name at once", strings.Replace(v, `"SEED": "42"`, `"LD_PRELOAD": "a", "NVIDIA_VISIBLE_DEVICES": "all", "SEED": "1"`, 1), []string{"env LD_PRELOAD", "env NVIDIA_VISIBLE_DEVICES"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"io"
 	"path"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -47,6 +48,12 @@ var (
 	// ErrInterrupted means the node stopped while the job was being prepared, before
 	// its container existed. The job never ran.
 	ErrInterrupted = errors.New("job interrupted before its container started")
+	// ErrImageRefused means the image's own config asks for something a job may not
+	// have (LD_PRELOAD in its ENV).
+	ErrImageRefused = errors.New("image refused")
+	// ErrGPURuntimeOutdated means the NVIDIA Container Toolkit or runc is older than the
+	// release that fixed a container escape: GPU jobs do not run until it is upgraded.
+	ErrGPURuntimeOutdated = errors.New("the NVIDIA Container Toolkit or runc on this rig has a known container escape")
 )
 
 // Network modes a Spec may ask for.
@@ -153,6 +160,16 @@ func (s Spec) Validate() []error {
 	case "", NetworkNone, NetworkBridge:
 	default:
 		errs = append(errs, fmt.Errorf("network %q: want %q or %q", s.Network, NetworkNone, NetworkBridge))
+	}
+	for _, kv := range s.Env {
+		name, _, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			errs = append(errs, fmt.Errorf("env %q: want KEY=VALUE", kv))
+			continue
+		}
+		if err := ReservedEnv(name); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	r := s.Resources
 	if r.CPUs < 0 || r.MemoryBytes < 0 || r.PIDs < 0 || r.TmpBytes < 0 || r.ShmBytes < 0 || s.PrepareTimeout < 0 || s.RunTimeout < 0 {

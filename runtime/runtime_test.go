@@ -30,3 +30,34 @@ func TestSpecValidate(t *testing.T) {
 		t.Error("ValidJobID")
 	}
 }
+
+// TestSpecRefusesReservedEnv: a spec that reaches a runtime by another path than a
+// manifest is held to the same environment rules.
+func TestSpecRefusesReservedEnv(t *testing.T) {
+	base := Spec{JobID: "job-1", Image: "x@sha256:00", Command: []string{"/train"}, OutputDir: "/var/out"}
+	for _, tt := range []struct {
+		env  string
+		want string // "" when allowed
+	}{
+		{"SEED=42", ""},
+		{"CUDA_LAUNCH_BLOCKING=1", ""},
+		{"PYTHONPATH=/src", ""},
+		{"LD_PRELOAD=/out/evil.so", "LD_PRELOAD"},
+		{"LD_AUDIT=/out/evil.so", "LD_AUDIT"},
+		{"LD_LIBRARY_PATH=/out", "LD_LIBRARY_PATH"},
+		{"NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_VISIBLE_DEVICES"},
+		{"NVIDIA_DRIVER_CAPABILITIES=all", "NVIDIA_DRIVER_CAPABILITIES"},
+		{"NOEQUALS", "KEY=VALUE"},
+		{"=x", "KEY=VALUE"},
+	} {
+		s := base
+		s.Env = []string{tt.env}
+		errs := s.Validate()
+		switch {
+		case tt.want == "" && len(errs) > 0:
+			t.Errorf("%s refused: %v", tt.env, errs)
+		case tt.want != "" && (len(errs) != 1 || !strings.Contains(errs[0].Error(), tt.want)):
+			t.Errorf("%s: errors %v, want one naming %s", tt.env, errs, tt.want)
+		}
+	}
+}
