@@ -264,6 +264,9 @@ func (r *Runtime) prepareAndStart(ctx context.Context, j *job) (runtime.Handle, 
 	if err != nil {
 		return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
 	}
+	if err := r.checkImageEnv(ctx, imageID); err != nil {
+		return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
+	}
 	if uid, gid, ok := numericUser(spec.User); ok {
 		if err := os.Chown(spec.OutputDir, uid, gid); err != nil {
 			return runtime.Handle{}, fmt.Errorf("job %s: output dir: %w", id, err)
@@ -675,7 +678,7 @@ func (r *Runtime) containerConfig(spec runtime.Spec, imageID string, mounts []mo
 		Image:       imageID,
 		Entrypoint:  spec.Command[:1],
 		Cmd:         spec.Command[1:],
-		Env:         spec.Env,
+		Env:         gpuEnv(spec.Env, devs),
 		WorkingDir:  spec.WorkDir,
 		User:        spec.User,
 		Labels:      map[string]string{LabelInstance: r.cfg.Instance, LabelJob: spec.JobID},
@@ -706,6 +709,9 @@ func (r *Runtime) containerConfig(spec runtime.Spec, imageID string, mounts []mo
 			PidsLimit:      &pids,
 			DeviceRequests: devs,
 		},
+	}
+	if len(devs) == 0 {
+		hc.Runtime = runcRuntime
 	}
 	if spec.Network == runtime.NetworkNone {
 		cfg.NetworkDisabled = true
