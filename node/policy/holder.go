@@ -346,12 +346,17 @@ func (h *Holder) record(stage string, r Request, d Decision) {
 			h.m.rejections.WithLabelValues(string(c.Kind)).Inc()
 		}
 	}
-	if h.cfg.History == 0 {
-		return
-	}
 	rj := Rejection{Time: time.Now().UTC(), Sponsor: r.Sponsor, Failed: d.Failed()}
 	if r.Manifest != nil {
 		rj.Image = r.Manifest.Image
+	}
+	h.remember(rj)
+}
+
+// remember keeps rj among the recent rejections.
+func (h *Holder) remember(rj Rejection) {
+	if h.cfg.History == 0 {
+		return
 	}
 	h.hmu.Lock()
 	defer h.hmu.Unlock()

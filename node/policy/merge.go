@@ -98,6 +98,8 @@ func CheckTightens(pool, local *Policy) []error {
 		}
 	}
 
+	validatorTightens(&pool.Validator, &local.Validator, loose)
+
 	// Datasets: if the pool shares datasets, local grants must be within the pool's.
 	if pool.hasDatasets {
 		for _, tag := range slices.Sorted(maps.Keys(local.Datasets)) {

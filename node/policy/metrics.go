@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	decisions   *prometheus.CounterVec
 	rejections  *prometheus.CounterVec
+	duties      *prometheus.CounterVec
 	reloads     *prometheus.CounterVec
 	reloadOK    prometheus.Gauge
 	poolUpdates *prometheus.CounterVec
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer, state func() string) *metrics {
 			Name: "gpunode_policy_rejections_total",
 			Help: "Rejected jobs by reason; a job failing several kinds of rule counts once per kind.",
 		}, []string{"reason"}),
+		duties: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpunode_policy_duties_declined_total",
+			Help: "Validation duties declined by the [validator] rules, by reason; never evaluated.",
+		}, []string{"reason"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gpunode_policy_reloads_total",
 			Help: "Policy reloads by result (ok, error); on error the previous policy stays in force.",
@@ -68,12 +73,13 @@ func newMetrics(reg prometheus.Registerer, state func() string) *metrics {
 			state: state,
 		},
 	}
-	for _, s := range []string{"offer", "container"} {
+	for _, s := range []string{"offer", "container", "duty"} {
 		m.decisions.WithLabelValues(s, "allow")
 		m.decisions.WithLabelValues(s, "deny")
 	}
 	for _, k := range Kinds {
 		m.rejections.WithLabelValues(string(k))
+		m.duties.WithLabelValues(string(k))
 	}
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("error")
@@ -82,7 +88,7 @@ func newMetrics(reg prometheus.Registerer, state func() string) *metrics {
 		m.poolUpdates.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.rejections, m.reloads, m.reloadOK, m.poolUpdates, m.poolSeq, m.admission)
+		reg.MustRegister(m.decisions, m.rejections, m.duties, m.reloads, m.reloadOK, m.poolUpdates, m.poolSeq, m.admission)
 	}
 	return m
 }

@@ -65,6 +65,8 @@ type Policy struct {
 	// Rules are custom CEL expressions over the job, the offer and the node; each must
 	// evaluate to true for a job to be taken.
 	Rules []Rule `toml:"rules"`
+	// Validator is what the node consents to evaluate as a validator (see Validator).
+	Validator Validator `toml:"validator"`
 
 	hasDatasets bool
 	windows     []window
@@ -200,6 +202,7 @@ func Parse(data []byte) (*Policy, error) {
 		errs = append(errs, fmt.Errorf("unknown key %q", k.String()))
 	}
 	p.hasDatasets = md.IsDefined("datasets")
+	p.Validator.hasTokens = md.IsDefined("validator", "token_min_fees")
 	errs = append(errs, p.validate()...)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
@@ -353,6 +356,7 @@ func (p *Policy) validate() []error {
 		}
 		p.programs = append(p.programs, prg)
 	}
+	errs = append(errs, p.Validator.validate()...)
 	return errs
 }
 
