@@ -70,6 +70,11 @@ type Task struct {
 	EvalInputs []EvalInput `json:"eval_inputs,omitempty"`
 	// Threshold is the contract's integer threshold (metric × ScoreScale).
 	Threshold uint32 `json:"threshold"`
+	// Sponsor posted the job; Token is the ERC-20 it pays in (empty for ETH) and FeeWei
+	// the fee each validator earns, in the token's base units. Consent judges them.
+	Sponsor string `json:"sponsor,omitempty"`
+	Token   string `json:"token,omitempty"`
+	FeeWei  string `json:"fee_wei,omitempty"`
 }
 
 // EvalInput is one of the evaluation's inputs.
@@ -83,10 +88,28 @@ type Verdict struct {
 	Value float64 `json:"value"`
 	Score uint32  `json:"score"`
 	Pass  bool    `json:"pass"`
-	// Reason says why the score is 0 when the checkpoint could not be evaluated.
+	// Reason says why the score is 0 when the checkpoint could not be evaluated, or why
+	// the task was declined.
 	Reason string `json:"reason,omitempty"`
-	Tx     string `json:"tx,omitempty"`
+	// Declined is set when the node's consent refused the task: nothing was fetched,
+	// pulled or run, and nothing is attested.
+	Declined bool   `json:"declined,omitempty"`
+	Tx       string `json:"tx,omitempty"`
 }
+
+// ErrDeclined marks a task the node does not consent to evaluate.
+var ErrDeclined = errors.New("validation declined")
+
+// Limits cap one evaluation on top of the configuration; a zero field adds no cap.
+type Limits struct {
+	CPUs        float64
+	MemoryBytes int64
+	RunTimeout  time.Duration
+}
+
+// Consent decides whether the node evaluates t, before anything is fetched, pulled or
+// run, and with what caps. A refusal is an error wrapping ErrDeclined that says why.
+type Consent func(t Task) (Limits, error)
 
 // Chain is what the validator needs of the contract. Attest must be idempotent: repeating
 // an attestation this validator already made succeeds.
@@ -114,6 +137,7 @@ type Validator struct {
 	rt      Runtime
 	workDir string
 	log     *slog.Logger
+	consent Consent
 }
 
 // New returns a validator that keeps its progress in st and its evaluation outputs
@@ -122,7 +146,12 @@ func New(cfg Config, st *store.Store, chain Chain, content Content, rt Runtime, 
 	return &Validator{cfg: cfg, store: st, chain: chain, content: content, rt: rt, workDir: workDir, log: log.With("component", "validator")}
 }
 
+// SetConsent makes the validator ask c before every evaluation; without it, every task
+// is evaluated within the configuration's caps.
+func (v *Validator) SetConsent(c Consent) { v.consent = c }
+
 const (
+	stateDeclined   = "declined"
 	stateEvaluating = "evaluating"
 	stateAttesting  = "attesting"
 	stateAttested   = "attested"
@@ -144,7 +173,25 @@ func (v *Validator) Validate(ctx context.Context, t Task) (Verdict, error) {
 	}
 	var verdict Verdict
 	if j.State == stateEvaluating {
-		verdict, err = v.evaluate(ctx, t)
+		var lim Limits
+		if v.consent != nil {
+			lim, err = v.consent(t)
+		}
+		if errors.Is(err, ErrDeclined) {
+			verdict = Verdict{Declined: true, Reason: err.Error()}
+			v.log.Warn("validation declined: not evaluated", "job_id", t.JobID, "sponsor", t.Sponsor, "image", t.EvalImage, "reason", err)
+			if _, err := v.store.Advance(id, stateEvaluating, stateDeclined, verdict.Reason, func(sj *store.Job) error {
+				sj.Data = mustJSON(verdict)
+				return nil
+			}); err != nil {
+				return Verdict{}, err
+			}
+			return verdict, nil
+		}
+		if err != nil {
+			return Verdict{}, fmt.Errorf("job %s: consent: %w", t.JobID, err)
+		}
+		verdict, err = v.evaluate(ctx, t, lim)
 		if err != nil {
 			return Verdict{}, fmt.Errorf("job %s: %w", t.JobID, err)
 		}
@@ -180,7 +227,7 @@ func (v *Validator) Validate(ctx context.Context, t Task) (Verdict, error) {
 // the provider's result that failed. The validator's own trouble (a fetch that fails, an
 // engine that cannot start the container) is an error instead: the caller tries again
 // later, and the contract's deadlines bound how long.
-func (v *Validator) evaluate(ctx context.Context, t Task) (Verdict, error) {
+func (v *Validator) evaluate(ctx context.Context, t Task, lim Limits) (Verdict, error) {
 	fail := func(format string, a ...any) (Verdict, error) { return Verdict{Reason: fmt.Sprintf(format, a...)}, nil }
 	dir, err := v.content.Fetch(ctx, t.CheckpointCID)
 	if err != nil {
@@ -218,8 +265,8 @@ func (v *Validator) evaluate(ctx context.Context, t Task) (Verdict, error) {
 		OutputDir:    out,
 		OutputTarget: "/out",
 		Network:      runtime.NetworkNone,
-		RunTimeout:   time.Duration(v.cfg.EvalTimeout),
-		Resources:    runtime.Resources{CPUs: v.cfg.CPUs, MemoryBytes: v.cfg.MemoryBytes},
+		RunTimeout:   capped(time.Duration(v.cfg.EvalTimeout), lim.RunTimeout),
+		Resources:    runtime.Resources{CPUs: capped(v.cfg.CPUs, lim.CPUs), MemoryBytes: capped(v.cfg.MemoryBytes, lim.MemoryBytes)},
 	})
 	switch {
 	case err == nil, errors.Is(err, runtime.ErrJobExists):
@@ -250,6 +297,17 @@ func (v *Validator) evaluate(ctx context.Context, t Task) (Verdict, error) {
 	}
 	score := toScore(value)
 	return Verdict{Value: value, Score: score, Pass: score >= t.Threshold}, nil
+}
+
+// capped is the smaller of two caps where 0 means none.
+func capped[T float64 | int64 | time.Duration](a, b T) T {
+	switch {
+	case b <= 0:
+		return a
+	case a <= 0:
+		return b
+	}
+	return min(a, b)
 }
 
 func toScore(v float64) uint32 {
