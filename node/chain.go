@@ -52,17 +52,22 @@ type chain struct {
 	// registered last.
 	report    func(ctx context.Context) (string, common.Hash, error)
 	reportCID atomic.Value
+
+	// duties judges validation duties by the policy's [validator] rules; nil allows all.
+	dutyPolicy validator.DutyPolicy
 }
 
 // duty is what a validator keeps of a job it judges, from JobPosted on.
 type duty struct {
 	Posting       jobs.Posting `json:"posting"`
 	Threshold     uint32       `json:"threshold"`
+	FeeWei        string       `json:"fee_wei,omitempty"`
 	CheckpointCID string       `json:"checkpoint_cid,omitempty"`
 	ResultHash    string       `json:"result_hash,omitempty"`
 }
 
 const (
+	dutyDeclined  = "declined"
 	dutyPosted    = "posted"
 	dutySubmitted = "submitted"
 	dutyDone      = "done"
@@ -102,7 +107,7 @@ func (c *chain) handle(ctx context.Context, e market.Event) error {
 				c.log.Warn("named validator of a job, but the validator role is off ([validator] enabled = false)", "job_id", p.ID)
 				return nil
 			}
-			return c.remember(p, v.Threshold)
+			return c.remember(p, v.Threshold, v.ValidatorFee)
 		case v.Sponsor == self:
 			return c.sponsored(p.ID) // our own job, as a researcher
 		}
@@ -161,17 +166,44 @@ func hasAddress(list []common.Address, a common.Address) bool {
 	return false
 }
 
-// remember records a validation duty for a job that names this node as a validator.
-func (c *chain) remember(p jobs.Posting, threshold uint32) error {
-	raw, _ := json.Marshal(duty{Posting: p, Threshold: threshold})
-	err := c.store.Create(store.Job{ID: dutyKey(p.ID), State: dutyPosted, Data: raw}, "named as validator")
+// remember records a validation duty for a job that names this node as a validator. A
+// duty the policy's [validator] rules decline on what the chain says (sponsor, fee,
+// token) is recorded as declined: its result is never fetched nor evaluated.
+func (c *chain) remember(p jobs.Posting, threshold uint32, fee *big.Int) error {
+	if fee == nil {
+		fee = new(big.Int)
+	}
+	d := duty{Posting: p, Threshold: threshold, FeeWei: fee.String()}
+	state, note := dutyPosted, "named as validator"
+	if reason := c.declineDuty(d, ""); reason != "" {
+		state, note = dutyDeclined, "declined: "+reason
+	}
+	raw, _ := json.Marshal(d)
+	err := c.store.Create(store.Job{ID: dutyKey(p.ID), State: state, Data: raw}, note)
 	if errors.Is(err, store.ErrExists) {
 		return nil
 	}
-	if err == nil {
+	switch {
+	case err != nil:
+	case state == dutyDeclined:
+		c.log.Warn("validation duty declined: it will not be evaluated", "job_id", p.ID, "sponsor", p.Sponsor, "reason", note)
+	default:
 		c.log.Info("validator of job", "job_id", p.ID, "sponsor", p.Sponsor)
 	}
 	return err
+}
+
+// declineDuty says why the policy declines duty d with evaluation image img ("" before
+// the manifest is read), or "" if it allows it.
+func (c *chain) declineDuty(d duty, img string) string {
+	if c.dutyPolicy == nil {
+		return ""
+	}
+	_, err := validator.PolicyConsent(c.dutyPolicy)(validator.Task{JobID: d.Posting.ID, Sponsor: d.Posting.Sponsor, Token: d.Posting.Token, FeeWei: d.FeeWei, EvalImage: img})
+	if err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 func (c *chain) submitted(ctx context.Context, v *bindings.JobMarketResultSubmitted) error {
@@ -260,7 +292,8 @@ func (c *chain) validate(ctx context.Context, id string) error {
 		return fmt.Errorf("manifest %s: %w", d.Posting.ManifestCID, err)
 	}
 	sum := sha256.Sum256(raw)
-	task := validator.Task{JobID: id, CheckpointCID: d.CheckpointCID, ResultHash: d.ResultHash, Threshold: d.Threshold}
+	task := validator.Task{JobID: id, CheckpointCID: d.CheckpointCID, ResultHash: d.ResultHash, Threshold: d.Threshold,
+		Sponsor: d.Posting.Sponsor, Token: d.Posting.Token, FeeWei: d.FeeWei}
 	if hex.EncodeToString(sum[:]) == d.Posting.ManifestHash {
 		if man, err := job.Decode(strings.NewReader(string(raw))); err == nil {
 			task.EvalImage, task.EvalCommand, task.Metric = man.Evaluation.Image, man.Evaluation.Command, man.Evaluation.Metric
@@ -271,6 +304,10 @@ func (c *chain) validate(ctx context.Context, id string) error {
 	}
 	verdict, err := v.Validate(ctx, task)
 	if err != nil {
+		return err
+	}
+	if verdict.Declined {
+		_, err = c.store.Advance(dutyKey(id), dutySubmitted, dutyDeclined, verdict.Reason, nil)
 		return err
 	}
 	c.log.Info("attested", "job_id", id, "score", verdict.Score, "pass", verdict.Pass, "reason", verdict.Reason)

@@ -51,6 +51,9 @@ func openWork(cfg Config, log *slog.Logger, st *store.Store, c *chain, content j
 	var val *validator.Validator
 	if cfg.Validator.Enabled {
 		val = validator.New(cfg.Validator, st, c, content, rt, filepath.Join(cfg.DataDir, "validator"), log)
+		if c.dutyPolicy != nil {
+			val.SetConsent(validator.PolicyConsent(c.dutyPolicy))
+		}
 	}
 	c.attach(machine, val)
 	return &work{chain: c, machine: machine, log: log.With("component", "jobs")}
@@ -122,6 +125,7 @@ func (n *Node) attachWork(d *jobDeps) {
 	if n.deps.GPUs != nil {
 		usable = n.deps.GPUs.Usable
 	}
+	d.chain.dutyPolicy = n.policy
 	n.work = openWork(n.cfg, n.log, d.store, d.chain, d.content, d.runtime, NewAdmitter(n.policy), jobGPUs(n.deps.GPUs), usable, score)
 	n.work.routes(n.api)
 	n.reg.MustRegister(n.work.machine.Collector(), ledgerCollector{d.chain})
