@@ -8,7 +8,7 @@ PREFIX    ?= /usr/local
 # Tool builds (kubo, solc) are cached here and reused by every test run on this machine.
 export GPUNODE_CACHE ?= $(HOME)/.cache/gpunode
 
-.PHONY: all build run demo test test-go setup setup-run lint install generate contracts clean
+.PHONY: all build run demo test test-go setup setup-run lint install deb generate contracts clean
 
 all: build
 
@@ -60,6 +60,11 @@ install: build
 		$(BIN) config default > $(DESTDIR)/etc/gpunode/gpunode.toml && \
 		echo "wrote /etc/gpunode/gpunode.toml"; \
 	else echo "kept existing /etc/gpunode/gpunode.toml"; fi
+
+## deb: a Debian package of this build in bin/ (binary, unit, sysusers, config as a
+## conffile); DEB_VERSION overrides the version taken from git
+deb: build
+	bash scripts/deb.sh $(BIN) bin
 
 ## generate: regenerate committed generated files
 generate: contracts
