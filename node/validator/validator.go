@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/store"
@@ -282,12 +284,10 @@ func (v *Validator) evaluate(ctx context.Context, t Task, lim Limits) (Verdict, 
 	if !res.Succeeded() {
 		return fail("evaluation failed: exit %d %s", res.ExitCode, res.Error)
 	}
-	f, err := os.Open(filepath.Join(out, ResultFile))
-	if err != nil {
+	r, err := readResult(filepath.Join(out, ResultFile))
+	if errors.Is(err, os.ErrNotExist) {
 		return fail("evaluation wrote no %s: %v", ResultFile, err)
 	}
-	defer f.Close()
-	r, err := DecodeResult(f)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -308,6 +308,29 @@ func capped[T float64 | int64 | time.Duration](a, b T) T {
 		return b
 	}
 	return min(a, b)
+}
+
+// readResult reads the evaluation's result file, which the evaluation image wrote and
+// so may have made anything: it is opened without following a symlink and without
+// waiting for a FIFO's writer, and read only if it is a regular file, bounded.
+func readResult(path string) (Result, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return Result{}, fmt.Errorf("%s is a symlink: refused", ResultFile)
+		}
+		return Result{}, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Result{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return Result{}, fmt.Errorf("%s is not a regular file (%s): refused", ResultFile, fi.Mode().Type())
+	}
+	return DecodeResult(f)
 }
 
 func toScore(v float64) uint32 {

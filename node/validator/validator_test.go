@@ -1,6 +1,7 @@
 package validator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,7 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/store"
@@ -128,6 +131,20 @@ func TestValidate(t *testing.T) {
 		{"malformed result", writeResult(`{"version":1,"metrics":{"accuracy":"high"}}`), false, 0, false, "result.json"},
 		{"missing metric", writeResult(`{"version":1,"metrics":{"f1":0.99}}`), false, 0, false, `no metric "accuracy"`},
 		{"unknown field", writeResult(`{"version":1,"metrics":{"accuracy":0.99},"pass":true}`), false, 0, false, "unknown field"},
+		// The evaluation image plays the attacker: a FIFO would block a plain open
+		// forever, a symlink would make the validator read a host file.
+		{"result is a FIFO", func(_, out string) int { syscall.Mkfifo(filepath.Join(out, ResultFile), 0o666); return 0 }, false, 0, false, "not a regular file"},
+		{"result is a symlink", func(_, out string) int {
+			host := filepath.Join(filepath.Dir(out), "host-file")
+			os.WriteFile(host, []byte(`{"version":1,"metrics":{"accuracy":0.99}}`), 0o644)
+			os.Symlink(host, filepath.Join(out, ResultFile))
+			return 0
+		}, false, 0, false, "is a symlink"},
+		{"result is a directory", func(_, out string) int { os.Mkdir(filepath.Join(out, ResultFile), 0o755); return 0 }, false, 0, false, "not a regular file"},
+		{"result is endless", func(_, out string) int {
+			os.WriteFile(filepath.Join(out, ResultFile), bytes.Repeat([]byte(" "), MaxResultBytes+1), 0o644)
+			return 0
+		}, false, 0, false, "larger than"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,7 +152,17 @@ func TestValidate(t *testing.T) {
 			if tt.tamper {
 				s.task.ResultHash = strings.Repeat("0", 64)
 			}
-			v, err := s.v.Validate(context.Background(), s.task)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var v Verdict
+			var err error
+			done := make(chan struct{})
+			go func() { v, err = s.v.Validate(ctx, s.task); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the validator hangs on the evaluation's result")
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,6 +176,15 @@ func TestValidate(t *testing.T) {
 				spec := s.rt.specs[0]
 				if spec.Network != runtime.NetworkNone || spec.Inputs[0].Target != "/checkpoint" || spec.OutputTarget != "/out" {
 					t.Errorf("eval spec %+v", spec)
+				}
+			}
+			// The validator keeps serving: the next job's evaluation is scored.
+			s.rt.eval = writeResult(`{"version":1,"metrics":{"accuracy":0.95}}`)
+			next := s.task
+			next.JobID = "8"
+			if s.task.ResultHash != strings.Repeat("0", 64) {
+				if nv, err := s.v.Validate(ctx, next); err != nil || nv.Score != 950000 {
+					t.Errorf("the next evaluation after this one: %+v, %v", nv, err)
 				}
 			}
 		})
