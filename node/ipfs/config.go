@@ -28,8 +28,15 @@ type Config struct {
 	// MaxStorageBytes caps the blockstore. When an add or a fetch would pass it,
 	// unpinned blocks are garbage-collected first; if that is not enough it fails.
 	MaxStorageBytes int64 `toml:"max_storage_bytes"`
-	// MaxFetchBytes caps the size of one fetched input (all of its blocks).
+	// MaxFetchBytes caps the size of one fetched input: the bytes of its blocks as
+	// fetched, and the bytes of its files as written out, every repeated link counted.
 	MaxFetchBytes int64 `toml:"max_fetch_bytes"`
+	// MaxFetchEntries caps the files, directories and symlinks of one fetched input,
+	// every repeated link counted.
+	MaxFetchEntries int64 `toml:"max_fetch_entries"`
+	// MaxFetchDepth caps the depth of one fetched input's DAG (directories and the
+	// levels of its files' block trees).
+	MaxFetchDepth int `toml:"max_fetch_depth"`
 	// FetchTimeout bounds one fetch, from the first block request to the last file
 	// written to the input cache.
 	FetchTimeout Duration `toml:"fetch_timeout"`
@@ -86,6 +93,8 @@ func Default() Config {
 		Dir:               "ipfs",
 		MaxStorageBytes:   200 << 30,
 		MaxFetchBytes:     100 << 30,
+		MaxFetchEntries:   1_000_000,
+		MaxFetchDepth:     128,
 		FetchTimeout:      Duration(6 * time.Hour),
 		ReprovideInterval: Duration(22 * time.Hour),
 		KuboAPI:           "http://127.0.0.1:5001",
@@ -113,6 +122,12 @@ func (c Config) Validate() []error {
 	}
 	if c.MaxFetchBytes <= 0 {
 		errs = append(errs, errors.New("max_fetch_bytes: must be positive"))
+	}
+	if c.MaxFetchEntries <= 0 {
+		errs = append(errs, errors.New("max_fetch_entries: must be positive"))
+	}
+	if c.MaxFetchDepth <= 0 {
+		errs = append(errs, errors.New("max_fetch_depth: must be positive"))
 	}
 	if c.FetchTimeout <= 0 {
 		errs = append(errs, errors.New("fetch_timeout: must be positive"))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/ipfs/boxo/files"
 	dag "github.com/ipfs/boxo/ipld/merkledag"
@@ -22,9 +23,15 @@ type Content struct{ n *Node }
 // Content returns the job-facing view of the component.
 func (n *Node) Content() Content { return Content{n} }
 
+// GetTimeout bounds Content.Get: small files (manifests) come in seconds or not at all.
+const GetTimeout = 2 * time.Minute
+
 // Get returns the bytes of a small file such as a job manifest, fetching only what it
 // reads: content larger than max bytes is an error, not a download.
 func (c Content) Get(ctx context.Context, s string, max int64) ([]byte, error) {
+	// A manifest that no peer sends must not hold its caller forever.
+	ctx, cancel := context.WithTimeout(ctx, GetTimeout)
+	defer cancel()
 	id, err := cid.Decode(s)
 	if err != nil {
 		return nil, fmt.Errorf("cid %q: %w", s, err)

@@ -145,6 +145,10 @@ func (n *Node) fetch(ctx context.Context, c cid.Cid, final string, st *fetchStat
 		if err = n.fetchBlocks(ctx, c, st); err != nil {
 			break
 		}
+		// The blocks fit the cap; what they expand to when written out must too.
+		if _, err = n.checkLogical(ctx, c); err != nil {
+			break
+		}
 		if err = n.materialize(ctx, c, final); err == nil || ctx.Err() != nil {
 			break
 		}
