@@ -129,8 +129,8 @@ func (c *chain) handle(ctx context.Context, e market.Event) error {
 			return c.bookJob(ctx, e, kindFee, v.JobId, func(j bindings.JobMarketJob) *big.Int { return j.ValidatorFee })
 		}
 	case *bindings.JobMarketWithdrawn:
-		if v.Account == self && v.Token == (common.Address{}) {
-			return c.book(ctx, e, kindWithdrawal, "", v.Amount)
+		if v.Account == self {
+			return c.book(ctx, e, kindWithdrawal, "", v.Token, v.Amount)
 		}
 	}
 	return nil

@@ -298,13 +298,11 @@ func TestChainJobPaid(t *testing.T) {
 	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(ledgerCollector{provider.chain})
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(`# HELP gpunode_earned_wei_total ETH credited to the node by the JobMarket, in wei: rewards as provider, fees as validator.
-# TYPE gpunode_earned_wei_total counter
-gpunode_earned_wei_total{kind="fee"} 0
-gpunode_earned_wei_total{kind="reward"} 1e+06
-# HELP gpunode_withdrawn_wei_total ETH the node withdrew from the JobMarket, in wei.
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(ledgerHelp+`gpunode_earned_wei_total{kind="fee",token="ETH"} 0
+gpunode_earned_wei_total{kind="reward",token="ETH"} 1e+06
+# HELP gpunode_withdrawn_wei_total Withdrawn by the node from the JobMarket, in the smallest unit of token ("ETH": wei; else the ERC-20 contract's address).
 # TYPE gpunode_withdrawn_wei_total counter
-gpunode_withdrawn_wei_total 0
+gpunode_withdrawn_wei_total{token="ETH"} 0
 `)); err != nil {
 		t.Error(err)
 	}

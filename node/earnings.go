@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"math/big"
+	"slices"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,7 +15,8 @@ import (
 )
 
 // Ledger kinds: what the node earned (a provider's reward, a validator's fee) and what it
-// withdrew, in ETH, booked from confirmed chain events.
+// withdrew, booked from confirmed chain events, each in the job's currency: ETH or the
+// ERC-20 token the job was posted in.
 const (
 	kindReward     = "reward"
 	kindFee        = "fee"
@@ -22,30 +24,39 @@ const (
 )
 
 // bookJob books what job id credited the node, amount of its on-chain record (the
-// reward or the validator fee), in ETH jobs.
+// reward or the validator fee), in the job's currency.
 func (c *chain) bookJob(ctx context.Context, e market.Event, kind string, id *big.Int, amount func(bindings.JobMarketJob) *big.Int) error {
 	view, err := c.m.Job(ctx, id)
 	if err != nil {
 		return err // the watcher offers the event again
 	}
-	if view.Token != (common.Address{}) {
-		return nil // the ledger counts ETH
-	}
-	return c.book(ctx, e, kind, id.String(), amount(view))
+	return c.book(ctx, e, kind, id.String(), view.Token, amount(view))
 }
 
-// book records a credit or a payout of the node's account, once per event, and withdraws
-// automatically when the credit passes the configured amount.
-func (c *chain) book(ctx context.Context, e market.Event, kind, jobID string, wei *big.Int) error {
-	booked, err := c.store.Book(e.ID(), store.Entry{Kind: kind, Wei: wei.String(), JobID: jobID})
+// book records a credit or a payout of the node's account in token (zero: ETH), once per
+// event, and withdraws automatically when the ETH credit passes the configured amount.
+func (c *chain) book(ctx context.Context, e market.Event, kind, jobID string, token common.Address, amount *big.Int) error {
+	entry := store.Entry{Kind: kind, Wei: amount.String(), JobID: jobID}
+	if token != (common.Address{}) {
+		entry.Token = token.Hex()
+	}
+	booked, err := c.store.Book(e.ID(), entry)
 	if err != nil || !booked {
 		return err
 	}
-	c.log.Info("booked "+kind, "job_id", jobID, "wei", wei)
-	if kind != kindWithdrawal {
+	c.log.Info("booked "+kind, "job_id", jobID, "amount", amount, "token", tokenLabel(entry.Token))
+	if kind != kindWithdrawal && entry.Token == "" {
 		c.autoWithdraw(ctx)
 	}
 	return nil
+}
+
+// tokenLabel names a ledger entry's currency: "ETH", or the token contract's address.
+func tokenLabel(token string) string {
+	if token == "" {
+		return "ETH"
+	}
+	return token
 }
 
 // autoWithdraw withdraws the node's whole credit in the background once it reaches the
@@ -76,35 +87,85 @@ func (c *chain) autoWithdraw(ctx context.Context) {
 	}()
 }
 
-// earnings sums the ledger.
-func (c *chain) earnings() (api.Earnings, error) {
+// ledgerSums are the ledger's totals by currency ("" for ETH, else the token's address)
+// and kind.
+type ledgerSums map[string]map[string]*big.Int
+
+func (s ledgerSums) get(token, kind string) *big.Int {
+	if v := s[token][kind]; v != nil {
+		return v
+	}
+	return new(big.Int)
+}
+
+// sums adds up the ledger by currency and kind.
+func (c *chain) sums() (ledgerSums, error) {
 	entries, err := c.store.Ledger()
+	if err != nil {
+		return nil, err
+	}
+	sums := ledgerSums{"": {}}
+	for _, e := range entries {
+		v, ok := new(big.Int).SetString(e.Wei, 10)
+		if !ok || (e.Kind != kindReward && e.Kind != kindFee && e.Kind != kindWithdrawal) {
+			continue
+		}
+		if sums[e.Token] == nil {
+			sums[e.Token] = map[string]*big.Int{}
+		}
+		sum := sums[e.Token][e.Kind]
+		if sum == nil {
+			sum = new(big.Int)
+			sums[e.Token][e.Kind] = sum
+		}
+		sum.Add(sum, v)
+	}
+	return sums, nil
+}
+
+// earnings sums the ledger: ETH in the top-level fields, each token apart.
+func (c *chain) earnings() (api.Earnings, error) {
+	sums, err := c.sums()
 	if err != nil {
 		return api.Earnings{}, err
 	}
-	sum := map[string]*big.Int{kindReward: new(big.Int), kindFee: new(big.Int), kindWithdrawal: new(big.Int)}
-	for _, e := range entries {
-		v, ok := new(big.Int).SetString(e.Wei, 10)
-		if s := sum[e.Kind]; ok && s != nil {
-			s.Add(s, v)
-		}
-	}
-	out := api.Earnings{RewardsWei: sum[kindReward].String(), FeesWei: sum[kindFee].String(), WithdrawnWei: sum[kindWithdrawal].String()}
+	out := api.Earnings{RewardsWei: sums.get("", kindReward).String(), FeesWei: sums.get("", kindFee).String(), WithdrawnWei: sums.get("", kindWithdrawal).String()}
 	if at := c.m.Config().AutoWithdraw(); at != nil {
 		out.AutoWithdrawWei = at.String()
+	}
+	tokens := make([]string, 0, len(sums))
+	for t := range sums {
+		if t != "" {
+			tokens = append(tokens, t)
+		}
+	}
+	slices.Sort(tokens)
+	for _, t := range tokens {
+		out.Tokens = append(out.Tokens, api.TokenEarnings{
+			Token: t, Rewards: sums.get(t, kindReward).String(), Fees: sums.get(t, kindFee).String(), Withdrawn: sums.get(t, kindWithdrawal).String(),
+		})
 	}
 	return out, nil
 }
 
-// earningsStatus is the ledger with the credit still on chain, for status.
+// earningsStatus is the ledger with the credit still on chain in each currency, for status.
 func (c *chain) earningsStatus(ctx context.Context) *api.Earnings {
 	e, err := c.earnings()
 	if err != nil {
 		return &api.Earnings{Error: err.Error()}
 	}
-	if self := c.m.Account(); self != (common.Address{}) {
-		if credit, err := c.m.Credit(ctx, common.Address{}, self); err == nil {
-			e.CreditWei = credit.String()
+	self := c.m.Account()
+	if self == (common.Address{}) {
+		return &e
+	}
+	if credit, err := c.m.Credit(ctx, common.Address{}, self); err == nil {
+		e.CreditWei = credit.String()
+	} else {
+		e.Error = err.Error()
+	}
+	for i := range e.Tokens {
+		if credit, err := c.m.Credit(ctx, common.HexToAddress(e.Tokens[i].Token), self); err == nil {
+			e.Tokens[i].Credit = credit.String()
 		} else {
 			e.Error = err.Error()
 		}
@@ -113,8 +174,12 @@ func (c *chain) earningsStatus(ctx context.Context) *api.Earnings {
 }
 
 var (
-	earnedDesc    = prometheus.NewDesc("gpunode_earned_wei_total", "ETH credited to the node by the JobMarket, in wei: rewards as provider, fees as validator.", []string{"kind"}, nil)
-	withdrawnDesc = prometheus.NewDesc("gpunode_withdrawn_wei_total", "ETH the node withdrew from the JobMarket, in wei.", nil, nil)
+	earnedDesc = prometheus.NewDesc("gpunode_earned_wei_total",
+		"Credited to the node by the JobMarket, in the smallest unit of token (\"ETH\": wei; else the ERC-20 contract's address): rewards as provider, fees as validator.",
+		[]string{"kind", "token"}, nil)
+	withdrawnDesc = prometheus.NewDesc("gpunode_withdrawn_wei_total",
+		"Withdrawn by the node from the JobMarket, in the smallest unit of token (\"ETH\": wei; else the ERC-20 contract's address).",
+		[]string{"token"}, nil)
 )
 
 // ledgerCollector exports the ledger, read from the store at each scrape.
@@ -126,16 +191,18 @@ func (l ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (l ledgerCollector) Collect(ch chan<- prometheus.Metric) {
-	e, err := l.c.earnings()
+	sums, err := l.c.sums()
 	if err != nil {
 		return
 	}
-	f := func(s string) float64 {
-		v, _ := new(big.Float).SetString(s)
-		x, _ := v.Float64()
+	f := func(v *big.Int) float64 {
+		x, _ := new(big.Float).SetInt(v).Float64()
 		return x
 	}
-	ch <- prometheus.MustNewConstMetric(earnedDesc, prometheus.CounterValue, f(e.RewardsWei), kindReward)
-	ch <- prometheus.MustNewConstMetric(earnedDesc, prometheus.CounterValue, f(e.FeesWei), kindFee)
-	ch <- prometheus.MustNewConstMetric(withdrawnDesc, prometheus.CounterValue, f(e.WithdrawnWei))
+	for token := range sums {
+		label := tokenLabel(token)
+		ch <- prometheus.MustNewConstMetric(earnedDesc, prometheus.CounterValue, f(sums.get(token, kindReward)), kindReward, label)
+		ch <- prometheus.MustNewConstMetric(earnedDesc, prometheus.CounterValue, f(sums.get(token, kindFee)), kindFee, label)
+		ch <- prometheus.MustNewConstMetric(withdrawnDesc, prometheus.CounterValue, f(sums.get(token, kindWithdrawal)), label)
+	}
 }

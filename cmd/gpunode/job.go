@@ -70,7 +70,7 @@ func newJobListCmd() *cobra.Command {
 		earned := map[string]string{}
 		for _, e := range ledger {
 			if e.Kind == "reward" {
-				earned[e.JobID] = etherOf(e.Wei)
+				earned[e.JobID] = amountOf(e.Wei, e.Token)
 			}
 		}
 		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)

@@ -124,6 +124,13 @@ func printStatus(w io.Writer, st api.Status) error {
 			line += " — " + e.Error
 		}
 		fmt.Fprintf(tw, "Earnings:\t%s\n", line)
+		for _, te := range e.Tokens {
+			line := fmt.Sprintf("rewards %s, validator fees %s, withdrawn %s", te.Rewards, te.Fees, te.Withdrawn)
+			if te.Credit != "" {
+				line += fmt.Sprintf("; %s to withdraw", te.Credit)
+			}
+			fmt.Fprintf(tw, "Earnings in %s:\t%s (token units)\n", te.Token, line)
+		}
 	}
 	for _, c := range st.Checks {
 		if c.OK {
@@ -177,6 +184,15 @@ func reading[T uint32 | float64](v *T, format string) string {
 }
 
 func gib(b uint64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
+
+// amountOf writes a ledger amount: in ETH for ETH, in the token's smallest unit and its
+// address for a token.
+func amountOf(wei, token string) string {
+	if token == "" {
+		return etherOf(wei)
+	}
+	return wei + " of token " + token
+}
 
 // etherOf writes a decimal wei amount in ETH.
 func etherOf(wei string) string {

@@ -129,14 +129,29 @@ type Earnings struct {
 	CreditWei    string `json:"credit_wei,omitempty"`
 	// AutoWithdrawWei is the credit at which the node withdraws by itself; empty: never.
 	AutoWithdrawWei string `json:"auto_withdraw_wei,omitempty"`
-	Error           string `json:"error,omitempty"`
+	// Tokens are the same sums for jobs paid in ERC-20 tokens, one per token, in the
+	// token's smallest unit; the fields above count ETH only.
+	Tokens []TokenEarnings `json:"tokens,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+// TokenEarnings is what the node earned and withdrew in one ERC-20 token.
+type TokenEarnings struct {
+	Token     string `json:"token"`
+	Rewards   string `json:"rewards"`
+	Fees      string `json:"validator_fees"`
+	Withdrawn string `json:"withdrawn"`
+	Credit    string `json:"credit,omitempty"`
 }
 
 // LedgerEntry is one movement of the node's money on the JobMarket (ETH, decimal wei):
 // a "reward" or validator "fee" credited for a job, or a "withdrawal".
 type LedgerEntry struct {
-	Kind  string    `json:"kind"`
-	Wei   string    `json:"wei"`
-	JobID string    `json:"job_id,omitempty"`
+	Kind  string `json:"kind"`
+	Wei   string `json:"wei"`
+	JobID string `json:"job_id,omitempty"`
+	// Token is the ERC-20 contract of a token job's amount (in its smallest unit); empty
+	// for ETH.
+	Token string    `json:"token,omitempty"`
 	At    time.Time `json:"at"`
 }

@@ -195,9 +195,12 @@ func (s *Store) MarkSeen(key string) (already bool, err error) {
 // Entry is one movement of the node's money on chain: a reward or a validator fee
 // credited, a withdrawal paid out. Wei is a decimal amount.
 type Entry struct {
-	Kind  string    `json:"kind"`
-	Wei   string    `json:"wei"`
-	JobID string    `json:"job_id,omitempty"`
+	Kind string `json:"kind"`
+	// Wei is the amount in the token's smallest unit (wei for ETH), decimal.
+	Wei   string `json:"wei"`
+	JobID string `json:"job_id,omitempty"`
+	// Token is the ERC-20 contract the amount is in; empty for ETH.
+	Token string    `json:"token,omitempty"`
 	At    time.Time `json:"at"`
 }
 
