@@ -135,7 +135,7 @@ func TestKill9(t *testing.T) {
 				t.Fatal(err)
 			}
 			first.Wait()
-			name := "gpunode-" + cfg.Instance + "-" + spec.JobID
+			name := jobContainer(t, cfg.Instance, spec.JobID).ID
 			ins, err := cli.ContainerInspect(context.Background(), name)
 			if err != nil {
 				t.Fatalf("container gone after the runtime was killed: %v", err)
