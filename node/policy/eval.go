@@ -21,6 +21,8 @@ type Request struct {
 	PriceWei *big.Int `json:"price_wei"`
 	// Node is the node's state when the job is evaluated.
 	Node NodeState `json:"node"`
+	// Market holds the contract's terms of the job, when it comes from the chain.
+	Market Terms `json:"market"`
 }
 
 // NodeState is what the policy needs to know about the node.
@@ -56,11 +58,23 @@ const (
 	KindWindow    Kind = "window"
 	KindThermal   Kind = "thermal"
 	KindRule      Kind = "rule"
+
+	// The kinds of an open market's checks (see market.go), some made by the job machine
+	// before it accepts a job.
+	KindBond       Kind = "bond"
+	KindValidators Kind = "validators"
+	KindToken      Kind = "token"
+	KindRunWindow  Kind = "run_window"
+	KindTerms      Kind = "terms"
+	KindImageSize  Kind = "image_size"
+	KindContainer  Kind = "container"
+	KindInput      Kind = "input"
 )
 
 // Kinds lists every kind, for metrics.
 var Kinds = []Kind{KindAdmission, KindPool, KindManifest, KindImage, KindSponsor, KindPrice, KindDuration,
-	KindGPUs, KindOutput, KindDataset, KindNetwork, KindWindow, KindThermal, KindRule}
+	KindGPUs, KindOutput, KindDataset, KindNetwork, KindWindow, KindThermal, KindRule,
+	KindBond, KindValidators, KindToken, KindRunWindow, KindTerms, KindImageSize, KindContainer, KindInput}
 
 // Check is one rule applied to one request.
 type Check struct {
@@ -172,6 +186,9 @@ func (s *Set) Evaluate(r Request, st Stage) Decision {
 		checks = append(checks, l.p.evaluate(l.name, r, st)...)
 	}
 	checks = append(checks, datasetChecks(ls, r)...)
+	if st == Offer {
+		checks = append(checks, marketChecks(ls, r)...)
+	}
 	d := Decision{Allow: true, Checks: checks}
 	for _, c := range checks {
 		if !c.Pass {
@@ -255,7 +272,8 @@ func (p *Policy) evaluate(name string, r Request, st Stage) []Check {
 		add("sponsors.allow", KindSponsor, ok, "sponsor %s %s", sponsor, map[bool]string{true: "is allowed", false: "is not on the allow list"}[ok])
 	}
 
-	if floor, model := p.floor(r.Node.GPUModel); floor != nil {
+	// Floors in wei hold for ETH; a job paid in a token meets that token's floors (market.go).
+	if floor, model := p.floor(r.Node.GPUModel); floor != nil && r.Market.PaysETH() {
 		price := r.PriceWei
 		if price == nil {
 			price = new(big.Int)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/gpunode/gpunode/job"
 )
@@ -25,6 +26,10 @@ func fuzzSeeds(f *testing.F) {
 	f.Add([]byte("version = 1\n[[rules]]\nname = \"r\"\nexpr = 'job.resources.gpus < 3'\n"))
 	f.Add([]byte("version = 1\n[limits]\nmax_gpus = -1\n"))
 	f.Add([]byte("version = 1\n[datasets]\n"))
+	f.Add([]byte("version = 1\nmax_bond_wei = \"1000000000000000000\"\nmin_run_window_factor = 1.5\nmax_image_bytes = 1073741824\n"))
+	f.Add([]byte("version = 1\n[validators]\nallow = [\"any\"]\ndeny = [\"0x3333333333333333333333333333333333333333\"]\n"))
+	f.Add([]byte("version = 1\n[tokens.\"0x5555555555555555555555555555555555555555\"]\nmax_bond = \"7\"\nprice_floors = { \"*\" = \"1\" }\n"))
+	f.Add([]byte("version = 1\nmin_run_window_factor = 0.0001\n"))
 }
 
 // probes are requests covering every rule kind, each allowed by testdata/strict.toml
@@ -53,6 +58,12 @@ func probes(t testing.TB) []Request {
 	add(func(r *Request) { r.Node.Now = r.Node.Now.Add(-11 * 3600 * 1e9) })
 	add(func(r *Request) { r.Manifest.MaxDuration.Duration = 100 * 3600 * 1e9 })
 	add(func(r *Request) { r.Manifest.Image = "docker.io/x/xmrig@" + digest2 })
+	add(func(r *Request) { r.Market.BondWei = big.NewInt(1) })
+	add(func(r *Request) { r.Market.Token = tokenA })
+	add(func(r *Request) { r.Market.Token = tokenA; r.Market.BondWei = big.NewInt(3) })
+	add(func(r *Request) { r.Market.Validators = []string{validatorA, validatorB} })
+	add(func(r *Request) { r.Market.RunWindow = 7 * time.Hour; r.Market.PrepareTime = 10 * time.Minute })
+	add(func(r *Request) { r.Market.ImageBytes = 5 << 30 })
 	return out
 }
 

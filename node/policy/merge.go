@@ -99,6 +99,7 @@ func CheckTightens(pool, local *Policy) []error {
 	}
 
 	validatorTightens(&pool.Validator, &local.Validator, loose)
+	marketTightens(pool, local, loose)
 
 	// Datasets: if the pool shares datasets, local grants must be within the pool's.
 	if pool.hasDatasets {

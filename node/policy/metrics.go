@@ -40,7 +40,7 @@ func newMetrics(reg prometheus.Registerer, state func() string) *metrics {
 	m := &metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gpunode_policy_decisions_total",
-			Help: "Policy decisions by stage (offer, container) and result (allow, deny).",
+			Help: "Policy decisions by stage (offer, container, duty, preflight) and result (allow, deny).",
 		}, []string{"stage", "result"}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gpunode_policy_rejections_total",
@@ -73,7 +73,7 @@ func newMetrics(reg prometheus.Registerer, state func() string) *metrics {
 			state: state,
 		},
 	}
-	for _, s := range []string{"offer", "container", "duty"} {
+	for _, s := range []string{"offer", "container", "duty", "preflight"} {
 		m.decisions.WithLabelValues(s, "allow")
 		m.decisions.WithLabelValues(s, "deny")
 	}

@@ -68,6 +68,23 @@ type Policy struct {
 	// Validator is what the node consents to evaluate as a validator (see Validator).
 	Validator Validator `toml:"validator"`
 
+	// MaxBondWei is the largest bond, in wei, the node locks to accept one job paid in
+	// ETH. Unset is 0: no bond is risked until the operator (and the pool) says so.
+	MaxBondWei Wei `toml:"max_bond_wei"`
+	// Validators restricts who judges the jobs the node takes: a sponsor that names
+	// validators it controls can have any result rejected.
+	Validators Validators `toml:"validators"`
+	// MinRunWindowFactor is how much longer than the job's max_duration plus the measured
+	// prepare time the run window must be; at least 1, DefaultRunWindowFactor when unset.
+	MinRunWindowFactor float64 `toml:"min_run_window_factor"`
+	// MaxImageBytes caps a job's image as the engine stores it (uncompressed); when no
+	// layer sets it, DefaultMaxImageBytes applies.
+	MaxImageBytes int64 `toml:"max_image_bytes"`
+	// Tokens are the ERC-20 tokens, by contract address, that jobs may pay in, each with
+	// its own price floors and bond cap. A job paying in a token that a layer does not
+	// list is declined.
+	Tokens map[string]Token `toml:"tokens"`
+
 	hasDatasets bool
 	windows     []window
 	programs    []*program
@@ -204,6 +221,7 @@ func Parse(data []byte) (*Policy, error) {
 	p.hasDatasets = md.IsDefined("datasets")
 	p.Validator.hasTokens = md.IsDefined("validator", "token_min_fees")
 	errs = append(errs, p.validate()...)
+	errs = append(errs, p.validateMarket()...)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
