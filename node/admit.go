@@ -18,7 +18,29 @@ type Admitter struct{ h *policy.Holder }
 func NewAdmitter(h *policy.Holder) Admitter { return Admitter{h: h} }
 
 func (a Admitter) request(p jobs.Posting, m *job.Manifest) policy.Request {
-	return policy.Request{Manifest: m, Sponsor: p.Sponsor, PriceWei: PricePerGPUHour(p.RewardWei, m), Node: a.h.CurrentNode()}
+	terms := policy.Terms{Token: p.Token, Validators: p.Validators, RunWindow: p.RunWindow()}
+	if b, ok := new(big.Int).SetString(p.BondWei, 10); ok {
+		terms.BondWei = b
+	} else if p.BondWei != "" {
+		terms.BondWei = new(big.Int).Lsh(big.NewInt(1), 256) // unreadable: larger than any cap
+	}
+	return policy.Request{Manifest: m, Sponsor: p.Sponsor, PriceWei: PricePerGPUHour(p.RewardWei, m), Node: a.h.CurrentNode(), Market: terms}
+}
+
+// MaxImageBytes implements jobs.Measurer.
+func (a Admitter) MaxImageBytes() int64 { return a.h.Set().MaxImageBytes() }
+
+// Measured implements jobs.Measurer: the run window against the measured prepare time.
+func (a Admitter) Measured(p jobs.Posting, m *job.Manifest, f jobs.Preflight) (bool, []string) {
+	r := a.request(p, m)
+	r.Market.PrepareTime, r.Market.ImageBytes = f.PrepareTime, f.ImageBytes
+	d := a.h.Measured(r)
+	return d.Allow, d.Reasons()
+}
+
+// Declined implements jobs.Recorder.
+func (a Admitter) Declined(p jobs.Posting, m *job.Manifest, kind, reason string) {
+	a.h.Declined(policy.Kind(kind), a.request(p, m), reason)
 }
 
 // Admit implements jobs.Admitter.

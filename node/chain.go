@@ -147,6 +147,11 @@ func posting(v *bindings.JobMarketJobPosted) jobs.Posting {
 		Source:       "chain",
 		BondWei:      v.Bond.String(),
 		Token:        v.Token.Hex(),
+
+		Threshold:           v.Threshold,
+		Quorum:              int(v.Quorum),
+		RunWindowSeconds:    v.RunWindow,
+		AttestWindowSeconds: v.AttestWindow,
 	}
 	for _, a := range v.Validators {
 		p.Validators = append(p.Validators, a.Hex())

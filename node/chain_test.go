@@ -170,7 +170,7 @@ func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *m
 func testManifest(content *memContent) (string, [32]byte) {
 	image := "reg.local/t@sha256:" + fmt.Sprintf("%064d", 1)
 	manifest := []byte(`{"version":1,"image":"` + image + `","command":["/train"],"resources":{"gpus":0},
-		"output":{"path":"/out","max_bytes":1048576},"max_duration":"1h","network":{"mode":"none"},
+		"output":{"path":"/out","max_bytes":1048576},"max_duration":"30m","network":{"mode":"none"},
 		"evaluation":{"image":"` + image + `","command":["/eval"],"metric":"accuracy","threshold":0.9}}`)
 	return content.put(manifest), sha256.Sum256(manifest)
 }
@@ -525,6 +525,7 @@ func TestValidatorsNoShow(t *testing.T) {
 	}
 	jcfg := jobs.Default()
 	jcfg.OutcomePoll = configfile.Duration(50 * time.Millisecond)
+	jcfg.MinAttestWindow = configfile.Duration(time.Second) // the validators are meant to miss it
 	trainer := &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
 		os.WriteFile(filepath.Join(s.OutputDir, "model.json"), []byte(`{}`), 0o644)
 		return 0

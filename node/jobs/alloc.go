@@ -81,3 +81,16 @@ func (a *allocator) free() int {
 	}
 	return n
 }
+
+// peek returns n free GPUs without taking them: what a job would get now, for its dry run.
+func (a *allocator) peek(n int) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for _, g := range a.all {
+		if len(out) < n && a.owner[g] == "" {
+			out = append(out, g)
+		}
+	}
+	return out
+}

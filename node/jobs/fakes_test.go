@@ -177,6 +177,20 @@ type fakeRuntime struct {
 	results map[string]chan runtime.Result
 	train   func(spec runtime.Spec) int // returns the exit code
 	release chan struct{}               // closed to let jobs finish; nil = at once
+	// check answers the dry run; nil passes every job with a 1 MB image.
+	check  func(spec runtime.Spec, maxImageBytes int64) (runtime.Checked, error)
+	checks []runtime.Spec
+}
+
+func (r *fakeRuntime) Check(_ context.Context, spec runtime.Spec, maxImageBytes int64) (runtime.Checked, error) {
+	r.mu.Lock()
+	r.checks = append(r.checks, spec)
+	check := r.check
+	r.mu.Unlock()
+	if check == nil {
+		return runtime.Checked{ImageID: "sha256:0", ImageBytes: 1 << 20, Platform: "linux/amd64"}, nil
+	}
+	return check(spec, maxImageBytes)
 }
 
 func newFakeRuntime(train func(runtime.Spec) int) *fakeRuntime {
@@ -229,5 +243,41 @@ func (r *fakeRuntime) Recover(context.Context) ([]runtime.Handle, error) { retur
 type denyAll struct{ reason string }
 
 func (d denyAll) Admit(Posting, *job.Manifest) (bool, []string) { return false, []string{d.reason} }
+
+// countingAdmitter admits every job, caps images and needs run windows factor × (job +
+// prepare), and counts what the machine declines by kind, as the policy holder does.
+type countingAdmitter struct {
+	mu       sync.Mutex
+	maxImage int64
+	factor   float64
+	declined map[string]int
+}
+
+func newCountingAdmitter() *countingAdmitter {
+	return &countingAdmitter{maxImage: 1 << 30, factor: 1.25, declined: map[string]int{}}
+}
+
+func (a *countingAdmitter) Admit(Posting, *job.Manifest) (bool, []string) { return true, nil }
+func (a *countingAdmitter) MaxImageBytes() int64                          { return a.maxImage }
+
+func (a *countingAdmitter) Measured(p Posting, m *job.Manifest, f Preflight) (bool, []string) {
+	if need := time.Duration(a.factor * float64(m.MaxDuration.Duration+f.PrepareTime)); p.RunWindow() > 0 && p.RunWindow() < need {
+		a.Declined(p, m, KindRunWindow, "run window too short")
+		return false, []string{fmt.Sprintf("node min_run_window_factor: run window %s, needs %s", p.RunWindow(), need)}
+	}
+	return true, nil
+}
+
+func (a *countingAdmitter) Declined(_ Posting, _ *job.Manifest, kind, _ string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.declined[kind]++
+}
+
+func (a *countingAdmitter) count(kind string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.declined[kind]
+}
 
 var _ io.Writer = io.Discard

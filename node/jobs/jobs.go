@@ -63,7 +63,18 @@ type Posting struct {
 	Validators []string `json:"validators,omitempty"`
 	BondWei    string   `json:"bond_wei,omitempty"`
 	Token      string   `json:"token,omitempty"`
+	// Threshold is the score the validators compare with (the manifest's threshold ×
+	// 10⁶), Quorum how many must attest, RunWindow the time from acceptance to the
+	// submission deadline and AttestWindow the validators' time after it. A zero
+	// RunWindow means the terms are unknown (the chain never posts one).
+	Threshold           uint32 `json:"threshold,omitempty"`
+	Quorum              int    `json:"quorum,omitempty"`
+	RunWindowSeconds    uint32 `json:"run_window_seconds,omitempty"`
+	AttestWindowSeconds uint32 `json:"attest_window_seconds,omitempty"`
 }
+
+// RunWindow is the time the provider has from acceptance to submission.
+func (p Posting) RunWindow() time.Duration { return time.Duration(p.RunWindowSeconds) * time.Second }
 
 // Record is everything the node keeps about a job, stored with it.
 type Record struct {
@@ -82,6 +93,8 @@ type Record struct {
 	Refund string `json:"refund,omitempty"`
 	// Attempts counts retries of the current step.
 	Attempts int `json:"attempts,omitempty"`
+	// Preflight is what the dry run before acceptance measured.
+	Preflight *Preflight `json:"preflight,omitempty"`
 }
 
 // Job is a job and its record, as listed by the API.

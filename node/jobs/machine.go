@@ -28,8 +28,12 @@ var ErrPermanent = errors.New("permanent failure")
 // Config configures the state machine.
 type Config struct {
 	// PrepareTimeout bounds fetching inputs and pulling the image, apart from the
-	// training time.
+	// training time; the dry run before acceptance gets as long.
 	PrepareTimeout configfile.Duration `toml:"prepare_timeout"`
+	// ManifestTimeout bounds fetching a job's manifest.
+	ManifestTimeout configfile.Duration `toml:"manifest_timeout"`
+	// MinAttestWindow is the shortest attest window a job may give its validators.
+	MinAttestWindow configfile.Duration `toml:"min_attest_window"`
 	// UploadTimeout bounds publishing the output.
 	UploadTimeout configfile.Duration `toml:"upload_timeout"`
 	// OutcomePoll is how often the chain is asked about a submitted job.
@@ -44,12 +48,14 @@ type Config struct {
 // Default returns the default state machine configuration.
 func Default() Config {
 	return Config{
-		PrepareTimeout: configfile.Duration(30 * time.Minute),
-		UploadTimeout:  configfile.Duration(30 * time.Minute),
-		OutcomePoll:    configfile.Duration(15 * time.Second),
-		RetryBase:      configfile.Duration(2 * time.Second),
-		RetryMax:       configfile.Duration(2 * time.Minute),
-		MaxAttempts:    8,
+		PrepareTimeout:  configfile.Duration(30 * time.Minute),
+		ManifestTimeout: configfile.Duration(2 * time.Minute),
+		MinAttestWindow: configfile.Duration(5 * time.Minute),
+		UploadTimeout:   configfile.Duration(30 * time.Minute),
+		OutcomePoll:     configfile.Duration(15 * time.Second),
+		RetryBase:       configfile.Duration(2 * time.Second),
+		RetryMax:        configfile.Duration(2 * time.Minute),
+		MaxAttempts:     8,
 	}
 }
 
@@ -57,6 +63,7 @@ func Default() Config {
 func (c Config) Validate() []error {
 	var errs []error
 	for name, d := range map[string]configfile.Duration{"prepare_timeout": c.PrepareTimeout, "upload_timeout": c.UploadTimeout,
+		"manifest_timeout": c.ManifestTimeout, "min_attest_window": c.MinAttestWindow,
 		"outcome_poll": c.OutcomePoll, "retry_base": c.RetryBase, "retry_max": c.RetryMax} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive", name))
@@ -322,6 +329,14 @@ func (m *Machine) retry(ctx context.Context, id string, state State, rec Record,
 			reason = fmt.Sprintf("%s after %d attempts: %v", state, attempts, stepErr)
 		}
 		log.Warn("job "+string(end), "state", state, "reason", reason)
+		if r, ok := m.deps.Admitter.(Recorder); ok && end == Declined {
+			kind := KindManifest
+			var ke *kindError
+			if errors.As(stepErr, &ke) {
+				kind = ke.kind
+			}
+			r.Declined(rec.Posting, rec.Manifest, kind, reason)
+		}
 		_, err := m.deps.Store.Advance(id, string(state), string(end), reason, func(sj *store.Job) error {
 			r, err := decodeRecord(sj.Data)
 			if err != nil {
@@ -421,20 +436,32 @@ func (m *Machine) step(ctx context.Context, id string, state State, rec Record, 
 }
 
 func (m *Machine) evaluate(ctx context.Context, id string, rec Record) (State, string, func(*Record), error) {
-	raw, err := m.deps.Content.Get(ctx, rec.Posting.ManifestCID, job.MaxManifestBytes)
+	p := rec.Posting
+	mctx, cancel := context.WithTimeout(ctx, time.Duration(m.cfg.ManifestTimeout))
+	raw, err := m.deps.Content.Get(mctx, p.ManifestCID, job.MaxManifestBytes)
+	cancel()
 	if err != nil {
-		return "", "", nil, fmt.Errorf("fetch manifest %s: %w", rec.Posting.ManifestCID, err)
+		return "", "", nil, kinded(KindManifest, fmt.Errorf("fetch manifest %s (within %s): %w", p.ManifestCID, time.Duration(m.cfg.ManifestTimeout), err))
 	}
 	sum := sha256.Sum256(raw)
-	if want := strings.TrimPrefix(strings.ToLower(rec.Posting.ManifestHash), "0x"); hex.EncodeToString(sum[:]) != want {
-		return decline("manifest hash mismatch: the bytes at " + rec.Posting.ManifestCID + " are not the manifest posted on chain")
+	if want := strings.TrimPrefix(strings.ToLower(p.ManifestHash), "0x"); hex.EncodeToString(sum[:]) != want {
+		return m.declined(id, p, nil, KindManifest, "manifest hash mismatch: the bytes at "+p.ManifestCID+" are not the manifest posted on chain")
 	}
 	man, err := job.Decode(strings.NewReader(string(raw)))
 	if err != nil {
-		return decline(err.Error())
+		return m.declined(id, p, nil, KindManifest, err.Error())
+	}
+	if reason := m.checkTerms(p, man); reason != "" {
+		return m.declined(id, p, man, KindTerms, reason)
+	}
+	if len(man.Command) == 0 {
+		return m.declined(id, p, man, KindManifest, "the manifest has no command: a job must say what it runs (the image's own entrypoint is not used)")
+	}
+	if man.Network.Mode == job.NetworkEgress {
+		return m.declined(id, p, man, KindNetwork, fmt.Sprintf("the job asks for egress to %v; this node's runtime cannot hold a container to an egress allowlist, so it takes only jobs without network", man.Network.Domains))
 	}
 	if files := man.LocalFiles(); len(files) > 0 {
-		return decline(fmt.Sprintf("inputs name files on the researcher's machine (%s), not on IPFS: post the manifest with `gpunode job post`, which uploads them", strings.Join(files, ", ")))
+		return m.declined(id, p, man, KindManifest, fmt.Sprintf("inputs name files on the researcher's machine (%s), not on IPFS: post the manifest with `gpunode job post`, which uploads them", strings.Join(files, ", ")))
 	}
 	if min := man.Resources.MinScore; min > 0 {
 		score := 0.0
@@ -442,26 +469,43 @@ func (m *Machine) evaluate(ctx context.Context, id string, rec Record) (State, s
 			score = m.deps.RigScore()
 		}
 		if score < min {
-			return decline(fmt.Sprintf("needs a DL hashrate of %g TFLOPS, this rig's benchmark says %g (run `gpunode bench` if it never ran)", min, score))
+			return m.declined(id, p, man, KindGPUs, fmt.Sprintf("needs a DL hashrate of %g TFLOPS, this rig's benchmark says %g (run `gpunode bench` if it never ran)", min, score))
 		}
 	}
 	for _, tag := range man.Datasets() {
 		if _, ok := m.deps.Datasets[tag]; !ok {
-			return decline(fmt.Sprintf("dataset %q is not on this rig", tag))
+			return m.declined(id, p, man, KindDataset, fmt.Sprintf("dataset %q is not on this rig", tag))
 		}
 	}
 	if man.Resources.GPUs > len(m.deps.GPUs) {
-		return decline(fmt.Sprintf("needs %d GPUs, this rig has %d", man.Resources.GPUs, len(m.deps.GPUs)))
+		return m.declined(id, p, man, KindGPUs, fmt.Sprintf("needs %d GPUs, this rig has %d", man.Resources.GPUs, len(m.deps.GPUs)))
 	}
 	if free := m.alloc.free(); man.Resources.GPUs > free {
-		return decline(fmt.Sprintf("needs %d GPUs, %d free", man.Resources.GPUs, free))
+		return m.declined(id, p, man, KindGPUs, fmt.Sprintf("needs %d GPUs, %d free", man.Resources.GPUs, free))
 	}
+	// The policy (counted by itself) sees the terms before anything is downloaded.
 	if m.deps.Admitter != nil {
-		if ok, reasons := m.deps.Admitter.Admit(rec.Posting, man); !ok {
+		if ok, reasons := m.deps.Admitter.Admit(p, man); !ok {
+			os.RemoveAll(filepath.Join(m.deps.WorkDir, id))
 			return decline("policy: " + strings.Join(reasons, "; "))
 		}
 	}
-	return Accepting, "manifest ok, admitted", func(r *Record) { r.Manifest = man }, nil
+	f, kind, reason, err := m.preflight(ctx, id, p, man)
+	if err != nil {
+		return "", "", nil, err
+	}
+	if reason != "" {
+		return m.declined(id, p, man, kind, reason)
+	}
+	if ok, reason := m.measured(p, man, f); !ok {
+		if _, counted := m.deps.Admitter.(Measurer); !counted {
+			return m.declined(id, p, man, KindRunWindow, reason)
+		}
+		os.RemoveAll(filepath.Join(m.deps.WorkDir, id))
+		return decline(reason)
+	}
+	note := fmt.Sprintf("manifest ok, admitted; dry run ok, prepared in %s", f.PrepareTime.Round(time.Millisecond))
+	return Accepting, note, func(r *Record) { r.Manifest, r.Preflight = man, &f }, nil
 }
 
 func decline(reason string) (State, string, func(*Record), error) {
@@ -472,20 +516,9 @@ func (m *Machine) prepare(ctx context.Context, id string, rec Record) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(m.cfg.PrepareTimeout))
 	defer cancel()
 	man := rec.Manifest
-	spec := runtime.Spec{
-		JobID:          id,
-		Image:          man.Image,
-		Command:        man.Command,
-		GPUs:           rec.GPUs,
-		OutputDir:      rec.OutputDir,
-		OutputTarget:   man.Output.Path,
-		Network:        runtime.NetworkNone,
-		PrepareTimeout: time.Duration(m.cfg.PrepareTimeout),
-		RunTimeout:     man.MaxDuration.Duration,
-		Resources: runtime.Resources{
-			CPUs:        man.Resources.CPUs,
-			MemoryBytes: man.Resources.MemoryMiB << 20,
-		},
+	spec, err := m.spec(ctx, id, rec)
+	if err != nil {
+		return err
 	}
 	if cc, ok := m.deps.Admitter.(ContainerChecker); ok {
 		lim, reasons, ok := cc.CheckContainer(rec.Posting, man)
@@ -496,21 +529,6 @@ func (m *Machine) prepare(ctx context.Context, id string, rec Record) error {
 			spec.RunTimeout = lim.RunTimeout
 		}
 	}
-	for k, v := range man.Env {
-		spec.Env = append(spec.Env, k+"="+v)
-	}
-	sort.Strings(spec.Env)
-	for _, in := range man.Inputs {
-		if in.Dataset != "" {
-			spec.Datasets = append(spec.Datasets, runtime.Mount{Source: m.deps.Datasets[in.Dataset], Target: in.Path})
-			continue
-		}
-		p, err := m.deps.Content.Fetch(ctx, in.CID)
-		if err != nil {
-			return fmt.Errorf("fetch input %s: %w", in.CID, err)
-		}
-		spec.Inputs = append(spec.Inputs, runtime.Mount{Source: p, Target: in.Path})
-	}
 	if err := os.MkdirAll(rec.OutputDir, 0o777); err != nil {
 		return fmt.Errorf("%w: output dir: %v", ErrPermanent, err)
 	}
@@ -518,7 +536,7 @@ func (m *Machine) prepare(ctx context.Context, id string, rec Record) error {
 	if err := os.Chmod(rec.OutputDir, 0o777); err != nil {
 		return fmt.Errorf("%w: output dir: %v", ErrPermanent, err)
 	}
-	_, err := m.deps.Runtime.Start(ctx, spec)
+	_, err = m.deps.Runtime.Start(ctx, spec)
 	switch {
 	case err == nil, errors.Is(err, runtime.ErrJobExists):
 		return nil
