@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"path"
 	"regexp"
 	"slices"
@@ -24,6 +25,20 @@ const Version = 1
 
 // MaxManifestBytes bounds a manifest's encoded size.
 const MaxManifestBytes = 256 << 10
+
+// Ceilings on what a manifest may ask for: past them a value is absurd (or overflows
+// where the node converts it, memory_mib to bytes, the threshold to the contract's
+// integer), whatever the rig. The operator's own caps are lower.
+const (
+	MaxGPUs        = 64
+	MaxMemoryMiB   = 16 << 20 // 16 TiB
+	MaxDiskMiB     = 1 << 30  // 1 PiB
+	MaxCPUs        = 1024
+	MaxMinScore    = 1e6 // TFLOPS
+	MaxOutputBytes = 1 << 50
+	MaxJobDuration = 90 * 24 * time.Hour
+	MaxThreshold   = 4294.967295 // the contract's uint32 / 10⁶
+)
 
 // ErrInvalid marks a manifest that decoded but failed validation.
 var ErrInvalid = errors.New("invalid job manifest")
@@ -254,11 +269,23 @@ func (m *Manifest) Validate() []error {
 		}
 	}
 	r := m.Resources
-	if r.GPUs < 0 || r.GPUs > 64 {
-		bad("resources.gpus: %d out of range 0..64", r.GPUs)
+	if r.GPUs < 0 || r.GPUs > MaxGPUs {
+		bad("resources.gpus: %d out of range 0..%d", r.GPUs, MaxGPUs)
 	}
 	if r.GPUMemoryMiB < 0 || r.MemoryMiB < 0 || r.DiskMiB < 0 || r.CPUs < 0 || r.MinScore < 0 {
 		bad("resources: negative amounts")
+	}
+	if r.MemoryMiB > MaxMemoryMiB || r.GPUMemoryMiB > MaxMemoryMiB {
+		bad("resources: memory_mib and gpu_memory_mib must be at most %d (16 TiB)", MaxMemoryMiB)
+	}
+	if r.DiskMiB > MaxDiskMiB {
+		bad("resources.disk_mib: %d above %d (1 PiB)", r.DiskMiB, MaxDiskMiB)
+	}
+	if r.CPUs > MaxCPUs || math.IsNaN(r.CPUs) {
+		bad("resources.cpus: %v out of range 0..%d", r.CPUs, MaxCPUs)
+	}
+	if r.MinScore > MaxMinScore || math.IsNaN(r.MinScore) {
+		bad("resources.min_score: %v out of range 0..%g", r.MinScore, MaxMinScore)
 	}
 	if len(m.Inputs) > 64 {
 		bad("inputs: more than 64")
@@ -281,11 +308,11 @@ func (m *Manifest) Validate() []error {
 	if !cleanAbs(m.Output.Path) || m.Output.Path == "/" {
 		bad("output.path: %q must be a clean absolute path below /", m.Output.Path)
 	}
-	if m.Output.MaxBytes <= 0 {
-		bad("output.max_bytes: must be positive")
+	if m.Output.MaxBytes <= 0 || m.Output.MaxBytes > MaxOutputBytes {
+		bad("output.max_bytes: must be 1..%d", int64(MaxOutputBytes))
 	}
-	if m.MaxDuration.Duration <= 0 {
-		bad("max_duration: must be positive")
+	if m.MaxDuration.Duration <= 0 || m.MaxDuration.Duration > MaxJobDuration {
+		bad("max_duration: must be positive and at most %s", MaxJobDuration)
 	}
 	switch m.Network.Mode {
 	case NetworkNone:
@@ -306,6 +333,9 @@ func (m *Manifest) Validate() []error {
 	}
 	if _, _, err := ParseImage(m.Evaluation.Image); err != nil {
 		bad("evaluation.image: %v", err)
+	}
+	if t := m.Evaluation.Threshold; math.IsNaN(t) || t < 0 || t > MaxThreshold {
+		bad("evaluation.threshold: %v out of range 0..%v (the contract keeps threshold × 10⁶ in 32 bits)", t, MaxThreshold)
 	}
 	if m.Evaluation.Metric == "" || len(m.Evaluation.Metric) > 128 {
 		bad("evaluation.metric: must be 1..128 characters")

@@ -63,6 +63,11 @@ func TestDecodeRejects(t *testing.T) {
 		{"NVIDIA_VISIBLE_DEVICES", strings.Replace(v, `"SEED": "42"`, `"NVIDIA_VISIBLE_DEVICES": "all"`, 1), []string{"env NVIDIA_VISIBLE_DEVICES", "resources.gpus"}},
 		{"NVIDIA_DRIVER_CAPABILITIES", strings.Replace(v, `"SEED": "42"`, `"NVIDIA_DRIVER_CAPABILITIES": "all"`, 1), []string{"env NVIDIA_DRIVER_CAPABILITIES"}},
 		{"every reserved name at once", strings.Replace(v, `"SEED": "42"`, `"LD_PRELOAD": "a", "NVIDIA_VISIBLE_DEVICES": "all", "SEED": "1"`, 1), []string{"env LD_PRELOAD", "env NVIDIA_VISIBLE_DEVICES"}},
+		{"memory overflows bytes", strings.Replace(v, `"memory_mib": 65536`, `"memory_mib": 9007199254740992`, 1), []string{"memory_mib and gpu_memory_mib must be at most"}},
+		{"absurd amounts", strings.NewReplacer(`"cpus": 8`, `"cpus": 100000`, `"disk_mib": 102400`, `"disk_mib": 1099511627777`, `"min_score": 100`, `"min_score": 1e300`).Replace(v), []string{"resources.cpus", "resources.disk_mib", "resources.min_score"}},
+		{"a century", strings.Replace(v, `"6h"`, `"876000h"`, 1), []string{"max_duration: must be positive and at most"}},
+		{"output past a petabyte", strings.Replace(v, `"max_bytes": 1073741824`, `"max_bytes": 1125899906842625`, 1), []string{"output.max_bytes"}},
+		{"threshold past the contract", strings.Replace(v, `"threshold": 0.9`, `"threshold": 5000`, 1), []string{"evaluation.threshold"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +99,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"version":1,"network":{"mode":"egress","domains":["pypi.org"]}}`))
 	f.Add([]byte(`null`))
+	f.Add(bytes.Replace(valid, []byte(`"memory_mib": 65536`), []byte(`"memory_mib": 17592186044416`), 1))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(bytes.NewReader(b))
 		if err != nil {
@@ -104,6 +110,9 @@ func FuzzDecode(f *testing.F) {
 		}
 		if _, _, err := ParseImage(m.Image); err != nil {
 			t.Fatalf("decoded manifest has a bad image: %v", err)
+		}
+		if m.Resources.MemoryMiB<<20>>20 != m.Resources.MemoryMiB || m.Evaluation.Threshold*1e6 > 1<<32-1 {
+			t.Fatalf("decoded manifest overflows: memory_mib %d, threshold %v", m.Resources.MemoryMiB, m.Evaluation.Threshold)
 		}
 	})
 }
