@@ -11,6 +11,9 @@ var (
 	// ErrContainerRefused means the engine refused to create the job's container as it
 	// would be run (a memory limit below the engine's minimum, a missing entrypoint…).
 	ErrContainerRefused = errors.New("the engine refuses the job's container")
+	// ErrOverCaps means the job asks for more than the operator's ceilings (CPUs,
+	// memory, /tmp, running time) allow.
+	ErrOverCaps = errors.New("more than the operator's limits allow")
 )
 
 // Checked is what a dry run of a job's container found before the job was taken: the

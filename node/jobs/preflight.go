@@ -33,6 +33,7 @@ const (
 	KindContainer = "container"
 	KindInput     = "input"
 	KindRunWindow = "run_window"
+	KindResources = "resources"
 )
 
 // Preflight is what the machine measured of a job before accepting it.
@@ -178,6 +179,8 @@ func (m *Machine) preflight(ctx context.Context, id string, p Posting, man *job.
 		case err == nil:
 		case errors.Is(err, runtime.ErrImageTooLarge):
 			return f, KindImageSize, "image too large: " + err.Error(), nil
+		case errors.Is(err, runtime.ErrOverCaps):
+			return f, KindResources, err.Error(), nil
 		case errors.Is(err, runtime.ErrContainerRefused):
 			return f, KindContainer, "dry run: " + err.Error(), nil
 		case errors.Is(err, runtime.ErrImageNotFound), errors.Is(err, runtime.ErrDigestMismatch),

@@ -62,6 +62,9 @@ func TestAcceptanceChecks(t *testing.T) {
 			}
 			return runtime.Checked{}, errors.Join(runtime.ErrContainerRefused, errors.New("Minimum memory limit allowed is 6MB"))
 		}, KindContainer, "Minimum memory limit allowed is 6MB"},
+		{"asks above the operator's caps", manifestJSON(func(m map[string]any) { m["resources"] = map[string]any{"gpus": 1, "cpus": 512} }), nil, func(s runtime.Spec, _ int64) (runtime.Checked, error) {
+			return runtime.Checked{}, errors.Join(errors.New("job 7 asks for 512 CPUs (cap 2)"), runtime.ErrOverCaps)
+		}, KindResources, "512 CPUs (cap 2)"},
 		{"input nobody has", manifestJSON(func(m map[string]any) { m["inputs"] = []any{map[string]any{"cid": missing, "path": "/data"}} }), nil, nil, KindInput, "fetch input " + missing},
 	}
 	for _, tt := range tests {

@@ -69,12 +69,13 @@ const (
 	KindImageSize  Kind = "image_size"
 	KindContainer  Kind = "container"
 	KindInput      Kind = "input"
+	KindResources  Kind = "resources"
 )
 
 // Kinds lists every kind, for metrics.
 var Kinds = []Kind{KindAdmission, KindPool, KindManifest, KindImage, KindSponsor, KindPrice, KindDuration,
 	KindGPUs, KindOutput, KindDataset, KindNetwork, KindWindow, KindThermal, KindRule,
-	KindBond, KindValidators, KindToken, KindRunWindow, KindTerms, KindImageSize, KindContainer, KindInput}
+	KindBond, KindValidators, KindToken, KindRunWindow, KindTerms, KindImageSize, KindContainer, KindInput, KindResources}
 
 // Check is one rule applied to one request.
 type Check struct {

@@ -27,6 +27,9 @@ func (r *Runtime) Check(ctx context.Context, spec runtime.Spec, maxImageBytes in
 	if errs := spec.Validate(); len(errs) > 0 {
 		return runtime.Checked{}, fmt.Errorf("job %s: spec: %w", spec.JobID, errors.Join(errs...))
 	}
+	if err := r.overCaps(spec); err != nil {
+		return runtime.Checked{}, err
+	}
 	spec = r.withDefaults(spec)
 	id := spec.JobID
 	mounts, err := r.mounts(spec)

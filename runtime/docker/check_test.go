@@ -46,6 +46,8 @@ func TestCheck(t *testing.T) {
 	}{
 		{"image above the cap", func(s *runtime.Spec) {}, 1 << 10, runtime.ErrImageTooLarge},
 		{"memory below the engine minimum", func(s *runtime.Spec) { s.Resources.MemoryBytes = 1 << 20 }, 0, runtime.ErrContainerRefused},
+		{"more memory than the cap", func(s *runtime.Spec) { s.Resources.MemoryBytes = 1 << 50 }, 0, runtime.ErrOverCaps},
+		{"longer than the run cap", func(s *runtime.Spec) { s.RunTimeout = 1000 * time.Hour }, 0, runtime.ErrOverCaps},
 		{"unknown digest", func(s *runtime.Spec) { s.Image = addr + "/gpunode/check@sha256:" + strings.Repeat("cd", 32) }, 0, runtime.ErrImageNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

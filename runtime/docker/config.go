@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// Config configures the Docker runtime. Zero resource values in a job's spec take the
-// defaults here.
+// Config configures the Docker runtime. Its resource limits are ceilings: a job gets what
+// its spec asks up to them, and the limit itself when it asks nothing.
 type Config struct {
 	// Host is the Docker Engine endpoint (unix:///var/run/docker.sock); empty means
 	// DOCKER_HOST or the default socket.
@@ -31,15 +31,16 @@ type Config struct {
 	StopGrace time.Duration `toml:"stop_grace"`
 	// PrepareTimeout bounds pulling the image and checking inputs, unless the job says.
 	PrepareTimeout time.Duration `toml:"prepare_timeout"`
-	// RunTimeout bounds a job's run, unless the job says.
+	// RunTimeout bounds a job's run: the job's own bound, at most this.
 	RunTimeout time.Duration `toml:"run_timeout"`
-	// CPUs is the default CPU limit of a job (fractions allowed); 0 is no limit.
+	// CPUs caps a job's CPUs (fractions allowed); 0 derives it from the host (every CPU).
 	CPUs float64 `toml:"cpus"`
-	// MemoryBytes is the default memory limit of a job, swap not granted; 0 is no limit.
+	// MemoryBytes caps a job's memory, swap not granted; 0 derives it from the host (RAM
+	// less the larger of 2 GiB and a tenth).
 	MemoryBytes int64 `toml:"memory_bytes"`
 	// PIDs is the default limit on a job's processes and threads.
 	PIDs int64 `toml:"pids"`
-	// TmpBytes is the default size of the tmpfs on /tmp.
+	// TmpBytes caps the size of the tmpfs on /tmp.
 	TmpBytes int64 `toml:"tmp_bytes"`
 	// ShmBytes is the default size of /dev/shm.
 	ShmBytes int64 `toml:"shm_bytes"`

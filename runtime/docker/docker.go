@@ -96,6 +96,7 @@ func New(cfg Config, log *slog.Logger) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker engine: %w", err)
 	}
+	cfg = HostCaps(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runtime{
 		cfg:         cfg,
@@ -176,22 +177,15 @@ func (r *Runtime) withDefaults(s runtime.Spec) runtime.Spec {
 	if s.PrepareTimeout == 0 {
 		s.PrepareTimeout = r.cfg.PrepareTimeout
 	}
-	if s.RunTimeout == 0 {
-		s.RunTimeout = r.cfg.RunTimeout
-	}
+	// The operator's limits are ceilings (caps.go): a job gets what it asks, up to them.
+	s.RunTimeout = ceiling(s.RunTimeout, r.cfg.RunTimeout)
 	res := &s.Resources
-	if res.CPUs == 0 {
-		res.CPUs = r.cfg.CPUs
-	}
-	if res.MemoryBytes == 0 {
-		res.MemoryBytes = r.cfg.MemoryBytes
-	}
+	res.CPUs = ceiling(res.CPUs, r.cfg.CPUs)
+	res.MemoryBytes = ceiling(res.MemoryBytes, r.cfg.MemoryBytes)
 	if res.PIDs == 0 {
 		res.PIDs = r.cfg.PIDs
 	}
-	if res.TmpBytes == 0 {
-		res.TmpBytes = r.cfg.TmpBytes
-	}
+	res.TmpBytes = ceiling(res.TmpBytes, r.cfg.TmpBytes)
 	if res.ShmBytes == 0 {
 		res.ShmBytes = r.cfg.ShmBytes
 	}
