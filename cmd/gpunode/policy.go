@@ -27,6 +27,10 @@ func newPolicyCmd() *cobra.Command {
 func newPolicyCheckCmd() *cobra.Command {
 	var (
 		file, poolFile, poolKey, sponsor, price, model, at string
+		bond, token                                        string
+		validators                                         []string
+		runWindow, prepare                                 time.Duration
+		imageBytes                                         int64
 		gpus                                               int
 		temp, power                                        float64
 		asJSON, daemon                                     bool
@@ -37,7 +41,14 @@ func newPolicyCheckCmd() *cobra.Command {
 		Short: "Explain, rule by rule, whether a policy allows a job",
 		Long: `Evaluates a job manifest against a local policy file and, for pool members, the
 pool's signed policy, as the node would when the job is offered. Every rule checked is
-printed with its verdict and reason. Exits non-zero if the job is denied.`,
+printed with its verdict and reason. Exits non-zero if the job is denied.
+
+The open-market rules are explained when the job's terms are given: --bond against
+max_bond_wei (or the token's max_bond), --token against [tokens], --validators against
+[validators], --run-window (and the --prepare time the node would measure) against
+min_run_window_factor, --image-bytes against max_image_bytes. A job asking for egress
+is declined by the node whatever the policy grants: its runtime cannot enforce an
+egress allowlist.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := os.Open(args[0])
@@ -103,6 +114,14 @@ printed with its verdict and reason. Exits non-zero if the job is denied.`,
 				}
 				r.PriceWei = v
 			}
+			r.Market = policy.Terms{Token: token, Validators: validators, RunWindow: runWindow, PrepareTime: prepare, ImageBytes: imageBytes}
+			if bond != "" {
+				v, ok := new(big.Int).SetString(bond, 10)
+				if !ok || v.Sign() < 0 {
+					return fmt.Errorf("--bond %q: want a non-negative decimal amount", bond)
+				}
+				r.Market.BondWei = v
+			}
 			if at != "" {
 				t, err := time.Parse(time.RFC3339, at)
 				if err != nil {
@@ -146,6 +165,12 @@ printed with its verdict and reason. Exits non-zero if the job is denied.`,
 	fl.Float64Var(&temp, "gpu-temp", 0, "hottest GPU temperature, °C")
 	fl.Float64Var(&power, "gpu-power", 0, "largest GPU power draw, W")
 	fl.StringVar(&at, "at", "", "time of the decision (RFC 3339); default now")
+	fl.StringVar(&bond, "bond", "", "bond the job asks the provider to lock, in wei (or the token's unit)")
+	fl.StringVar(&token, "token", "", "ERC-20 contract the job pays in; empty for ETH")
+	fl.StringSliceVar(&validators, "validators", nil, "the job's validator addresses, comma-separated")
+	fl.DurationVar(&runWindow, "run-window", 0, "the job's run window (acceptance to submission deadline)")
+	fl.DurationVar(&prepare, "prepare", 0, "time the node would take to fetch the inputs and image, with --run-window")
+	fl.Int64Var(&imageBytes, "image-bytes", 0, "size of the job's image as the engine stores it")
 	fl.BoolVar(&asJSON, "json", false, "print the decision as JSON")
 	fl.BoolVar(&daemon, "daemon", false, "ask the running daemon, with its policy in force and the node's current state")
 	fl.StringVar(&socket, "api-socket", socket, "the daemon's control socket, with --daemon")

@@ -72,3 +72,29 @@ func TestPoolCLI(t *testing.T) {
 		t.Errorf("tampered verify: %s", out)
 	}
 }
+
+// TestPolicyCheckMarket: `policy check` explains the open-market keys when given the
+// job's terms: the bond against max_bond_wei, validators, run window, image size.
+func TestPolicyCheckMarket(t *testing.T) {
+	bin := testenv.Binary(t)
+	manifest := filepath.Join(testenv.RepoRoot(t), "job", "testdata", "valid.json")
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.toml")
+	os.WriteFile(policy, []byte("version = 1\nmax_bond_wei = \"1000\"\nmax_image_bytes = 5000\n[validators]\nallow = [\"0x3333333333333333333333333333333333333333\"]\n[datasets]\n\"medical-ct\" = [\"*\"]\n"), 0o600)
+	check := func(args ...string) (string, error) {
+		out, err := exec.Command(bin, append([]string{"policy", "check", manifest, "--policy", policy}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := check("--bond", "1000", "--validators", "0x3333333333333333333333333333333333333333", "--run-window", "8h", "--prepare", "1m", "--image-bytes", "4000")
+	for _, w := range []string{"pass local max_bond_wei: the job asks a bond of 1000, cap 1000", "pass local validators.allow", "pass node min_run_window_factor: run window 8h0m0s", "pass node max_image_bytes", "ALLOW"} {
+		if err != nil || !strings.Contains(out, w) {
+			t.Errorf("check output lacks %q (%v):\n%s", w, err, out)
+		}
+	}
+	out, err = check("--bond", "1001", "--validators", "0x4444444444444444444444444444444444444444", "--run-window", "6h", "--image-bytes", "6000", "--token", "0x5555555555555555555555555555555555555555")
+	for _, w := range []string{"FAIL local tokens: the job pays in token 0x5555555555555555555555555555555555555555", "FAIL local tokens.0x5555555555555555555555555555555555555555.max_bond (unset: no bond)", "FAIL local validators.allow", "FAIL node min_run_window_factor", "FAIL node max_image_bytes: image is 6000 bytes, cap 5000", "policy denies the job"} {
+		if err == nil || !strings.Contains(out, w) {
+			t.Errorf("check output lacks %q (%v):\n%s", w, err, out)
+		}
+	}
+}
