@@ -45,7 +45,9 @@ func TestAcceptanceChecks(t *testing.T) {
 		{"quorum above the validators", manifestJSON(nil), func(p *Posting) { p.Quorum = 3 }, nil, KindTerms, "quorum 3 of 2 validators"},
 		{"attest window too short", manifestJSON(nil), func(p *Posting) { p.AttestWindowSeconds = 1 }, nil, KindTerms, "attest window 1s is shorter than 5m0s"},
 		{"no command", manifestJSON(func(m map[string]any) { delete(m, "command") }), nil, nil, KindManifest, "the manifest has no command"},
-		{"egress", manifestJSON(func(m map[string]any) { m["network"] = map[string]any{"mode": "egress", "domains": []string{"pypi.org"}} }), nil, nil, KindNetwork, "cannot hold a container to an egress allowlist"},
+		{"egress", manifestJSON(func(m map[string]any) {
+			m["network"] = map[string]any{"mode": "egress", "domains": []string{"pypi.org"}}
+		}), nil, nil, KindNetwork, "cannot hold a container to an egress allowlist"},
 		{"run window shorter than the job", manifestJSON(nil), func(p *Posting) { p.RunWindowSeconds = 1 }, nil, KindRunWindow, "run window 1s, needs"},
 		{"image missing", manifestJSON(nil), nil, func(runtime.Spec, int64) (runtime.Checked, error) {
 			return runtime.Checked{}, errors.New("pull: " + runtime.ErrImageNotFound.Error() + ": manifest unknown")

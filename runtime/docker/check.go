@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/errdefs"
 
@@ -76,10 +77,9 @@ func (r *Runtime) Check(ctx context.Context, spec runtime.Spec, maxImageBytes in
 
 	cfg, hc := r.containerConfig(spec, imageID, mounts, devs)
 	cfg.Labels = map[string]string{LabelInstance: r.cfg.Instance, LabelCheck: id}
-	name := r.containerName(id) + "-check"
 	// A check the node was killed in the middle of may have left its container.
-	r.removeNamed(name)
-	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
+	r.removeChecks(id)
+	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, nil, r.newContainerName(id)+"-check")
 	if err != nil {
 		err = mapEngineError(err)
 		if errors.Is(err, runtime.ErrNoGPURuntime) || ctx.Err() != nil {
@@ -91,13 +91,20 @@ func (r *Runtime) Check(ctx context.Context, spec runtime.Spec, maxImageBytes in
 	return out, nil
 }
 
-// removeNamed removes a container by name, if there is one.
-func (r *Runtime) removeNamed(name string) {
+// removeChecks removes the dry-run containers of job id this instance left behind.
+func (r *Runtime) removeChecks(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := r.cli.ContainerRemove(ctx, name, container.RemoveOptions{Force: true})
-	if err != nil && !errdefs.IsNotFound(err) {
-		r.log.Warn("remove leftover check container", "name", name, "err", err)
+	list, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", LabelInstance+"="+r.cfg.Instance), filters.Arg("label", LabelCheck+"="+id))})
+	if err != nil {
+		r.log.Warn("list leftover check containers", "job_id", id, "err", err)
+		return
+	}
+	for _, c := range list {
+		if err := r.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+			r.log.Warn("remove leftover check container", "job_id", id, "container_id", shortID(c.ID), "err", err)
+		}
 	}
 }
 
