@@ -337,6 +337,9 @@ func (m *Machine) retry(ctx context.Context, id string, state State, rec Record,
 			}
 			r.Declined(rec.Posting, rec.Manifest, kind, reason)
 		}
+		if end == Declined {
+			os.RemoveAll(filepath.Join(m.deps.WorkDir, id)) // what a dry run left
+		}
 		_, err := m.deps.Store.Advance(id, string(state), string(end), reason, func(sj *store.Job) error {
 			r, err := decodeRecord(sj.Data)
 			if err != nil {
