@@ -119,9 +119,9 @@ type DutyRequest struct {
 // EvalLimits caps an evaluation container: the smallest value any layer sets, 0 where
 // none sets one.
 type EvalLimits struct {
-	CPUs          float64       `json:"cpus,omitempty"`
-	MemoryBytes   int64         `json:"memory_bytes,omitempty"`
-	MaxDuration   time.Duration `json:"max_duration,omitempty"`
+	CPUs        float64       `json:"cpus,omitempty"`
+	MemoryBytes int64         `json:"memory_bytes,omitempty"`
+	MaxDuration time.Duration `json:"max_duration,omitempty"`
 }
 
 const zeroAddress = "0x0000000000000000000000000000000000000000"
