@@ -70,6 +70,22 @@ type Config struct {
 	RecordTTL configfile.Duration `toml:"record_ttl"`
 	// OfferTimeout bounds one offer exchange, both directions.
 	OfferTimeout configfile.Duration `toml:"offer_timeout"`
+	// OfferRate and OfferBurst are the token bucket of offers one peer may have
+	// evaluated: OfferRate per second on average, OfferBurst at once. Offers past it are
+	// refused unread by the node (each one costs a chain lookup and a manifest fetch).
+	OfferRate  float64 `toml:"offer_rate"`
+	OfferBurst int     `toml:"offer_burst"`
+	// OfferRateTotal and OfferBurstTotal are the same bucket for all peers together.
+	OfferRateTotal  float64 `toml:"offer_rate_total"`
+	OfferBurstTotal int     `toml:"offer_burst_total"`
+	// GraylistStrikes refused or invalid requests from one peer within a minute get it
+	// disconnected and graylisted for GraylistFor: its connections are refused.
+	GraylistStrikes int                 `toml:"graylist_strikes"`
+	GraylistFor     configfile.Duration `toml:"graylist_for"`
+	// MaxRecords caps the market view; records of new peers past it are dropped.
+	MaxRecords int `toml:"max_records"`
+	// MaxSyncRecords caps the records of one market-sync answer, sent or read.
+	MaxSyncRecords int `toml:"max_sync_records"`
 }
 
 // Default returns a configuration for a rig on the public internet or behind NAT.
@@ -95,6 +111,14 @@ func Default() Config {
 		SnapshotInterval:  configfile.Duration(10 * time.Second),
 		RecordTTL:         configfile.Duration(10 * time.Minute),
 		OfferTimeout:      configfile.Duration(10 * time.Second),
+		OfferRate:         1,
+		OfferBurst:        5,
+		OfferRateTotal:    10,
+		OfferBurstTotal:   20,
+		GraylistStrikes:   20,
+		GraylistFor:       configfile.Duration(time.Hour),
+		MaxRecords:        4096,
+		MaxSyncRecords:    1024,
 	}
 }
 
@@ -159,6 +183,24 @@ func (c Config) Validate() []error {
 	}
 	if time.Duration(c.OfferTimeout) < 100*time.Millisecond {
 		add("offer_timeout: %s, at least 100ms", c.OfferTimeout)
+	}
+	if !(c.OfferRate > 0 && c.OfferRate <= 1000) || c.OfferBurst < 1 || c.OfferBurst > 10000 {
+		add("offer_rate/offer_burst: want 0 < offer_rate <= 1000 and 1 <= offer_burst <= 10000, have %v and %d", c.OfferRate, c.OfferBurst)
+	}
+	if !(c.OfferRateTotal >= c.OfferRate && c.OfferRateTotal <= 100000) || c.OfferBurstTotal < c.OfferBurst || c.OfferBurstTotal > 100000 {
+		add("offer_rate_total/offer_burst_total: want at least offer_rate/offer_burst (%v, %d), have %v and %d", c.OfferRate, c.OfferBurst, c.OfferRateTotal, c.OfferBurstTotal)
+	}
+	if c.GraylistStrikes < 1 || c.GraylistStrikes > 100000 {
+		add("graylist_strikes: %d out of range 1..100000", c.GraylistStrikes)
+	}
+	if c.GraylistFor < 0 {
+		add("graylist_for: must not be negative")
+	}
+	if c.MaxRecords < 1 || c.MaxRecords > 1_000_000 {
+		add("max_records: %d out of range 1..1000000", c.MaxRecords)
+	}
+	if c.MaxSyncRecords < 1 || c.MaxSyncRecords > c.MaxRecords {
+		add("max_sync_records: %d, want 1..max_records (%d)", c.MaxSyncRecords, c.MaxRecords)
 	}
 	return errs
 }

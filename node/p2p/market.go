@@ -11,12 +11,17 @@ import (
 )
 
 // Market is this node's view of the network's capacity: the newest live record of
-// every peer, each expiring RecordTTL after its timestamp.
+// every peer, each expiring RecordTTL after its timestamp, at most max peers. Peer IDs
+// cost nothing to make, so past max a new peer's record is dropped rather than one of
+// the records already known: a flood of fresh identities can fill the free places but
+// not evict anyone, and its records expire like any other.
 type Market struct {
 	ttl time.Duration
+	max int
 
 	mu      sync.Mutex
 	entries map[peer.ID]*Entry
+	purged  time.Time
 }
 
 // Entry is one peer's record as this node knows it.
@@ -30,8 +35,33 @@ type Entry struct {
 	Expires  time.Time
 }
 
-func newMarket(ttl time.Duration) *Market {
-	return &Market{ttl: ttl, entries: make(map[peer.ID]*Entry)}
+func newMarket(ttl time.Duration, max int) *Market {
+	return &Market{ttl: ttl, max: max, entries: make(map[peer.ID]*Entry)}
+}
+
+const droppedMarketFull = "market_full"
+
+// full reports whether a record of id would be dropped for want of room. Expired
+// entries are forgotten first, at most once a second.
+func (m *Market) full(id peer.ID, now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fullLocked(id, now)
+}
+
+func (m *Market) fullLocked(id peer.ID, now time.Time) bool {
+	if _, ok := m.entries[id]; ok || len(m.entries) < m.max {
+		return false
+	}
+	if now.Sub(m.purged) >= time.Second {
+		m.purged = now
+		for pid, e := range m.entries {
+			if !now.Before(e.Expires) {
+				delete(m.entries, pid)
+			}
+		}
+	}
+	return len(m.entries) >= m.max
 }
 
 // stale reports whether seq is not newer than what is known of id.
@@ -42,15 +72,19 @@ func (m *Market) stale(id peer.ID, seq uint64) bool {
 	return ok && seq <= e.Record.Seq
 }
 
-// put stores rec unless a newer one is already known; it reports whether it did.
-func (m *Market) put(id peer.ID, rec *capacity.Record, env []byte, now time.Time) bool {
+// put stores rec unless a newer one is already known or the view is full; it reports
+// whether it did, and if not, the reason.
+func (m *Market) put(id peer.ID, rec *capacity.Record, env []byte, now time.Time) (bool, string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e, ok := m.entries[id]; ok && rec.Seq <= e.Record.Seq {
-		return false
+		return false, string(capacity.ReasonStaleSeq)
+	}
+	if m.fullLocked(id, now) {
+		return false, droppedMarketFull
 	}
 	m.entries[id] = &Entry{Record: *rec, Envelope: env, Received: now, Expires: rec.Time().Add(m.ttl)}
-	return true
+	return true, ""
 }
 
 // Get returns id's live record.

@@ -10,9 +10,12 @@ type metrics struct {
 	invalid  *prometheus.CounterVec
 	accepted prometheus.Counter
 	offers   *prometheus.CounterVec
+	refused  *prometheus.CounterVec
+	dropped  *prometheus.CounterVec
+	grayed   *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, peers, records func() float64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, peers, records, graylisted func() float64) (*metrics, error) {
 	m := &metrics{
 		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gpunode_p2p_invalid_messages_total",
@@ -26,6 +29,25 @@ func newMetrics(reg prometheus.Registerer, peers, records func() float64) (*metr
 			Name: "gpunode_p2p_offers_received_total",
 			Help: "Direct job offers received, by decision.",
 		}, []string{"decision"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpunode_p2p_offers_refused_total",
+			Help: "Direct job offers not taken, by reason: rate_limited, busy and graylisted ones were never evaluated.",
+		}, []string{"reason"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpunode_p2p_records_dropped_total",
+			Help: "Valid capacity records not kept, by reason (market_full: the market view is at max_records).",
+		}, []string{"reason"}),
+		grayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpunode_p2p_graylisted_total",
+			Help: "Peers disconnected and graylisted, by the abuse that got them there.",
+		}, []string{"reason"}),
+	}
+	for _, r := range refusedReasons {
+		m.refused.WithLabelValues(r)
+	}
+	m.dropped.WithLabelValues(droppedMarketFull)
+	for _, r := range []string{refusedRateLimited, refusedInvalid, syncAbuse} {
+		m.grayed.WithLabelValues(r)
 	}
 	for _, r := range capacity.Reasons {
 		m.invalid.WithLabelValues(string(r))
@@ -34,7 +56,11 @@ func newMetrics(reg prometheus.Registerer, peers, records func() float64) (*metr
 		m.offers.WithLabelValues(d)
 	}
 	cs := []prometheus.Collector{
-		m.invalid, m.accepted, m.offers,
+		m.invalid, m.accepted, m.offers, m.refused, m.dropped, m.grayed,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gpunode_p2p_graylisted_peers",
+			Help: "Peers whose connections are refused now.",
+		}, graylisted),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "gpunode_p2p_connected_peers",
 			Help: "Peers with an open connection.",

@@ -88,6 +88,7 @@ type Network struct {
 	sub     *pubsub.Subscription
 	market  *Market
 	metrics *metrics
+	guard   *guard
 	mdns    mdns.Service
 
 	ethAddr, ethSig string
@@ -181,10 +182,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Network, err error) {
 	n := &Network{
 		cancel: cancel,
 		cfg:    cfg, deps: deps, log: deps.Log.With("component", "p2p"),
-		market: newMarket(time.Duration(cfg.RecordTTL)), publishNow: make(chan struct{}, 1),
+		market: newMarket(time.Duration(cfg.RecordTTL), cfg.MaxRecords), publishNow: make(chan struct{}, 1),
 		syncSlots: make(chan struct{}, maxConcurrentSyncs),
 		scores:    map[peer.ID]float64{},
 	}
+	n.guard = newGuard(cfg, deps.Now)
+	n.guard.onGraylist = n.graylisted
 	n.key, err = LoadIdentity(IdentityPath(deps.DataDir))
 	if err != nil {
 		cancel()
@@ -215,9 +218,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Network, err error) {
 			n.Close()
 		}
 	}()
+	n.guard.refusedConns = func() { n.metrics.refused.WithLabelValues(refusedGraylisted).Inc() }
 	n.metrics, err = newMetrics(reg,
 		func() float64 { return float64(len(n.host.Network().Peers())) },
-		func() float64 { return float64(n.market.Len(n.now())) })
+		func() float64 { return float64(n.market.Len(n.now())) },
+		func() float64 { return float64(n.guard.count()) })
 	if err != nil {
 		return nil, fmt.Errorf("p2p: metrics: %w", err)
 	}
@@ -264,6 +269,7 @@ func (n *Network) hostOptions() ([]libp2p.Option, error) {
 	cfg := n.cfg
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
+	protocolLimits(&limits)
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(cfg.MaxMemoryMiB<<20, cfg.MaxFDs)))
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
@@ -278,6 +284,7 @@ func (n *Network) hostOptions() ([]libp2p.Option, error) {
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.ResourceManager(rm),
+		libp2p.ConnectionGater(n.guard),
 		libp2p.ConnectionManager(cm),
 		libp2p.UserAgent("gpunode/" + version.Get()),
 	}
@@ -617,6 +624,11 @@ func (n *Network) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 		n.metrics.invalid.WithLabelValues(string(capacity.ReasonStaleSeq)).Inc()
 		return pubsub.ValidationIgnore
 	}
+	if err == nil && n.market.full(msg.GetFrom(), n.now()) {
+		// A valid record the view has no room for: not the relaying peer's fault.
+		n.metrics.dropped.WithLabelValues(droppedMarketFull).Inc()
+		return pubsub.ValidationIgnore
+	}
 	if err != nil {
 		reason := capacity.ReasonOf(err)
 		n.metrics.invalid.WithLabelValues(string(reason)).Inc()
@@ -644,9 +656,13 @@ func (n *Network) receive(ctx context.Context) error {
 // store puts a verified record in the market view.
 func (n *Network) store(id peer.ID, rec *capacity.Record, env []byte) {
 	now := n.now()
-	if !n.market.put(id, rec, env, now) {
-		// Lost a race with a newer record validated concurrently.
-		n.metrics.invalid.WithLabelValues(string(capacity.ReasonStaleSeq)).Inc()
+	if ok, why := n.market.put(id, rec, env, now); !ok {
+		if why == droppedMarketFull {
+			n.metrics.dropped.WithLabelValues(why).Inc()
+		} else {
+			// Lost a race with a newer record validated concurrently.
+			n.metrics.invalid.WithLabelValues(why).Inc()
+		}
 		return
 	}
 	n.metrics.accepted.Inc()

@@ -192,20 +192,37 @@ func (n *Network) handleOffer(s network.Stream) {
 	ctx, cancel := context.WithTimeout(n.ctx(), time.Duration(n.cfg.OfferTimeout))
 	defer cancel()
 	from := s.Conn().RemotePeer()
+	if n.guard.graylisted(from) {
+		n.metrics.refused.WithLabelValues(refusedGraylisted).Inc()
+		s.Reset()
+		return
+	}
 	o, err := ReadOffer(s)
 	var d Decision
-	if err != nil {
+	var reason string
+	switch {
+	case err != nil:
 		n.metrics.offers.WithLabelValues("invalid").Inc()
 		n.log.Debug("invalid offer", "peer", from, "err", err)
-		d = Decision{Version: OfferVersion, Reason: err.Error()}
-	} else {
-		d = n.decide(ctx, from, o)
+		d, reason = Decision{Version: OfferVersion, Reason: err.Error()}, refusedInvalid
+		n.guard.strike(from, refusedInvalid)
+	default:
+		// The bucket is checked after the read: the answer names the offer it refuses,
+		// and reading at most MaxOfferSize bytes costs the node nothing worth saving.
+		if reason = n.guard.allowOffer(from); reason != "" {
+			d = Decision{Reason: refusal(reason, n.cfg)}
+		} else {
+			d, reason = n.decide(ctx, from, o)
+		}
 		label := "declined"
 		if d.Accepted {
 			label = "accepted"
 		}
 		n.metrics.offers.WithLabelValues(label).Inc()
-		n.log.Info("offer", "peer", from, "offer_id", o.ID, "manifest", o.ManifestCID, "accepted", d.Accepted, "reason", d.Reason)
+		n.log.Debug("offer", "peer", from, "offer_id", o.ID, "manifest", o.ManifestCID, "accepted", d.Accepted, "reason", d.Reason)
+	}
+	if reason != "" {
+		n.metrics.refused.WithLabelValues(reason).Inc()
 	}
 	d.Version, d.ID = OfferVersion, o.ID
 	if len(d.Reason) > 512 {
@@ -216,29 +233,46 @@ func (n *Network) handleOffer(s network.Stream) {
 	}
 }
 
-func (n *Network) decide(ctx context.Context, from peer.ID, o Offer) Decision {
-	decline := func(format string, args ...any) Decision {
-		return Decision{Reason: fmt.Sprintf(format, args...)}
+// refusal words a refusal that never reached evaluation.
+func refusal(reason string, cfg Config) string {
+	switch reason {
+	case refusedRateLimited:
+		return fmt.Sprintf("rate limited: this node evaluates at most %g offers per second from one peer (bursts of %d); offer again later", cfg.OfferRate, cfg.OfferBurst)
+	case refusedBusy:
+		return fmt.Sprintf("busy: this node evaluates at most %g offers per second in all; offer again later", cfg.OfferRateTotal)
+	}
+	return reason
+}
+
+// decide evaluates an offer, returning the decision and, if it is not accepted, the
+// refusal reason for the metrics.
+func (n *Network) decide(ctx context.Context, from peer.ID, o Offer) (Decision, string) {
+	decline := func(reason, format string, args ...any) (Decision, string) {
+		return Decision{Reason: fmt.Sprintf(format, args...)}, reason
 	}
 	if time.Unix(o.ExpiresAt, 0).Before(n.now()) {
-		return decline("offer expired at %s", time.Unix(o.ExpiresAt, 0).UTC().Format(time.RFC3339))
+		return decline(refusedExpired, "offer expired at %s", time.Unix(o.ExpiresAt, 0).UTC().Format(time.RFC3339))
 	}
 	c, err := n.deps.Snapshot(ctx)
 	if err != nil {
-		return decline("capacity unknown: %v", err)
+		return decline(refusedCapacity, "capacity unknown: %v", err)
 	}
 	if o.GPUs > c.FreeGPUs {
-		return decline("offer needs %d GPUs, %d free", o.GPUs, c.FreeGPUs)
+		return decline(refusedCapacity, "offer needs %d GPUs, %d free", o.GPUs, c.FreeGPUs)
 	}
 	ask, ok1 := parseWei(c.PricePerGPUHour)
 	bid, _ := parseWei(o.PricePerGPUHour)
 	if ok1 && bid.Cmp(ask) < 0 {
-		return decline("price %s wei/GPU-hour is below the ask of %s", o.PricePerGPUHour, c.PricePerGPUHour)
+		return decline(refusedPrice, "price %s wei/GPU-hour is below the ask of %s", o.PricePerGPUHour, c.PricePerGPUHour)
 	}
 	if n.deps.Offers == nil {
-		return Decision{Accepted: true, Reason: "terms acceptable"}
+		return Decision{Accepted: true, Reason: "terms acceptable"}, ""
 	}
-	return n.deps.Offers(ctx, from, o)
+	d := n.deps.Offers(ctx, from, o)
+	if !d.Accepted {
+		return d, refusedDeclined
+	}
+	return d, ""
 }
 
 // SendOffer sends o to peer id and waits for its decision, within the offer timeout.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"time"
@@ -23,8 +24,9 @@ import (
 const SyncProtocol protocol.ID = "/gpunode/market-sync/1.0.0"
 
 const (
-	// maxSyncRecords bounds one sync answer.
-	maxSyncRecords = 10_000
+	// maxInvalidSync is how many invalid records one sync answer may hold before its
+	// peer is graylisted: an honest peer only passes on records it verified.
+	maxInvalidSync = 16
 	// maxConcurrentSyncs bounds the pulls in flight.
 	maxConcurrentSyncs = 4
 	syncTimeout        = 20 * time.Second
@@ -34,8 +36,8 @@ func (n *Network) handleSync(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(syncTimeout))
 	entries := n.market.List(n.now())
-	if len(entries) > maxSyncRecords {
-		entries = entries[:maxSyncRecords]
+	if len(entries) > n.cfg.MaxSyncRecords {
+		entries = entries[:n.cfg.MaxSyncRecords]
 	}
 	for _, e := range entries {
 		if err := writeRaw(s, e.Envelope); err != nil {
@@ -73,7 +75,8 @@ func (n *Network) pull(ctx context.Context, id peer.ID) error {
 	_ = s.SetDeadline(dl)
 	_ = s.CloseWrite()
 	r := bufio.NewReader(s)
-	for i := 0; i < maxSyncRecords; i++ {
+	invalid := 0
+	for i := 0; i < n.cfg.MaxSyncRecords; i++ {
 		b, err := readFrame(r, capacity.MaxSize)
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -85,6 +88,11 @@ func (n *Network) pull(ctx context.Context, id peer.ID) error {
 		rec, err := capacity.Open(b, n.now(), time.Duration(n.cfg.RecordTTL), maxSkew)
 		if err != nil {
 			n.metrics.invalid.WithLabelValues(string(capacity.ReasonOf(err))).Inc()
+			if invalid++; invalid > maxInvalidSync {
+				s.Reset()
+				n.guard.graylist(id, syncAbuse)
+				return fmt.Errorf("more than %d invalid records in one answer", maxInvalidSync)
+			}
 			continue
 		}
 		pid, _ := peer.Decode(rec.PeerID)

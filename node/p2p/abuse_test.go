@@ -1,0 +1,277 @@
+package p2p
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	goruntime "runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ethcrypto "github.com/ethereum/go-ethereum/crypto"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gpunode/gpunode/internal/configfile"
+	"github.com/gpunode/gpunode/node/p2p/capacity"
+)
+
+// floodOffers sends n offers from one node to another, one after the other as fast as
+// the answers come, and returns the decisions and the errors.
+func floodOffers(t *testing.T, from, to *testNode, n int) ([]Decision, []error) {
+	t.Helper()
+	var ds []Decision
+	var errs []error
+	for i := 0; i < n; i++ {
+		o := goodOffer()
+		o.ID = fmt.Sprintf("flood-%d", i)
+		o.GPUs = 0
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		d, err := from.SendOffer(ctx, to.ID(), o)
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ds = append(ds, d)
+	}
+	return ds, errs
+}
+
+// TestOfferFlood: a peer sending 1,000 offers in a burst gets no more evaluated than its
+// token bucket allows; every other offer is answered with the refusal and its reason,
+// and counted by reason.
+func TestOfferFlood(t *testing.T) {
+	var evaluated atomic.Int64
+	rig := startNode(t, 1, nil, func(c *Config, d *Deps) {
+		c.OfferRate, c.OfferBurst = 2, 5
+		c.GraylistStrikes = 100000 // this test is about the bucket alone
+		d.Offers = func(context.Context, peer.ID, Offer) Decision {
+			evaluated.Add(1)
+			return Decision{Accepted: true, Reason: "ok"}
+		}
+	})
+	attacker := startNode(t, 2, rig.Addrs())
+	if !waitFor(10*time.Second, func() bool { return attacker.Connected(rig.ID()) }) {
+		t.Fatal("attacker did not connect")
+	}
+	start := time.Now()
+	ds, errs := floodOffers(t, attacker, rig, 1000)
+	elapsed := time.Since(start)
+	if len(errs) > 0 {
+		t.Fatalf("%d offers failed, first: %v", len(errs), errs[0])
+	}
+	max := int64(5 + 2*elapsed.Seconds() + 1)
+	got := evaluated.Load()
+	if got < 5 || got > max {
+		t.Errorf("%d offers evaluated in %s, want 5..%d", got, elapsed.Round(time.Millisecond), max)
+	}
+	accepted := 0
+	for _, d := range ds {
+		switch {
+		case d.Accepted:
+			accepted++
+		case !strings.Contains(d.Reason, "rate limited") || !strings.Contains(d.Reason, "2 offers per second"):
+			t.Fatalf("refusal without its reason: %+v", d)
+		}
+	}
+	if int64(accepted) != got {
+		t.Errorf("%d accepted answers, %d evaluations", accepted, got)
+	}
+	if refused := testutil.ToFloat64(rig.metrics.refused.WithLabelValues(refusedRateLimited)); refused != float64(1000-got) {
+		t.Errorf("refused offers counted %v, want %d", refused, 1000-got)
+	}
+	// Another peer is not held back by the first one's bucket.
+	honest := startNode(t, 3, rig.Addrs())
+	if !waitFor(10*time.Second, func() bool { return honest.Connected(rig.ID()) }) {
+		t.Fatal("honest peer did not connect")
+	}
+	if ds, errs := floodOffers(t, honest, rig, 1); len(errs) > 0 || !ds[0].Accepted {
+		t.Errorf("honest peer's offer: %+v %v", ds, errs)
+	}
+}
+
+// TestGraylist: a peer that keeps flooding past its bucket is disconnected and
+// graylisted: its connections are refused, it can send nothing more, and others are
+// served as before.
+func TestGraylist(t *testing.T) {
+	var evaluated atomic.Int64
+	rig := startNode(t, 1, nil, func(c *Config, d *Deps) {
+		c.OfferRate, c.OfferBurst, c.GraylistStrikes = 1, 3, 10
+		c.GraylistFor = configfile.Duration(time.Hour)
+		d.Offers = func(context.Context, peer.ID, Offer) Decision {
+			evaluated.Add(1)
+			return Decision{Accepted: true, Reason: "ok"}
+		}
+	})
+	attacker := startNode(t, 2, rig.Addrs())
+	if !waitFor(10*time.Second, func() bool { return attacker.Connected(rig.ID()) }) {
+		t.Fatal("attacker did not connect")
+	}
+	ds, errs := floodOffers(t, attacker, rig, 100)
+	if len(errs) < 80 {
+		t.Errorf("%d of 100 offers failed, want the attacker cut off after about 13: %d answers", len(errs), len(ds))
+	}
+	if got := evaluated.Load(); got > 3+int64(time.Minute.Seconds()) {
+		t.Errorf("%d offers evaluated", got)
+	}
+	if !waitFor(10*time.Second, func() bool { return !rig.Connected(attacker.ID()) && !attacker.Connected(rig.ID()) }) {
+		t.Fatal("graylisted attacker still connected")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := attacker.Host().Connect(ctx, peer.AddrInfo{ID: rig.ID(), Addrs: rig.Host().Addrs()}); err == nil && rig.Connected(attacker.ID()) {
+		t.Error("graylisted attacker reconnected")
+	}
+	if got := testutil.ToFloat64(rig.metrics.grayed.WithLabelValues(refusedRateLimited)); got != 1 {
+		t.Errorf("graylistings counted %v, want 1", got)
+	}
+	if got := rig.guard.count(); got != 1 {
+		t.Errorf("%d graylisted peers, want 1", got)
+	}
+	honest := startNode(t, 3, rig.Addrs())
+	if !waitFor(10*time.Second, func() bool { return honest.Connected(rig.ID()) }) {
+		t.Fatal("honest peer did not connect")
+	}
+	if ds, errs := floodOffers(t, honest, rig, 1); len(errs) > 0 || !ds[0].Accepted {
+		t.Errorf("honest peer's offer: %+v %v", ds, errs)
+	}
+}
+
+// TestOfferStreamsPerPeer: the resource manager lets one peer hold only a few offer
+// streams open; the rest are reset before any handler runs.
+func TestOfferStreamsPerPeer(t *testing.T) {
+	rig := startNode(t, 1, nil)
+	attacker := startNode(t, 2, rig.Addrs())
+	if !waitFor(10*time.Second, func() bool { return attacker.Connected(rig.ID()) }) {
+		t.Fatal("attacker did not connect")
+	}
+	const n = 12
+	var streams []network.Stream
+	for i := 0; i < n; i++ {
+		s, err := attacker.Host().NewStream(context.Background(), rig.ID(), OfferProtocol)
+		if err != nil {
+			continue // refused at negotiation: fine
+		}
+		s.Write(binary.AppendUvarint(nil, 100)) // an offer that never comes
+		streams = append(streams, s)
+	}
+	reset := n - len(streams)
+	for _, s := range streams {
+		s.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err := readFrame(s, MaxOfferSize)
+		if errors.Is(err, network.ErrReset) {
+			reset++
+		}
+		s.Reset()
+	}
+	if reset < n-4 {
+		t.Errorf("%d of %d stalled offer streams from one peer reset, want at least %d", reset, n, n-4)
+	}
+}
+
+// padded is a capacity snapshot near the record size limit.
+func padded() capacity.Capacity {
+	c := newRig(0).cap
+	for i := 0; i < 24; i++ {
+		c.JobKinds = append(c.JobKinds, fmt.Sprintf("%03d-%s", i, strings.Repeat("k", 120)))
+		c.DatasetTags = append(c.DatasetTags, fmt.Sprintf("%03d-%s", i, strings.Repeat("d", 120)))
+	}
+	return c
+}
+
+// TestSyncFlood: 10,000 validly signed records of fresh peer IDs arrive in market-sync
+// answers; the market view keeps at most max_records of them and the node's memory
+// stays bounded. Then an answer of forged records gets its peer graylisted.
+func TestSyncFlood(t *testing.T) {
+	const maxRecords, perAnswer, total = 1000, 1000, 10_000
+	victim := startNode(t, 1, nil, func(c *Config, d *Deps) {
+		c.MaxRecords, c.MaxSyncRecords = maxRecords, perAnswer
+		c.RepublishInterval = configfile.Duration(time.Hour) // no anti-entropy pulls of its own
+		c.RecordTTL = configfile.Duration(2 * time.Hour)
+	})
+	attacker := startNode(t, 2, nil)
+	eth, err := ethcrypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	capa := padded()
+	var next atomic.Int64
+	var forge atomic.Bool
+	attacker.Host().SetStreamHandler(SyncProtocol, func(s network.Stream) {
+		defer s.Close()
+		for i := 0; i < perAnswer; i++ {
+			if forge.Load() {
+				writeRaw(s, []byte(strings.Repeat("x", 100)))
+				continue
+			}
+			key, _, _ := crypto.GenerateEd25519Key(nil)
+			id, _ := peer.IDFromPrivateKey(key)
+			addr, sig, _ := capacity.Bind(id, eth)
+			rec := &capacity.Record{Version: capacity.Version, PeerID: id.String(), Seq: uint64(next.Add(1)),
+				Timestamp: time.Now().Unix(), EthAddress: addr, EthSignature: sig, Capacity: capa}
+			b, err := capacity.Seal(rec, key)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := writeRaw(s, b); err != nil {
+				return
+			}
+		}
+	})
+	if err := victim.Host().Connect(context.Background(), peer.AddrInfo{ID: attacker.ID(), Addrs: attacker.Host().Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	heap := func() uint64 {
+		var m goruntime.MemStats
+		goruntime.GC()
+		goruntime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	ctx := context.Background()
+	// The victim may pull on its own too when the attacker joins the topic: pull until
+	// 10,000 records went out.
+	for pulls := 0; next.Load() < total; pulls++ {
+		if pulls > 2*total/perAnswer {
+			t.Fatalf("%d pulls and only %d records sent", pulls, next.Load())
+		}
+		if err := victim.pull(ctx, attacker.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := heap()
+	if got := victim.market.Len(time.Now()); got != maxRecords-1 && got != maxRecords {
+		t.Errorf("market view holds %d records, want max_records (%d, one of them possibly its own)", got, maxRecords)
+	}
+	dropped := testutil.ToFloat64(victim.metrics.dropped.WithLabelValues(droppedMarketFull))
+	if dropped < total-maxRecords {
+		t.Errorf("records dropped for a full market: %v, want at least %d", dropped, total-maxRecords)
+	}
+	// A kept record costs about 15 KiB (its envelope and its decoded strings): 10,000
+	// would take about 150 MiB, the 1,000 kept take 15 MiB, and the test's own attacker
+	// shares the process.
+	const bound = 64 << 20
+	if after > before && after-before > bound {
+		t.Errorf("heap grew by %d MiB while 10,000 records arrived, bound %d MiB", (after-before)>>20, bound>>20)
+	}
+	t.Logf("heap %d MiB -> %d MiB, %d records kept", before>>20, after>>20, victim.market.Len(time.Now()))
+
+	// Forged records: the answer is cut off and the peer graylisted.
+	forge.Store(true)
+	if err := victim.pull(ctx, attacker.ID()); err == nil || !strings.Contains(err.Error(), "invalid records") {
+		t.Errorf("pull of forged records: %v", err)
+	}
+	if !victim.guard.graylisted(attacker.ID()) {
+		t.Error("peer answering forged records not graylisted")
+	}
+	if !waitFor(10*time.Second, func() bool { return !victim.Connected(attacker.ID()) }) {
+		t.Error("graylisted peer still connected")
+	}
+}
