@@ -55,6 +55,9 @@ type chain struct {
 
 	// duties judges validation duties by the policy's [validator] rules; nil allows all.
 	dutyPolicy validator.DutyPolicy
+
+	// posted caches the chain's answers about the jobs peers offer.
+	posted *postedCache
 }
 
 // duty is what a validator keeps of a job it judges, from JobPosted on.
@@ -76,7 +79,8 @@ const (
 func dutyKey(id string) string { return "duty-" + id }
 
 func newChain(m *market.Market, st *store.Store, content jobs.Content, log *slog.Logger) *chain {
-	return &chain{m: m, store: st, content: content, log: log.With("component", "chain"), retryGap: 30 * time.Second}
+	return &chain{m: m, store: st, content: content, log: log.With("component", "chain"), retryGap: 30 * time.Second,
+		posted: newPostedCache(4096, 30*time.Second)}
 }
 
 // attach gives the chain the job machine and the validator once they exist.

@@ -36,7 +36,7 @@ func (c *chain) offered(ctx context.Context, from peer.ID, o p2p.Offer) p2p.Deci
 	if !ok {
 		return decline("job_id %q: want a decimal or 0x-hex job id", o.JobID)
 	}
-	ev, err := c.m.Posted(ctx, id)
+	ev, err := c.posted.get(ctx, id, c.m.Posted)
 	if errors.Is(err, market.ErrNotPosted) {
 		return decline("job %s is not posted on this node's chain", id)
 	}
