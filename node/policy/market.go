@@ -179,7 +179,7 @@ func (s *Set) MaxImageBytes() int64 {
 // RunWindowNeeded is how long a run window must be for a job that may run maxDuration
 // and took prepare to get ready, with the factor's margin for uploading and submitting.
 func RunWindowNeeded(factor float64, maxDuration, prepare time.Duration) time.Duration {
-	need := factor * float64(maxDuration+prepare)
+	need := factor * (float64(maxDuration) + float64(prepare))
 	if need >= math.MaxInt64 {
 		return time.Duration(math.MaxInt64)
 	}

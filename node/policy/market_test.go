@@ -157,3 +157,53 @@ func TestMeasured(t *testing.T) {
 		t.Errorf("measured job over both limits:\n%s", explain(d))
 	}
 }
+
+// FuzzMarketTerms: whatever terms a hostile sponsor posts, evaluation never panics, and a
+// job it allows keeps within every open-market limit of the policy.
+func FuzzMarketTerms(f *testing.F) {
+	f.Add("1000", "", validatorA, int64(8*3600), int64(60), int64(4000))
+	f.Add("1001", tokenA, validatorB, int64(1), int64(0), int64(6000))
+	f.Add("", "0x0000000000000000000000000000000000000000", "any", int64(-5), int64(-1<<62), int64(-1))
+	f.Add("115792089237316195423570985008687907853269984665640564039457584007913129639936", "0xzz", "", int64(1<<62), int64(1<<62), int64(1<<62))
+	p, err := Parse([]byte("version = 1\nmax_bond_wei = \"1000\"\nmax_image_bytes = 5000\nmin_run_window_factor = 1.5\n" +
+		"[validators]\nallow = [\"" + validatorA + "\"]\n[tokens.\"" + tokenA + "\"]\nmax_bond = \"10\"\n"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &Set{Local: p}
+	f.Fuzz(func(t *testing.T, bond, token, validator string, runWindow, prepare, image int64) {
+		r := testRequest(t)
+		r.Market = Terms{Token: token, Validators: []string{validator}, RunWindow: time.Duration(runWindow),
+			PrepareTime: time.Duration(prepare), ImageBytes: image}
+		if b, ok := new(big.Int).SetString(bond, 10); ok {
+			r.Market.BondWei = b
+		}
+		d := s.Evaluate(r, Offer)
+		m := s.Measured(r)
+		if !d.Allow {
+			return
+		}
+		capWei := big.NewInt(1000)
+		if !r.Market.PaysETH() {
+			capWei = big.NewInt(10)
+			if !strings.EqualFold(token, tokenA) {
+				t.Fatalf("allowed a job paying in unlisted token %q", token)
+			}
+		}
+		if r.Market.BondWei != nil && r.Market.BondWei.Cmp(capWei) > 0 {
+			t.Fatalf("allowed a bond of %s above the cap %s", r.Market.BondWei, capWei)
+		}
+		if !strings.EqualFold(validator, validatorA) {
+			t.Fatalf("allowed validator %q", validator)
+		}
+		if image > 5000 {
+			t.Fatalf("allowed an image of %d bytes", image)
+		}
+		if runWindow > 0 && r.Market.RunWindow < RunWindowNeeded(1.5, r.Manifest.MaxDuration.Duration, r.Market.PrepareTime) {
+			t.Fatalf("allowed run window %s", r.Market.RunWindow)
+		}
+		if !m.Allow {
+			t.Fatalf("Evaluate allowed what Measured refuses:\n%s", explain(m))
+		}
+	})
+}
