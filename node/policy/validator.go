@@ -25,6 +25,9 @@ type Validator struct {
 	DenySponsors []string `toml:"deny_sponsors"`
 	// Images restricts evaluation images by repository pattern and digest.
 	Images Images `toml:"images"`
+	// MaxImageBytes is the largest evaluation image the node pulls: the pull stops once
+	// the layers announced pass it, and the image is removed (0: no cap).
+	MaxImageBytes int64 `toml:"max_image_bytes"`
 	// MaxCPUs and MaxMemoryMiB cap the evaluation container, whatever the job says.
 	MaxCPUs      float64 `toml:"max_cpus"`
 	MaxMemoryMiB int64   `toml:"max_memory_mib"`
@@ -80,6 +83,9 @@ func (v *Validator) validate() []error {
 			bad("images.pinned: %q is not sha256:<64 lowercase hex>", d)
 		}
 	}
+	if v.MaxImageBytes < 0 {
+		bad("max_image_bytes: negative")
+	}
 	if v.MaxCPUs < 0 || v.MaxCPUs > maxEvalCPUs || v.MaxCPUs != v.MaxCPUs {
 		bad("max_cpus: %v out of range 0..%d", v.MaxCPUs, maxEvalCPUs)
 	}
@@ -119,9 +125,10 @@ type DutyRequest struct {
 // EvalLimits caps an evaluation container: the smallest value any layer sets, 0 where
 // none sets one.
 type EvalLimits struct {
-	CPUs        float64       `json:"cpus,omitempty"`
-	MemoryBytes int64         `json:"memory_bytes,omitempty"`
-	MaxDuration time.Duration `json:"max_duration,omitempty"`
+	CPUs          float64       `json:"cpus,omitempty"`
+	MemoryBytes   int64         `json:"memory_bytes,omitempty"`
+	MaxDuration   time.Duration `json:"max_duration,omitempty"`
+	MaxImageBytes int64         `json:"max_image_bytes,omitempty"`
 }
 
 const zeroAddress = "0x0000000000000000000000000000000000000000"
@@ -158,6 +165,7 @@ func (s *Set) Duty(r DutyRequest) (EvalLimits, Decision) {
 		lim.CPUs = minPositive(lim.CPUs, v.MaxCPUs)
 		lim.MemoryBytes = minPositive(lim.MemoryBytes, v.MaxMemoryMiB<<20)
 		lim.MaxDuration = minPositive(lim.MaxDuration, v.MaxDuration.Duration)
+		lim.MaxImageBytes = minPositive(lim.MaxImageBytes, v.MaxImageBytes)
 	}
 	return lim, d
 }
@@ -269,6 +277,7 @@ func validatorTightens(pool, local *Validator, loose func(format string, a ...an
 			loose("validator.%s = %v exceeds the pool's %v", key, l, p)
 		}
 	}
+	capLoose("max_image_bytes", float64(local.MaxImageBytes), float64(pool.MaxImageBytes))
 	capLoose("max_cpus", local.MaxCPUs, pool.MaxCPUs)
 	capLoose("max_memory_mib", float64(local.MaxMemoryMiB), float64(pool.MaxMemoryMiB))
 	capLoose("max_duration", local.MaxDuration.Seconds(), pool.MaxDuration.Seconds())

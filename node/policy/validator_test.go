@@ -67,7 +67,7 @@ func TestDuty(t *testing.T) {
 			if want := tt.rule == ""; d.Allow != want {
 				t.Fatalf("allow = %v, want %v: %v", d.Allow, want, d.Reasons())
 			}
-			if lim != (EvalLimits{CPUs: 2, MemoryBytes: 4096 << 20, MaxDuration: 30 * time.Minute}) {
+			if lim != (EvalLimits{CPUs: 2, MemoryBytes: 4096 << 20, MaxDuration: 30 * time.Minute, MaxImageBytes: 2 << 30}) {
 				t.Errorf("limits %+v", lim)
 			}
 			if tt.rule == "" {
@@ -90,7 +90,7 @@ func TestDuty(t *testing.T) {
 // layer sets, and a token job is declined unless some layer lists tokens.
 func TestDutyLayers(t *testing.T) {
 	pool := validatorPolicy(t)
-	local, err := Parse([]byte("version = 1\n[validator]\nmax_cpus = 1\nmin_fee_wei = \"2000\"\n"))
+	local, err := Parse([]byte("version = 1\n[validator]\nmax_cpus = 1\nmax_image_bytes = 4294967296\nmin_fee_wei = \"2000\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestDutyLayers(t *testing.T) {
 	if d.Allow {
 		t.Error("the local fee floor of 2000 wei allowed a fee of 1000")
 	}
-	if lim.CPUs != 1 || lim.MemoryBytes != 4096<<20 {
+	if lim.CPUs != 1 || lim.MaxImageBytes != 2<<30 || lim.MemoryBytes != 4096<<20 {
 		t.Errorf("limits %+v: want the smallest of each layer's", lim)
 	}
 	// Without any [validator] section, duties are evaluated uncapped, as before.
@@ -137,8 +137,8 @@ allow = ["docker.io/*/*"]
 			t.Errorf("CheckTightens did not report %s: %v", want, text)
 		}
 	}
-	if errs := CheckTightens(pool, local); len(errs) != 0 {
-		t.Errorf("tighter local layer: %v", errs)
+	if errs := CheckTightens(pool, local); len(errs) != 1 || !strings.Contains(errs[0].Error(), "max_image_bytes") {
+		t.Errorf("local layer with a larger image cap: %v, want only max_image_bytes reported", errs)
 	}
 }
 
@@ -146,6 +146,7 @@ func TestValidatorKeysRefused(t *testing.T) {
 	for name, body := range map[string]string{
 		"bad sponsor":       `sponsors = ["bob"]`,
 		"bad deny":          `deny_sponsors = ["0x12"]`,
+		"negative image cap": `max_image_bytes = -1`,
 		"negative cpus":     `max_cpus = -0.5`,
 		"absurd cpus":       `max_cpus = 1e9`,
 		"absurd memory":     `max_memory_mib = 9223372036854775807`,
@@ -225,7 +226,7 @@ func FuzzValidatorSection(f *testing.F) {
 			return
 		}
 		lim, _ := (&Set{Local: p}).Duty(goodDuty())
-		if lim.CPUs < 0 || lim.MemoryBytes < 0 || lim.MaxDuration < 0 {
+		if lim.CPUs < 0 || lim.MemoryBytes < 0 || lim.MaxDuration < 0 || lim.MaxImageBytes < 0 {
 			t.Fatalf("negative cap %+v", lim)
 		}
 		alone, both := &Set{Local: pool}, &Set{Pool: pool, Local: p}
@@ -235,7 +236,7 @@ func FuzzValidatorSection(f *testing.F) {
 			if db.Allow && !da.Allow {
 				t.Fatalf("probe %d %+v: the local layer loosened the pool's decision", i, r)
 			}
-			if lb.CPUs > la.CPUs || lb.MemoryBytes > la.MemoryBytes || lb.MaxDuration > la.MaxDuration {
+			if lb.CPUs > la.CPUs || lb.MemoryBytes > la.MemoryBytes || lb.MaxDuration > la.MaxDuration || lb.MaxImageBytes > la.MaxImageBytes {
 				t.Fatalf("the local layer raised a cap: %+v over %+v", lb, la)
 			}
 		}
