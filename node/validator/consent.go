@@ -22,7 +22,7 @@ func PolicyConsent(p DutyPolicy) Consent {
 		if !d.Allow {
 			return Limits{}, fmt.Errorf("%w: %s", ErrDeclined, strings.Join(d.Reasons(), "; "))
 		}
-		return Limits{CPUs: lim.CPUs, MemoryBytes: lim.MemoryBytes, RunTimeout: lim.MaxDuration}, nil
+		return Limits{CPUs: lim.CPUs, MemoryBytes: lim.MemoryBytes, RunTimeout: lim.MaxDuration, MaxImageBytes: lim.MaxImageBytes}, nil
 	}
 }
 

@@ -92,6 +92,21 @@ func TestConsent(t *testing.T) {
 	}
 }
 
+// TestImageCapNeedsChecker: a size cap the runtime cannot check declines the task
+// rather than pulling an image of unknown size.
+func TestImageCapNeedsChecker(t *testing.T) {
+	p, err := policy.Parse([]byte("version = 1\n[validator]\nmax_image_bytes = 1000000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSetup(t, writeResult(`{"version":1,"metrics":{"accuracy":0.95}}`))
+	s.v.SetConsent(PolicyConsent(&policy.Set{Local: p}))
+	v, err := s.v.Validate(context.Background(), s.task)
+	if err != nil || !v.Declined || !strings.Contains(v.Reason, "cannot be checked") || s.rt.starts != 0 || s.chain.attests != 0 {
+		t.Errorf("verdict %+v %v after %d runs and %d attestations", v, err, s.rt.starts, s.chain.attests)
+	}
+}
+
 func TestCapped(t *testing.T) {
 	for _, c := range []struct{ a, b, want int64 }{{0, 0, 0}, {5, 0, 5}, {0, 5, 5}, {3, 5, 3}, {5, 3, 3}} {
 		if got := capped(c.a, c.b); got != c.want {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -122,8 +123,9 @@ func (e *engineEvents) find(typ events.Type, act events.Action, s string) []even
 
 // TestConsentOnDocker: a validator named by a sponsor its policy does not allow, or for
 // an evaluation image outside its policy, pulls nothing and creates no container on a
-// real dockerd, and says why; the same validator evaluates an allowed duty, which shows
-// the pull and the container on the same event stream.
+// real dockerd, and says why; an image over its size cap is declined and not kept. The
+// same validator evaluates an allowed duty, which shows the pull and the containers on
+// the same event stream.
 func TestConsentOnDocker(t *testing.T) {
 	testenv.RequireDocker(t)
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
@@ -137,6 +139,7 @@ func TestConsentOnDocker(t *testing.T) {
 	}
 	addr := testenv.Registry(t, t.TempDir(), "")
 	lab, other, lab2 := pushEval(t, cli, probe, addr+"/lab/eval:t"), pushEval(t, cli, probe, addr+"/other/eval:t"), pushEval(t, cli, probe, addr+"/lab/eval2:t")
+	big := pushEval(t, cli, probe, addr+"/lab/big:t")
 
 	dir := t.TempDir()
 	rcfg := docker.Default()
@@ -153,17 +156,24 @@ func TestConsentOnDocker(t *testing.T) {
 	defer rt.Close()
 	seen := watchEngine(t, cli, rcfg.Instance)
 	t.Cleanup(func() {
-		for _, ref := range []string{lab, other, lab2} {
+		for _, ref := range []string{lab, other, lab2, big} {
 			cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
 		}
 	})
 
-	pol, err := policy.Parse([]byte(`version = 1
+	rules := `version = 1
 [validator]
 sponsors = ["0x1111111111111111111111111111111111111111"]
+max_image_bytes = %d
 [validator.images]
 allow = ["127.0.0.1:*/lab/*"]
-`))
+`
+	pol, err := policy.Parse([]byte(fmt.Sprintf(rules, 64<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The probe image is a few MiB: over this validator's cap.
+	small, err := policy.Parse([]byte(fmt.Sprintf(rules, 64<<10)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +192,8 @@ allow = ["127.0.0.1:*/lab/*"]
 	chain := &fakeChain{scores: map[string]uint32{}}
 	v := New(Default(), st, chain, fakeContent{dirs: map[string]string{"bafyckpt": ckpt}}, rt, filepath.Join(dir, "work"), log)
 	v.SetConsent(PolicyConsent(&policy.Set{Local: pol}))
+	tight := New(Default(), st, chain, fakeContent{dirs: map[string]string{"bafyckpt": ckpt}}, rt, filepath.Join(dir, "work-tight"), log)
+	tight.SetConsent(PolicyConsent(&policy.Set{Local: small}))
 	task := func(id, sponsor, img string) Task {
 		return Task{JobID: id, CheckpointCID: "bafyckpt", ResultHash: hash, EvalImage: img, Metric: "accuracy", Threshold: 900000,
 			EvalCommand: []string{"/probe", `write:/out/result.json={"version":1,"metrics":{"accuracy":0.95}}`},
@@ -205,8 +217,13 @@ allow = ["127.0.0.1:*/lab/*"]
 			t.Fatalf("job %s: verdict %+v, want declined by %s", c.task.JobID, verdict, c.reason)
 		}
 	}
+	// An image over the cap is declined, and does not stay on the engine.
+	verdict, err := tight.Validate(ctx, task("4", allowed, big))
+	if err != nil || !verdict.Declined || !strings.Contains(verdict.Reason, "cap 65536") {
+		t.Fatalf("image over the cap: %+v %v", verdict, err)
+	}
 	// The control: an allowed duty is pulled, created and evaluated.
-	verdict, err := v.Validate(ctx, task("3", allowed, lab))
+	verdict, err = v.Validate(ctx, task("3", allowed, lab))
 	if err != nil || verdict.Declined || verdict.Score != 950000 {
 		t.Fatalf("allowed duty: %+v %v", verdict, err)
 	}
@@ -220,15 +237,16 @@ allow = ["127.0.0.1:*/lab/*"]
 		}
 	}
 	// Events arrive in order: whatever the declined duties did came before the control's.
-	if got := seen.find(events.ContainerEventType, events.ActionCreate, ""); len(got) != 1 {
-		t.Errorf("containers created: %d, want only the allowed duty's: %+v", len(got), got)
+	// The allowed duty's are its dry run and its evaluation.
+	if all, ok := seen.find(events.ContainerEventType, events.ActionCreate, ""), seen.find(events.ContainerEventType, events.ActionCreate, "eval-3"); len(all) != len(ok) {
+		t.Errorf("containers created: %d, want only the allowed duty's (%d): %+v", len(all), len(ok), all)
 	}
 	for _, ref := range []string{addr + "/lab/eval2", addr + "/other/eval"} {
 		if got := seen.find(events.ImageEventType, events.ActionPull, ref); len(got) > 0 {
 			t.Errorf("declined image %s was pulled: %+v", ref, got)
 		}
 	}
-	for _, ref := range []string{lab2, other} {
+	for _, ref := range []string{lab2, other, big} {
 		if _, err := cli.ImageInspect(ctx, ref); !errdefs.IsNotFound(err) {
 			t.Errorf("declined image %s is on the engine: %v", ref, err)
 		}

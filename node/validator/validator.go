@@ -107,6 +107,14 @@ type Limits struct {
 	CPUs        float64
 	MemoryBytes int64
 	RunTimeout  time.Duration
+	// MaxImageBytes caps the evaluation image; the runtime must be an ImageChecker.
+	MaxImageBytes int64
+}
+
+// ImageChecker is a runtime that pulls an image within a size cap and dry-runs its
+// container before the node commits to running it (docker.Runtime).
+type ImageChecker interface {
+	Check(ctx context.Context, spec runtime.Spec, maxImageBytes int64) (runtime.Checked, error)
 }
 
 // Consent decides whether the node evaluates t, before anything is fetched, pulled or
@@ -179,9 +187,19 @@ func (v *Validator) Validate(ctx context.Context, t Task) (Verdict, error) {
 		if v.consent != nil {
 			lim, err = v.consent(t)
 		}
-		if errors.Is(err, ErrDeclined) {
+		switch {
+		case errors.Is(err, ErrDeclined):
 			verdict = Verdict{Declined: true, Reason: err.Error()}
-			v.log.Warn("validation declined: not evaluated", "job_id", t.JobID, "sponsor", t.Sponsor, "image", t.EvalImage, "reason", err)
+		case err != nil:
+			return Verdict{}, fmt.Errorf("job %s: consent: %w", t.JobID, err)
+		default:
+			verdict, err = v.evaluate(ctx, t, lim)
+			if err != nil {
+				return Verdict{}, fmt.Errorf("job %s: %w", t.JobID, err)
+			}
+		}
+		if verdict.Declined {
+			v.log.Warn("validation declined: not evaluated", "job_id", t.JobID, "sponsor", t.Sponsor, "image", t.EvalImage, "reason", verdict.Reason)
 			if _, err := v.store.Advance(id, stateEvaluating, stateDeclined, verdict.Reason, func(sj *store.Job) error {
 				sj.Data = mustJSON(verdict)
 				return nil
@@ -189,13 +207,6 @@ func (v *Validator) Validate(ctx context.Context, t Task) (Verdict, error) {
 				return Verdict{}, err
 			}
 			return verdict, nil
-		}
-		if err != nil {
-			return Verdict{}, fmt.Errorf("job %s: consent: %w", t.JobID, err)
-		}
-		verdict, err = v.evaluate(ctx, t, lim)
-		if err != nil {
-			return Verdict{}, fmt.Errorf("job %s: %w", t.JobID, err)
 		}
 		v.log.Info("evaluated", "job_id", t.JobID, "metric", t.Metric, "value", verdict.Value, "score", verdict.Score, "pass", verdict.Pass, "reason", verdict.Reason)
 		if j, err = v.store.Advance(id, stateEvaluating, stateAttesting, fmt.Sprintf("score %d", verdict.Score), func(sj *store.Job) error {
@@ -231,6 +242,39 @@ func (v *Validator) Validate(ctx context.Context, t Task) (Verdict, error) {
 // later, and the contract's deadlines bound how long.
 func (v *Validator) evaluate(ctx context.Context, t Task, lim Limits) (Verdict, error) {
 	fail := func(format string, a ...any) (Verdict, error) { return Verdict{Reason: fmt.Sprintf(format, a...)}, nil }
+	out := filepath.Join(v.workDir, "eval", t.JobID, "out")
+	if err := os.MkdirAll(out, 0o777); err != nil {
+		return Verdict{}, fmt.Errorf("eval output dir: %w", err)
+	}
+	os.Chmod(out, 0o777)
+	spec := runtime.Spec{
+		JobID:        "eval-" + t.JobID,
+		Image:        t.EvalImage,
+		Command:      t.EvalCommand,
+		OutputDir:    out,
+		OutputTarget: "/out",
+		Network:      runtime.NetworkNone,
+		RunTimeout:   capped(time.Duration(v.cfg.EvalTimeout), lim.RunTimeout),
+		Resources:    runtime.Resources{CPUs: capped(v.cfg.CPUs, lim.CPUs), MemoryBytes: capped(v.cfg.MemoryBytes, lim.MemoryBytes)},
+	}
+	if lim.MaxImageBytes > 0 && len(t.EvalCommand) > 0 {
+		// Before anything is fetched: an image over the cap is the sponsor's doing, and
+		// the duty is declined rather than scored.
+		c, ok := v.rt.(ImageChecker)
+		if !ok {
+			return Verdict{Declined: true, Reason: "the evaluation image's size cannot be checked on this runtime"}, nil
+		}
+		_, err := c.Check(ctx, spec, lim.MaxImageBytes)
+		switch {
+		case err == nil:
+		case errors.Is(err, runtime.ErrImageTooLarge), errors.Is(err, runtime.ErrPlatform):
+			return Verdict{Declined: true, Reason: fmt.Sprintf("evaluation image: %v", err)}, nil
+		case errors.Is(err, runtime.ErrImageNotFound), errors.Is(err, runtime.ErrDigestMismatch), errors.Is(err, runtime.ErrTagNotAllowed):
+			return fail("evaluation image: %v", err)
+		default:
+			return Verdict{}, fmt.Errorf("check evaluation image: %w", err)
+		}
+	}
 	dir, err := v.content.Fetch(ctx, t.CheckpointCID)
 	if err != nil {
 		return Verdict{}, fmt.Errorf("fetch checkpoint %s: %w", t.CheckpointCID, err)
@@ -245,11 +289,6 @@ func (v *Validator) evaluate(ctx context.Context, t Task, lim Limits) (Verdict, 
 	if len(t.EvalCommand) == 0 {
 		return fail("the job names no evaluation command")
 	}
-	out := filepath.Join(v.workDir, "eval", t.JobID, "out")
-	if err := os.MkdirAll(out, 0o777); err != nil {
-		return Verdict{}, fmt.Errorf("eval output dir: %w", err)
-	}
-	os.Chmod(out, 0o777)
 	mounts := []runtime.Mount{{Source: dir, Target: "/checkpoint"}}
 	for _, in := range t.EvalInputs {
 		p, err := v.content.Fetch(ctx, in.CID)
@@ -258,18 +297,9 @@ func (v *Validator) evaluate(ctx context.Context, t Task, lim Limits) (Verdict, 
 		}
 		mounts = append(mounts, runtime.Mount{Source: p, Target: in.Path})
 	}
-	evalID := "eval-" + t.JobID
-	_, err = v.rt.Start(ctx, runtime.Spec{
-		JobID:        evalID,
-		Image:        t.EvalImage,
-		Command:      t.EvalCommand,
-		Inputs:       mounts,
-		OutputDir:    out,
-		OutputTarget: "/out",
-		Network:      runtime.NetworkNone,
-		RunTimeout:   capped(time.Duration(v.cfg.EvalTimeout), lim.RunTimeout),
-		Resources:    runtime.Resources{CPUs: capped(v.cfg.CPUs, lim.CPUs), MemoryBytes: capped(v.cfg.MemoryBytes, lim.MemoryBytes)},
-	})
+	evalID := spec.JobID
+	spec.Inputs = mounts
+	_, err = v.rt.Start(ctx, spec)
 	switch {
 	case err == nil, errors.Is(err, runtime.ErrJobExists):
 	case errors.Is(err, runtime.ErrImageNotFound), errors.Is(err, runtime.ErrDigestMismatch), errors.Is(err, runtime.ErrTagNotAllowed):
