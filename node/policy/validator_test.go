@@ -144,18 +144,18 @@ allow = ["docker.io/*/*"]
 
 func TestValidatorKeysRefused(t *testing.T) {
 	for name, body := range map[string]string{
-		"bad sponsor":       `sponsors = ["bob"]`,
-		"bad deny":          `deny_sponsors = ["0x12"]`,
+		"bad sponsor":        `sponsors = ["bob"]`,
+		"bad deny":           `deny_sponsors = ["0x12"]`,
 		"negative image cap": `max_image_bytes = -1`,
-		"negative cpus":     `max_cpus = -0.5`,
-		"absurd cpus":       `max_cpus = 1e9`,
-		"absurd memory":     `max_memory_mib = 9223372036854775807`,
-		"negative duration": `max_duration = "-1m"`,
-		"fee not a number":  `min_fee_wei = "1e18"`,
-		"bad pattern":       "[validator.images]\nallow = [\"[\"]",
-		"bad digest":        "[validator.images]\npinned = [\"sha256:abc\"]",
-		"bad token":         "[validator.token_min_fees]\n\"usdc\" = \"1\"",
-		"unknown key":       `max_gpus_please = 3`,
+		"negative cpus":      `max_cpus = -0.5`,
+		"absurd cpus":        `max_cpus = 1e9`,
+		"absurd memory":      `max_memory_mib = 9223372036854775807`,
+		"negative duration":  `max_duration = "-1m"`,
+		"fee not a number":   `min_fee_wei = "1e18"`,
+		"bad pattern":        "[validator.images]\nallow = [\"[\"]",
+		"bad digest":         "[validator.images]\npinned = [\"sha256:abc\"]",
+		"bad token":          "[validator.token_min_fees]\n\"usdc\" = \"1\"",
+		"unknown key":        `max_gpus_please = 3`,
 	} {
 		if _, err := Parse([]byte("version = 1\n[validator]\n" + body + "\n")); err == nil {
 			t.Errorf("%s: accepted", name)
