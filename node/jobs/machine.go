@@ -43,6 +43,10 @@ type Config struct {
 	RetryMax  configfile.Duration `toml:"retry_max"`
 	// MaxAttempts is how often a step is tried before the job is failed.
 	MaxAttempts int `toml:"max_attempts"`
+	// MaxOutputBytes caps what one job may publish: a job declaring a larger
+	// output.max_bytes is declined. 0 derives it from the host when the job is evaluated:
+	// half the free space of the filesystem holding the jobs' directories.
+	MaxOutputBytes int64 `toml:"max_output_bytes"`
 }
 
 // Default returns the default state machine configuration.
@@ -71,6 +75,9 @@ func (c Config) Validate() []error {
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, errors.New("max_attempts: must be at least 1"))
+	}
+	if c.MaxOutputBytes < 0 {
+		errs = append(errs, errors.New("max_output_bytes: must not be negative (0 derives it from the free disk)"))
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errs
@@ -486,6 +493,9 @@ func (m *Machine) evaluate(ctx context.Context, id string, rec Record) (State, s
 	if free := m.alloc.free(); man.Resources.GPUs > free {
 		return m.declined(id, p, man, KindGPUs, fmt.Sprintf("needs %d GPUs, %d free", man.Resources.GPUs, free))
 	}
+	if c := m.outputCap(); c > 0 && man.Output.MaxBytes > c {
+		return m.declined(id, p, man, KindResources, fmt.Sprintf("output.max_bytes %d is above this rig's cap of %d (jobs.max_output_bytes, or half the free disk)", man.Output.MaxBytes, c))
+	}
 	// The policy (counted by itself) sees the terms before anything is downloaded.
 	if m.deps.Admitter != nil {
 		if ok, reasons := m.deps.Admitter.Admit(p, man); !ok {
@@ -559,7 +569,7 @@ func (m *Machine) publish(ctx context.Context, id string, rec Record) (string, s
 	if err := os.RemoveAll(staged); err != nil {
 		return "", "", err
 	}
-	skipped, err := Stage(rec.OutputDir, staged, rec.Manifest.Output.MaxBytes)
+	skipped, err := Stage(rec.OutputDir, staged, ceiling(rec.Manifest.Output.MaxBytes, m.cfg.MaxOutputBytes))
 	if err != nil {
 		return "", "", fmt.Errorf("%w: stage output: %w", ErrPermanent, err)
 	}

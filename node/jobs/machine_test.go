@@ -54,6 +54,7 @@ type rig struct {
 	cancel  context.CancelFunc
 	done    chan error
 	m       *Machine
+	edit    func(c *Config) // changes the machine's configuration, if set
 }
 
 func newRig(t *testing.T, train func(runtime.Spec) int) *rig {
@@ -85,7 +86,11 @@ func testConfig() Config {
 
 func (r *rig) start() {
 	r.deps.Store = r.store
-	r.m = New(testConfig(), r.deps, quiet)
+	cfg := testConfig()
+	if r.edit != nil {
+		r.edit(&cfg)
+	}
+	r.m = New(cfg, r.deps, quiet)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan error, 1)
 	go func() { r.done <- r.m.Run(ctx) }()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/gpunode/gpunode/job"
@@ -216,4 +217,30 @@ func (m *Machine) measured(p Posting, man *job.Manifest, f Preflight) (bool, str
 		return false, fmt.Sprintf("run window %s is shorter than max_duration %s + prepare %s", p.RunWindow(), man.MaxDuration.Duration, f.PrepareTime)
 	}
 	return true, ""
+}
+
+// outputCap is the most one job may publish: jobs.max_output_bytes, or half the free
+// space of the filesystem holding the jobs' directories; 0 if neither is known.
+func (m *Machine) outputCap() int64 {
+	if c := m.cfg.MaxOutputBytes; c > 0 {
+		return c
+	}
+	for dir := m.deps.WorkDir; dir != ""; dir = filepath.Dir(dir) {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err == nil {
+			return int64(st.Bavail) * st.Bsize / 2
+		}
+		if dir == filepath.Dir(dir) {
+			break
+		}
+	}
+	return 0
+}
+
+// ceiling is ask, at most limit; a zero limit does not cap.
+func ceiling(ask, limit int64) int64 {
+	if limit > 0 && ask > limit {
+		return limit
+	}
+	return ask
 }

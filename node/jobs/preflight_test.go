@@ -142,3 +142,24 @@ func TestContractThreshold(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputCap: the operator's output cap is a ceiling; a job declaring more is
+// declined before acceptance, and without a configured cap the free disk sets one.
+func TestOutputCap(t *testing.T) {
+	r := newRig(t, writeCheckpoint)
+	adm := newCountingAdmitter()
+	r.deps.Admitter = adm
+	r.edit = func(c *Config) { c.MaxOutputBytes = 1000 }
+	r.start()
+	r.postTerms("5", manifestJSON(nil), nil) // declares 1 MiB
+	if j := r.waitState("5", Declined); !strings.Contains(j.Reason, "output.max_bytes 1048576 is above this rig's cap of 1000") || adm.count(KindResources) != 1 {
+		t.Errorf("reason %q, counted %v", j.Reason, adm.declined)
+	}
+	m := New(Default(), Deps{WorkDir: filepath.Join(t.TempDir(), "not", "yet")}, quiet)
+	if c := m.outputCap(); c <= 0 {
+		t.Errorf("output cap from the free disk = %d, want positive", c)
+	}
+	if got := ceiling(5000, 1000); got != 1000 {
+		t.Errorf("ceiling(5000, 1000) = %d", got)
+	}
+}
