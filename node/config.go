@@ -16,6 +16,7 @@ import (
 	"github.com/gpunode/gpunode/node/metrics"
 	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/policy"
+	"github.com/gpunode/gpunode/node/ui"
 	"github.com/gpunode/gpunode/node/validator"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
@@ -39,6 +40,8 @@ type Config struct {
 	Market market.Config `toml:"market"`
 	// Validator is the oracle role: judging the jobs that name this node's account.
 	Validator validator.Config `toml:"validator"`
+	// UI is the operator's read-only web dashboard.
+	UI ui.Config `toml:"ui"`
 	// Datasets are the operator's private data sets: tag → host directory. A job asking
 	// for local:TAG gets it read-only, with no network; it never leaves the rig.
 	Datasets map[string]string `toml:"datasets"`
@@ -75,6 +78,7 @@ func Default() Config {
 		Market:  market.Default(),
 
 		Validator: validator.Default(),
+		UI:        ui.Default(),
 	}
 }
 
@@ -137,6 +141,7 @@ func (c Config) Check(file string) error {
 	errs = append(errs, configfile.Problems(file, "policy", c.Resolved().Policy.Validate())...)
 	errs = append(errs, configfile.Problems(file, "market", c.Resolved().Market.Validate())...)
 	errs = append(errs, configfile.Problems(file, "validator", c.Validator.Validate())...)
+	errs = append(errs, configfile.Problems(file, "ui", c.UI.Validate())...)
 	for tag, dir := range c.Datasets {
 		if !filepath.IsAbs(dir) {
 			errs = append(errs, fmt.Errorf("%s: datasets.%s: %q must be an absolute path", file, tag, dir))

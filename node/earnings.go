@@ -36,7 +36,7 @@ func (c *chain) bookJob(ctx context.Context, e market.Event, kind string, id *bi
 // book records a credit or a payout of the node's account in token (zero: ETH), once per
 // event, and withdraws automatically when the ETH credit passes the configured amount.
 func (c *chain) book(ctx context.Context, e market.Event, kind, jobID string, token common.Address, amount *big.Int) error {
-	entry := store.Entry{Kind: kind, Wei: amount.String(), JobID: jobID}
+	entry := store.Entry{Kind: kind, Wei: amount.String(), JobID: jobID, TxHash: e.Log.TxHash.Hex()}
 	if token != (common.Address{}) {
 		entry.Token = token.Hex()
 	}

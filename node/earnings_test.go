@@ -92,9 +92,13 @@ func TestTokenEarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	var kinds []string
+	rpc := dialClient(t, dep)
 	for _, e := range entries {
 		if e.Token != token {
 			t.Errorf("ledger entry %+v not under token %s", e, token)
+		}
+		if r, err := rpc.TransactionReceipt(ctx, common.HexToHash(e.TxHash)); err != nil || r.Status != 1 {
+			t.Errorf("ledger entry %+v: its transaction %s has no successful receipt (%v)", e, e.TxHash, err)
 		}
 		kinds = append(kinds, e.Kind+":"+e.Wei)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/node/store"
+	"github.com/gpunode/gpunode/node/ui"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
 	"github.com/gpunode/gpunode/version"
@@ -277,6 +278,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return n.api.Serve(gctx, ln) })
 	g.Go(func() error { return metrics.Serve(gctx, n.cfg.Metrics, n.reg, n.log.With("component", "metrics")) })
+	g.Go(func() error { return n.serveUI(gctx) })
 	if n.deps.GPUs != nil {
 		g.Go(func() error { return n.deps.GPUs.WatchHealth(gctx, n.log.With("component", "gpu")) })
 	}
@@ -376,6 +378,22 @@ func (n *Node) preflightGPUs(ctx context.Context) {
 		return
 	}
 	n.setCheck("nvidia-container-toolkit", n.deps.Runtime.PreflightGPU(ctx, alloc[:1]))
+}
+
+// serveUI serves the dashboard until ctx ends. The dashboard is a convenience: when it
+// cannot be served (its port taken, its token file unreadable) the node says so in its
+// checks and goes on taking jobs.
+func (n *Node) serveUI(ctx context.Context) error {
+	if n.cfg.UI.Listen == "" {
+		<-ctx.Done()
+		return nil
+	}
+	n.setCheck("dashboard", nil)
+	if err := ui.Serve(ctx, n.cfg.UI, n.api.Handler(), n.log.With("component", "ui")); err != nil {
+		n.setCheck("dashboard", fmt.Errorf("%w: set ui.listen to a free address, or \"\" to turn the dashboard off", err))
+		<-ctx.Done()
+	}
+	return nil
 }
 
 // setCheck records a prerequisite's state, logging when it changes.

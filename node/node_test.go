@@ -48,6 +48,7 @@ func startNode(t *testing.T, deps Deps) (n *Node, stop func() error) {
 	cfg.DataDir = dir
 	cfg.API.Socket = filepath.Join(dir, "api.sock")
 	cfg.Metrics.Listen = ""
+	cfg.UI.Listen = ""
 	n, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), deps)
 	if err != nil {
 		t.Fatal(err)

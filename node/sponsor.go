@@ -120,7 +120,7 @@ func (c *chain) routes(s *api.Server) {
 		}
 		out := make([]api.LedgerEntry, 0, len(entries))
 		for _, e := range entries {
-			out = append(out, api.LedgerEntry{Kind: e.Kind, Wei: e.Wei, JobID: e.JobID, Token: e.Token, At: e.At})
+			out = append(out, api.LedgerEntry{Kind: e.Kind, Wei: e.Wei, JobID: e.JobID, Token: e.Token, TxHash: e.TxHash, At: e.At})
 		}
 		sort.Slice(out, func(i, k int) bool { return out[i].At.Before(out[k].At) })
 		api.WriteJSON(w, http.StatusOK, out)

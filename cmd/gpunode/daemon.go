@@ -18,6 +18,7 @@ type configFlags struct {
 	dataDir       string
 	apiSocket     string
 	metricsListen string
+	uiListen      string
 	logFormat     string
 	logLevel      string
 	simulateGPUs  string
@@ -29,6 +30,7 @@ func (f *configFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the node's state (overrides data_dir)")
 	fl.StringVar(&f.apiSocket, "api-socket", "", "unix socket of the control API (overrides api.socket)")
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", `address of /metrics, "" to disable (overrides metrics.listen)`)
+	fl.StringVar(&f.uiListen, "ui-listen", "", `address of the web dashboard, "" to disable (overrides ui.listen)`)
 	fl.StringVar(&f.logFormat, "log-format", "", "text or json (overrides log.format)")
 	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
 	fl.StringVar(&f.simulateGPUs, "simulate-gpus", "", "run on a simulated rig: dgxa100 (overrides gpu.simulate)")
@@ -61,6 +63,7 @@ func (f *configFlags) load(cmd *cobra.Command) (node.Config, error) {
 	set("data-dir", &cfg.DataDir, f.dataDir)
 	set("api-socket", &cfg.API.Socket, f.apiSocket)
 	set("metrics-listen", &cfg.Metrics.Listen, f.metricsListen)
+	set("ui-listen", &cfg.UI.Listen, f.uiListen)
 	set("log-format", &cfg.Log.Format, f.logFormat)
 	set("log-level", &cfg.Log.Level, f.logLevel)
 	set("simulate-gpus", &cfg.GPU.Simulate, f.simulateGPUs)

@@ -152,6 +152,8 @@ type LedgerEntry struct {
 	JobID string `json:"job_id,omitempty"`
 	// Token is the ERC-20 contract of a token job's amount (in its smallest unit); empty
 	// for ETH.
-	Token string    `json:"token,omitempty"`
-	At    time.Time `json:"at"`
+	Token string `json:"token,omitempty"`
+	// TxHash is the transaction that credited or paid the amount.
+	TxHash string    `json:"tx,omitempty"`
+	At     time.Time `json:"at"`
 }

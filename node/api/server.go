@@ -49,6 +49,9 @@ type Server struct {
 	readTimeout, uploadReadTimeout time.Duration
 }
 
+// Handler is the server's routes, for a read-only view served elsewhere (the dashboard).
+func (s *Server) Handler() http.Handler { return s.mux }
+
 // NewServer returns a server with no routes yet.
 func NewServer(cfg Config, log *slog.Logger) *Server {
 	return &Server{cfg: cfg, log: log.With("component", "api"), mux: http.NewServeMux(),

@@ -200,8 +200,10 @@ type Entry struct {
 	Wei   string `json:"wei"`
 	JobID string `json:"job_id,omitempty"`
 	// Token is the ERC-20 contract the amount is in; empty for ETH.
-	Token string    `json:"token,omitempty"`
-	At    time.Time `json:"at"`
+	Token string `json:"token,omitempty"`
+	// TxHash is the transaction that credited or paid the amount.
+	TxHash string    `json:"tx,omitempty"`
+	At     time.Time `json:"at"`
 }
 
 // Book records e under key (the chain event it comes from) and reports whether it was new:

@@ -2,12 +2,13 @@
 # Debian packages. Running a node needs a container engine, a C compiler for cgo (go-nvml)
 # and OpenBLAS for the CPU benchmark backend. The tests also use the local registry,
 # Prometheus (server and promtool), PyTorch for CPU runs of the benchmark harness,
-# scikit-learn for the example job's digits data set, iproute2 and systemd-analyze.
+# scikit-learn for the example job's digits data set, iproute2, systemd-analyze, and
+# chromium for the dashboard's browser test.
 # profiles: run test
 set -euo pipefail
 pkgs=(docker.io ca-certificates git make gcc libopenblas0)
 if [ "$GPUNODE_SETUP_PROFILE" = test ]; then
-	pkgs+=(docker-registry prometheus python3-torch python3-sklearn libopenblas-dev pkg-config iproute2 systemd)
+	pkgs+=(docker-registry prometheus python3-torch python3-sklearn libopenblas-dev pkg-config iproute2 systemd chromium fonts-dejavu-core)
 fi
 if [ "${GPUNODE_SETUP_PLAN:-0}" = 1 ]; then
 	echo "install Debian packages: ${pkgs[*]}"
