@@ -38,6 +38,10 @@ const (
 	maxGraylisted = 16384
 	// strikeWindow is the period over which strikes are counted.
 	strikeWindow = time.Minute
+	// syncEvery and syncBurst bound the market-sync answers one peer gets: each costs up
+	// to max_sync_records envelopes of egress, and a peer needs one when it joins.
+	syncEvery = 10 * time.Second
+	syncBurst = 3
 )
 
 // guard keeps what peers cost the node: a token bucket of offers per peer and one for
@@ -53,6 +57,7 @@ type guard struct {
 	overflow *rate.Limiter
 	total    *rate.Limiter
 	gray     map[peer.ID]time.Time
+	swept    time.Time
 
 	// onGraylist is called, outside the lock, when a peer is graylisted.
 	onGraylist func(id peer.ID, reason string)
@@ -62,6 +67,7 @@ type guard struct {
 
 type peerState struct {
 	offers      *rate.Limiter
+	syncs       *rate.Limiter
 	seen        time.Time
 	strikes     int
 	strikeStart time.Time
@@ -84,9 +90,14 @@ func (g *guard) state(id peer.ID, now time.Time) *peerState {
 		return s
 	}
 	if len(g.peers) >= maxTrackedPeers {
-		// Forget peers idle long enough for their bucket to have refilled: a new
-		// bucket for them later is the same as the old one.
-		idle := time.Duration(float64(g.cfg.OfferBurst)/g.cfg.OfferRate*float64(time.Second)) + strikeWindow
+		if now.Sub(g.swept) < time.Second {
+			return nil
+		}
+		// Forget peers idle long enough for their buckets to have refilled: new
+		// buckets for them later are the same as the old ones. At most once a second,
+		// so that a swarm of new peers does not make every request scan the table.
+		g.swept = now
+		idle := max(time.Duration(float64(g.cfg.OfferBurst)/g.cfg.OfferRate*float64(time.Second)), syncBurst*syncEvery) + strikeWindow
 		for pid, s := range g.peers {
 			if now.Sub(s.seen) > idle {
 				delete(g.peers, pid)
@@ -96,7 +107,8 @@ func (g *guard) state(id peer.ID, now time.Time) *peerState {
 			return nil
 		}
 	}
-	s := &peerState{offers: rate.NewLimiter(rate.Limit(g.cfg.OfferRate), g.cfg.OfferBurst), seen: now}
+	s := &peerState{offers: rate.NewLimiter(rate.Limit(g.cfg.OfferRate), g.cfg.OfferBurst),
+		syncs: rate.NewLimiter(rate.Every(syncEvery), syncBurst), seen: now}
 	g.peers[id] = s
 	return s
 }
@@ -123,6 +135,20 @@ func (g *guard) allowOffer(id peer.ID) string {
 		return refusedBusy
 	}
 	return ""
+}
+
+// allowSync takes a token for a market-sync answer to id; a peer past its bucket (or
+// one the table has no room for) is refused and earns a strike.
+func (g *guard) allowSync(id peer.ID) bool {
+	now := g.now()
+	g.mu.Lock()
+	s := g.state(id, now)
+	ok := s != nil && s.syncs.AllowN(now, 1)
+	g.mu.Unlock()
+	if !ok {
+		g.strike(id, refusedRateLimited)
+	}
+	return ok
 }
 
 // strike records one refused or invalid request from id and graylists the peer once it

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	goruntime "runtime"
 	"strings"
 	"sync/atomic"
@@ -273,5 +274,44 @@ func TestSyncFlood(t *testing.T) {
 	}
 	if !waitFor(10*time.Second, func() bool { return !victim.Connected(attacker.ID()) }) {
 		t.Error("graylisted peer still connected")
+	}
+}
+
+// TestSyncRequestsLimited: a peer asking for the market over and over gets a few answers
+// and then resets, counted, and is graylisted when it keeps on.
+func TestSyncRequestsLimited(t *testing.T) {
+	rig := startNode(t, 1, nil, func(c *Config, _ *Deps) { c.GraylistStrikes = 5 })
+	attacker := startNode(t, 2, rig.Addrs())
+	if !waitFor(10*time.Second, func() bool { return attacker.Connected(rig.ID()) }) {
+		t.Fatal("attacker did not connect")
+	}
+	answered, refused := 0, 0
+	for i := 0; i < 20; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s, err := attacker.Host().NewStream(ctx, rig.ID(), SyncProtocol)
+		cancel()
+		if err != nil {
+			refused++
+			continue
+		}
+		s.CloseWrite()
+		s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.ReadAll(s)
+		if err == nil {
+			answered++
+		} else {
+			refused++
+		}
+		s.Close()
+	}
+	// The attacker's own join may have used one answer already.
+	if answered > syncBurst || answered < syncBurst-1 {
+		t.Errorf("%d sync answers to one peer in a row, want %d", answered, syncBurst)
+	}
+	if got := testutil.ToFloat64(rig.metrics.syncs); got < float64(rig.cfg.GraylistStrikes) {
+		t.Errorf("refused sync requests counted %v, want at least %d", got, rig.cfg.GraylistStrikes)
+	}
+	if !rig.guard.graylisted(attacker.ID()) {
+		t.Error("a peer asking for the market 20 times in a row is not graylisted")
 	}
 }

@@ -13,6 +13,7 @@ type metrics struct {
 	refused  *prometheus.CounterVec
 	dropped  *prometheus.CounterVec
 	grayed   *prometheus.CounterVec
+	syncs    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, peers, records, graylisted func() float64) (*metrics, error) {
@@ -37,6 +38,10 @@ func newMetrics(reg prometheus.Registerer, peers, records, graylisted func() flo
 			Name: "gpunode_p2p_records_dropped_total",
 			Help: "Valid capacity records not kept, by reason (market_full: the market view is at max_records).",
 		}, []string{"reason"}),
+		syncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gpunode_p2p_sync_requests_refused_total",
+			Help: "Market-sync requests refused because the peer asked too often.",
+		}),
 		grayed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gpunode_p2p_graylisted_total",
 			Help: "Peers disconnected and graylisted, by the abuse that got them there.",
@@ -56,7 +61,7 @@ func newMetrics(reg prometheus.Registerer, peers, records, graylisted func() flo
 		m.offers.WithLabelValues(d)
 	}
 	cs := []prometheus.Collector{
-		m.invalid, m.accepted, m.offers, m.refused, m.dropped, m.grayed,
+		m.invalid, m.accepted, m.offers, m.refused, m.dropped, m.grayed, m.syncs,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "gpunode_p2p_graylisted_peers",
 			Help: "Peers whose connections are refused now.",

@@ -33,6 +33,11 @@ const (
 )
 
 func (n *Network) handleSync(s network.Stream) {
+	if !n.guard.allowSync(s.Conn().RemotePeer()) {
+		n.metrics.syncs.Inc()
+		s.Reset()
+		return
+	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(syncTimeout))
 	entries := n.market.List(n.now())
