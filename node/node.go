@@ -492,6 +492,9 @@ func (n *Node) Status() api.Status {
 			s.GPUMode = "simulated"
 		}
 		s.Driver, s.CUDA = g.Driver(), g.CUDA()
+		if rt, ok := n.deps.Runtime.(interface{ GPUStack() []api.Component }); ok {
+			s.GPURuntime = rt.GPUStack()
+		}
 		for _, d := range g.Devices() {
 			gs := api.GPUStatus{Device: d}
 			if sample, err := g.Sample(d.Index); err != nil {

@@ -132,6 +132,13 @@ func printStatus(w io.Writer, st api.Status) error {
 			fmt.Fprintf(tw, "Earnings in %s:\t%s (token units)\n", te.Token, line)
 		}
 	}
+	for _, c := range st.GPURuntime {
+		line := fmt.Sprintf("%s (patched from %s)", c.Version, c.Minimum)
+		if !c.OK {
+			line = "PROBLEM: " + c.Problem
+		}
+		fmt.Fprintf(tw, "%s:\t%s\n", c.Name, line)
+	}
 	for _, c := range st.Checks {
 		if c.OK {
 			fmt.Fprintf(tw, "%s:\tok\n", c.Name)

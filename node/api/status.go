@@ -24,6 +24,10 @@ type Status struct {
 	GPUs    []GPUStatus `json:"gpus"`
 	// Checks are the node's prerequisites (container engine, chain, …) and their state.
 	Checks []Check `json:"checks"`
+
+	// GPURuntime is the GPU path's components as the last GPU preflight found them.
+	GPURuntime []Component `json:"gpu_runtime,omitempty"`
+
 	// Benchmark is the summary of the rig's last benchmark report, if it has one.
 	Benchmark *BenchmarkSummary `json:"benchmark,omitempty"`
 	// Admission says whether the node takes new jobs: active, cordoned, draining, drained.
@@ -50,6 +54,18 @@ type Check struct {
 	// Message says what is wrong and how to fix it, when it is not OK.
 	Message string    `json:"message,omitempty"`
 	Since   time.Time `json:"since"`
+}
+
+// Component is one part of the GPU path (the NVIDIA Container Toolkit, runc) as the GPU
+// preflight found it, against the first release patched for known container escapes.
+type Component struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	// Minimum is the patched release (one per release branch, comma-separated).
+	Minimum string `json:"minimum"`
+	OK      bool   `json:"ok"`
+	// Problem says what is wrong and how to fix it, when it is not OK.
+	Problem string `json:"problem,omitempty"`
 }
 
 // GPUStatus is one GPU and its latest reading.

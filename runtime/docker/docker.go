@@ -31,6 +31,7 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/runtime"
 )
 
@@ -38,6 +39,8 @@ import (
 const (
 	LabelInstance = "io.gpunode.instance"
 	LabelJob      = "io.gpunode.job"
+	// LabelPreflight marks the GPU preflight's short-lived container.
+	LabelPreflight = "io.gpunode.preflight"
 )
 
 // Runtime is the Docker implementation of runtime.Runtime.
@@ -59,6 +62,10 @@ type Runtime struct {
 	preflightOK map[string]bool // GPU driver kind → engine checked and able
 	// bypassPreflight lets tests reach the engine's own GPU error.
 	bypassPreflight bool
+	// gpuStack is the GPU path's components at the last preflight.
+	gpuStack []api.Component
+	// toolVersion, when set by tests, stands in for asking the tools their versions.
+	toolVersion func(component string) (string, error)
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)

@@ -211,4 +211,6 @@ func removeInstance(t testing.TB, instance string) {
 	for _, c := range list {
 		_ = cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
 	}
+	// The GPU preflight's empty image, when a test reached it.
+	_, _ = cli.ImageRemove(ctx, "gpunode-preflight:"+instance, image.RemoveOptions{})
 }
