@@ -36,8 +36,7 @@ func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (
 	}
 	backends := []benchmark.Backend{cb}
 	if gpus != nil && !gpus.Simulated() && len(gpus.Allocatable()) > 0 && jobs != nil {
-		hcfg := harness.Default()
-		hcfg.GPUs = gpus.Allocatable()
+		hcfg := harnessConfig(cfg, gpus.Allocatable())
 		hb, err := harness.New(hcfg, harness.RuntimeContainers{Jobs: jobs})
 		if err != nil {
 			return nil, err
@@ -46,6 +45,16 @@ func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (
 		bcfg.Backend = hb.Name()
 	}
 	return benchmark.New(bcfg, log, key, backends...)
+}
+
+// harnessConfig is the harness on the given GPUs, its run folders under the data
+// directory: dockerd must be able to mount them, and under the unit's PrivateTmp= the
+// node's /tmp is a private one that dockerd does not see.
+func harnessConfig(cfg Config, gpus []string) harness.Config {
+	hcfg := harness.Default()
+	hcfg.GPUs = gpus
+	hcfg.WorkDir = filepath.Join(cfg.DataDir, "benchmark", "harness")
+	return hcfg
 }
 
 // Benchmark is what the node needs of the benchmark service.

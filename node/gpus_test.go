@@ -99,3 +99,21 @@ func TestNodeRunsOnSevenGPUs(t *testing.T) {
 		t.Fatalf("node stopped with %v", err)
 	}
 }
+
+// TestHarnessOutputUnderDataDir: the daemon's benchmark mounts its run folder into the
+// harness container; under the unit's PrivateTmp= a folder in the node's /tmp is one
+// dockerd cannot see, so it lives under the data directory.
+func TestHarnessOutputUnderDataDir(t *testing.T) {
+	cfg := Default()
+	cfg.DataDir = "/var/lib/gpunode"
+	h := harnessConfig(cfg, []string{"MIG-1", "GPU-2"})
+	if h.WorkDir != "/var/lib/gpunode/benchmark/harness" {
+		t.Errorf("harness work dir %q, want it under the data dir", h.WorkDir)
+	}
+	if !slices.Equal(h.GPUs, []string{"MIG-1", "GPU-2"}) {
+		t.Errorf("harness gpus %v", h.GPUs)
+	}
+	if errs := h.Validate(); len(errs) > 0 {
+		t.Error(errs)
+	}
+}

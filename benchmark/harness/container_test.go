@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
@@ -66,25 +65,35 @@ func (d dockerContainers) RunContainer(ctx context.Context, spec ContainerSpec, 
 	}
 }
 
-// buildCIImage builds the CI harness image: FROM scratch with only the script; Python and
-// torch come from the host through read-only bind mounts (Config.HostMounts).
+// buildCIImage builds the CI harness image from the repo's own Dockerfile (the one the
+// node embeds and builds on rigs) with BASE=scratch: only the script, nothing pulled;
+// Python and torch come from the host through read-only bind mounts (Config.HostMounts).
 func buildCIImage(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "harness.py"), Script, 0o644); err != nil {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
 		t.Fatal(err)
 	}
-	df := "FROM scratch\nCOPY harness.py " + ScriptPath + "\n"
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	defer cli.Close()
 	const tag = "gpunode-harness-ci:test"
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, dir)
-	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("docker build: %v: %s", err, out)
+	scratch := "scratch"
+	resp, err := cli.ImageBuild(ctx, BuildContext(), build.ImageBuildOptions{
+		Tags: []string{tag}, BuildArgs: map[string]*string{"BASE": &scratch}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
+	})
+	if err != nil {
+		t.Fatalf("docker build: %v", err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	ins, err := cli.ImageInspect(ctx, tag)
+	if err != nil {
+		t.Fatalf("docker build: %v\n%s", err, out)
+	}
+	// One layer, the script's: the image is FROM scratch, no base was pulled.
+	if len(ins.RootFS.Layers) != 1 || ins.Config.User != "65534:65534" {
+		t.Fatalf("CI harness image: %d layers, user %q", len(ins.RootFS.Layers), ins.Config.User)
 	}
 	return tag
 }

@@ -50,13 +50,13 @@ func (f *fakeGPURig) RunContainer(_ context.Context, spec ContainerSpec, stdout,
 	for i, p := range plan.Problems {
 		if p.Class == benchmark.ClassAllReduce {
 			ms := p.Bytes() / 100e9 * 1e3 // 100 GB/s algbw
-			emit(map[string]any{"type": "result", "index": i, "device": "rig", "warmup": plan.Timing.Warmup, "repeats": plan.Timing.MinRepeats, "min_ms": ms, "median_ms": ms, "max_ms": ms})
+			emit(map[string]any{"type": "result", "index": i, "device": "rig", "warmup": plan.Timing.Warmup, "repeats": plan.Timing.MinRepeats, "batch": 1, "min_ms": ms, "median_ms": ms, "max_ms": ms})
 			n++
 			continue
 		}
 		for d, dev := range []string{"gpu0", "gpu1"} {
 			ms := p.FLOPs() / (speed[p.Precision] * float64(d+1) * 1e12) * 1e3
-			emit(map[string]any{"type": "result", "index": i, "device": dev, "warmup": plan.Timing.Warmup, "repeats": plan.Timing.MinRepeats, "min_ms": ms * 0.9, "median_ms": ms, "max_ms": ms * 1.2})
+			emit(map[string]any{"type": "result", "index": i, "device": dev, "warmup": plan.Timing.Warmup, "repeats": plan.Timing.MinRepeats, "batch": 1, "min_ms": ms * 0.9, "median_ms": ms, "max_ms": ms * 1.2})
 			n++
 		}
 	}

@@ -41,8 +41,13 @@ const ScriptPath = "/opt/gpunode/harness.py"
 type Config struct {
 	// Device is "cuda" (GPUs) or "cpu" (PyTorch on the CPU: CI, or a rig without GPUs).
 	Device string `toml:"device"`
-	// Image is the harness image; empty runs the script with Python on the host instead.
+	// Image is the harness image: "local" (LocalImage) builds it from the embedded
+	// Dockerfile on BaseImage; another reference runs that image as it is; empty runs
+	// the script with Python on the host instead.
 	Image string `toml:"image"`
+	// BaseImage is the base of the locally built image: a PyTorch image with CUDA. Pin
+	// it by digest (repo@sha256:…).
+	BaseImage string `toml:"base_image"`
 	// Python is the interpreter for host runs and inside the image.
 	Python string `toml:"python"`
 	// GPUs are the GPU UUIDs to attach and measure; empty means all.
@@ -53,11 +58,21 @@ type Config struct {
 	HostMounts []string `toml:"host_mounts"`
 	// Threads is torch's CPU thread count for Device "cpu"; 0 keeps torch's default.
 	Threads int `toml:"threads"`
+	// WorkDir holds each run's folder (the plan, the results), mounted into the harness
+	// container. The node sets it under its data directory: the engine must see it, and
+	// under systemd's PrivateTmp= the node's /tmp is not the engine's. Empty uses the
+	// system's temporary directory (tests, host runs).
+	WorkDir string `toml:"work_dir"`
 }
 
-// Default returns the production configuration: the harness image on all GPUs.
+// LocalImage as Config.Image builds the harness image on the rig from the embedded
+// Dockerfile (ImageTag).
+const LocalImage = "local"
+
+// Default returns the production configuration: the harness image, built on the rig, on
+// all GPUs.
 func Default() Config {
-	return Config{Device: "cuda", Image: "gpunode/harness:1", Python: "python3"}
+	return Config{Device: "cuda", Image: LocalImage, BaseImage: DefaultBase, Python: "python3"}
 }
 
 // Validate reports every problem with the configuration.
@@ -66,6 +81,9 @@ func (c Config) Validate() []error {
 	if c.Device != "cuda" && c.Device != "cpu" {
 		errs = append(errs, fmt.Errorf("device: %q, want cuda or cpu", c.Device))
 	}
+	if c.Image == LocalImage && c.BaseImage == "" {
+		errs = append(errs, errors.New("base_image: must not be empty when image is \"local\""))
+	}
 	if c.Python == "" {
 		errs = append(errs, errors.New("python: must not be empty"))
 	}
@@ -73,6 +91,9 @@ func (c Config) Validate() []error {
 		if !filepath.IsAbs(m) {
 			errs = append(errs, fmt.Errorf("host_mounts: %q is not an absolute path", m))
 		}
+	}
+	if c.WorkDir != "" && !filepath.IsAbs(c.WorkDir) {
+		errs = append(errs, fmt.Errorf("work_dir: %q is not an absolute path", c.WorkDir))
 	}
 	if c.Threads < 0 {
 		errs = append(errs, fmt.Errorf("threads: %d, want ≥ 0", c.Threads))
@@ -116,6 +137,9 @@ type Backend struct {
 
 	mu    sync.Mutex
 	hello *Hello // from the first successful probe
+
+	buildMu sync.Mutex
+	built   bool // the local image was built by this process
 }
 
 // New returns a harness backend. containers may be nil when cfg.Image is empty.
@@ -250,7 +274,12 @@ const ResultsFile = "results.jsonl"
 
 // run starts the harness with args, the plan (if any) at /out/plan.json, stdout to out.
 func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Writer) error {
-	dir, err := os.MkdirTemp("", "gpunode-harness-")
+	if b.cfg.WorkDir != "" {
+		if err := os.MkdirAll(b.cfg.WorkDir, 0o750); err != nil {
+			return fmt.Errorf("harness work dir: %w", err)
+		}
+	}
+	dir, err := os.MkdirTemp(b.cfg.WorkDir, "gpunode-harness-")
 	if err != nil {
 		return err
 	}
@@ -287,8 +316,12 @@ func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Wr
 		}
 		return nil
 	}
+	image, err := b.image(ctx)
+	if err != nil {
+		return err
+	}
 	spec := ContainerSpec{
-		Image:     b.cfg.Image,
+		Image:     image,
 		Cmd:       append([]string{b.cfg.Python, ScriptPath}, append(args, "--out", "/out/"+ResultsFile)...),
 		OutputDir: dir,
 	}
@@ -309,6 +342,29 @@ func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Wr
 		return fmt.Errorf("harness image %s: exit status %d: %s", b.cfg.Image, code, stderr.String())
 	}
 	return nil
+}
+
+// image is the image to run, building the local one first (once per process; the
+// engine's cache makes a rebuild of the same content quick).
+func (b *Backend) image(ctx context.Context) (string, error) {
+	if b.cfg.Image != LocalImage {
+		return b.cfg.Image, nil
+	}
+	tag := ImageTag(b.cfg.BaseImage)
+	b.buildMu.Lock()
+	defer b.buildMu.Unlock()
+	if b.built {
+		return tag, nil
+	}
+	builder, ok := b.containers.(Builder)
+	if !ok {
+		return "", errors.New("harness: the container runtime cannot build the local harness image")
+	}
+	if _, err := builder.BuildImage(ctx, tag, BuildContext(), map[string]string{"BASE": b.cfg.BaseImage}); err != nil {
+		return "", fmt.Errorf("harness: build image on %s: %w", b.cfg.BaseImage, err)
+	}
+	b.built = true
+	return tag, nil
 }
 
 // tail keeps the last 4 KiB written to it, for error messages.

@@ -13,6 +13,7 @@ cpu, what CI runs on Debian's python3-torch).
 """
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -140,21 +141,76 @@ def build(torch, dev, prob):
     raise ValueError("unknown class %r" % cls)
 
 
-def measure(torch, dev, fn, timing):
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev is not None and dev.type == "cuda" else (lambda: None)
+# A timed repeat runs the problem enough times back to back to last at least this long:
+# a µs-scale kernel timed one launch at a time measures the launch and the host's
+# synchronisation, not the device.
+MIN_BATCH_MS = 1.0
+MAX_BATCH = 1 << 16
+
+
+class HostClock:
+    """Wall time around a batch, after the device finished it: the CPU's clock."""
+
+    def __init__(self, sync=lambda: None):
+        self.sync = sync
+
+    def time(self, fn, n):
+        self.sync()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        self.sync()
+        return (time.perf_counter() - t0) * 1e3
+
+
+class CudaClock:
+    """CUDA events recorded on the stream around a batch: device time, without the host's
+    launch and synchronisation latency."""
+
+    def __init__(self, torch, dev):
+        self.torch, self.dev = torch, dev
+
+    def time(self, fn, n):
+        cuda = self.torch.cuda
+        with cuda.device(self.dev):
+            start, end = cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(n):
+                fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+
+
+def batch_size(one_ms, min_batch_ms=MIN_BATCH_MS, cap=MAX_BATCH):
+    """How many launches make a batch of at least min_batch_ms, from one launch's time."""
+    if not one_ms > 0:
+        return cap
+    return max(1, min(cap, int(math.ceil(min_batch_ms / one_ms))))
+
+
+def timed_repeats(clock, fn, timing):
+    """Times the problem in batches per the plan's timing: returns the time per launch of
+    each batch (ms) and the batch size. The repeat count and the minimum total time apply
+    to batches, as the protocol's repeats do."""
     for _ in range(timing["warmup"]):
         fn()
-    sync()
-    times = []
-    total = 0.0
+    one = clock.time(fn, 1)
+    batch = batch_size(one)
+    times, total = [], 0.0
     while len(times) < timing["max_repeats"] and (len(times) < timing["min_repeats"] or total < timing["min_time_ms"]):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        ms = (time.perf_counter() - t0) * 1e3
-        times.append(ms)
+        ms = clock.time(fn, batch)
+        times.append(ms / batch)
         total += ms
-    return times
+    return times, batch
+
+
+def measure(torch, dev, fn, timing):
+    if dev is not None and dev.type == "cuda":
+        clock = CudaClock(torch, dev)
+    else:
+        clock = HostClock()
+    return timed_repeats(clock, fn, timing)
 
 
 def allreduce(torch, gpus, prob, timing):
@@ -171,25 +227,16 @@ def allreduce(torch, gpus, prob, timing):
         for i in gpus:
             torch.cuda.synchronize(i)
 
-    for _ in range(timing["warmup"]):
-        run()
-    sync()
-    times, total = [], 0.0
-    while len(times) < timing["max_repeats"] and (len(times) < timing["min_repeats"] or total < timing["min_time_ms"]):
-        t0 = time.perf_counter()
-        run()
-        sync()
-        ms = (time.perf_counter() - t0) * 1e3
-        times.append(ms)
-        total += ms
-    return times
+    # Across several devices no one stream's events time the whole: wall time around
+    # batches, every device synchronised.
+    return timed_repeats(HostClock(sync), run, timing)
 
 
-def result(index, device, timing, times):
+def result(index, device, timing, times, batch):
     times = sorted(times)
     return {"type": "result", "index": index, "device": device, "warmup": timing["warmup"],
-            "repeats": len(times), "min_ms": times[0], "median_ms": statistics.median(times),
-            "max_ms": times[-1]}
+            "repeats": len(times), "batch": batch, "min_ms": times[0],
+            "median_ms": statistics.median(times), "max_ms": times[-1]}
 
 
 def main():
@@ -241,10 +288,10 @@ def main():
                 try:
                     if per_device:
                         dev = torch.device("cuda:%d" % gpus[j]) if args.device == "cuda" else torch.device("cpu")
-                        times = measure(torch, dev, build(torch, dev, prob), timing)
+                        times, batch = measure(torch, dev, build(torch, dev, prob), timing)
                     else:
-                        times = allreduce(torch, gpus, prob, timing)
-                    emit(result(i, dev_id, timing, times))
+                        times, batch = allreduce(torch, gpus, prob, timing)
+                    emit(result(i, dev_id, timing, times, batch))
                 except Exception as e:  # noqa: BLE001 - e.g. out of memory, unsupported dtype
                     emit({"type": "skipped", "index": i, "device": dev_id,
                           "reason": ("%s: %s" % (type(e).__name__, e)).split("\n")[0][:300]})

@@ -53,12 +53,17 @@ type Hello struct {
 	Devices  []Device `json:"devices"`
 }
 
+// maxBatch bounds the launches per timed repeat (harness.py's MAX_BATCH).
+const maxBatch = 1 << 16
+
 type resultLine struct {
-	Type     string  `json:"type"`
-	Index    *int    `json:"index"`
-	Device   string  `json:"device"`
-	Warmup   int     `json:"warmup"`
-	Repeats  int     `json:"repeats"`
+	Type    string `json:"type"`
+	Index   *int   `json:"index"`
+	Device  string `json:"device"`
+	Warmup  int    `json:"warmup"`
+	Repeats int    `json:"repeats"`
+	// Batch is how many launches each timed repeat ran; its times are per launch.
+	Batch    int     `json:"batch"`
 	MinMS    float64 `json:"min_ms"`
 	MedianMS float64 `json:"median_ms"`
 	MaxMS    float64 `json:"max_ms"`
@@ -178,6 +183,9 @@ func (p *Parser) Line(b []byte) (*benchmark.Result, error) {
 			var l resultLine
 			if err := strict(b, &l); err != nil {
 				return nil, p.errorf("result: %v", err)
+			}
+			if l.Batch < 1 || l.Batch > maxBatch {
+				return nil, p.errorf("result: batch %d out of range 1..%d", l.Batch, maxBatch)
 			}
 			idx = l.Index
 			r = benchmark.Result{Device: l.Device, Warmup: l.Warmup, Repeats: l.Repeats, MinMS: l.MinMS, MedianMS: l.MedianMS, MaxMS: l.MaxMS}

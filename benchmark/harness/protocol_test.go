@@ -92,6 +92,8 @@ func TestParseRejectsMalformed(t *testing.T) {
 		"count mismatch":   {edit(len(lines)-1, `"results":8`, `"results":9`), "done counts"},
 		"after done":       {string(good) + result0, "after done"},
 		"repeats":          {edit(1, `"repeats":2`, `"repeats":40`), "timed runs"},
+		"no batch":         {edit(1, `"batch":181,`, ``), "batch 0 out of range"},
+		"batch too large":  {edit(1, `"batch":181`, `"batch":70000`), "batch 70000 out of range"},
 		"protocol":         {edit(0, `"protocol":1`, `"protocol":2`), "protocol 2"},
 		"second hello":     {lines[0] + "\n" + string(good), "second hello"},
 		"skip no reason":   {edit(3, `"reason":"fp16 needs a CUDA device"`, `"reason":""`), "without a reason"},

@@ -31,6 +31,15 @@ type RuntimeContainers struct {
 
 var benchSeq atomic.Int64
 
+// BuildImage builds an image with the node's runtime, when it can.
+func (r RuntimeContainers) BuildImage(ctx context.Context, tag string, buildContext io.Reader, args map[string]string) (string, error) {
+	b, ok := r.Jobs.(Builder)
+	if !ok {
+		return "", errors.New("the container runtime cannot build images")
+	}
+	return b.BuildImage(ctx, tag, buildContext, args)
+}
+
 // RunContainer starts the harness, waits for it, then copies its results to stdout and
 // the tail of its log to stderr.
 func (r RuntimeContainers) RunContainer(ctx context.Context, spec ContainerSpec, stdout, stderr io.Writer) (int, error) {

@@ -2,7 +2,10 @@ package harness
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,5 +92,25 @@ func TestHarnessCrash(t *testing.T) {
 	// /bin/sh runs harness.py as a shell script: garbage out, non-zero exit.
 	if _, err := b.Capabilities(context.Background()); err == nil {
 		t.Fatal("a harness that is not one was accepted")
+	}
+}
+
+// TestTimingArithmetic runs harness.py's timing code (batches of launches lasting at
+// least a millisecond, timed with CUDA events) against a fake device and fake events on
+// the CPU: per-launch times, batch sizes and repeat counts.
+func TestTimingArithmetic(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "harness.py")
+	if err := os.WriteFile(script, Script, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, hostPython, "testdata/timing_test.py", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("timing test: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "Ran 4 tests") {
+		t.Errorf("timing test ran other than 4 tests:\n%s", out)
 	}
 }

@@ -25,9 +25,9 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	var (
-		profile, backend, dataDir, keyPath, compare, python, image string
-		threads                                                    int
-		asJSON                                                     bool
+		profile, backend, dataDir, keyPath, compare, python, image, base string
+		threads                                                          int
+		asJSON                                                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -58,7 +58,7 @@ harness on PyTorch's CPU backend).`,
 			case "cpu":
 				b, err = cpu.New(cpu.Config{Threads: threads})
 			case "cuda", "torch-cpu":
-				hcfg := harness.Config{Device: "cuda", Python: python, Threads: threads}
+				hcfg := harness.Config{Device: "cuda", Python: python, Threads: threads, BaseImage: base}
 				if backend == "torch-cpu" {
 					hcfg.Device = "cpu"
 				}
@@ -68,6 +68,8 @@ harness on PyTorch's CPU backend).`,
 				var ctrs harness.Containers
 				if image != "" {
 					hcfg.Image = image
+					// dockerd mounts the run folder: not a private /tmp of ours.
+					hcfg.WorkDir = filepath.Join(dataDir, "benchmark", "harness")
 					var closeRT func()
 					ctrs, hcfg.GPUs, closeRT, err = benchContainers(dataDir, hcfg.Device == "cuda")
 					if err != nil {
@@ -134,7 +136,8 @@ harness on PyTorch's CPU backend).`,
 	f.StringVar(&compare, "compare", "", "earlier report to compare with (default: the kept report of this rig)")
 	f.IntVar(&threads, "threads", 0, "CPU threads (0: one per CPU for cpu, torch's default for torch-cpu)")
 	f.StringVar(&python, "python", "python3", "Python with PyTorch, for the cuda and torch-cpu backends (in the image, or on the host without one)")
-	f.StringVar(&image, "image", "", "harness image to run through the container runtime (default "+harness.Default().Image+" for cuda; \"\" runs the host's Python)")
+	f.StringVar(&image, "image", "", "harness image to run through the container runtime (default \""+harness.LocalImage+"\" for cuda: built here from the embedded Dockerfile on --base-image; \"\" runs the host's Python)")
+	f.StringVar(&base, "base-image", harness.DefaultBase, "base of the locally built harness image, a PyTorch CUDA image; pin it by digest (repo@sha256:…)")
 	cmd.AddCommand(newBenchVerifyCmd(), newBenchShowCmd())
 	return cmd
 }
