@@ -45,6 +45,14 @@ demo: setup build
 test: setup
 	bash scripts/test.sh
 
+## gpu-check: on a GPU rig, check the node's GPU paths against the real driver, toolkit and
+## engine (build tag gpu) and write the report to gpu-check-report.txt; see the README's
+## "First run on a GPU rig"
+gpu-check:
+	GPUNODE_RIG_REPORT=$(CURDIR)/gpu-check-report.txt GPUNODE_RIG_LOG=$(CURDIR)/gpu-check.log \
+		$(GO) test -tags gpu -count=1 -timeout 60m -run TestRig ./runtime/gpu/rigcheck/ \
+		|| { echo "rig check found problems: see gpu-check-report.txt"; exit 1; }
+
 ## lint: formatting and vet
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
