@@ -33,7 +33,8 @@ func newPolicyCheckCmd() *cobra.Command {
 		imageBytes                                         int64
 		gpus                                               int
 		temp, power                                        float64
-		asJSON, daemon                                     bool
+		asJSON, daemon, asValidator                        bool
+		fee                                                string
 		socket                                             = api.DefaultSocket
 	)
 	cmd := &cobra.Command{
@@ -48,7 +49,11 @@ max_bond_wei (or the token's max_bond), --token against [tokens], --validators a
 [validators], --run-window (and the --prepare time the node would measure) against
 min_run_window_factor, --image-bytes against max_image_bytes. A job asking for egress
 is declined by the node whatever the policy grants: its runtime cannot enforce an
-egress allowlist.`,
+egress allowlist.
+
+With --as-validator, the policy's [validator] rules are explained instead: whether the
+node would evaluate the job as one of its validators (--sponsor, --fee, --token and the
+manifest's evaluation image), and the caps its evaluation would run with.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := os.Open(args[0])
@@ -59,6 +64,9 @@ egress allowlist.`,
 			f.Close()
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			if daemon && asValidator {
+				return errors.New("--as-validator explains a policy file; it does not ask the daemon")
 			}
 			if daemon {
 				d, err := api.NewClient(socket).CheckPolicy(cmd.Context(), m, sponsor, priceArg(price))
@@ -104,6 +112,9 @@ egress allowlist.`,
 					return fmt.Errorf("%s: refused, a local policy may only tighten the pool's (seq %d): %w", file, set.PoolSeq, errors.Join(errs...))
 				}
 				set.Local = p
+			}
+			if asValidator {
+				return explainDuty(cmd.OutOrStdout(), set, m, sponsor, token, fee, asJSON)
 			}
 			r := policy.Request{Manifest: m, Sponsor: sponsor,
 				Node: policy.NodeState{GPUModel: model, GPUs: gpus, GPUsFree: gpus, MaxGPUTempC: temp, MaxGPUPowerW: power, Now: time.Now()}}
@@ -171,6 +182,8 @@ egress allowlist.`,
 	fl.DurationVar(&runWindow, "run-window", 0, "the job's run window (acceptance to submission deadline)")
 	fl.DurationVar(&prepare, "prepare", 0, "time the node would take to fetch the inputs and image, with --run-window")
 	fl.Int64Var(&imageBytes, "image-bytes", 0, "size of the job's image as the engine stores it")
+	fl.BoolVar(&asValidator, "as-validator", false, "explain the [validator] rules: would the node evaluate this job as its validator")
+	fl.StringVar(&fee, "fee", "", "validator fee of the job, in wei (or the token's unit), with --as-validator")
 	fl.BoolVar(&asJSON, "json", false, "print the decision as JSON")
 	fl.BoolVar(&daemon, "daemon", false, "ask the running daemon, with its policy in force and the node's current state")
 	fl.StringVar(&socket, "api-socket", socket, "the daemon's control socket, with --daemon")
