@@ -304,9 +304,9 @@ func TestSyncRequestsLimited(t *testing.T) {
 		}
 		s.Close()
 	}
-	// The attacker's own join may have used one answer already.
-	if answered > syncBurst || answered < syncBurst-1 {
-		t.Errorf("%d sync answers to one peer in a row, want %d", answered, syncBurst)
+	// The attacker's own pulls (on joining, anti-entropy) may have used some already.
+	if answered > syncBurst || answered < 1 {
+		t.Errorf("%d sync answers to one peer in a row, want 1..%d", answered, syncBurst)
 	}
 	if got := testutil.ToFloat64(rig.metrics.syncs); got < float64(rig.cfg.GraylistStrikes) {
 		t.Errorf("refused sync requests counted %v, want at least %d", got, rig.cfg.GraylistStrikes)
