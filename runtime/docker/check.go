@@ -74,6 +74,11 @@ func (r *Runtime) Check(ctx context.Context, spec runtime.Spec, maxImageBytes in
 	if ins.Os != "linux" || ins.Architecture != goruntime.GOARCH {
 		return out, fmt.Errorf("job %s: image %s is for %s, this node runs linux/%s: %w", id, spec.Image, out.Platform, goruntime.GOARCH, runtime.ErrPlatform)
 	}
+	if ins.Config != nil {
+		if err := refuseImageEnv(ins.Config.Env); err != nil {
+			return out, fmt.Errorf("job %s: image %s: %w", id, spec.Image, err)
+		}
+	}
 
 	cfg, hc := r.containerConfig(spec, imageID, mounts, devs)
 	cfg.Labels = map[string]string{LabelInstance: r.cfg.Instance, LabelCheck: id}

@@ -156,6 +156,10 @@ func TestJobEnvRefused(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
+			// The dry run before the node takes the job refuses it already.
+			if _, err := rt.Check(ctx, spec, 0); err == nil || !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("check = %v, want a refusal naming %s", err, tc.says)
+			}
 			_, err := rt.Start(ctx, spec)
 			if err == nil || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("start = %v, want a refusal naming %s", err, tc.says)
