@@ -13,6 +13,7 @@ import (
 	"github.com/gpunode/gpunode/benchmark/cpu"
 	"github.com/gpunode/gpunode/benchmark/harness"
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/p2p"
 )
 
@@ -20,10 +21,10 @@ import (
 // harness on the GPUs, run as a job of the container runtime, when the rig has real
 // GPUs. Its report lives in <data_dir>/benchmark, where `gpunode bench` keeps it too,
 // signed by the node's identity key (its peer ID).
-func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (*benchmark.Service, error) {
+func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (*benchmark.Service, *harness.Backend, error) {
 	key, err := p2p.SigningKey(p2p.IdentityPath(cfg.DataDir))
 	if err != nil {
-		return nil, fmt.Errorf("benchmark: %w", err)
+		return nil, nil, fmt.Errorf("benchmark: %w", err)
 	}
 	bcfg := benchmark.Default()
 	bcfg.StateDir = filepath.Join(cfg.DataDir, "benchmark")
@@ -32,19 +33,21 @@ func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (
 	bcfg.OnStart = false
 	cb, err := cpu.New(cpu.Default())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	backends := []benchmark.Backend{cb}
+	var hb *harness.Backend
 	if gpus != nil && !gpus.Simulated() && len(gpus.Allocatable()) > 0 && jobs != nil {
 		hcfg := harnessConfig(cfg, gpus.Allocatable())
-		hb, err := harness.New(hcfg, harness.RuntimeContainers{Jobs: jobs})
+		hb, err = harness.New(hcfg, harness.RuntimeContainers{Jobs: jobs})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		backends = append(backends, hb)
 		bcfg.Backend = hb.Name()
 	}
-	return benchmark.New(bcfg, log, key, backends...)
+	svc, err := benchmark.New(bcfg, log, key, backends...)
+	return svc, hb, err
 }
 
 // harnessConfig is the harness on the given GPUs, its run folders under the data
@@ -55,6 +58,20 @@ func harnessConfig(cfg Config, gpus []string) harness.Config {
 	hcfg.GPUs = gpus
 	hcfg.WorkDir = filepath.Join(cfg.DataDir, "benchmark", "harness")
 	return hcfg
+}
+
+// benchmarkHolder is the allocator's name for the benchmark's hold on the GPUs.
+const benchmarkHolder = "benchmark"
+
+// allocatorGPUs reserves every GPU for a benchmark run from the job machine's allocator.
+type allocatorGPUs struct{ m *jobs.Machine }
+
+func (a allocatorGPUs) Reserve(context.Context) ([]string, func(), error) {
+	gpus, err := a.m.ReserveAll(benchmarkHolder)
+	if err != nil {
+		return nil, nil, err
+	}
+	return gpus, func() { a.m.Release(benchmarkHolder) }, nil
 }
 
 // Benchmark is what the node needs of the benchmark service.

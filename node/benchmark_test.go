@@ -81,9 +81,12 @@ func TestBenchmarkWired(t *testing.T) {
 func TestOpenBenchmarkCPUOnly(t *testing.T) {
 	cfg := Default()
 	cfg.DataDir = t.TempDir()
-	svc, err := openBenchmark(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+	svc, hb, err := openBenchmark(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if hb != nil {
+		t.Error("a GPU harness on a CPU-only node")
 	}
 	if svc.Last() != nil {
 		t.Error("a report out of nowhere")

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
 
+	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/runtime/gpu"
 )
 
@@ -115,5 +117,26 @@ func TestHarnessOutputUnderDataDir(t *testing.T) {
 	}
 	if errs := h.Validate(); len(errs) > 0 {
 		t.Error(errs)
+	}
+}
+
+// TestBenchmarkReservesGPUs: the daemon's benchmark takes its GPUs from the job
+// allocator, so it never runs on a GPU leased to a job, and gives them back.
+func TestBenchmarkReservesGPUs(t *testing.T) {
+	m := jobs.New(jobs.Default(), jobs.Deps{GPUs: []string{"GPU-a", "MIG-b"}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r := allocatorGPUs{m}
+	gpus, release, err := r.Reserve(context.Background())
+	if err != nil || !slices.Equal(gpus, []string{"GPU-a", "MIG-b"}) {
+		t.Fatalf("reserve: %v %v", gpus, err)
+	}
+	if m.FreeGPUs() != 0 {
+		t.Errorf("%d GPUs free for jobs during the benchmark", m.FreeGPUs())
+	}
+	if _, _, err := r.Reserve(context.Background()); err != nil {
+		t.Errorf("the benchmark's own second reservation: %v", err)
+	}
+	release()
+	if m.FreeGPUs() != 2 {
+		t.Errorf("%d GPUs free after the benchmark, want 2", m.FreeGPUs())
 	}
 }

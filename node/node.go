@@ -122,7 +122,7 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
 	deps.Runtime = rt
-	bench, err := openBenchmark(cfg, log, deps.GPUs, rt)
+	bench, harnessBackend, err := openBenchmark(cfg, log, deps.GPUs, rt)
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +168,10 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 			ch.peerID = nw.ID().String()
 		}
 		n.attachWork(&jobDeps{store: st, chain: ch, content: ch.content, runtime: rt})
+		if harnessBackend != nil {
+			// The benchmark measures only GPUs no job holds, and holds them meanwhile.
+			harnessBackend.SetReserver(allocatorGPUs{n.work.machine})
+		}
 	} else {
 		st.Close()
 		log.Warn("the node takes no jobs: it needs a chain ([market]) and IPFS on the p2p network ([p2p], [ipfs])")

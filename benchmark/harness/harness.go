@@ -140,7 +140,19 @@ type Backend struct {
 
 	buildMu sync.Mutex
 	built   bool // the local image was built by this process
+
+	reserver Reserver // nil: cfg.GPUs as they are
 }
+
+// Reserver hands the harness the GPUs to measure for one run and takes them back after:
+// the node's job allocator, so that the benchmark never runs on a GPU leased to a job.
+type Reserver interface {
+	Reserve(ctx context.Context) (gpus []string, release func(), err error)
+}
+
+// SetReserver makes every CUDA run take its GPUs from r instead of Config.GPUs. Call it
+// before the backend runs.
+func (b *Backend) SetReserver(r Reserver) { b.reserver = r }
 
 // New returns a harness backend. containers may be nil when cfg.Image is empty.
 func New(cfg Config, containers Containers) (*Backend, error) {
@@ -330,6 +342,14 @@ func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Wr
 	}
 	if b.cfg.Device == "cuda" {
 		spec.GPUs = b.cfg.GPUs
+		if b.reserver != nil {
+			gpus, release, err := b.reserver.Reserve(ctx)
+			if err != nil {
+				return fmt.Errorf("harness: reserve gpus: %w", err)
+			}
+			defer release()
+			spec.GPUs = gpus
+		}
 		if len(spec.GPUs) == 0 {
 			spec.GPUs = []string{"all"}
 		}
