@@ -42,6 +42,9 @@ func printPeers(w io.Writer, p api.P2PPeers) error {
 		fmt.Fprintf(w, "  %s\n", a)
 	}
 	fmt.Fprintf(w, "%d connected peers\n", len(p.Peers))
+	for _, g := range p.Graylisted {
+		fmt.Fprintf(w, "graylisted until %s: %s\n", g.Until.Format(time.RFC3339), g.ID)
+	}
 	if len(p.Peers) == 0 {
 		return nil
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"time"
 )
 
 // P2PPeers is this node and its connected peers: the answer of GET /v1/p2p/peers.
@@ -10,6 +11,14 @@ type P2PPeers struct {
 	ID    string    `json:"peer_id"`
 	Addrs []string  `json:"addrs"`
 	Peers []P2PPeer `json:"peers"`
+	// Graylisted are the peers whose connections are refused, and until when.
+	Graylisted []P2PGraylisted `json:"graylisted,omitempty"`
+}
+
+// P2PGraylisted is one graylisted peer.
+type P2PGraylisted struct {
+	ID    string    `json:"peer_id"`
+	Until time.Time `json:"until"`
 }
 
 // P2PPeer is one connected peer.

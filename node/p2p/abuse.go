@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"sort"
 	"sync"
 	"time"
 
@@ -10,6 +11,8 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/time/rate"
+
+	"github.com/gpunode/gpunode/node/api"
 )
 
 // Refusal reasons: the values of gpunode_p2p_offers_refused_total's reason label.
@@ -218,6 +221,21 @@ func (g *guard) graylisted(id peer.ID) bool {
 		return false
 	}
 	return ok
+}
+
+// list returns the graylisted peers and until when, soonest to expire first.
+func (g *guard) list() []api.P2PGraylisted {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	out := []api.P2PGraylisted{}
+	for id, until := range g.gray {
+		if now.Before(until) {
+			out = append(out, api.P2PGraylisted{ID: id.String(), Until: until.UTC()})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Until.Before(out[j].Until) })
+	return out
 }
 
 // count is the number of graylisted peers.

@@ -132,8 +132,8 @@ func TestGraylist(t *testing.T) {
 	if got := testutil.ToFloat64(rig.metrics.grayed.WithLabelValues(refusedRateLimited)); got != 1 {
 		t.Errorf("graylistings counted %v, want 1", got)
 	}
-	if got := rig.guard.count(); got != 1 {
-		t.Errorf("%d graylisted peers, want 1", got)
+	if got := rig.Peers().Graylisted; len(got) != 1 || got[0].ID != attacker.ID().String() || time.Until(got[0].Until) < 50*time.Minute {
+		t.Errorf("graylisted peers %+v, want the attacker for an hour", got)
 	}
 	honest := startNode(t, 3, rig.Addrs())
 	if !waitFor(10*time.Second, func() bool { return honest.Connected(rig.ID()) }) {
