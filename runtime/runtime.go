@@ -86,6 +86,9 @@ type Resources struct {
 	// ShmBytes sizes /dev/shm (PyTorch data loader workers share tensors through it);
 	// it counts against MemoryBytes as it is used.
 	ShmBytes int64 `json:"shm_bytes,omitempty"`
+	// OutputBytes caps what the job writes to its output directory, while it runs:
+	// past it the job is stopped (Result.OutputFull).
+	OutputBytes int64 `json:"output_bytes,omitempty"`
 }
 
 // Spec is what a job's container is made of.
@@ -172,7 +175,7 @@ func (s Spec) Validate() []error {
 		}
 	}
 	r := s.Resources
-	if r.CPUs < 0 || r.MemoryBytes < 0 || r.PIDs < 0 || r.TmpBytes < 0 || r.ShmBytes < 0 || s.PrepareTimeout < 0 || s.RunTimeout < 0 {
+	if r.CPUs < 0 || r.MemoryBytes < 0 || r.PIDs < 0 || r.TmpBytes < 0 || r.ShmBytes < 0 || r.OutputBytes < 0 || s.PrepareTimeout < 0 || s.RunTimeout < 0 {
 		errs = append(errs, errors.New("resources and timeouts: must not be negative"))
 	}
 	return errs
@@ -194,7 +197,9 @@ type Result struct {
 	// TimedOut: the run timeout expired and the runtime stopped the job.
 	TimedOut bool `json:"timed_out"`
 	// Cancelled: the job was stopped on request.
-	Cancelled  bool          `json:"cancelled"`
+	Cancelled bool `json:"cancelled"`
+	// OutputFull: the job wrote its output cap and the runtime stopped it.
+	OutputFull bool          `json:"output_full,omitempty"`
 	StartedAt  time.Time     `json:"started_at"`
 	FinishedAt time.Time     `json:"finished_at"`
 	WallTime   time.Duration `json:"wall_time"`
@@ -209,7 +214,7 @@ type Result struct {
 
 // Succeeded reports a clean exit within limits.
 func (r Result) Succeeded() bool {
-	return r.Error == "" && r.ExitCode == 0 && !r.OOMKilled && !r.TimedOut && !r.Cancelled
+	return r.Error == "" && r.ExitCode == 0 && !r.OOMKilled && !r.TimedOut && !r.Cancelled && !r.OutputFull
 }
 
 // Runtime runs job containers. Implementations must pass runtime/conformance.

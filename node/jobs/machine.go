@@ -542,11 +542,9 @@ func (m *Machine) prepare(ctx context.Context, id string, rec Record) error {
 			spec.RunTimeout = lim.RunTimeout
 		}
 	}
-	if err := os.MkdirAll(rec.OutputDir, 0o777); err != nil {
-		return fmt.Errorf("%w: output dir: %v", ErrPermanent, err)
-	}
-	// The job may run as any user; its output directory must be writable to it.
-	if err := os.Chmod(rec.OutputDir, 0o777); err != nil {
+	// The runtime fills the output directory with a normalised copy of what the job
+	// wrote: it belongs to the node, and no other user needs to write it.
+	if err := os.MkdirAll(rec.OutputDir, 0o755); err != nil {
 		return fmt.Errorf("%w: output dir: %v", ErrPermanent, err)
 	}
 	_, err = m.deps.Runtime.Start(ctx, spec)

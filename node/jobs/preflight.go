@@ -138,6 +138,7 @@ func (m *Machine) spec(ctx context.Context, id string, rec Record) (runtime.Spec
 		Resources: runtime.Resources{
 			CPUs:        man.Resources.CPUs,
 			MemoryBytes: man.Resources.MemoryMiB << 20,
+			OutputBytes: man.Output.MaxBytes,
 		},
 	}
 	for k, v := range man.Env {

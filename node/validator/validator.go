@@ -243,10 +243,10 @@ func (v *Validator) Validate(ctx context.Context, t Task) (Verdict, error) {
 func (v *Validator) evaluate(ctx context.Context, t Task, lim Limits) (Verdict, error) {
 	fail := func(format string, a ...any) (Verdict, error) { return Verdict{Reason: fmt.Sprintf(format, a...)}, nil }
 	out := filepath.Join(v.workDir, "eval", t.JobID, "out")
-	if err := os.MkdirAll(out, 0o777); err != nil {
+	// The runtime copies what the evaluation wrote into out, normalised.
+	if err := os.MkdirAll(out, 0o755); err != nil {
 		return Verdict{}, fmt.Errorf("eval output dir: %w", err)
 	}
-	os.Chmod(out, 0o777)
 	spec := runtime.Spec{
 		JobID:        "eval-" + t.JobID,
 		Image:        t.EvalImage,

@@ -44,6 +44,16 @@ type Config struct {
 	TmpBytes int64 `toml:"tmp_bytes"`
 	// ShmBytes is the default size of /dev/shm.
 	ShmBytes int64 `toml:"shm_bytes"`
+	// OutputBytes is the default cap on a job's output directory, enforced while it runs.
+	OutputBytes int64 `toml:"output_bytes"`
+	// OutputQuota is how the output cap is enforced while a job runs: "loop" (a
+	// loop-mounted filesystem of the cap per job: a hard limit; needs root and
+	// mkfs.ext4), "watch" (measured every second, the job stopped past the cap), or
+	// "auto" (loop where possible, else watch, said at startup).
+	OutputQuota string `toml:"output_quota"`
+	// NoFile and NProc are the jobs' open-file and process ulimits; core dumps are off.
+	NoFile int64 `toml:"nofile"`
+	NProc  int64 `toml:"nproc"`
 	// User runs jobs as this uid[:gid] unless the job says; empty keeps the image's user.
 	User string `toml:"user"`
 	// ImageCacheBytes caps the size of images this node pulled; above it the least
@@ -84,6 +94,10 @@ func Default() Config {
 		PIDs:            4096,
 		TmpBytes:        1 << 30,
 		ShmBytes:        1 << 30,
+		OutputBytes:     50 << 30,
+		OutputQuota:     QuotaAuto,
+		NoFile:          8192,
+		NProc:           65536,
 		ImageCacheBytes: 100 << 30,
 	}
 }
@@ -121,6 +135,14 @@ func (c Config) Validate() []error {
 	}
 	if c.CPUs < 0 || c.MemoryBytes < 0 || c.PIDs < 0 || c.TmpBytes < 0 || c.ShmBytes < 0 || c.ImageCacheBytes < 0 {
 		errs = append(errs, errors.New("cpus, memory_bytes, pids, tmp_bytes, shm_bytes, image_cache_bytes: must not be negative"))
+	}
+	if c.TmpBytes == 0 || c.ShmBytes == 0 || c.OutputBytes <= 0 || c.NoFile <= 0 || c.NProc <= 0 {
+		errs = append(errs, errors.New("tmp_bytes, shm_bytes, output_bytes, nofile, nproc: must be positive (0 would mean no limit)"))
+	}
+	switch c.OutputQuota {
+	case QuotaAuto, QuotaLoop, QuotaWatch:
+	default:
+		errs = append(errs, fmt.Errorf("output_quota %q: want %q, %q or %q", c.OutputQuota, QuotaAuto, QuotaLoop, QuotaWatch))
 	}
 	if c.MemoryBytes > 0 && c.MemoryBytes < 6<<20 {
 		errs = append(errs, errors.New("memory_bytes: Docker needs at least 6 MiB"))

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -116,6 +117,9 @@ func New(cfg Config, log *slog.Logger) (*Runtime, error) {
 		preflightOK: map[string]bool{},
 	}
 	r.images = &imageCache{path: filepath.Join(cfg.StateDir, "images.json")}
+	if mode, note := r.quotaMode(); note != "" {
+		r.log.Warn("job output has no hard size limit while jobs run", "output_quota", mode, "reason", note)
+	}
 	return r, nil
 }
 
@@ -196,6 +200,9 @@ func (r *Runtime) withDefaults(s runtime.Spec) runtime.Spec {
 	if res.ShmBytes == 0 {
 		res.ShmBytes = r.cfg.ShmBytes
 	}
+	if res.OutputBytes == 0 {
+		res.OutputBytes = r.cfg.OutputBytes
+	}
 	return s
 }
 
@@ -236,6 +243,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) (runtime.Handle,
 			err = fmt.Errorf("job %s: preparing took longer than %s: %w", id, spec.PrepareTimeout, err)
 		}
 		r.finishWithError(j, err)
+		r.release(j)
 		return runtime.Handle{}, err
 	}
 	return h, nil
@@ -246,6 +254,19 @@ func (r *Runtime) prepareAndStart(ctx context.Context, j *job) (runtime.Handle, 
 	id := spec.JobID
 	log := r.log.With("job_id", id)
 
+	// The mounts are checked before the raw output folder exists, and built after.
+	if _, err := r.mounts(spec); err != nil {
+		return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
+	}
+	j.mu.Lock()
+	err := r.prepareOutput(ctx, j.rec)
+	if serr := r.records.save(j.rec); err == nil {
+		err = serr
+	}
+	j.mu.Unlock()
+	if err != nil {
+		return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
+	}
 	mounts, err := r.mounts(spec)
 	if err != nil {
 		return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
@@ -268,16 +289,22 @@ func (r *Runtime) prepareAndStart(ctx context.Context, j *job) (runtime.Handle, 
 	if err := r.checkImageEnv(ctx, imageID); err != nil {
 		return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
 	}
-	if uid, gid, ok := numericUser(spec.User); ok {
-		if err := os.Chown(spec.OutputDir, uid, gid); err != nil {
-			return runtime.Handle{}, fmt.Errorf("job %s: output dir: %w", id, err)
-		}
-	}
 	if err := ctx.Err(); err != nil {
 		return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
 	}
+	ins, err := r.cli.ImageInspect(ctx, imageID)
+	if err != nil {
+		return runtime.Handle{}, fmt.Errorf("job %s: inspect image: %w", id, err)
+	}
+	var volumes []string
+	if ins.Config != nil {
+		for v := range ins.Config.Volumes {
+			volumes = append(volumes, v)
+		}
+	}
 
 	cfg, hc := r.containerConfig(spec, imageID, mounts, devs)
+	coverVolumes(hc, volumes, spec.Resources.TmpBytes)
 	j.mu.Lock()
 	j.rec.ImageID = imageID
 	j.mu.Unlock()
@@ -361,6 +388,8 @@ func (r *Runtime) monitor(j *job, started time.Time) {
 	deadline := started.Add(rec.Spec.RunTimeout)
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
+	quota := time.NewTicker(time.Second)
+	defer quota.Stop()
 	waitC, errC := r.cli.ContainerWait(r.ctx, rec.ContainerID, container.WaitConditionNotRunning)
 	for {
 		select {
@@ -380,6 +409,25 @@ func (r *Runtime) monitor(j *job, started time.Time) {
 			case <-time.After(time.Second):
 			}
 			waitC, errC = r.cli.ContainerWait(r.ctx, rec.ContainerID, container.WaitConditionNotRunning)
+			continue
+		case <-quota.C:
+			if rec.OutputRaw == "" {
+				continue
+			}
+			used, full := r.outputUsed(j.snapshot())
+			if !full {
+				continue
+			}
+			log.Info("output cap reached; stopping", "output_bytes", rec.Spec.Resources.OutputBytes, "used_bytes", used)
+			quota.Stop()
+			j.mu.Lock()
+			j.rec.OutputFull = true
+			err := r.records.save(j.rec)
+			j.mu.Unlock()
+			if err != nil {
+				log.Error("record not saved", "err", err)
+			}
+			go r.killContainer(rec.ContainerID)
 			continue
 		case <-timer.C:
 			log.Info("run timeout reached; stopping", "run_timeout", rec.Spec.RunTimeout)
@@ -438,9 +486,41 @@ func (r *Runtime) collect(j *job) {
 		GPUSeconds: wall.Seconds() * float64(len(rec.Spec.GPUs)),
 		OutputDir:  rec.Spec.OutputDir,
 		LogFile:    rec.LogFile,
+		OutputFull: rec.OutputFull,
 	}
+	if rec.OutputFull {
+		res.Error = fmt.Sprintf("job %s: output passed its cap of %d bytes: the job was stopped", rec.Spec.JobID, rec.Spec.Resources.OutputBytes)
+	}
+	if err := r.publishOutput(r.ctx, rec); err != nil {
+		if r.ctx.Err() != nil {
+			return
+		}
+		if res.Error == "" {
+			res.Error = fmt.Sprintf("job %s: %v", rec.Spec.JobID, err)
+		}
+	}
+	// The raw output goes first: once the result is final, the caller may look at
+	// the host and must find only the published copy.
+	r.release(j)
 	r.finish(j, res)
 	r.removeContainer(rec.ContainerID)
+}
+
+// release removes a finished job's raw output, once its container is gone.
+func (r *Runtime) release(j *job) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.rec.OutputRaw == "" {
+		return
+	}
+	if err := r.releaseOutput(j.rec); err != nil {
+		r.log.Warn("raw output not removed", "job_id", j.rec.Spec.JobID, "err", err)
+		return
+	}
+	j.rec.OutputRaw = ""
+	if err := r.records.save(j.rec); err != nil {
+		r.log.Warn("record not saved", "job_id", j.rec.Spec.JobID, "err", err)
+	}
 }
 
 func (r *Runtime) finishWithError(j *job, err error) {
@@ -473,8 +553,19 @@ func (r *Runtime) finish(j *job, res runtime.Result) {
 func (r *Runtime) removeContainer(id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 30*time.Second)
 	defer cancel()
-	if err := r.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+	// RemoveVolumes: an anonymous volume would outlive the job (image VOLUMEs are
+	// covered by tmpfs, this is the second line).
+	if err := r.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) {
 		r.log.Warn("remove container", "container_id", shortID(id), "err", err)
+	}
+}
+
+// killContainer stops a job at once: one that filled its output gets no grace period.
+func (r *Runtime) killContainer(id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 30*time.Second)
+	defer cancel()
+	if err := r.cli.ContainerKill(ctx, id, "SIGKILL"); err != nil && !errdefs.IsNotFound(err) {
+		r.log.Warn("kill container", "container_id", shortID(id), "err", err)
 	}
 }
 
@@ -685,6 +776,9 @@ func (r *Runtime) containerConfig(spec runtime.Spec, imageID string, mounts []mo
 		Labels:      map[string]string{LabelInstance: r.cfg.Instance, LabelJob: spec.JobID},
 		StopSignal:  "SIGTERM",
 		StopTimeout: &grace,
+		// An image's HEALTHCHECK makes the engine exec into the container on its
+		// schedule (every millisecond, if it says so): never.
+		Healthcheck: &container.HealthConfig{Test: []string{"NONE"}},
 	}
 	res := spec.Resources
 	pids := res.PIDs
@@ -694,7 +788,7 @@ func (r *Runtime) containerConfig(spec runtime.Spec, imageID string, mounts []mo
 		CapDrop:        []string{"ALL"},
 		SecurityOpt:    []string{"no-new-privileges"},
 		ReadonlyRootfs: true,
-		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,nosuid,nodev,size=%d", res.TmpBytes)},
+		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,nosuid,nodev,size=%d", max(res.TmpBytes, 1<<20))},
 		IpcMode:        container.IPCModePrivate,
 		ShmSize:        res.ShmBytes,
 		CgroupnsMode:   container.CgroupnsModePrivate,
@@ -709,6 +803,11 @@ func (r *Runtime) containerConfig(spec runtime.Spec, imageID string, mounts []mo
 		Resources: container.Resources{
 			PidsLimit:      &pids,
 			DeviceRequests: devs,
+			Ulimits: []*container.Ulimit{
+				{Name: "nofile", Soft: r.cfg.NoFile, Hard: r.cfg.NoFile},
+				{Name: "nproc", Soft: r.cfg.NProc, Hard: r.cfg.NProc},
+				{Name: "core", Soft: 0, Hard: 0},
+			},
 		},
 	}
 	if len(devs) == 0 {
@@ -725,6 +824,24 @@ func (r *Runtime) containerConfig(spec runtime.Spec, imageID string, mounts []mo
 		hc.Resources.NanoCPUs = int64(res.CPUs * 1e9)
 	}
 	return cfg, hc
+}
+
+// coverVolumes mounts a size-capped tmpfs on each of the image's VOLUME paths that no
+// mount of the job covers, so the engine creates no anonymous volume: one would be
+// writable, unbounded, and outlive the container.
+func coverVolumes(hc *container.HostConfig, volumes []string, size int64) {
+	covered := map[string]bool{}
+	for _, m := range hc.Mounts {
+		covered[path.Clean(m.Target)] = true
+	}
+	for t := range hc.Tmpfs {
+		covered[path.Clean(t)] = true
+	}
+	for _, v := range volumes {
+		if v = path.Clean(v); !covered[v] {
+			hc.Tmpfs[v] = fmt.Sprintf("rw,nosuid,nodev,size=%d", max(size, 1<<20))
+		}
+	}
 }
 
 // engineLogMin is the smallest log file the engine keeps per container (it keeps two).

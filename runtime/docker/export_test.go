@@ -36,6 +36,12 @@ func (r *Runtime) CrashAfterCreate(ctx context.Context, spec runtime.Spec, image
 	if err != nil {
 		return err
 	}
+	if err := r.prepareOutput(ctx, rec); err != nil {
+		return err
+	}
+	if err := r.records.save(rec); err != nil {
+		return err
+	}
 	_, err = r.cli.ContainerCreate(ctx, c, hc, nil, nil, rec.ContainerName)
 	return err
 }

@@ -55,7 +55,9 @@ func (r *Runtime) mounts(spec runtime.Spec) ([]mount.Mount, error) {
 	if err := refuseHostPath(realOut); err != nil {
 		return nil, fmt.Errorf("output dir %s: %w", spec.OutputDir, err)
 	}
-	bind(realOut, spec.OutputTarget, false)
+	// The job writes its raw output folder in the runtime's state; the output dir
+	// gets a normalised copy once it has exited (see publishOutput).
+	bind(r.rawOutput(spec.JobID), spec.OutputTarget, false)
 	return out, nil
 }
 

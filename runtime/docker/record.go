@@ -34,13 +34,20 @@ type record struct {
 	// exists. Its random suffix keeps it from colliding with a container left by
 	// another chain, install or data dir that reuses the job ID, and keeps re-attach
 	// from mistaking such a container for the job's own.
-	ContainerName string          `json:"container_name,omitempty"`
-	ImageID       string          `json:"image_id,omitempty"`
-	LogFile       string          `json:"log_file"`
-	Cancelled     bool            `json:"cancelled,omitempty"`
-	TimedOut      bool            `json:"timed_out,omitempty"`
-	CreatedAt     time.Time       `json:"created_at"`
-	Result        *runtime.Result `json:"result,omitempty"`
+	ContainerName string `json:"container_name,omitempty"`
+	ImageID       string `json:"image_id,omitempty"`
+	// OutputRaw is the folder the container writes (see prepareOutput); OutputImage
+	// and OutputMounted say whether it is a loop-mounted filesystem of the output cap.
+	OutputRaw     string `json:"output_raw,omitempty"`
+	OutputImage   string `json:"output_image,omitempty"`
+	OutputMounted bool   `json:"output_mounted,omitempty"`
+	// OutputFull: the job filled its output cap and was stopped.
+	OutputFull bool            `json:"output_full,omitempty"`
+	LogFile    string          `json:"log_file"`
+	Cancelled  bool            `json:"cancelled,omitempty"`
+	TimedOut   bool            `json:"timed_out,omitempty"`
+	CreatedAt  time.Time       `json:"created_at"`
+	Result     *runtime.Result `json:"result,omitempty"`
 }
 
 type recordStore struct{ dir string }
