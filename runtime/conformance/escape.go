@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,6 +151,81 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 			t.Errorf("a non-root job cannot write its output directory: %v", w)
 		}
 	})
+	t.Run("OutputCapWhileRunning", func(t *testing.T) {
+		t.Parallel()
+		// 64 MiB into a 16 MiB output cap, then a long sleep: the job must be stopped
+		// while it runs, not judged after it exits.
+		const cap = 16 << 20
+		spec := s.spec(t, "fill:/out/big=64", "echo:filled", "sleep:110s", "echo:survived")
+		spec.Resources.OutputBytes = cap
+		own := s.options(t) // a runtime of its own, so its state holds only this job
+		res, log := run(t, open(t, own), spec)
+		if !res.OutputFull || res.Succeeded() || !strings.Contains(res.Error, "output") || strings.Contains(log, "survived") {
+			t.Errorf("result = %+v, want stopped for its output cap:\n%s", res, log)
+		}
+		if res.WallTime > time.Minute {
+			t.Errorf("the job ran %s: it was not stopped while running", res.WallTime)
+		}
+		// What the job left on the host: its published output and anything in the
+		// runtime's state, together no more than the cap (and a little metadata).
+		if n := treeBytes(own.StateDir) + treeBytes(spec.OutputDir); n > cap+1<<20 {
+			t.Errorf("the job left %d bytes on the host, cap %d", n, cap)
+		}
+		hostHealthy(t)
+	})
+	t.Run("SetuidOutputNormalised", func(t *testing.T) {
+		t.Parallel()
+		// A root job leaves a setuid-root copy of a binary, a setgid folder, a sticky
+		// world-writable folder and a private file in its output.
+		spec := s.spec(t, "copy:/probe=/out/suid", "chmod:/out/suid=4755", "mkdir:/out/sg", "chmod:/out/sg=2777",
+			"mkdir:/out/st", "chmod:/out/st=1777", "write:/out/private=x", "chmod:/out/private=0600", "stat:/out/suid")
+		res, log := run(t, rt, spec)
+		if !res.Succeeded() {
+			t.Fatalf("result = %+v:\n%s", res, log)
+		}
+		if st := lines(log)["stat"]; len(st) != 1 || !strings.Contains(st[0], "urwx") {
+			t.Fatalf("the job could not make /out/suid setuid (%v): the test would prove nothing", st)
+		}
+		want := map[string]os.FileMode{".": 0o755, "suid": 0o755, "sg": 0o755, "st": 0o755, "private": 0o644}
+		for name, mode := range want {
+			fi, err := os.Lstat(filepath.Join(spec.OutputDir, name))
+			if err != nil {
+				t.Errorf("published %s: %v", name, err)
+				continue
+			}
+			if got := fi.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky); got != mode {
+				t.Errorf("published %s has mode %v, want %v", name, fi.Mode(), mode)
+			}
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+				t.Errorf("published %s is owned by uid %d, not the node (%d)", name, st.Uid, os.Geteuid())
+			}
+		}
+		filepath.Walk(spec.OutputDir, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && fi.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky) != 0 {
+				t.Errorf("host copy %s keeps mode %v", p, fi.Mode())
+			}
+			return nil
+		})
+	})
+	t.Run("Ulimits", func(t *testing.T) {
+		t.Parallel()
+		res, log := run(t, rt, s.spec(t, "limits"))
+		l := lines(log)["limits"]
+		if !res.Succeeded() || len(l) != 1 {
+			t.Fatalf("result = %+v:\n%s", res, log)
+		}
+		var nofile, nofileH, nproc, nprocH, core, coreH uint64
+		if _, err := fmt.Sscanf(l[0], "ok nofile=%d/%d nproc=%d/%d core=%d/%d", &nofile, &nofileH, &nproc, &nprocH, &core, &coreH); err != nil {
+			t.Fatalf("limits %q: %v", l[0], err)
+		}
+		const unlimited = ^uint64(0)
+		if core != 0 || coreH != 0 {
+			t.Errorf("core dumps allowed: %d/%d", core, coreH)
+		}
+		if nofileH == unlimited || nprocH == unlimited || nofile == 0 || nproc == 0 {
+			t.Errorf("nofile %d/%d, nproc %d/%d: want finite limits", nofile, nofileH, nproc, nprocH)
+		}
+	})
 	t.Run("EngineNotReachable", func(t *testing.T) {
 		t.Parallel()
 		s.engineMounts(t, rt)
@@ -207,6 +283,18 @@ func (s *suite) engineMounts(t *testing.T, rt runtime.Runtime) {
 			}
 		})
 	}
+}
+
+// treeBytes is the disk space the files under root take.
+func treeBytes(root string) int64 {
+	var n int64
+	filepath.Walk(root, func(_ string, fi os.FileInfo, err error) error {
+		if st, ok := fi.Sys().(*syscall.Stat_t); err == nil && ok {
+			n += st.Blocks * 512
+		}
+		return nil
+	})
+	return n
 }
 
 // hostHealthy checks that the host still forks processes after a job's abuse.

@@ -78,6 +78,36 @@ func run(verb, arg string) {
 			f.Close()
 		}
 		result(verb, err, p)
+	case "copy": // copy:SRC=DST copies a file
+		src, dst, _ := strings.Cut(arg, "=")
+		b, err := os.ReadFile(src)
+		if err == nil {
+			err = os.WriteFile(dst, b, 0o755)
+		}
+		result(verb, err, dst)
+	case "chmod": // chmod:PATH=OCTAL sets the mode bits, setuid, setgid and sticky included
+		p, m, _ := strings.Cut(arg, "=")
+		mode, err := strconv.ParseUint(m, 8, 32)
+		if err == nil {
+			err = syscall.Chmod(p, uint32(mode))
+		}
+		result(verb, err, p)
+	case "mkdir":
+		result(verb, os.MkdirAll(arg, 0o755), arg)
+	case "limits": // the soft/hard open-file, process and core-size limits
+		var out []string
+		for _, l := range []struct {
+			name string
+			res  int
+		}{{"nofile", syscall.RLIMIT_NOFILE}, {"nproc", 6 /* RLIMIT_NPROC */}, {"core", syscall.RLIMIT_CORE}} {
+			var rl syscall.Rlimit
+			if err := syscall.Getrlimit(l.res, &rl); err != nil {
+				result(verb, err, "")
+				return
+			}
+			out = append(out, fmt.Sprintf("%s=%d/%d", l.name, rl.Cur, rl.Max))
+		}
+		say(verb, "ok %s", strings.Join(out, " "))
 	case "read":
 		b, err := os.ReadFile(arg)
 		result(verb, err, strings.TrimSpace(string(b)))
