@@ -37,6 +37,7 @@ func (r *Runtime) Check(ctx context.Context, spec runtime.Spec, maxImageBytes in
 	if err != nil {
 		return runtime.Checked{}, fmt.Errorf("job %s: %w", id, err)
 	}
+	mounts = r.checkMounts(spec, mounts)
 	devs, err := deviceRequests(spec.GPUs)
 	if err != nil {
 		return runtime.Checked{}, fmt.Errorf("job %s: %w", id, err)

@@ -11,9 +11,11 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/docker/docker/api/types/mount"
 	"golang.org/x/sys/unix"
 
 	"github.com/gpunode/gpunode/internal/treetar"
+	"github.com/gpunode/gpunode/runtime"
 )
 
 // Output quota modes (Config.OutputQuota).
@@ -111,6 +113,19 @@ func (r *Runtime) prepareOutput(ctx context.Context, rec *record) error {
 		return os.Chmod(raw, 0o700)
 	}
 	return os.Chmod(raw, 0o777)
+}
+
+// checkMounts points the output mount of a dry-run container (see Check), which is
+// never started, at the output dir itself: the raw output folder exists only for a
+// job being started.
+func (r *Runtime) checkMounts(spec runtime.Spec, mounts []mount.Mount) []mount.Mount {
+	raw := r.rawOutput(spec.JobID)
+	for i := range mounts {
+		if mounts[i].Source == raw {
+			mounts[i].Source = spec.OutputDir
+		}
+	}
+	return mounts
 }
 
 // outputUsed is how many bytes the job's output takes on disk, and whether that has
