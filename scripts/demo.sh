@@ -25,15 +25,18 @@ command -v docker-registry >/dev/null || die "docker-registry is missing: run ma
 # Containers of the demo's nodes (the label is runtime/docker's LabelInstance). Removed
 # before starting, for a demo that was killed too hard to clean up after itself, and on
 # exit.
+# A job's output folder is a loop-mounted filesystem while it runs (as root); a node
+# stopped mid-job leaves it mounted.
 remove_containers() {
 	for n in provider validator1 validator2; do
 		docker ps -aq --filter "label=io.gpunode.instance=demo-$n" | xargs -r docker rm -f >/dev/null 2>&1 || true
 	done
+	awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 }
+dir=$(realpath -m "$dir")
 remove_containers
 rm -rf "$dir"
 mkdir -p "$dir"
-dir=$(realpath "$dir")
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
