@@ -301,6 +301,12 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if n.work != nil {
 		g.Go(func() error { return n.work.run(gctx) })
+		// Finished jobs' folders and the inputs they fetched go after jobs.retention.
+		var inputs jobs.InputSweeper
+		if n.ipfs != nil {
+			inputs = n.ipfs
+		}
+		g.Go(func() error { n.work.machine.Retain(gctx, inputs); return nil })
 	}
 	if n.ipfs != nil {
 		g.Go(func() error { return n.ipfs.Run(gctx) })

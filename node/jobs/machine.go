@@ -47,6 +47,9 @@ type Config struct {
 	// output.max_bytes is declined. 0 derives it from the host when the job is evaluated:
 	// half the free space of the filesystem holding the jobs' directories.
 	MaxOutputBytes int64 `toml:"max_output_bytes"`
+	// Retention is how long a finished job's folders and the inputs it fetched are
+	// kept after it ended (see Sweep); 0 keeps them for ever.
+	Retention configfile.Duration `toml:"retention"`
 }
 
 // Default returns the default state machine configuration.
@@ -60,6 +63,7 @@ func Default() Config {
 		RetryBase:       configfile.Duration(2 * time.Second),
 		RetryMax:        configfile.Duration(2 * time.Minute),
 		MaxAttempts:     8,
+		Retention:       configfile.Duration(7 * 24 * time.Hour),
 	}
 }
 
