@@ -9,4 +9,10 @@ echo "== gpu suite (compiled, not run: it needs a GPU rig, see make gpu-check)"
 go vet -tags gpu ./runtime/gpu/rigcheck/
 go test -tags gpu -count=1 -run '^$' ./runtime/gpu/rigcheck/
 echo "== go test"
-go test -count=1 -timeout 28m ./...
+export GPUNODE_ATTACK_LOG=${GPUNODE_ATTACK_LOG:-$(mktemp -t gpunode-attacks.XXXXXX)}
+: >"$GPUNODE_ATTACK_LOG"
+status=0
+go test -count=1 -timeout 28m ./... || status=$?
+echo "== security"
+bash scripts/attacks.sh "$GPUNODE_ATTACK_LOG" || status=1
+exit $status

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gpunode/gpunode/internal/testenv"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -94,6 +96,7 @@ func TestExtractRefuses(t *testing.T) {
 		{"link through an absolute link", []*tar.Header{{Name: "a", Typeflag: tar.TypeSymlink, Linkname: "."}, {Name: "a/b", Typeflag: tar.TypeSymlink, Linkname: "c"}}, 0, "under the symlink"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			testenv.Attack(t, "treetar", tc.name)
 			dst := t.TempDir()
 			_, err := Extract(bytes.NewReader(archive(t, tc.entries...)), dst, tc.max)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gpunode/gpunode/internal/testenv"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -104,6 +106,7 @@ func TestClientWithoutDaemon(t *testing.T) {
 // one and stalls: the first is refused, the second cut off at the read deadline, and
 // the server keeps answering others.
 func TestServerLimits(t *testing.T) {
+	testenv.Attack(t, "api", "body over the cap, stalled body")
 	socket := filepath.Join(t.TempDir(), "api.sock")
 	s := NewServer(Config{Socket: socket}, quiet)
 	s.readTimeout = 500 * time.Millisecond

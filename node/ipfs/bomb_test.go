@@ -12,6 +12,8 @@ import (
 	ft "github.com/ipfs/boxo/ipld/unixfs"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+
+	"github.com/gpunode/gpunode/internal/testenv"
 )
 
 // dagBomb stores in n a file DAG whose root links 1000 times to a node that links
@@ -60,6 +62,7 @@ func dagBomb(t *testing.T, n *Node) cid.Cid {
 // Content.Fetch) refuse a CID whose DAG repeats one 1 MiB block 10^6 times, having
 // written nothing of it, and fetched no more than its few unique blocks.
 func TestDAGBomb(t *testing.T) {
+	testenv.Attack(t, "ipfs", "DAG bomb: one 1 MiB block linked 10^6 times")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	h1, h2 := newHost(t), newHost(t)
@@ -97,6 +100,7 @@ func TestDAGBomb(t *testing.T) {
 
 // TestLogicalLimits: entries and depth are counted with repeated links too.
 func TestLogicalLimits(t *testing.T) {
+	testenv.Attack(t, "ipfs", "DAG with repeated directory links and deep nesting")
 	ctx := context.Background()
 	n := newNode(t, "", newHost(t), func(c *Config) { c.MaxFetchEntries = 100; c.MaxFetchDepth = 8 })
 	// A directory with 20 links to a directory of 20 empty files: 420 entries.

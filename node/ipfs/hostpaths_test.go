@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/node/api"
 )
 
@@ -67,9 +68,12 @@ func TestHostPathRoutes(t *testing.T) {
 		filepath.Join(shared, "pw"), filepath.Join(shared, "up"), filepath.Dir(shared),
 		"/etc/passwd", "relative/path",
 	} {
-		if res, err := c.IPFSAdd(ctx, p, ""); err == nil {
-			t.Errorf("add %s = %s; want refused", p, res.CID)
-		}
+		t.Run("add "+p, func(t *testing.T) {
+			testenv.Attack(t, "api", "POST /v1/ipfs/add "+p)
+			if res, err := c.IPFSAdd(ctx, p, ""); err == nil {
+				t.Errorf("add %s = %s; want refused", p, res.CID)
+			}
+		})
 	}
 	if res, err := c.IPFSAdd(ctx, filepath.Join(shared, "ok.txt"), ""); err != nil {
 		t.Errorf("add of a file in a listed folder: %v", err)
@@ -92,12 +96,15 @@ func TestHostPathRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range []string{filepath.Join(state, "p2p"), keystore, filepath.Join(shared, "keys"), "/etc", filepath.Join(filepath.Dir(shared), "x")} {
-		if _, err := c.IPFSGet(ctx, okCID.String(), d); err == nil {
-			t.Errorf("get into %s succeeded; want refused", d)
-		}
-		if _, err := os.Stat(filepath.Join(d, okCID.String())); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("get wrote into %s", d)
-		}
+		t.Run("get "+d, func(t *testing.T) {
+			testenv.Attack(t, "api", "POST /v1/ipfs/get into "+d)
+			if _, err := c.IPFSGet(ctx, okCID.String(), d); err == nil {
+				t.Errorf("get into %s succeeded; want refused", d)
+			}
+			if _, err := os.Stat(filepath.Join(d, okCID.String())); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("get wrote into %s", d)
+			}
+		})
 	}
 	if _, err := c.IPFSGet(ctx, okCID.String(), filepath.Join(shared, "got")); err != nil {
 		t.Errorf("get into a listed folder: %v", err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/runtime"
@@ -148,6 +149,9 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if strings.HasPrefix(tt.name, "result is") || tt.tamper {
+				testenv.Attack(t, "validator", tt.name)
+			}
 			s := newSetup(t, tt.eval)
 			if tt.tamper {
 				s.task.ResultHash = strings.Repeat("0", 64)

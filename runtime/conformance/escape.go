@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/runtime"
 )
 
@@ -36,6 +37,7 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 	rt := open(t, o)
 
 	t.Run("NetworkFilesystemPrivileges", func(t *testing.T) {
+		testenv.Attack(t, "runtime", "NetworkFilesystemPrivileges")
 		t.Parallel()
 		port, accepted := hostListener(t)
 		args := []string{
@@ -102,6 +104,7 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 		}
 	})
 	t.Run("ForkBomb", func(t *testing.T) {
+		testenv.Attack(t, "runtime", "ForkBomb")
 		t.Parallel()
 		spec := s.spec(t, "forkbomb:1000", "echo:survived")
 		spec.Resources.PIDs = 32
@@ -119,6 +122,7 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 		hostHealthy(t)
 	})
 	t.Run("MemoryLimitIsOOMKill", func(t *testing.T) {
+		testenv.Attack(t, "runtime", "MemoryLimitIsOOMKill")
 		t.Parallel()
 		spec := s.spec(t, "alloc:512", "echo:survived")
 		spec.Resources.MemoryBytes = 64 << 20
@@ -129,6 +133,7 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 		hostHealthy(t)
 	})
 	t.Run("SetuidGainsNothing", func(t *testing.T) {
+		testenv.Attack(t, "runtime", "SetuidGainsNothing")
 		t.Parallel()
 		spec := s.spec(t, "stat:/suid", "id", "exec:/suid", "write:/out/by-nobody=1")
 		spec.User = "65534:65534"
@@ -152,6 +157,7 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 		}
 	})
 	t.Run("OutputCapWhileRunning", func(t *testing.T) {
+		testenv.Attack(t, "runtime", "OutputCapWhileRunning")
 		t.Parallel()
 		// 64 MiB into a 16 MiB output cap, then a long sleep: the job must be stopped
 		// while it runs, not judged after it exits.
@@ -174,6 +180,7 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 		hostHealthy(t)
 	})
 	t.Run("SetuidOutputNormalised", func(t *testing.T) {
+		testenv.Attack(t, "runtime", "SetuidOutputNormalised")
 		t.Parallel()
 		// A root job leaves a setuid-root copy of a binary, a setgid folder, a sticky
 		// world-writable folder and a private file in its output.
@@ -208,6 +215,7 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 		})
 	})
 	t.Run("Ulimits", func(t *testing.T) {
+		testenv.Attack(t, "runtime", "Ulimits")
 		t.Parallel()
 		res, log := run(t, rt, s.spec(t, "limits"))
 		l := lines(log)["limits"]
@@ -249,6 +257,7 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 			"DotDot":          filepath.Join(allowed, "..", "secret"),
 		} {
 			t.Run(name, func(t *testing.T) {
+				testenv.Attack(t, "runtime", "dataset symlink "+name)
 				spec := s.spec(t, "write:/out/ran=1", "read:/data/key")
 				spec.Datasets = []runtime.Mount{{Source: src, Target: "/data"}}
 				_, err := rt.Start(ctxFor(t, time.Minute), spec)
@@ -275,6 +284,7 @@ func (s *suite) engineMounts(t *testing.T, rt runtime.Runtime) {
 		"OutputIsRunDir": func(sp *runtime.Spec) { sp.OutputDir = "/var/run" },
 	} {
 		t.Run(name, func(t *testing.T) {
+			testenv.Attack(t, "runtime", "engine socket via "+name)
 			spec := s.spec(t, "stat:/docker.sock")
 			mod(&spec)
 			_, err := rt.Start(ctxFor(t, time.Minute), spec)

@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 
+	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/runtime"
 	"github.com/gpunode/gpunode/runtime/conformance"
 	"github.com/gpunode/gpunode/runtime/docker"
@@ -28,6 +29,7 @@ import (
 // capped tmpfs on the volume path and leaves no volume behind; the engine never runs
 // the health check; the stop signal is the runtime's.
 func TestImageMetadataIgnored(t *testing.T) {
+	testenv.Attack(t, "runtime", "image VOLUME, HEALTHCHECK and STOPSIGNAL")
 	cli := engine(t)
 	base, err := cli.ImageInspect(context.Background(), probeImage(t))
 	if err != nil || len(base.RepoTags) == 0 {

@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
+	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/runtime"
 	"github.com/gpunode/gpunode/runtime/conformance"
 	"github.com/gpunode/gpunode/runtime/docker"
@@ -38,6 +39,7 @@ func staleContainer(t *testing.T, cli *client.Client, img, instance, jobID strin
 // name neither blocks the job nor is taken for the job's own on re-attach, and is left
 // as it was.
 func TestStaleContainer(t *testing.T) {
+	testenv.Attack(t, "runtime", "stale container with the job's name and labels")
 	img := probeImage(t)
 	cli := engine(t)
 	dir := t.TempDir()
