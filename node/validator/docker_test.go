@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -155,6 +156,14 @@ func TestConsentOnDocker(t *testing.T) {
 	}
 	defer rt.Close()
 	seen := watchEngine(t, cli, rcfg.Instance)
+	t.Cleanup(func() {
+		// The runtime removes its containers when they finish; a failed test may not.
+		list, _ := cli.ContainerList(context.Background(), container.ListOptions{All: true,
+			Filters: filters.NewArgs(filters.Arg("label", docker.LabelInstance+"="+rcfg.Instance))})
+		for _, c := range list {
+			cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+		}
+	})
 	t.Cleanup(func() {
 		for _, ref := range []string{lab, other, lab2, big} {
 			cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
