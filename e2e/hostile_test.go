@@ -112,7 +112,8 @@ func (l *loop) providerTxs(t *testing.T, from uint64) []providerTx {
 type providerTx struct{ hash, method, jobID string }
 
 // TestHostileSponsor plays a sponsor that posts jobs built to make the provider accept
-// (and lock its bond) and then fail, which gives the bond to the sponsor. The provider
+// (and lock its bond) and then fail, which gives the bond to the sponsor, or pay in a
+// token the provider never priced. The provider
 // declines each one before any transaction, says why in `gpunode job status` and its
 // metrics, and loses nothing: its only transactions are for the good job posted among
 // them, which is paid.
@@ -181,6 +182,7 @@ func TestHostileSponsor(t *testing.T) {
 		}, "validators.allow: validators [" + strings.ToLower(l.dep.Accounts[0].Address.Hex()) + "] are not on the allow list", "validators"},
 		{"bond above max_bond_wei", nil, func(r *api.PostJobRequest) { r.BondWei = greedyBond }, "max_bond_wei: the job asks a bond of " + greedyBond + ", cap " + maxBond, "bond"},
 		{"image above max_image_bytes", func(m map[string]any) { m["image"] = bigImage }, nil, "image too large", "image_size"},
+		{"reward in an unlisted token", nil, func(r *api.PostJobRequest) { r.Token = l.dep.Token.Hex() }, "which is not listed under [tokens]", "token"},
 	}
 	ids := map[string]string{}
 	var goodID string
