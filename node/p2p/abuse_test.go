@@ -315,3 +315,45 @@ func TestSyncRequestsLimited(t *testing.T) {
 		t.Error("a peer asking for the market 20 times in a row is not graylisted")
 	}
 }
+
+// TestSyncOldRecordsNotAbuse: records that expired on their way, or stamped by a clock
+// ahead of this one, are dropped without holding it against the peer that sent them.
+func TestSyncOldRecordsNotAbuse(t *testing.T) {
+	victim := startNode(t, 1, nil)
+	peerNode := startNode(t, 2, nil)
+	eth, err := ethcrypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerNode.Host().SetStreamHandler(SyncProtocol, func(s network.Stream) {
+		defer s.Close()
+		for i := 0; i < 3*maxInvalidSync; i++ {
+			key, _, _ := crypto.GenerateEd25519Key(nil)
+			id, _ := peer.IDFromPrivateKey(key)
+			addr, sig, _ := capacity.Bind(id, eth)
+			ts := time.Now().Add(-2 * time.Duration(loopbackConfig().RecordTTL)) // expired
+			if i%2 == 1 {
+				ts = time.Now().Add(time.Hour) // a clock far ahead
+			}
+			b, err := capacity.Seal(&capacity.Record{Version: capacity.Version, PeerID: id.String(), Seq: 1,
+				Timestamp: ts.Unix(), EthAddress: addr, EthSignature: sig, Capacity: newRig(0).cap}, key)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			writeRaw(s, b)
+		}
+	})
+	if err := victim.Host().Connect(context.Background(), peer.AddrInfo{ID: peerNode.ID(), Addrs: peerNode.Host().Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := victim.pull(context.Background(), peerNode.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if victim.guard.graylisted(peerNode.ID()) {
+		t.Error("a peer passing on expired records was graylisted")
+	}
+	if got := testutil.ToFloat64(victim.metrics.invalid.WithLabelValues(string(capacity.ReasonTooOld))); got < maxInvalidSync {
+		t.Errorf("expired records counted %v", got)
+	}
+}

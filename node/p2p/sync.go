@@ -24,8 +24,9 @@ import (
 const SyncProtocol protocol.ID = "/gpunode/market-sync/1.0.0"
 
 const (
-	// maxInvalidSync is how many invalid records one sync answer may hold before its
-	// peer is graylisted: an honest peer only passes on records it verified.
+	// maxInvalidSync is how many forged or malformed records one sync answer may hold
+	// before its peer is graylisted: an honest peer only passes on records it verified.
+	// Records too old or from the future do not count: clocks differ.
 	maxInvalidSync = 16
 	// maxConcurrentSyncs bounds the pulls in flight.
 	maxConcurrentSyncs = 4
@@ -92,7 +93,11 @@ func (n *Network) pull(ctx context.Context, id peer.ID) error {
 		}
 		rec, err := capacity.Open(b, n.now(), time.Duration(n.cfg.RecordTTL), maxSkew)
 		if err != nil {
-			n.metrics.invalid.WithLabelValues(string(capacity.ReasonOf(err))).Inc()
+			reason := capacity.ReasonOf(err)
+			n.metrics.invalid.WithLabelValues(string(reason)).Inc()
+			if reason == capacity.ReasonTooOld || reason == capacity.ReasonFuture {
+				continue // clocks differ, and a record may expire on its way: not forged
+			}
 			if invalid++; invalid > maxInvalidSync {
 				s.Reset()
 				n.guard.graylist(id, syncAbuse)
