@@ -21,6 +21,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/jobs"
 )
@@ -119,6 +120,7 @@ type providerTx struct{ hash, method, jobID string }
 // them, which is paid.
 func TestHostileSponsor(t *testing.T) {
 	l := startLoop(t)
+	testenv.Attack(t, "jobs", "hostile jobs among a good one: the provider's balance and bond")
 	ctx := context.Background()
 	bigImage := pushImage(t, l.registry, paddedImage(t, exampleImage(t, "trainer"), 8<<20), "big")
 	maxImage := imageSize(t, exampleImage(t, "trainer")) + 4<<20
@@ -196,6 +198,7 @@ func TestHostileSponsor(t *testing.T) {
 	for _, c := range cases {
 		id := ids[c.name]
 		t.Run(c.name, func(t *testing.T) {
+			testenv.Attack(t, "jobs", "job built to fail after acceptance: "+c.name)
 			d := l.wait(t, id, 4*time.Minute, jobs.Declined, jobs.Accepting, jobs.Accepted, jobs.Preparing, jobs.Running, jobs.Failed)
 			if d.State != jobs.Declined || !strings.Contains(d.Reason, c.reason) {
 				t.Fatalf("job %s: %s, reason %q; want declined saying %q", id, d.State, d.Reason, c.reason)

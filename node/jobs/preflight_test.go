@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/runtime"
 )
 
@@ -71,6 +72,7 @@ func TestAcceptanceChecks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			testenv.Attack(t, "jobs", "job built to fail after acceptance: "+tt.name)
 			r := newRig(t, writeCheckpoint)
 			adm := newCountingAdmitter()
 			r.deps.Admitter = adm

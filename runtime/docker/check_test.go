@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 
+	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/runtime"
 	"github.com/gpunode/gpunode/runtime/docker"
 )
@@ -51,6 +52,7 @@ func TestCheck(t *testing.T) {
 		{"unknown digest", func(s *runtime.Spec) { s.Image = addr + "/gpunode/check@sha256:" + strings.Repeat("cd", 32) }, 0, runtime.ErrImageNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			testenv.Attack(t, "runtime", "dry run of a job that cannot run: "+tc.name)
 			s := spec("check-" + strings.ReplaceAll(tc.name, " ", "-"))
 			tc.edit(&s)
 			_, err := rt.Check(ctx, s, tc.max)
