@@ -56,6 +56,9 @@ func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (
 func harnessConfig(cfg Config, gpus []string) harness.Config {
 	hcfg := harness.Default()
 	hcfg.GPUs = gpus
+	if cfg.GPU.HarnessBaseImage != "" {
+		hcfg.BaseImage = cfg.GPU.HarnessBaseImage
+	}
 	hcfg.WorkDir = filepath.Join(cfg.DataDir, "benchmark", "harness")
 	return hcfg
 }

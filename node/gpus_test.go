@@ -12,6 +12,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
 
+	"github.com/gpunode/gpunode/benchmark/harness"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/runtime/gpu"
 )
@@ -117,6 +118,14 @@ func TestHarnessOutputUnderDataDir(t *testing.T) {
 	}
 	if errs := h.Validate(); len(errs) > 0 {
 		t.Error(errs)
+	}
+	if h.Image != harness.LocalImage || h.BaseImage != harness.DefaultBase {
+		t.Errorf("harness image %q on %q, want the local build on the default base", h.Image, h.BaseImage)
+	}
+	pinned := "pytorch/pytorch@sha256:" + strings.Repeat("ab", 32)
+	cfg.GPU.HarnessBaseImage = pinned
+	if h := harnessConfig(cfg, nil); h.BaseImage != pinned {
+		t.Errorf("configured base %q not used: %q", pinned, h.BaseImage)
 	}
 }
 

@@ -34,6 +34,10 @@ type Config struct {
 	// Simulate runs on a simulated rig instead of NVML: "" (off) or "dgxa100", go-nvml's
 	// mock of an 8×A100 server, with changing telemetry. For demos, dashboards and tests.
 	Simulate string `toml:"simulate"`
+	// HarnessBaseImage is the base of the benchmark harness image the node builds on this
+	// rig: a PyTorch image with CUDA. Empty uses the harness's default (a tag); pin it by
+	// digest (repo@sha256:…) to know what the rig measures with.
+	HarnessBaseImage string `toml:"harness_base_image"`
 }
 
 // Default returns the default GPU configuration: real NVML.
@@ -44,10 +48,14 @@ var Simulations = []string{"dgxa100"}
 
 // Validate reports every problem with the configuration.
 func (c Config) Validate() []error {
+	var errs []error
 	if c.Simulate != "" && c.Simulate != "dgxa100" {
-		return []error{fmt.Errorf("simulate: %q is not a known simulation (want one of: %s)", c.Simulate, strings.Join(Simulations, ", "))}
+		errs = append(errs, fmt.Errorf("simulate: %q is not a known simulation (want one of: %s)", c.Simulate, strings.Join(Simulations, ", ")))
 	}
-	return nil
+	if strings.ContainsAny(c.HarnessBaseImage, " \t\n") {
+		errs = append(errs, fmt.Errorf("harness_base_image: %q is not an image reference", c.HarnessBaseImage))
+	}
+	return errs
 }
 
 // Device describes one physical GPU. Its identity does not change while the node runs;
