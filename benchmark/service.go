@@ -29,7 +29,9 @@ type Config struct {
 	Profile Profile `toml:"profile"`
 	// Backend is the backend the daemon runs: "cpu", "cuda" or "torch-cpu".
 	Backend string `toml:"backend"`
-	// OnStart runs a benchmark when the daemon starts and has no report yet.
+	// OnStart measures the rig when the daemon starts and its report is missing, was made
+	// with another backend, or was made on other hardware or another driver (its
+	// fingerprint differs): a rig never advertises a score it no longer has.
 	OnStart bool `toml:"on_start"`
 	// StateDir keeps the last signed report (last-report.json) across restarts.
 	StateDir string `toml:"state_dir"`
@@ -69,6 +71,11 @@ type Service struct {
 	key      crypto.Signer
 	backends map[string]Backend
 
+	idle       func() bool   // nil: always idle
+	measured   chan struct{} // closed once the start is settled
+	settleOnce sync.Once
+	reports    chan struct{} // a value after each new report
+
 	mu      sync.Mutex
 	running bool
 	last    *Report
@@ -81,7 +88,8 @@ func New(cfg Config, log *slog.Logger, key crypto.Signer, backends ...Backend) (
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("benchmark config: %w", errors.Join(errs...))
 	}
-	s := &Service{cfg: cfg, log: log.With("component", "benchmark"), key: key, backends: map[string]Backend{}}
+	s := &Service{cfg: cfg, log: log.With("component", "benchmark"), key: key, backends: map[string]Backend{},
+		measured: make(chan struct{}), reports: make(chan struct{}, 1)}
 	for _, b := range backends {
 		s.backends[b.Name()] = b
 	}
@@ -149,17 +157,86 @@ func (s *Service) Summary() *api.BenchmarkSummary {
 	return &sum
 }
 
-// Run runs the configured benchmark at start if there is no report yet, then waits for
-// ctx. Cancellation is not an error.
+// Run measures the rig at start when OnStart says so and the report is missing or stale
+// (see StartReason), waiting until the rig is idle, then waits for ctx. Cancellation is
+// not an error. Measured is closed once the start is settled either way.
 func (s *Service) Run(ctx context.Context) error {
-	if s.cfg.OnStart && s.Last() == nil {
-		if _, err := s.Benchmark(ctx, s.cfg.Profile, s.cfg.Backend, nil); err != nil && ctx.Err() == nil {
-			s.log.Error("benchmark at start failed", "err", err)
-		}
+	defer s.settle()
+	if s.cfg.OnStart {
+		s.measureAtStart(ctx)
 	}
+	s.settle()
 	<-ctx.Done()
 	return nil
 }
+
+// Start attempts: a benchmark that fails this often at start is left to the operator.
+const startAttempts = 3
+
+// IdlePoll is how often the benchmark at start looks again whether the rig is idle.
+var IdlePoll = 10 * time.Second
+
+func (s *Service) measureAtStart(ctx context.Context) {
+	why := s.StartReason(ctx)
+	if why == "" {
+		return
+	}
+	s.log.Info("measuring the rig before advertising it", "why", why, "profile", s.cfg.Profile, "backend", s.cfg.Backend)
+	for attempt := 1; attempt <= startAttempts; {
+		if s.idle == nil || s.idle() {
+			_, err := s.Benchmark(ctx, s.cfg.Profile, s.cfg.Backend, nil)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("benchmark at start failed", "attempt", attempt, "of", startAttempts, "err", err)
+			attempt++
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(IdlePoll):
+		}
+	}
+	s.log.Error("the rig could not be measured at start: it advertises no score; run `gpunode bench run` once the cause is fixed")
+}
+
+// StartReason says why the rig should be measured now, or "" when its report is current:
+// none yet, made with another backend, or made on other hardware or another driver.
+func (s *Service) StartReason(ctx context.Context) string {
+	r := s.Last()
+	if r == nil {
+		return "no benchmark report yet"
+	}
+	if r.Backend != s.cfg.Backend {
+		return fmt.Sprintf("the report was made with the %s backend, this node measures with %s", r.Backend, s.cfg.Backend)
+	}
+	b, ok := s.backends[s.cfg.Backend]
+	if !ok {
+		return ""
+	}
+	hw, err := b.Hardware(ctx)
+	if err != nil {
+		s.log.Warn("read the rig's hardware to compare with the report", "err", err)
+		return ""
+	}
+	if fp := hw.Fingerprint(); fp != r.Fingerprint {
+		return fmt.Sprintf("the hardware or driver changed since the report (fingerprint %s, now %s)", r.Fingerprint, fp)
+	}
+	return ""
+}
+
+// SetIdle makes the benchmark at start wait until idle says the rig runs no job: a
+// benchmark beside a paying job slows it and signs a low score. Call it before Run.
+func (s *Service) SetIdle(idle func() bool) { s.idle = idle }
+
+// Measured is closed once the start is settled: the rig was measured, needed no
+// measuring, could not be measured, or the service stopped.
+func (s *Service) Measured() <-chan struct{} { return s.measured }
+
+// NewReports receives a value after each new report (coalesced): the node registers it.
+func (s *Service) NewReports() <-chan struct{} { return s.reports }
+
+func (s *Service) settle() { s.settleOnce.Do(func() { close(s.measured) }) }
 
 // Benchmark runs a profile on a backend, signs the report, keeps it as the last report
 // and returns it.
@@ -207,6 +284,10 @@ func (s *Service) Benchmark(ctx context.Context, profile Profile, backend string
 	}
 	s.mu.Unlock()
 	s.log.Info("benchmark done", "profile", profile, "backend", backend, "rig_score_tflops", r.Scores.Rig, "duration", time.Since(start).Round(time.Millisecond))
+	select {
+	case s.reports <- struct{}{}:
+	default:
+	}
 	return r, nil
 }
 

@@ -72,7 +72,7 @@ func startDaemonIn(t *testing.T, dir string, args ...string) *daemon {
 		stderr:  &syncBuffer{},
 		done:    make(chan error, 1),
 	}
-	all := append([]string{"daemon", "--data-dir", filepath.Join(dir, "data"), "--api-socket", d.socket, "--metrics-listen", d.metrics, "--ui-listen", ""}, args...)
+	all := append([]string{"daemon", "--data-dir", filepath.Join(dir, "data"), "--api-socket", d.socket, "--metrics-listen", d.metrics, "--ui-listen", "", "--benchmark-on-start=false"}, args...)
 	d.cmd = exec.Command(bin, all...)
 	d.cmd.Stderr = d.stderr
 	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=") // not under systemd here

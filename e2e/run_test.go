@@ -47,11 +47,15 @@ func TestSetupProfiles(t *testing.T) {
 	}
 }
 
-var nodeReady = regexp.MustCompile(`gpunode: node ready in (\d+)s`)
+var (
+	nodeReady = regexp.MustCompile(`gpunode: node ready in (\d+)s`)
+	reportCID = regexp.MustCompile(`report_cid=b[a-z2-7]{20,}`)
+)
 
 // TestMakeRun runs the README's first command as a new user would, on its own ports, and
-// waits for "node ready"; Ctrl-C then stops the node and the dev chain, and nothing of
-// them is left running.
+// waits for "node ready", then for the node to measure itself and register with its
+// signed report; Ctrl-C then stops the node and the dev chain, and nothing of them is
+// left running.
 func TestMakeRun(t *testing.T) {
 	testenv.RequireDocker(t)
 	dir := t.TempDir()
@@ -116,6 +120,35 @@ func TestMakeRun(t *testing.T) {
 		if !found {
 			t.Errorf("make run said nothing about %q before the node was ready", step)
 		}
+	}
+
+	// A new rig measures itself before it registers: its first registration carries the
+	// signed benchmark report (before, make run registered with none).
+	registered := ""
+	deadline = time.After(5 * time.Minute)
+	for registered == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("make run ended before the node registered: %v\n%s", <-exited, strings.Join(seen, "\n"))
+			}
+			seen = append(seen, l)
+			if strings.Contains(l, "registered as provider") {
+				registered = l
+			}
+		case <-deadline:
+			t.Fatalf("the node did not register within 5 minutes of being ready:\n%s", strings.Join(seen, "\n"))
+		}
+	}
+	if !reportCID.MatchString(registered) {
+		t.Errorf("the first registration carries no benchmark report: %s", registered)
+	}
+	measured := false
+	for _, l := range seen {
+		measured = measured || strings.Contains(l, "benchmark done")
+	}
+	if !measured {
+		t.Errorf("the node registered before measuring itself:\n%s", strings.Join(seen, "\n"))
 	}
 
 	// Ctrl-C, as in a terminal: the whole process group gets SIGINT.

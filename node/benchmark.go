@@ -28,9 +28,9 @@ func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (
 	}
 	bcfg := benchmark.Default()
 	bcfg.StateDir = filepath.Join(cfg.DataDir, "benchmark")
-	// Not at every first start: a benchmark takes the rig for minutes. `gpunode bench`
-	// or POST /v1/benchmark runs one.
-	bcfg.OnStart = false
+	// At start only when the report is missing or stale ([benchmark] on_start), and
+	// only once no job runs (SetIdle); `gpunode bench` or POST /v1/benchmark any time.
+	bcfg.OnStart = cfg.Benchmark.OnStart
 	cb, err := cpu.New(cpu.Default())
 	if err != nil {
 		return nil, nil, err
@@ -83,6 +83,11 @@ type Benchmark interface {
 	Routes(s *api.Server)
 	Register(reg prometheus.Registerer) error
 	Summary() *api.BenchmarkSummary
+	// Measured is closed once the benchmark at start is settled (done, not needed, or
+	// given up): the first registration waits for it, so it carries the report.
+	Measured() <-chan struct{}
+	// NewReports receives a value after each new report: the node registers it.
+	NewReports() <-chan struct{}
 }
 
 // publishReport adds the node's signed benchmark report to IPFS (pinned, provided) and

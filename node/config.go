@@ -42,6 +42,8 @@ type Config struct {
 	Validator validator.Config `toml:"validator"`
 	// UI is the operator's read-only web dashboard.
 	UI ui.Config `toml:"ui"`
+	// Benchmark is when the daemon measures the rig by itself.
+	Benchmark BenchmarkConfig `toml:"benchmark"`
 	// Datasets are the operator's private data sets: tag → host directory. A job asking
 	// for local:TAG gets it read-only, with no network; it never leaves the rig.
 	Datasets map[string]string `toml:"datasets"`
@@ -53,6 +55,15 @@ type LogConfig struct {
 	Format string `toml:"format"`
 	// Level is "debug", "info", "warn" or "error".
 	Level string `toml:"level"`
+}
+
+// BenchmarkConfig says when the daemon measures the rig by itself.
+type BenchmarkConfig struct {
+	// OnStart runs the quick benchmark when the daemon starts and the rig has no report,
+	// or its report was made with another backend or on other hardware or another
+	// driver; it waits until no job runs, and the node registers on chain with the
+	// new report. Off: only `gpunode bench run` measures.
+	OnStart bool `toml:"on_start"`
 }
 
 // DefaultDataDir is where a node keeps its state unless told otherwise; systemd's
@@ -79,6 +90,7 @@ func Default() Config {
 
 		Validator: validator.Default(),
 		UI:        ui.Default(),
+		Benchmark: BenchmarkConfig{OnStart: true},
 	}
 }
 

@@ -172,6 +172,10 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 			// The benchmark measures only GPUs no job holds, and holds them meanwhile.
 			harnessBackend.SetReserver(allocatorGPUs{n.work.machine})
 		}
+		// The benchmark at start waits until no job runs: beside one it would slow the
+		// job and sign a low score (on the CPU backend too).
+		machine := n.work.machine
+		bench.SetIdle(func() bool { return machine.Active() == 0 })
 	} else {
 		st.Close()
 		log.Warn("the node takes no jobs: it needs a chain ([market]) and IPFS on the p2p network ([p2p], [ipfs])")

@@ -31,6 +31,9 @@ type work struct {
 	chain   *chain
 	machine *jobs.Machine
 	log     *slog.Logger
+	// measured and reports are the benchmark's: the first registration waits for the
+	// benchmark at start, and each new report is registered at once. Nil without one.
+	measured, reports <-chan struct{}
 }
 
 // openWork builds the job machine and the validator over the market, the content store
@@ -74,7 +77,15 @@ func (w *work) run(ctx context.Context) error {
 	}()
 	go func() {
 		// Accepting needs the registration; until it is made, accepts fail and retry.
-		// Later rounds register again when a new benchmark report is published.
+		// It waits for the benchmark at start, so that a new rig registers measured;
+		// later rounds register again when a new benchmark report is made.
+		if w.measured != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.measured:
+			}
+		}
 		for ctx.Err() == nil {
 			wait := 10 * time.Minute
 			if err := w.chain.register(ctx); err != nil {
@@ -84,6 +95,7 @@ func (w *work) run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 			case <-time.After(wait):
+			case <-w.reports:
 			}
 		}
 	}()
@@ -127,6 +139,9 @@ func (n *Node) attachWork(d *jobDeps) {
 	}
 	d.chain.dutyPolicy = n.policy
 	n.work = openWork(n.cfg, n.log, d.store, d.chain, d.content, d.runtime, NewAdmitter(n.policy), jobGPUs(n.deps.GPUs), usable, score)
+	if n.deps.Benchmark != nil {
+		n.work.measured, n.work.reports = n.deps.Benchmark.Measured(), n.deps.Benchmark.NewReports()
+	}
 	n.work.routes(n.api)
 	n.reg.MustRegister(n.work.machine.Collector(), ledgerCollector{d.chain})
 	n.policy.CountRunning(n.work.machine.Active)

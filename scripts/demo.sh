@@ -103,6 +103,8 @@ data_dir = "$n/data"
 socket = "$n/api.sock"
 [metrics]
 listen = ""
+[benchmark]
+on_start = false
 [runtime]
 instance = "demo-$name"
 dataset_allowlist = ["$n/datasets"]

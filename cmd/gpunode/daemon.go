@@ -19,6 +19,7 @@ type configFlags struct {
 	apiSocket     string
 	metricsListen string
 	uiListen      string
+	benchOnStart  bool
 	logFormat     string
 	logLevel      string
 	simulateGPUs  string
@@ -31,6 +32,7 @@ func (f *configFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.apiSocket, "api-socket", "", "unix socket of the control API (overrides api.socket)")
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", `address of /metrics, "" to disable (overrides metrics.listen)`)
 	fl.StringVar(&f.uiListen, "ui-listen", "", `address of the web dashboard, "" to disable (overrides ui.listen)`)
+	fl.BoolVar(&f.benchOnStart, "benchmark-on-start", true, "measure the rig at start when its report is missing or stale (overrides benchmark.on_start)")
 	fl.StringVar(&f.logFormat, "log-format", "", "text or json (overrides log.format)")
 	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
 	fl.StringVar(&f.simulateGPUs, "simulate-gpus", "", "run on a simulated rig: dgxa100 (overrides gpu.simulate)")
@@ -64,6 +66,9 @@ func (f *configFlags) load(cmd *cobra.Command) (node.Config, error) {
 	set("api-socket", &cfg.API.Socket, f.apiSocket)
 	set("metrics-listen", &cfg.Metrics.Listen, f.metricsListen)
 	set("ui-listen", &cfg.UI.Listen, f.uiListen)
+	if cmd.Flags().Changed("benchmark-on-start") {
+		cfg.Benchmark.OnStart = f.benchOnStart
+	}
 	set("log-format", &cfg.Log.Format, f.logFormat)
 	set("log-level", &cfg.Log.Level, f.logLevel)
 	set("simulate-gpus", &cfg.GPU.Simulate, f.simulateGPUs)
