@@ -184,7 +184,7 @@ func (s *Service) measureAtStart(ctx context.Context) {
 	s.log.Info("measuring the rig before advertising it", "why", why, "profile", s.cfg.Profile, "backend", s.cfg.Backend)
 	for attempt := 1; attempt <= startAttempts; {
 		if s.idle == nil || s.idle() {
-			_, err := s.Benchmark(ctx, s.cfg.Profile, s.cfg.Backend, nil)
+			_, err := s.Benchmark(ctx, s.cfg.Profile, s.cfg.Backend, s.logProgress())
 			if err == nil || ctx.Err() != nil {
 				return
 			}
@@ -198,6 +198,21 @@ func (s *Service) measureAtStart(ctx context.Context) {
 		}
 	}
 	s.log.Error("the rig could not be measured at start: it advertises no score; run `gpunode bench run` once the cause is fixed")
+}
+
+// logProgress logs a benchmark's progress at every tenth of its problems, so that an
+// operator watching the log of a starting rig sees what it is doing.
+func (s *Service) logProgress() func(done, total int, r Result) {
+	last := -1
+	return func(done, total int, r Result) {
+		if total == 0 {
+			return
+		}
+		if tenth := done * 10 / total; tenth != last {
+			last = tenth
+			s.log.Info("benchmark progress", "done", done, "of", total, "last_problem", r.Problem.ID())
+		}
+	}
 }
 
 // StartReason says why the rig should be measured now, or "" when its report is current:
