@@ -108,7 +108,7 @@ func (r *Runtime) removeChecks(id string) {
 		return
 	}
 	for _, c := range list {
-		if err := r.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		if err := r.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) {
 			r.log.Warn("remove leftover check container", "job_id", id, "container_id", shortID(c.ID), "err", err)
 		}
 	}
