@@ -56,8 +56,9 @@ type Runtime struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu   sync.Mutex
-	jobs map[string]*job
+	mu        sync.Mutex
+	jobs      map[string]*job
+	recoverMu sync.Mutex
 
 	preflightMu sync.Mutex
 	preflightOK map[string]bool // GPU driver kind → engine checked and able
@@ -636,6 +637,10 @@ func (r *Runtime) Stop(ctx context.Context, jobID string) error {
 
 // Recover implements runtime.Runtime.
 func (r *Runtime) Recover(ctx context.Context) ([]runtime.Handle, error) {
+	// The node's Run and the job machine both recover at start: one at a time, so a
+	// job is watched (and its result collected) once.
+	r.recoverMu.Lock()
+	defer r.recoverMu.Unlock()
 	ids, err := r.records.list()
 	if err != nil {
 		return nil, err

@@ -168,11 +168,8 @@ func (r *Runtime) publishOutput(ctx context.Context, rec record) error {
 		return fmt.Errorf("output: copy from the container: %w", err)
 	}
 	defer rc.Close()
-	tmp := spec.OutputDir + ".publish"
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("output: %w", err)
-	}
-	if err := os.Mkdir(tmp, 0o755); err != nil {
+	tmp, err := os.MkdirTemp(filepath.Dir(spec.OutputDir), ".publish-")
+	if err != nil {
 		return fmt.Errorf("output: %w", err)
 	}
 	defer os.RemoveAll(tmp)
