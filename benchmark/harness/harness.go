@@ -112,9 +112,8 @@ type Mount struct {
 type ContainerSpec struct {
 	Image string
 	Cmd   []string
-	// OutputDir is a host directory to mount writable at /out. It holds the plan
-	// (/out/plan.json) and, as the harness runs, a copy of its output lines
-	// (/out/results.jsonl).
+	// OutputDir is a host directory to mount writable at /out, empty at start. As the
+	// harness runs it holds a copy of its output lines (/out/results.jsonl).
 	OutputDir string
 	// Mounts are extra read-only host mounts.
 	Mounts []Mount
@@ -284,7 +283,8 @@ func (b *Backend) Run(ctx context.Context, plan benchmark.Plan, progress func(be
 // ResultsFile is the copy of the output lines the harness writes in OutputDir.
 const ResultsFile = "results.jsonl"
 
-// run starts the harness with args, the plan (if any) at /out/plan.json, stdout to out.
+// run starts the harness with args, the plan (if any) at /out/plan.json on the host and
+// /in/plan.json in a container, stdout to out.
 func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Writer) error {
 	if b.cfg.WorkDir != "" {
 		if err := os.MkdirAll(b.cfg.WorkDir, 0o750); err != nil {
@@ -332,10 +332,34 @@ func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Wr
 	if err != nil {
 		return err
 	}
+	// In a container the plan is an input, read-only at /in: /out belongs to the
+	// runtime, which gives the job an empty, size-capped folder and copies it out after.
+	in, outDir := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+	for _, d := range []string{in, outDir} {
+		if err := os.Mkdir(d, 0o777); err != nil {
+			return err
+		}
+		if err := os.Chmod(d, 0o777); err != nil { // the container's user writes /out
+			return err
+		}
+	}
+	var mounts []Mount
+	if plan != nil {
+		if err := os.WriteFile(filepath.Join(in, "plan.json"), plan, 0o644); err != nil {
+			return err
+		}
+		for i, a := range args {
+			if a == "/out/plan.json" {
+				args[i] = "/in/plan.json"
+			}
+		}
+		mounts = append(mounts, Mount{Source: in, Target: "/in", ReadOnly: true})
+	}
 	spec := ContainerSpec{
 		Image:     image,
 		Cmd:       append([]string{b.cfg.Python, ScriptPath}, append(args, "--out", "/out/"+ResultsFile)...),
-		OutputDir: dir,
+		OutputDir: outDir,
+		Mounts:    mounts,
 	}
 	for _, m := range b.cfg.HostMounts {
 		spec.Mounts = append(spec.Mounts, Mount{Source: m, Target: m, ReadOnly: true})

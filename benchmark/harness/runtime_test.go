@@ -75,8 +75,9 @@ func TestRuntimeEndToEnd(t *testing.T) {
 		t.Errorf("harness runs: %v", jobs.dirs)
 	}
 	for _, d := range jobs.dirs {
-		if filepath.Dir(d) != workDir {
-			t.Errorf("harness output folder %s is not in the work dir %s", d, workDir)
+		// <work dir>/<run folder>/out: the run folder also holds the plan, read-only.
+		if filepath.Base(d) != "out" || filepath.Dir(filepath.Dir(d)) != workDir {
+			t.Errorf("harness output folder %s is not a run folder's out/ in the work dir %s", d, workDir)
 		}
 	}
 	if left, _ := os.ReadDir(workDir); len(left) != 0 {
