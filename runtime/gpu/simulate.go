@@ -25,6 +25,7 @@ func Simulate(name string) (nvml.Interface, error) {
 		md.GetEccModeFunc = func() (nvml.EnableState, nvml.EnableState, nvml.Return) {
 			return nvml.FEATURE_ENABLED, nvml.FEATURE_ENABLED, nvml.SUCCESS
 		}
+		md.GetPersistenceModeFunc = func() (nvml.EnableState, nvml.Return) { return nvml.FEATURE_ENABLED, nvml.SUCCESS }
 		devices[i] = &simDevice{Device: md, index: i, total: md.MemoryInfo.Total, start: start, busID: md.PciBusID}
 	}
 	srv.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) { return quietEvents{}, nvml.SUCCESS }
