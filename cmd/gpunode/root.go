@@ -30,6 +30,7 @@ func newRootCmd() *cobra.Command {
 		newWalletCmd(),
 		newPeersCmd(),
 		newMarketCmd(),
+		newDoctorCmd(),
 	)
 	return root
 }

@@ -1,0 +1,63 @@
+// Package doctor checks a rig's prerequisites for `gpunode doctor`: the NVIDIA driver
+// and its container path, the container engine, the host, the network, the chain, IPFS
+// and the benchmark. Each check gives a verdict and, when something is wrong, the
+// exact fix. It is the everyday, fast check; runtime/gpu/rigcheck is the deep one that
+// runs real workloads on the GPUs.
+package doctor
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Status is a check's verdict.
+type Status string
+
+// Verdicts. Only Fail makes `gpunode doctor` exit non-zero: a warning is something
+// the rig can run with, a skip a check whose dependency is not configured (its detail
+// says why).
+const (
+	OK   Status = "ok"
+	Warn Status = "warn"
+	Fail Status = "fail"
+	Skip Status = "skip"
+)
+
+// Result is one check's verdict.
+type Result struct {
+	// Name identifies the check: "docker", "nvidia-driver", …
+	Name   string `json:"name"`
+	Status Status `json:"status"`
+	// Detail says what was found.
+	Detail string `json:"detail"`
+	// Fix says what to do, when the verdict is not OK.
+	Fix string `json:"fix,omitempty"`
+}
+
+// Report is every check's verdict, in the order they ran.
+type Report struct {
+	Checks []Result `json:"checks"`
+	// Failed is true when a check failed.
+	Failed bool `json:"failed"`
+}
+
+func (r *Report) add(res Result) {
+	r.Checks = append(r.Checks, res)
+	if res.Status == Fail {
+		r.Failed = true
+	}
+}
+
+func ok(name, format string, args ...any) Result {
+	return Result{Name: name, Status: OK, Detail: fmt.Sprintf(format, args...)}
+}
+
+func skip(name, detail string) Result { return Result{Name: name, Status: Skip, Detail: detail} }
+
+// checkTimeout bounds one check that talks to something (engine, chain, kubo, daemon).
+const checkTimeout = 30 * time.Second
+
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, checkTimeout)
+}
