@@ -153,7 +153,13 @@ func (n *Node) openContent() error {
 	if !ok || nw == nil {
 		return errors.New("no IPFS: it runs on the p2p network's host, which is off or failed to start")
 	}
-	x, err := ipfs.New(n.cfg.IPFS, n.cfg.DataDir, nw.Host(), nw.Routing(), n.log)
+	cfg := n.cfg.IPFS
+	var chainID uint64
+	if n.deps.Market != nil {
+		chainID = n.deps.Market.Status().ChainID
+	}
+	cfg.PublicDHT = ipfs.ResolvePublicDHT(cfg.PublicDHT, chainID, n.deps.Market != nil)
+	x, err := ipfs.New(cfg, n.cfg.DataDir, nw.Host(), nw.Routing(), n.log)
 	if err != nil {
 		return fmt.Errorf("ipfs: %w", err)
 	}

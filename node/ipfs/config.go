@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"path/filepath"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Modes say where content lives.
@@ -55,6 +57,13 @@ type Config struct {
 	// own state is refused even inside them. Default none: the CLI streams content
 	// through the socket instead.
 	HostPaths []string `toml:"host_paths"`
+	// PublicDHT also announces the node's content (published checkpoints, added inputs)
+	// on the public IPFS DHT, as kubo does, so that a researcher's plain kubo or a
+	// gateway finds it without a pinning service: "on", "off", or "auto" (on for a node
+	// on a real chain, off on the dev chain or without a chain).
+	PublicDHT string `toml:"public_dht"`
+	// PublicBootstrapPeers seed the public DHT (default: libp2p's public bootstrap peers).
+	PublicBootstrapPeers []string `toml:"public_bootstrap_peers"`
 	// RemotePinning, when its Endpoint is set, asks an IPFS Pinning Service to pin
 	// every published checkpoint so it outlives the rig.
 	RemotePinning RemotePinningConfig `toml:"remote_pinning"`
@@ -89,16 +98,18 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 // Default returns the embedded configuration.
 func Default() Config {
 	return Config{
-		Mode:              ModeEmbedded,
-		Dir:               "ipfs",
-		MaxStorageBytes:   200 << 30,
-		MaxFetchBytes:     100 << 30,
-		MaxFetchEntries:   1_000_000,
-		MaxFetchDepth:     128,
-		FetchTimeout:      Duration(6 * time.Hour),
-		ReprovideInterval: Duration(22 * time.Hour),
-		KuboAPI:           "http://127.0.0.1:5001",
-		RemotePinning:     RemotePinningConfig{Timeout: Duration(time.Minute)},
+		Mode:                 ModeEmbedded,
+		Dir:                  "ipfs",
+		MaxStorageBytes:      200 << 30,
+		MaxFetchBytes:        100 << 30,
+		MaxFetchEntries:      1_000_000,
+		MaxFetchDepth:        128,
+		FetchTimeout:         Duration(6 * time.Hour),
+		ReprovideInterval:    Duration(22 * time.Hour),
+		KuboAPI:              "http://127.0.0.1:5001",
+		PublicDHT:            PublicDHTAuto,
+		PublicBootstrapPeers: DefaultPublicBootstrapPeers(),
+		RemotePinning:        RemotePinningConfig{Timeout: Duration(time.Minute)},
 	}
 }
 
@@ -113,6 +124,16 @@ func (c Config) Validate() []error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("mode: %q is not %q or %q", c.Mode, ModeEmbedded, ModeKubo))
+	}
+	switch c.PublicDHT {
+	case PublicDHTAuto, PublicDHTOn, PublicDHTOff:
+	default:
+		errs = append(errs, fmt.Errorf("public_dht: %q is not %q, %q or %q", c.PublicDHT, PublicDHTAuto, PublicDHTOn, PublicDHTOff))
+	}
+	for _, s := range c.PublicBootstrapPeers {
+		if _, err := peer.AddrInfoFromString(s); err != nil {
+			errs = append(errs, fmt.Errorf("public_bootstrap_peers: %q: %w", s, err))
+		}
 	}
 	if c.Dir == "" {
 		errs = append(errs, errors.New("dir: must not be empty"))

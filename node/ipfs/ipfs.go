@@ -31,6 +31,7 @@ import (
 	dag "github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p-kad-dht/dual"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/routing"
 )
@@ -53,6 +54,7 @@ type Node struct {
 	log    *slog.Logger
 	host   host.Host
 	router routing.ContentRouting
+	public *dual.DHT // nil unless PublicDHT is on
 
 	store   *blockStore
 	bstore  blockstore.Blockstore
@@ -132,6 +134,14 @@ func New(cfg Config, dataDir string, h host.Host, router routing.ContentRouting,
 		return nil, err
 	}
 	n.bstore = blockstore.NewIdStore(n.store)
+	if cfg.PublicDHT == PublicDHTOn {
+		if n.public, err = openPublicDHT(h, cfg.PublicBootstrapPeers); err != nil {
+			return nil, err
+		}
+		router = withPublic(router, n.public)
+		n.router = router
+		n.log.Info("announcing content on the public IPFS DHT too", "bootstrap_peers", len(cfg.PublicBootstrapPeers))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.ctx, n.cancel = ctx, cancel
 	var disc routing.ContentDiscovery
@@ -153,6 +163,9 @@ func (n *Node) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	// On the public DHT, announce once it has peers: at start its routing table is
+	// empty and a provide then reaches nobody (the next round is a day later).
+	n.waitPublicPeers(ctx, 5*time.Minute)
 	t := time.NewTicker(iv)
 	defer t.Stop()
 	for {
@@ -177,7 +190,11 @@ func (n *Node) Close() error {
 	}
 	n.cancel()
 	n.wg.Wait()
-	return n.bitswap.Close()
+	err := n.bitswap.Close()
+	if n.public != nil {
+		err = errors.Join(err, n.public.Close())
+	}
+	return err
 }
 
 // StorageBytes returns the bytes of block data stored (0 in kubo mode).

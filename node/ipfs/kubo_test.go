@@ -40,6 +40,8 @@ type kubo struct {
 	id   peer.ID
 	addr peer.AddrInfo
 	cmd  *exec.Cmd
+	// netns, if set, is the network namespace the daemon runs in.
+	netns string
 }
 
 // newKubo initializes a repository with the test profile (loopback only, no
@@ -74,6 +76,10 @@ func (k *kubo) run(args ...string) string {
 func (k *kubo) start() {
 	k.t.Helper()
 	k.cmd = k.command("daemon", "--offline=false")
+	if k.netns != "" {
+		k.cmd.Args = append([]string{"ip", "netns", "exec", k.netns}, k.cmd.Args...)
+		k.cmd.Path = testenv.LookPath(k.t, "ip", "iproute2")
+	}
 	logf, err := os.Create(filepath.Join(k.repo, "daemon.log"))
 	if err != nil {
 		k.t.Fatal(err)
@@ -89,7 +95,11 @@ func (k *kubo) start() {
 			ma, err := multiaddr.NewMultiaddr(strings.TrimSpace(string(b)))
 			if err == nil {
 				port, _ := ma.ValueForProtocol(multiaddr.P_TCP)
-				k.api = "http://127.0.0.1:" + port
+				ip, err := ma.ValueForProtocol(multiaddr.P_IP4)
+				if err != nil {
+					ip = "127.0.0.1"
+				}
+				k.api = "http://" + ip + ":" + port
 				var id struct {
 					ID        string
 					Addresses []string
