@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -40,6 +42,41 @@ func TestSetupProfiles(t *testing.T) {
 			t.Errorf("test profile lacks %s:\n%s", testOnly, test)
 		}
 	}
+	// A member of the docker group, not root, runs the run profile once the packages are
+	// there and dockerd answers: nothing to install, nothing that needs root.
+	t.Run("non-root docker member", func(t *testing.T) {
+		testenv.RequireDocker(t)
+		if os.Geteuid() != 0 {
+			t.Fatal("making a throwaway user needs root: run the tests as root (make test does, as CI)")
+		}
+		user := fmt.Sprintf("gpnrun%d", os.Getpid()%100000)
+		if out, err := exec.Command("useradd", "--no-create-home", "--groups", "docker", "--shell", "/bin/sh", user).CombinedOutput(); err != nil {
+			t.Fatalf("useradd: %v: %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("userdel", user).Run() })
+		// The repo must be readable by that user; the test's own checkout is.
+		cmd := exec.Command("runuser", "-u", user, "--", "bash", "scripts/setup.sh", "run")
+		cmd.Dir = testenv.RepoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("setup.sh run as %s (docker group, not root): %v\n%s", user, err, out)
+		}
+		if out, err := exec.Command("runuser", "-u", user, "--", "docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
+			t.Fatalf("docker as %s: %v: %s", user, err, out)
+		}
+		// Not a member: told what to do, not left guessing.
+		other := user + "x"
+		if out, err := exec.Command("useradd", "--no-create-home", "--shell", "/bin/sh", other).CombinedOutput(); err != nil {
+			t.Fatalf("useradd: %v: %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("userdel", other).Run() })
+		cmd = exec.Command("runuser", "-u", other, "--", "bash", "scripts/setup.sh", "run")
+		cmd.Dir = testenv.RepoRoot(t)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "docker group") {
+			t.Errorf("setup.sh run as a user outside the docker group: %v\n%s", err, out)
+		}
+	})
+
 	cmd := exec.Command("bash", "scripts/setup.sh", "nonsense")
 	cmd.Dir = testenv.RepoRoot(t)
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "usage") {
