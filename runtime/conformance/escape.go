@@ -185,7 +185,8 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 		// A root job leaves a setuid-root copy of a binary, a setgid folder, a sticky
 		// world-writable folder and a private file in its output.
 		spec := s.spec(t, "copy:/probe=/out/suid", "chmod:/out/suid=4755", "mkdir:/out/sg", "chmod:/out/sg=2777",
-			"mkdir:/out/st", "chmod:/out/st=1777", "write:/out/private=x", "chmod:/out/private=0600", "stat:/out/suid")
+			"mkdir:/out/st", "chmod:/out/st=1777", "write:/out/private=x", "chmod:/out/private=0600", "stat:/out/suid",
+			"symlink:/etc/shadow=/out/shadow", "symlink:/=/out/root")
 		res, log := run(t, rt, spec)
 		if !res.Succeeded() {
 			t.Fatalf("result = %+v:\n%s", res, log)
@@ -210,6 +211,9 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 		filepath.Walk(spec.OutputDir, func(p string, fi os.FileInfo, err error) error {
 			if err == nil && fi.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky) != 0 {
 				t.Errorf("host copy %s keeps mode %v", p, fi.Mode())
+			}
+			if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+				t.Errorf("host copy %s is a symlink: links are left out", p)
 			}
 			return nil
 		})

@@ -1,9 +1,11 @@
 package docker
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -174,7 +176,9 @@ func (r *Runtime) publishOutput(ctx context.Context, rec record) error {
 	}
 	defer os.RemoveAll(tmp)
 	limit := spec.Resources.OutputBytes
-	if _, err := treetar.Extract(rc, tmp, limit); err != nil {
+	files := onlyFilesAndDirs(rc)
+	defer files.Close()
+	if _, err := treetar.Extract(files, tmp, limit); err != nil {
 		return fmt.Errorf("output: %w", err)
 	}
 	src := filepath.Join(tmp, path.Base(spec.OutputTarget))
@@ -194,6 +198,39 @@ func (r *Runtime) publishOutput(ctx context.Context, rec record) error {
 		}
 	}
 	return nil
+}
+
+// onlyFilesAndDirs passes on a tar stream's folders and regular files and drops the
+// rest: the node never publishes symlinks, hard links or special files (see
+// node/jobs.Stage), so a job's link does not fail the job, it is left out.
+func onlyFilesAndDirs(r io.Reader) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		tr := tar.NewReader(r)
+		tw := tar.NewWriter(pw)
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				pw.CloseWithError(tw.Close())
+				return
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			if h.Typeflag != tar.TypeDir && h.Typeflag != tar.TypeReg {
+				continue
+			}
+			if err := tw.WriteHeader(h); err == nil && h.Typeflag == tar.TypeReg {
+				_, err = io.Copy(tw, tr)
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+	}()
+	return pr
 }
 
 // releaseOutput unmounts and removes a job's raw output.

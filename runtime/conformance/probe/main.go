@@ -92,6 +92,9 @@ func run(verb, arg string) {
 			err = syscall.Chmod(p, uint32(mode))
 		}
 		result(verb, err, p)
+	case "symlink": // symlink:TARGET=PATH
+		target, p, _ := strings.Cut(arg, "=")
+		result(verb, os.Symlink(target, p), p)
 	case "mkdir":
 		result(verb, os.MkdirAll(arg, 0o755), arg)
 	case "limits": // the soft/hard open-file, process and core-size limits
