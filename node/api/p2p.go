@@ -8,9 +8,12 @@ import (
 
 // P2PPeers is this node and its connected peers: the answer of GET /v1/p2p/peers.
 type P2PPeers struct {
-	ID    string    `json:"peer_id"`
-	Addrs []string  `json:"addrs"`
-	Peers []P2PPeer `json:"peers"`
+	ID    string   `json:"peer_id"`
+	Addrs []string `json:"addrs"`
+	// Reachability is AutoNAT's verdict on this node: "unknown" (not decided yet),
+	// "public" (peers can dial it) or "private" (only through relays).
+	Reachability string    `json:"reachability,omitempty"`
+	Peers        []P2PPeer `json:"peers"`
 	// Graylisted are the peers whose connections are refused, and until when.
 	Graylisted []P2PGraylisted `json:"graylisted,omitempty"`
 }

@@ -48,7 +48,7 @@ func (n *Network) Routes(s *api.Server) {
 // Peers describes this node and its connected peers.
 func (n *Network) Peers() api.P2PPeers {
 	scores := n.Scores()
-	resp := api.P2PPeers{ID: n.host.ID().String(), Addrs: n.Addrs(), Peers: []api.P2PPeer{}, Graylisted: n.guard.list()}
+	resp := api.P2PPeers{ID: n.host.ID().String(), Addrs: n.Addrs(), Reachability: n.Reachability(), Peers: []api.P2PPeer{}, Graylisted: n.guard.list()}
 	ps := n.host.Peerstore()
 	for _, id := range n.host.Network().Peers() {
 		pi := api.P2PPeer{ID: id.String(), Score: scores[id],

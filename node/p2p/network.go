@@ -99,6 +99,9 @@ type Network struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// reach is AutoNAT's verdict (a network.Reachability), see watchReachability.
+	reach atomic.Int32
+
 	mu        sync.Mutex
 	seq       uint64
 	published *capacity.Capacity
@@ -213,6 +216,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Network, err error) {
 		cancel()
 		return nil, fmt.Errorf("p2p: start host: %w", err)
 	}
+	n.watchReachability(ctx)
 	defer func() {
 		if err != nil {
 			n.Close()
