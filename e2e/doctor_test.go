@@ -17,9 +17,9 @@ import (
 
 // runDoctor runs `gpunode doctor --json` with a config file and returns its report, its
 // exit status and what it wrote to stderr.
-func runDoctor(t *testing.T, config string) (doctor.Report, int, string) {
+func runDoctor(t *testing.T, config string, args ...string) (doctor.Report, int, string) {
 	t.Helper()
-	cmd := exec.Command(testenv.Binary(t), "doctor", "--json", "--config", config)
+	cmd := exec.Command(testenv.Binary(t), append([]string{"doctor", "--json", "--config", config}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -145,5 +145,31 @@ keystore = %q
 		if !strings.Contains(table, s) {
 			t.Errorf("doctor table does not show %q:\n%s", s, table)
 		}
+	}
+}
+
+// TestDoctorWithDaemon: with the daemon running, doctor reports the daemon's own checks
+// and AutoNAT's verdict from it, and leaves the daemon's listen ports alone.
+func TestDoctorWithDaemon(t *testing.T) {
+	testenv.RequireDocker(t)
+	config := p2pConfig(t, "127.0.0.1", nil)
+	dir := t.TempDir()
+	d := startDaemonIn(t, dir, "--config", config, "--simulate-gpus", "dgxa100")
+	rep, code, stderr := runDoctor(t, config, "--data-dir", filepath.Join(dir, "data"), "--api-socket", d.socket, "--simulate-gpus", "dgxa100")
+	daemon := checkOf(t, rep, "daemon")
+	if daemon.Status == doctor.Skip || !strings.Contains(daemon.Detail, "running") {
+		t.Errorf("daemon check with the daemon running: %+v", daemon)
+	}
+	if daemon.Status == doctor.Fail && daemon.Fix == "" {
+		t.Errorf("daemon check fails without the daemon's fixes: %+v", daemon)
+	}
+	if c := checkOf(t, rep, "p2p-listen"); c.Status != doctor.Skip || !strings.Contains(c.Detail, "the daemon is running") {
+		t.Errorf("p2p-listen with the daemon running: %+v", c)
+	}
+	if c := checkOf(t, rep, "p2p-reachability"); strings.Contains(c.Detail, "not running") || (c.Status == doctor.Skip && !strings.Contains(c.Detail, "no verdict yet")) {
+		t.Errorf("p2p-reachability with the daemon running: %+v", c)
+	}
+	if (code == 1) != rep.Failed {
+		t.Errorf("exit status %d, report failed=%v; stderr: %s", code, rep.Failed, stderr)
 	}
 }

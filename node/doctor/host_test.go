@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/node/api"
 )
 
 func TestShm(t *testing.T) {
@@ -155,4 +156,12 @@ func startKubo(t *testing.T) string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func TestReachability(t *testing.T) {
+	want(t, Reachability(true, &api.P2PPeers{Reachability: "public", Peers: make([]api.P2PPeer, 3)}), OK, "public, peers dial this rig directly (3 connected)", "")
+	want(t, Reachability(true, &api.P2PPeers{Reachability: "private"}), Warn, "cannot dial this rig directly", FixPrivate)
+	want(t, Reachability(true, &api.P2PPeers{Reachability: "unknown"}), Skip, "no verdict yet", "")
+	want(t, Reachability(true, nil), Skip, "the daemon is not running", "")
+	want(t, Reachability(false, nil), Skip, "p2p.enabled is false", "")
 }

@@ -94,6 +94,11 @@ func Run(ctx context.Context, cfg node.Config, opts Options, log *slog.Logger) R
 
 	st := daemonStatus(ctx, cfg.API.Socket)
 	rep.add(Listen(cfg.P2P.Enabled, cfg.P2P.ListenAddrs, st != nil))
+	var peers *api.P2PPeers
+	if st != nil && cfg.P2P.Enabled {
+		peers = daemonPeers(ctx, cfg.API.Socket)
+	}
+	rep.add(Reachability(cfg.P2P.Enabled, peers))
 
 	dir := cfg.IPFS.Dir
 	if !filepath.IsAbs(dir) {
