@@ -186,7 +186,7 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 		// world-writable folder and a private file in its output.
 		spec := s.spec(t, "copy:/probe=/out/suid", "chmod:/out/suid=4755", "mkdir:/out/sg", "chmod:/out/sg=2777",
 			"mkdir:/out/st", "chmod:/out/st=1777", "write:/out/private=x", "chmod:/out/private=0600", "stat:/out/suid",
-			"symlink:/etc/shadow=/out/shadow", "symlink:/=/out/root")
+			"symlink:/etc/shadow=/out/shadow", "symlink:/=/out/root", "write:/out/twice=x", "hardlink:/out/twice=/out/twice2")
 		res, log := run(t, rt, spec)
 		if !res.Succeeded() {
 			t.Fatalf("result = %+v:\n%s", res, log)
@@ -206,6 +206,11 @@ func (s *suite) escape(t *testing.T, open func(*testing.T, Options) runtime.Runt
 			}
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
 				t.Errorf("published %s is owned by uid %d, not the node (%d)", name, st.Uid, os.Geteuid())
+			}
+		}
+		for _, name := range []string{"shadow", "root", "twice", "twice2"} {
+			if _, err := os.Lstat(filepath.Join(spec.OutputDir, name)); err == nil {
+				t.Errorf("published %s: links are left out", name)
 			}
 		}
 		filepath.Walk(spec.OutputDir, func(p string, fi os.FileInfo, err error) error {

@@ -181,6 +181,12 @@ func (r *Runtime) publishOutput(ctx context.Context, rec record) error {
 	if _, err := treetar.Extract(files, tmp, limit); err != nil {
 		return fmt.Errorf("output: %w", err)
 	}
+	// A hard link's first name came through as a regular file: it goes too.
+	for _, name := range files.linked() {
+		if p := filepath.Join(tmp, filepath.FromSlash(path.Clean(name))); filepath.IsLocal(path.Clean(name)) {
+			os.Remove(p)
+		}
+	}
 	src := filepath.Join(tmp, path.Base(spec.OutputTarget))
 	ents, err := os.ReadDir(src)
 	if err != nil {
@@ -200,12 +206,27 @@ func (r *Runtime) publishOutput(ctx context.Context, rec record) error {
 	return nil
 }
 
+// filteredTar is a tar stream with only folders and regular files.
+type filteredTar struct {
+	*io.PipeReader
+	done    chan struct{}
+	targets []string // the names that hard links of the stream point to
+}
+
+// linked returns the names hard links pointed to, once the stream has been read.
+func (f *filteredTar) linked() []string {
+	<-f.done
+	return f.targets
+}
+
 // onlyFilesAndDirs passes on a tar stream's folders and regular files and drops the
 // rest: the node never publishes symlinks, hard links or special files (see
 // node/jobs.Stage), so a job's link does not fail the job, it is left out.
-func onlyFilesAndDirs(r io.Reader) io.ReadCloser {
+func onlyFilesAndDirs(r io.Reader) *filteredTar {
 	pr, pw := io.Pipe()
+	f := &filteredTar{PipeReader: pr, done: make(chan struct{})}
 	go func() {
+		defer close(f.done)
 		tr := tar.NewReader(r)
 		tw := tar.NewWriter(pw)
 		for {
@@ -217,6 +238,9 @@ func onlyFilesAndDirs(r io.Reader) io.ReadCloser {
 			if err != nil {
 				pw.CloseWithError(err)
 				return
+			}
+			if h.Typeflag == tar.TypeLink {
+				f.targets = append(f.targets, h.Linkname)
 			}
 			if h.Typeflag != tar.TypeDir && h.Typeflag != tar.TypeReg {
 				continue
@@ -230,7 +254,7 @@ func onlyFilesAndDirs(r io.Reader) io.ReadCloser {
 			}
 		}
 	}()
-	return pr
+	return f
 }
 
 // releaseOutput unmounts and removes a job's raw output.

@@ -92,6 +92,9 @@ func run(verb, arg string) {
 			err = syscall.Chmod(p, uint32(mode))
 		}
 		result(verb, err, p)
+	case "hardlink": // hardlink:OLD=NEW
+		old, p, _ := strings.Cut(arg, "=")
+		result(verb, os.Link(old, p), p)
 	case "symlink": // symlink:TARGET=PATH
 		target, p, _ := strings.Cut(arg, "=")
 		result(verb, os.Symlink(target, p), p)
