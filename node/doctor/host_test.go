@@ -165,3 +165,23 @@ func TestReachability(t *testing.T) {
 	want(t, Reachability(true, nil), Skip, "the daemon is not running", "")
 	want(t, Reachability(false, nil), Skip, "p2p.enabled is false", "")
 }
+
+// FuzzSocketOf: whatever p2p.listen_addrs holds, reading its socket answers without
+// panicking, and a socket it returns is one net can bind.
+func FuzzSocketOf(f *testing.F) {
+	for _, s := range []string{"/ip4/0.0.0.0/tcp/4011", "/ip6/::/udp/4011/quic-v1", "/ip4/127.0.0.1/udp/0/webrtc-direct", "/dns4/x/tcp/1", "/ip4/1.2.3.4", "", "/p2p-circuit", "/ip4/127.0.0.1/tcp/65536"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		network, hostport, err := socketOf(addr)
+		if err != nil {
+			return
+		}
+		if network != "tcp" && network != "udp" {
+			t.Fatalf("%q: network %q", addr, network)
+		}
+		if _, _, err := net.SplitHostPort(hostport); err != nil {
+			t.Fatalf("%q: socket %q: %v", addr, hostport, err)
+		}
+	})
+}
