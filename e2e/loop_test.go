@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -832,6 +833,25 @@ func TestDemo(t *testing.T) {
 		return cmd
 	}
 
+	// The engine says when the provider's container starts (the example job may run
+	// for less than a second, too short to poll for).
+	events := exec.Command("docker", "events", "--filter", "type=container", "--filter", "event=start",
+		"--filter", "label=io.gpunode.instance=demo-provider", "--format", "{{.ID}}")
+	evOut, err := events.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { events.Process.Kill(); events.Wait() }()
+	started := make(chan struct{})
+	go func() {
+		if _, err := bufio.NewReader(evOut).ReadString('\n'); err == nil {
+			close(started)
+		}
+	}()
+
 	interrupted := demo()
 	var first bytes.Buffer
 	interrupted.Stdout, interrupted.Stderr = &first, &first
@@ -841,21 +861,13 @@ func TestDemo(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- interrupted.Wait() }()
-	running := func() bool {
-		out, _ := exec.Command("docker", "ps", "-q", "--filter", "label=io.gpunode.instance=demo-provider", "--filter", "status=running").Output()
-		return len(bytes.TrimSpace(out)) > 0
-	}
-	deadline := time.Now().Add(5 * time.Minute)
-	for !running() {
-		select {
-		case err := <-exited:
-			t.Fatalf("the demo ended (%v) before its job ran:\n%s", err, first.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			syscall.Kill(-interrupted.Process.Pid, syscall.SIGKILL)
-			t.Fatalf("the provider's container did not start within 5m:\n%s", first.String())
-		}
+	select {
+	case <-started:
+	case err := <-exited:
+		t.Fatalf("the demo ended (%v) before its job's container started:\n%s", err, first.String())
+	case <-time.After(5 * time.Minute):
+		syscall.Kill(-interrupted.Process.Pid, syscall.SIGKILL)
+		t.Fatalf("the provider's container did not start within 5m:\n%s", first.String())
 	}
 	if err := syscall.Kill(-interrupted.Process.Pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
