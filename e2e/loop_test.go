@@ -30,6 +30,7 @@ import (
 	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/runtime/docker"
 )
 
 // The job loop with real processes: a dev chain, a researcher's node, one provider, two
@@ -175,9 +176,7 @@ digits = %q
 		b = fmt.Appendf(b, "[policy]\nfile = %q\n", policy)
 		os.WriteFile(cfg, b, 0o644)
 		m := &member{name: name, dir: dir, cfg: cfg, account: l.dep.Accounts[account].Address}
-		t.Cleanup(func() {
-			exec.Command("sh", "-c", "docker ps -aq --filter label=gpunode.instance=e2e-"+name+"-"+filepath.Base(dir)+" | xargs -r docker rm -f").Run()
-		})
+		t.Cleanup(func() { leaveNothing(dir, "e2e-"+name+"-"+filepath.Base(dir)) })
 		return m
 	}
 	// Account 0 deployed the contracts; 1 posts jobs, 2 takes them, 3 and 4 judge them.
@@ -906,4 +905,32 @@ func portFree(p int) bool {
 	}
 	ln.Close()
 	return true
+}
+
+// leaveNothing removes what a daemon of a test leaves behind when it stops with a job
+// still running (a job outlives its daemon, by design): the job's containers, found by
+// the runtime's instance label, with their volumes, and the output filesystems still
+// loop-mounted under dir, deepest first.
+func leaveNothing(dir, instance string) {
+	exec.Command("sh", "-c", "docker ps -aq --filter label="+docker.LabelInstance+"="+instance+" | xargs -r docker rm -f -v").Run()
+	raw, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		// /proc/self/mounts escapes spaces and the like as octal: \040.
+		p := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(f[1])
+		if strings.HasPrefix(p, dir+"/") {
+			points = append(points, p)
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	for _, p := range points {
+		exec.Command("umount", p).Run()
+	}
 }
