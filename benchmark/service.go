@@ -197,7 +197,7 @@ func (s *Service) measureAtStart(ctx context.Context) {
 		case <-time.After(IdlePoll):
 		}
 	}
-	s.log.Error("the rig could not be measured at start: it advertises no score; run `gpunode bench run` once the cause is fixed")
+	s.log.Error("the rig could not be measured at start: it advertises no score; run `gpunode bench` once the cause is fixed")
 }
 
 // logProgress logs a benchmark's progress at every tenth of its problems, so that an

@@ -118,6 +118,9 @@ func TestDashboard(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+		// Before any `gpunode doctor`, its page says how to get verdicts.
+		text = page(t, ctx, url, "doctor", "#page-doctor", "doctor-none")
+		wantText(t, "the doctor page before any run", text, "has not run", "gpunode doctor")
 		// Nothing the browser can send changes the node: the API behind the page is GET only.
 		status, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/api/v1/policy/drain", {method: "POST"}).then(r => r.status)`, chromedp.EvalAwaitPromise))
 		if err != nil || status != 405 {
@@ -157,6 +160,15 @@ func TestDashboard(t *testing.T) {
 		text = page(t, ctx, url, "checks", "#page-checks", "checks")
 		wantText(t, "the checks page", text, "docker", "ok")
 		text = page(t, ctx, url, "benchmark", "#page-benchmark", "benchmark")
-		wantText(t, "the benchmark page", text, "bench run")
+		wantText(t, "the benchmark page", text, "run gpunode bench")
+
+		// The operator runs `gpunode doctor` with the daemon's configuration; the
+		// dashboard shows its verdicts (it exits 1 if a check failed: not what this checks).
+		out, _ := gpunode(t, "doctor", "--config", l.provider.cfg, "--data-dir", filepath.Join(l.provider.dir, "data"), "--api-socket", l.provider.d.socket)
+		text = page(t, ctx, url, "doctor", "#page-doctor", "doctor")
+		wantText(t, "the doctor page", text, "Last gpunode doctor", "docker", "nvidia-driver", "CPU-only", "chain-rpc")
+		if !strings.Contains(out, "docker") {
+			t.Errorf("gpunode doctor printed:\n%s", out)
+		}
 	})
 }

@@ -62,7 +62,7 @@ type BenchmarkConfig struct {
 	// OnStart runs the quick benchmark when the daemon starts and the rig has no report,
 	// or its report was made with another backend or on other hardware or another
 	// driver; it waits until no job runs, and the node registers on chain with the
-	// new report. Off: only `gpunode bench run` measures.
+	// new report. Off: only `gpunode bench` measures.
 	OnStart bool `toml:"on_start"`
 }
 

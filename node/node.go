@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -248,6 +250,7 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 	pol.Routes(n.api)
 	n.policy = pol
 	n.api.HandleFunc("GET /v1/status", n.handleStatus)
+	n.api.HandleFunc("GET /v1/doctor", n.handleDoctor)
 	if deps.Runtime != nil {
 		deps.Runtime.Routes(n.api)
 	}
@@ -524,4 +527,25 @@ func (n *Node) Status() api.Status {
 
 func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	api.WriteJSON(w, http.StatusOK, n.Status())
+}
+
+// DoctorReportFile is where `gpunode doctor` keeps its last report, in the data directory.
+const DoctorReportFile = "doctor.json"
+
+// handleDoctor serves the last report of `gpunode doctor`, as it wrote it. The daemon does
+// not run the checks itself: they open NVML and start containers, which the daemon's own
+// GPU handling must not share.
+func (n *Node) handleDoctor(w http.ResponseWriter, _ *http.Request) {
+	f, err := os.Open(filepath.Join(n.cfg.DataDir, DoctorReportFile))
+	if errors.Is(err, os.ErrNotExist) {
+		api.WriteError(w, http.StatusNotFound, errors.New("gpunode doctor has not run on this rig yet: run `gpunode doctor` (with the daemon's --config)"))
+		return
+	}
+	if err != nil {
+		api.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "application/json")
+	io.Copy(w, io.LimitReader(f, 1<<20))
 }

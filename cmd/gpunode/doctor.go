@@ -27,7 +27,8 @@ ports, IPFS, the chain's endpoint and id, the clock against the chain, the walle
 balance for gas, the benchmark's age and the running daemon's own checks.
 
 It reads the configuration as the daemon does (defaults, file, flags). Exit status 1
-when a check fails; warnings do not. The deep check that runs real workloads on the
+when a check fails; warnings do not. The report is kept in the data directory, where
+the daemon's dashboard shows it. The deep check that runs real workloads on the
 GPUs is the rigcheck suite (runtime/gpu/rigcheck).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -36,6 +37,11 @@ GPUs is the rigcheck suite (runtime/gpu/rigcheck).`,
 				return err
 			}
 			rep := doctor.Run(cmd.Context(), cfg, doctor.DefaultOptions(), cfg.Log.NewLogger(os.Stderr))
+			// The dashboard shows the last report; a data dir this user cannot write
+			// keeps the one before (said on stderr, not an error of the checks).
+			if err := doctor.Save(rep, cfg.DataDir); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "gpunode doctor: the dashboard keeps its previous report: %v\n", err)
+			}
 			if asJSON {
 				err = writeJSON(cmd.OutOrStdout(), rep)
 			} else {

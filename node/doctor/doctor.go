@@ -7,8 +7,13 @@ package doctor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/gpunode/gpunode/node"
 )
 
 // Status is a check's verdict.
@@ -37,7 +42,9 @@ type Result struct {
 
 // Report is every check's verdict, in the order they ran.
 type Report struct {
-	Checks []Result `json:"checks"`
+	// CheckedAt is when the checks ran.
+	CheckedAt time.Time `json:"checked_at"`
+	Checks    []Result  `json:"checks"`
 	// Failed is true when a check failed.
 	Failed bool `json:"failed"`
 }
@@ -60,4 +67,24 @@ const checkTimeout = 30 * time.Second
 
 func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, checkTimeout)
+}
+
+// Save keeps rep as the rig's last doctor report in its data directory
+// (node.DoctorReportFile), where the daemon serves it to the dashboard. It writes a new
+// file and renames it over the old one, so a reader never sees half a report.
+func Save(rep Report, dataDir string) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dataDir, node.DoctorReportFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("save the doctor report: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save the doctor report: %w", err)
+	}
+	return nil
 }

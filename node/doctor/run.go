@@ -43,7 +43,7 @@ func DefaultOptions() Options {
 // checks the GPU path.
 func Run(ctx context.Context, cfg node.Config, opts Options, log *slog.Logger) Report {
 	cfg = cfg.Resolved()
-	var rep Report
+	rep := Report{CheckedAt: opts.Now().UTC()}
 
 	var g GPUs
 	var gpus []string

@@ -1,7 +1,8 @@
 // Package ui is the operator's web dashboard: a read-only page served by the daemon that
 // shows the rig (GPUs and their live telemetry), its jobs with their history and log tail,
 // earnings per job and per day with each payment's transaction, the benchmark, peers and
-// the capacity market, the workload policy and admission, and the node's checks.
+// the capacity market, the workload policy and admission, the node's checks and the
+// verdicts of the last `gpunode doctor`.
 //
 // The page's data comes from the control API's own handlers, through a short allowlist of
 // GET routes: the dashboard adds no second view of the node's state, and no route that
@@ -81,6 +82,7 @@ var routes = []string{
 	"/v1/policy",
 	"/v1/policy/rejections",
 	"/v1/benchmark",
+	"/v1/doctor",
 }
 
 // LogTail is how much of a job's log the page shows: the end of it.

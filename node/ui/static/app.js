@@ -90,7 +90,7 @@ const pages = {
   async benchmark() {
     const s = await get("/v1/status");
     const b = s.benchmark;
-    if (!b) { set("benchmark-body", '<p class="dim">Not measured yet: run <code>gpunode bench run</code>.</p>'); return; }
+    if (!b) { set("benchmark-body", '<p class="dim">Not measured yet: run <code>gpunode bench</code>.</p>'); return; }
     set("benchmark-body", table(["DL hashrate (TFLOPS)", "Profile", "Backend", "Measured"], [[b.rig_score_tflops.toFixed(2), esc(b.profile), esc(b.backend), when(b.created_at)]], "benchmark") +
       table(["Device", "Score (TFLOPS)"], (b.devices || []).map((d) => [esc(d.device), (d.score ?? 0).toFixed(2)])));
   },
@@ -115,6 +115,18 @@ const pages = {
     set("policy-rejections", table(["When", "Sponsor", "Image", "Why"], (r.recent || []).slice().reverse().map((x) =>
       [when(x.time), `<code>${esc(x.sponsor)}</code>`, `<code>${esc(x.image)}</code>`,
         esc(x.reason || (x.failed || []).map((f) => f.rule + ": " + f.detail).join("; "))]), "rejections"));
+  },
+
+  async doctor() {
+    let r;
+    try { r = await get("/v1/doctor"); } catch (e) {
+      set("doctor-body", `<p class="dim">${esc(e.message.replace(/^[^:]*: \d+ /, ""))}</p>`);
+      return;
+    }
+    const cls = { ok: "ok", warn: "dim", fail: "bad", skip: "dim" };
+    set("doctor-body", `<p>Last <code>gpunode doctor</code>: ${when(r.checked_at)}${r.failed ? ' — <span class="bad">a check failed</span>' : ""}</p>` +
+      table(["Check", "Verdict", "Found", "Fix"], (r.checks || []).map((c) =>
+        [esc(c.name), `<span class="${cls[c.status] || ""}">${esc(c.status)}</span>`, esc(c.detail), esc(c.status === "ok" ? "" : c.fix || "")]), "doctor"));
   },
 
   async checks() {
