@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gpunode/gpunode/benchmark"
@@ -37,7 +38,25 @@ func (f *fakeGPURig) RunContainer(_ context.Context, spec ContainerSpec, stdout,
 		emit(map[string]any{"type": "done", "results": 0})
 		return 0, nil
 	}
-	b, err := os.ReadFile(filepath.Join(spec.OutputDir, "plan.json"))
+	// The plan is where the container would read it: the --plan path, through the
+	// spec's mounts (read-only: /out belongs to the runtime and starts empty).
+	planPath := ""
+	if i := slices.Index(spec.Cmd, "--plan"); i >= 0 && i+1 < len(spec.Cmd) {
+		planPath = spec.Cmd[i+1]
+	}
+	host := ""
+	for _, m := range spec.Mounts {
+		if rel, err := filepath.Rel(m.Target, planPath); err == nil && !strings.HasPrefix(rel, "..") {
+			if !m.ReadOnly {
+				return 1, fmt.Errorf("the plan's mount %s is writable", m.Target)
+			}
+			host = filepath.Join(m.Source, rel)
+		}
+	}
+	if host == "" {
+		return 1, fmt.Errorf("no mount holds the plan %q (mounts %+v)", planPath, spec.Mounts)
+	}
+	b, err := os.ReadFile(host)
 	if err != nil {
 		return 1, err
 	}
