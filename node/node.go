@@ -509,8 +509,10 @@ func (n *Node) Status() api.Status {
 			s.GPUMode = "simulated"
 		}
 		s.Driver, s.CUDA = g.Driver(), g.CUDA()
-		if rt, ok := n.deps.Runtime.(interface{ GPUStack() []api.Component }); ok {
-			s.GPURuntime = rt.GPUStack()
+		if rt, ok := n.deps.Runtime.(interface{ GPUStack() []docker.Component }); ok {
+			for _, c := range rt.GPUStack() {
+				s.GPURuntime = append(s.GPURuntime, api.Component{Name: c.Name, Version: c.Version, Minimum: c.Minimum, OK: c.OK, Problem: c.Problem})
+			}
 		}
 		for _, d := range g.Devices() {
 			gs := api.GPUStatus{Device: d}

@@ -32,7 +32,6 @@ import (
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
 
-	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/runtime"
 )
 
@@ -65,7 +64,7 @@ type Runtime struct {
 	// bypassPreflight lets tests reach the engine's own GPU error.
 	bypassPreflight bool
 	// gpuStack is the GPU path's components at the last preflight.
-	gpuStack []api.Component
+	gpuStack []Component
 	// toolVersion, when set by tests, stands in for asking the tools their versions.
 	toolVersion func(component string) (string, error)
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 
-	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/runtime"
 )
 
@@ -174,20 +173,31 @@ func (r *Runtime) preflightImage(ctx context.Context) (string, error) {
 	return ins.ID, nil
 }
 
+// Component is one part of the GPU path (the toolkit, runc) as the preflight found it.
+type Component struct {
+	Name    string
+	Version string
+	// Minimum is the patched release (one per release branch, comma-separated).
+	Minimum string
+	OK      bool
+	// Problem says what is wrong and how to fix it, when it is not OK.
+	Problem string
+}
+
 // GPUStack is the GPU path's components as the last preflight found them.
-func (r *Runtime) GPUStack() []api.Component {
+func (r *Runtime) GPUStack() []Component {
 	r.preflightMu.Lock()
 	defer r.preflightMu.Unlock()
-	return append([]api.Component(nil), r.gpuStack...)
+	return append([]Component(nil), r.gpuStack...)
 }
 
 // checkGPUStack reads the toolkit's and runc's versions and checks them against
 // Minimums.
 func (r *Runtime) checkGPUStack(ctx context.Context) error {
-	var stack []api.Component
+	var stack []Component
 	var problems []error
 	check := func(component, output string, err error) {
-		c := api.Component{Name: component, Minimum: minimumText(component)}
+		c := Component{Name: component, Minimum: minimumText(component)}
 		if err != nil {
 			c.Problem = err.Error()
 			problems = append(problems, err)
