@@ -188,6 +188,24 @@ func runMachine(t *testing.T, n *chainNode, cfg jobs.Config, content *memContent
 	return machine
 }
 
+// waitJobState waits until the machine's job id reaches want, and fails at once if it
+// ends in another state.
+func waitJobState(t *testing.T, machine *jobs.Machine, id string, want jobs.State, limit time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); ; time.Sleep(20 * time.Millisecond) {
+		j, err := machine.Get(id)
+		if err == nil && j.State == want {
+			return
+		}
+		if err == nil && j.State.Terminal() {
+			t.Fatalf("job %s ended %s: %s", id, j.State, j.Reason)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s not %s after %s: %+v %v", id, want, limit, j, err)
+		}
+	}
+}
+
 // TestChainJobPaid runs a job through the real contract on a dev chain: a provider node
 // takes a posted job, runs and submits it; two validator nodes evaluate and attest; the
 // job completes, and the provider's and validators' credits are exactly the contract's.
@@ -243,20 +261,7 @@ func TestChainJobPaid(t *testing.T) {
 		t.Fatalf("posted job %s, want 1", id)
 	}
 
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		j, err := machine.Get("1")
-		if err == nil && j.State == jobs.Paid {
-			break
-		}
-		if err == nil && j.State.Terminal() {
-			t.Fatalf("job ended %s: %s", j.State, j.Reason)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job not paid after 60s: %+v %v", j, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitJobState(t, machine, "1", jobs.Paid, 60*time.Second)
 	credit := func(a common.Address) *big.Int {
 		c, err := provider.market.Credit(ctx, common.Address{}, a)
 		if err != nil {
@@ -545,18 +550,7 @@ func TestValidatorsNoShow(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		j, err := machine.Get("1")
-		if err == nil && j.State == jobs.Expired {
-			break
-		}
-		if err == nil && j.State.Terminal() {
-			t.Fatalf("job ended %s: %s", j.State, j.Reason)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job not expired: %+v %v", j, err)
-		}
-	}
+	waitJobState(t, machine, "1", jobs.Expired, 60*time.Second)
 	for who, want := range map[common.Address]*big.Int{
 		provider.addr: bond,
 		sponsor.addr:  new(big.Int).Add(reward, new(big.Int).Mul(fee, big.NewInt(2))),

@@ -81,18 +81,7 @@ func TestValidatorDeclinesDuty(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		j, err := machine.Get("1")
-		if err == nil && j.State == jobs.Paid {
-			break
-		}
-		if err == nil && j.State.Terminal() {
-			t.Fatalf("job ended %s: %s", j.State, j.Reason)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job not paid after 60s: %+v %v", j, err)
-		}
-	}
+	waitJobState(t, machine, "1", jobs.Paid, 60*time.Second)
 	// The third validator declines once the result is submitted and it reads the manifest.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if d, err := validators[2].store.Get(dutyKey("1")); err == nil && d.State == dutyDeclined {

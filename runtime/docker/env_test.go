@@ -25,6 +25,19 @@ import (
 // CUDA base image (or an attacker's image) does; it is removed when the test ends.
 func probeImageWithEnv(t *testing.T, env ...string) string {
 	t.Helper()
+	var lines string
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		lines += "ENV " + k + "=" + v + "\n"
+	}
+	return probeImageFrom(t, "env", lines)
+}
+
+// probeImageFrom builds an image FROM the probe image with the Dockerfile lines given,
+// under a fresh tag in the repository gpunode-test/NAME, and removes it when the test
+// ends. It returns the image's ID.
+func probeImageFrom(t *testing.T, name, lines string) string {
+	t.Helper()
 	cli := engine(t)
 	base, err := cli.ImageInspect(context.Background(), probeImage(t))
 	if err != nil || len(base.RepoTags) == 0 {
@@ -32,13 +45,8 @@ func probeImageWithEnv(t *testing.T, env ...string) string {
 	}
 	var b [6]byte
 	rand.Read(b[:])
-	tag := "gpunode-test/env:" + hex.EncodeToString(b[:])
-	df := "FROM " + base.RepoTags[0] + "\n"
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		df += "ENV " + k + "=" + v + "\n"
-	}
-	id, err := buildImage(cli, tag, df, map[string]tarFile{})
+	tag := "gpunode-test/" + name + ":" + hex.EncodeToString(b[:])
+	id, err := buildImage(cli, tag, "FROM "+base.RepoTags[0]+"\n"+lines, map[string]tarFile{})
 	if err != nil {
 		t.Fatalf("build %s: %v", tag, err)
 	}

@@ -2,8 +2,6 @@ package docker_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 
@@ -31,19 +28,7 @@ import (
 func TestImageMetadataIgnored(t *testing.T) {
 	testenv.Attack(t, "runtime", "image VOLUME, HEALTHCHECK and STOPSIGNAL")
 	cli := engine(t)
-	base, err := cli.ImageInspect(context.Background(), probeImage(t))
-	if err != nil || len(base.RepoTags) == 0 {
-		t.Fatalf("probe image: %v %v", err, base.RepoTags)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	tag := "gpunode-test/metadata:" + hex.EncodeToString(b[:])
-	df := "FROM " + base.RepoTags[0] + "\nVOLUME /vol\nHEALTHCHECK --interval=1s --timeout=1s CMD [\"/probe\", \"append:/vol/health=ran\"]\nSTOPSIGNAL SIGUSR1\n"
-	img, err := buildImage(cli, tag, df, map[string]tarFile{})
-	if err != nil {
-		t.Fatalf("build %s: %v", tag, err)
-	}
-	t.Cleanup(func() { cli.ImageRemove(context.Background(), tag, image.RemoveOptions{PruneChildren: true}) })
+	img := probeImageFrom(t, "metadata", "VOLUME /vol\nHEALTHCHECK --interval=1s --timeout=1s CMD [\"/probe\", \"append:/vol/health=ran\"]\nSTOPSIGNAL SIGUSR1\n")
 
 	dir := t.TempDir()
 	cfg := testConfig(conformance.Options{StateDir: filepath.Join(dir, "s"), LogDir: filepath.Join(dir, "l")})
