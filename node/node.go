@@ -515,11 +515,12 @@ func (n *Node) Status() api.Status {
 			}
 		}
 		for _, d := range g.Devices() {
-			gs := api.GPUStatus{Device: d}
+			gs := api.GPUStatus{GPU: apiGPU(d)}
 			if sample, err := g.Sample(d.Index); err != nil {
 				gs.Error = err.Error()
 			} else {
-				gs.Sample = &sample
+				as := api.GPUSample(sample)
+				gs.Sample = &as
 			}
 			s.GPUs = append(s.GPUs, gs)
 		}

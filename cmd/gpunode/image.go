@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gpunode/gpunode/node/api"
-	"github.com/gpunode/gpunode/runtime"
 )
 
 func newImageCmd() *cobra.Command {
@@ -28,7 +27,7 @@ func newImageCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
 			var last time.Time
-			im, err := api.NewClient(socket).PullImage(cmd.Context(), api.PullRequest{Ref: args[0], AllowTag: allowTag}, func(p runtime.PullProgress) {
+			im, err := api.NewClient(socket).PullImage(cmd.Context(), api.PullRequest{Ref: args[0], AllowTag: allowTag}, func(p api.PullProgress) {
 				if time.Since(last) < 500*time.Millisecond && p.LayersDone < p.Layers {
 					return
 				}

@@ -69,7 +69,11 @@ manifest's evaluation image), and the caps its evaluation would run with.`,
 				return errors.New("--as-validator explains a policy file; it does not ask the daemon")
 			}
 			if daemon {
-				d, err := api.NewClient(socket).CheckPolicy(cmd.Context(), m, sponsor, priceArg(price))
+				mb, err := json.Marshal(m)
+				if err != nil {
+					return err
+				}
+				d, err := api.NewClient(socket).CheckPolicy(cmd.Context(), api.PolicyCheckRequest{Manifest: mb, Sponsor: sponsor, PriceWei: priceArg(price)})
 				if err != nil {
 					return err
 				}

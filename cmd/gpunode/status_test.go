@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/gpunode/gpunode/node/api"
-	"github.com/gpunode/gpunode/runtime/gpu"
 )
 
 // TestPrintStatusGPUs: the rig owner sees the GPU path's versions against their patched
@@ -22,11 +21,11 @@ func TestPrintStatusGPUs(t *testing.T) {
 			{Name: "runc", Version: "1.1.12", Minimum: "1.2.8, 1.3.3, 1.4.0-rc.3", Problem: "runc 1.1.12 is older than 1.2.8: upgrade runc"},
 		},
 		GPUs: []api.GPUStatus{
-			{Device: gpu.Device{Index: 0, UUID: "GPU-a", Name: "NVIDIA GeForce RTX 4090", MemoryBytes: 24 << 30, Healthy: true},
-				Sample: &gpu.Sample{TemperatureC: &temp, MemoryUsedBytes: &used, Unsupported: []string{"power"}}},
-			{Device: gpu.Device{Index: 1, UUID: "GPU-b", Name: "NVIDIA A100", Problem: "fatal XID 79: reset the GPU"}, Error: "gpu 1: out of service"},
-			{Device: gpu.Device{Index: 2, UUID: "GPU-c", Name: "NVIDIA A100", MIG: true, Healthy: true,
-				Instances: []gpu.Instance{{UUID: "MIG-1"}, {UUID: "MIG-2"}}}, Sample: &gpu.Sample{}},
+			{GPU: api.GPU{Index: 0, UUID: "GPU-a", Name: "NVIDIA GeForce RTX 4090", MemoryBytes: 24 << 30, Healthy: true},
+				Sample: &api.GPUSample{TemperatureC: &temp, MemoryUsedBytes: &used, Unsupported: []string{"power"}}},
+			{GPU: api.GPU{Index: 1, UUID: "GPU-b", Name: "NVIDIA A100", Problem: "fatal XID 79: reset the GPU"}, Error: "gpu 1: out of service"},
+			{GPU: api.GPU{Index: 2, UUID: "GPU-c", Name: "NVIDIA A100", MIG: true, Healthy: true,
+				Instances: []api.MIGInstance{{UUID: "MIG-1"}, {UUID: "MIG-2"}}}, Sample: &api.GPUSample{}},
 		},
 	}
 	var buf bytes.Buffer

@@ -59,15 +59,18 @@ func TestClientServer(t *testing.T) {
 		t.Fatalf("echo: %v %v", out, err)
 	}
 	err = c.Post(context.Background(), "/v1/fail", map[string]int{"N": 1}, nil)
-	if err == nil || err.Error() != "job 7 is already running" {
-		t.Errorf("error answer: %v", err)
+	var ae *Error
+	if err == nil || err.Error() != "job 7 is already running" || !errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) ||
+		!errors.As(err, &ae) || ae.Status != http.StatusConflict {
+		t.Errorf("error answer: %v (%#v), want the message, class conflict and status 409", err, ae)
 	}
 	err = c.Post(context.Background(), "/v1/fail", map[string]int{"Bogus": 1}, nil)
-	if err == nil || !strings.Contains(err.Error(), "unknown field") {
-		t.Errorf("unknown field: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "unknown field") || !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("unknown field: %v, want an invalid_argument error", err)
 	}
-	if err := c.Get(context.Background(), "/v1/nope", nil); err == nil {
-		t.Error("unknown route answered")
+	// A route the mux does not know answers in plain text: the status alone gives the class.
+	if err := c.Get(context.Background(), "/v1/nope", nil); !errors.Is(err, ErrNotFound) || !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+		t.Errorf("unknown route: %v, want not_found with status 404", err)
 	}
 }
 

@@ -118,11 +118,16 @@ func (c *Client) request(ctx context.Context, method, path, contentType string, 
 	return resp, nil
 }
 
+// decodeError restores an error answer: its class, its status and the daemon's message.
 func decodeError(path string, resp *http.Response) error {
-	var e Error
+	e := &Error{Status: resp.StatusCode, Class: ClassOfStatus(resp.StatusCode), Message: fmt.Sprintf("api %s: %s", path, resp.Status)}
+	var body ErrorBody
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if json.Unmarshal(b, &e) == nil && e.Error != "" {
-		return fmt.Errorf("%s", e.Error)
+	if json.Unmarshal(b, &body) == nil && body.Error != "" {
+		e.Message = body.Error
+		if body.Class != "" {
+			e.Class = body.Class
+		}
 	}
-	return fmt.Errorf("api %s: %s", path, resp.Status)
+	return e
 }

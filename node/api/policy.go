@@ -2,10 +2,9 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"math/big"
 	"time"
-
-	"github.com/gpunode/gpunode/job"
 )
 
 // The policy and admission routes are served by node/policy (Holder.Routes); these are
@@ -121,15 +120,21 @@ type PolicyDecision struct {
 	Checks []PolicyCheck `json:"checks"`
 }
 
+// PolicyCheckRequest is the body of POST /v1/policy/check.
+type PolicyCheckRequest struct {
+	// Manifest is the job manifest document (the JSON of a job.Manifest): the manifest
+	// is a document of its own, the API carries it as it is.
+	Manifest json.RawMessage `json:"manifest"`
+	// Sponsor is the Ethereum address that would post the job.
+	Sponsor string `json:"sponsor"`
+	// PriceWei is the offered price in wei per GPU-hour.
+	PriceWei *big.Int `json:"price_wei"`
+}
+
 // CheckPolicy asks the daemon whether its policy in force, with the node's current state,
 // would take the job; nothing is counted.
-func (c *Client) CheckPolicy(ctx context.Context, m *job.Manifest, sponsor string, priceWei *big.Int) (PolicyDecision, error) {
+func (c *Client) CheckPolicy(ctx context.Context, req PolicyCheckRequest) (PolicyDecision, error) {
 	var out PolicyDecision
-	in := struct {
-		Manifest *job.Manifest `json:"manifest"`
-		Sponsor  string        `json:"sponsor"`
-		PriceWei *big.Int      `json:"price_wei"`
-	}{m, sponsor, priceWei}
-	err := c.Post(ctx, "/v1/policy/check", in, &out)
+	err := c.Post(ctx, "/v1/policy/check", req, &out)
 	return out, err
 }

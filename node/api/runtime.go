@@ -7,8 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-
-	"github.com/gpunode/gpunode/runtime"
+	"time"
 )
 
 // PullRequest is the body of POST /v1/images/pull.
@@ -18,12 +17,43 @@ type PullRequest struct {
 	AllowTag bool `json:"allow_tag,omitempty"`
 }
 
+// PullProgress is one progress report of a pull.
+type PullProgress struct {
+	Image      string `json:"image"`
+	Status     string `json:"status,omitempty"`
+	Layers     int    `json:"layers"`
+	LayersDone int    `json:"layers_done"`
+	BytesDone  int64  `json:"bytes_done"`
+	BytesTotal int64  `json:"bytes_total"`
+}
+
+// Image is an image in the node's cache.
+type Image struct {
+	ID          string    `json:"id"`
+	Refs        []string  `json:"refs"`
+	RepoDigests []string  `json:"repo_digests,omitempty"`
+	SizeBytes   int64     `json:"size_bytes"`
+	PulledAt    time.Time `json:"pulled_at"`
+	LastUsed    time.Time `json:"last_used"`
+}
+
+// PruneReport says what pruning the image cache removed: the answer of
+// POST /v1/images/prune.
+type PruneReport struct {
+	Removed    []Image `json:"removed"`
+	FreedBytes int64   `json:"freed_bytes"`
+	TotalBytes int64   `json:"total_bytes"`
+	CapBytes   int64   `json:"cap_bytes"`
+}
+
 // PullEvent is one line of the newline-delimited JSON answer of POST /v1/images/pull:
 // progress lines, then one line with the image or the error.
 type PullEvent struct {
-	Progress *runtime.PullProgress `json:"progress,omitempty"`
-	Image    *runtime.Image        `json:"image,omitempty"`
-	Error    string                `json:"error,omitempty"`
+	Progress *PullProgress `json:"progress,omitempty"`
+	Image    *Image        `json:"image,omitempty"`
+	Error    string        `json:"error,omitempty"`
+	// Class is the error's class.
+	Class Class `json:"class,omitempty"`
 }
 
 // PruneRequest is the body of POST /v1/images/prune.
@@ -33,25 +63,30 @@ type PruneRequest struct {
 }
 
 // PullImage asks the daemon to pull ref, calling progress for each update.
-func (c *Client) PullImage(ctx context.Context, req PullRequest, progress func(runtime.PullProgress)) (runtime.Image, error) {
-	resp, err := c.send(ctx, "POST", "/v1/images/pull", req)
+func (c *Client) PullImage(ctx context.Context, req PullRequest, progress func(PullProgress)) (Image, error) {
+	const path = "/v1/images/pull"
+	resp, err := c.send(ctx, "POST", path, req)
 	if err != nil {
-		return runtime.Image{}, err
+		return Image{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return runtime.Image{}, decodeError("/v1/images/pull", resp)
+		return Image{}, decodeError(path, resp)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		var ev PullEvent
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return runtime.Image{}, fmt.Errorf("api /v1/images/pull: %w", err)
+			return Image{}, fmt.Errorf("api %s: %w", path, err)
 		}
 		switch {
 		case ev.Error != "":
-			return runtime.Image{}, fmt.Errorf("%s", ev.Error)
+			class := ev.Class
+			if class == "" {
+				class = ErrInternal
+			}
+			return Image{}, &Error{Class: class, Status: resp.StatusCode, Message: ev.Error}
 		case ev.Image != nil:
 			return *ev.Image, nil
 		case ev.Progress != nil && progress != nil:
@@ -59,20 +94,20 @@ func (c *Client) PullImage(ctx context.Context, req PullRequest, progress func(r
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return runtime.Image{}, fmt.Errorf("api /v1/images/pull: %w", err)
+		return Image{}, fmt.Errorf("api %s: %w", path, err)
 	}
-	return runtime.Image{}, fmt.Errorf("api /v1/images/pull: answer ended without a result")
+	return Image{}, fmt.Errorf("api %s: answer ended without a result", path)
 }
 
 // Images lists the node's image cache.
-func (c *Client) Images(ctx context.Context) ([]runtime.Image, error) {
-	var out []runtime.Image
+func (c *Client) Images(ctx context.Context) ([]Image, error) {
+	var out []Image
 	return out, c.Get(ctx, "/v1/images", &out)
 }
 
 // PruneImages prunes the node's image cache.
-func (c *Client) PruneImages(ctx context.Context, req PruneRequest) (runtime.PruneReport, error) {
-	var out runtime.PruneReport
+func (c *Client) PruneImages(ctx context.Context, req PruneRequest) (PruneReport, error) {
+	var out PruneReport
 	return out, c.Post(ctx, "/v1/images/prune", req, &out)
 }
 

@@ -160,11 +160,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// Error is the body of every non-2xx response.
-type Error struct {
-	Error string `json:"error"`
-}
-
 // WriteJSON writes v as a JSON response with the given status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -174,9 +169,15 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// WriteError writes err as an Error response.
+// WriteError writes err as an error answer: its class is the one it carries, or the
+// status's.
 func WriteError(w http.ResponseWriter, status int, err error) {
-	WriteJSON(w, status, Error{Error: err.Error()})
+	var e *Error
+	class := ClassOfStatus(status)
+	if errors.As(err, &e) && e.Class != "" {
+		class = e.Class
+	}
+	WriteJSON(w, status, ErrorBody{Error: err.Error(), Class: class})
 }
 
 // DecodeJSON decodes a request body of at most maxBytes into v, rejecting unknown fields.

@@ -3,8 +3,6 @@ package api
 import (
 	"context"
 	"time"
-
-	"github.com/gpunode/gpunode/runtime/gpu"
 )
 
 // Status is the answer to GET /v1/status.
@@ -70,10 +68,57 @@ type Component struct {
 
 // GPUStatus is one GPU and its latest reading.
 type GPUStatus struct {
-	gpu.Device
+	GPU
 	// Sample is nil when the reading failed; Error says why.
-	Sample *gpu.Sample `json:"sample,omitempty"`
-	Error  string      `json:"error,omitempty"`
+	Sample *GPUSample `json:"sample,omitempty"`
+	Error  string     `json:"error,omitempty"`
+}
+
+// GPU is one GPU of the rig, as the node's inventory found it.
+type GPU struct {
+	Index             int    `json:"index"`
+	UUID              string `json:"uuid"`
+	Name              string `json:"name"`
+	PCIBusID          string `json:"pci_bus_id"`
+	MemoryBytes       uint64 `json:"memory_bytes"`
+	ComputeCapability string `json:"compute_capability"`
+	// MIG is true when the GPU is in Multi-Instance GPU mode; its instances, not the
+	// GPU, are handed to jobs.
+	MIG       bool          `json:"mig"`
+	Instances []MIGInstance `json:"mig_instances,omitempty"`
+	// ECC is true when ECC memory is enabled.
+	ECC bool `json:"ecc"`
+	// Healthy is false once the GPU was lost or reported a fatal XID error; Problem
+	// says why.
+	Healthy bool   `json:"healthy"`
+	Problem string `json:"problem,omitempty"`
+}
+
+// MIGInstance is one MIG instance of a GPU.
+type MIGInstance struct {
+	UUID            string `json:"uuid"`
+	Name            string `json:"name,omitempty"`
+	MemoryBytes     uint64 `json:"memory_bytes,omitempty"`
+	GPUInstance     int    `json:"gpu_instance"`
+	ComputeInstance int    `json:"compute_instance"`
+}
+
+// GPUSample is one reading of a GPU's telemetry: a field the GPU does not report is
+// nil and named in Unsupported, a field whose reading failed is nil and named in Failed.
+type GPUSample struct {
+	GPUUtilPercent     *uint32  `json:"gpu_util_percent,omitempty"`
+	MemCopyUtilPercent *uint32  `json:"mem_copy_util_percent,omitempty"`
+	MemoryUsedBytes    *uint64  `json:"memory_used_bytes,omitempty"`
+	MemoryFreeBytes    *uint64  `json:"memory_free_bytes,omitempty"`
+	PowerWatts         *float64 `json:"power_watts,omitempty"`
+	TemperatureC       *uint32  `json:"temperature_c,omitempty"`
+	SMClockMHz         *uint32  `json:"sm_clock_mhz,omitempty"`
+	MemClockMHz        *uint32  `json:"mem_clock_mhz,omitempty"`
+	ECCUncorrected     *uint64  `json:"ecc_uncorrected,omitempty"`
+	LastXID            uint64   `json:"last_xid"`
+	XIDErrors          uint64   `json:"xid_errors"`
+	Unsupported        []string `json:"unsupported,omitempty"`
+	Failed             []string `json:"failed,omitempty"`
 }
 
 // Status fetches the node's status.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,7 +31,7 @@ func TestRoutes(t *testing.T) {
 
 	f.h.ObserveNode(func() NodeState { return NodeState{GPUModel: gpuA100, GPUs: 8, MaxGPUTempC: 83} })
 	req := testRequest(t)
-	dec, err := c.CheckPolicy(ctx, req.Manifest, sponsorA, req.PriceWei)
+	dec, err := c.CheckPolicy(ctx, checkRequest(t, req))
 	if err != nil || !dec.Allow {
 		t.Fatalf("CheckPolicy = %+v, %v", dec, err)
 	}
@@ -38,7 +39,7 @@ func TestRoutes(t *testing.T) {
 	if _, err := c.ReloadPolicy(ctx); err != nil {
 		t.Fatal(err)
 	}
-	dec, err = c.CheckPolicy(ctx, req.Manifest, sponsorA, req.PriceWei)
+	dec, err = c.CheckPolicy(ctx, checkRequest(t, req))
 	if err != nil || dec.Allow || dec.Checks[len(dec.Checks)-1].Detail != "hottest GPU at 83°C, limit 80°C" {
 		t.Errorf("CheckPolicy on a hot node = %+v, %v", dec, err)
 	}
@@ -83,4 +84,13 @@ func TestRoutes(t *testing.T) {
 	if err != nil || st.LastReloadError == "" || !st.HasLocal {
 		t.Errorf("Policy = %+v, %v", st, err)
 	}
+}
+
+func checkRequest(t *testing.T, r Request) api.PolicyCheckRequest {
+	t.Helper()
+	m, err := json.Marshal(r.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.PolicyCheckRequest{Manifest: m, Sponsor: sponsorA, PriceWei: r.PriceWei}
 }

@@ -43,12 +43,13 @@ func (r *Runtime) handlePull(w http.ResponseWriter, req *http.Request) {
 			flusher.Flush()
 		}
 	}
-	im, err := r.Pull(req.Context(), pr.Ref, pr.AllowTag, func(p runtime.PullProgress) { send(api.PullEvent{Progress: &p}) })
+	im, err := r.Pull(req.Context(), pr.Ref, pr.AllowTag, func(p runtime.PullProgress) { ap := api.PullProgress(p); send(api.PullEvent{Progress: &ap}) })
 	if err != nil {
 		send(api.PullEvent{Error: err.Error()})
 		return
 	}
-	send(api.PullEvent{Image: &im})
+	ai := api.Image(im)
+	send(api.PullEvent{Image: &ai})
 }
 
 func (r *Runtime) handleImages(w http.ResponseWriter, req *http.Request) {
