@@ -5,17 +5,20 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gpunode/gpunode/internal/configfile"
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/runtime"
@@ -126,19 +129,17 @@ func (r *rig) post(id string, manifest []byte) Posting {
 	return p
 }
 
+// waitState waits until job id is in state want. Inside a synctest bubble the wait
+// costs no real time.
 func (r *rig) waitState(id string, want State) Job {
 	r.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		j, err := r.m.Get(id)
-		if err == nil && j.State == want {
-			return j
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("job %s: state %s (reason %q) after 10s, want %s", id, j.State, j.Reason, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	var j Job
+	testkit.Eventually(r.t, 10*time.Second, func() bool {
+		var err error
+		j, err = r.m.Get(id)
+		return err == nil && j.State == want
+	}, "job %s: %v, want %s", id, testkit.Lazy(func() string { return fmt.Sprintf("state %s (reason %q)", j.State, j.Reason) }), want)
+	return j
 }
 
 func writeCheckpoint(spec runtime.Spec) int {
@@ -149,36 +150,39 @@ func writeCheckpoint(spec runtime.Spec) int {
 }
 
 func TestJobPaid(t *testing.T) {
-	r := newRig(t, writeCheckpoint)
-	r.start()
-	r.post("1", manifestJSON(nil))
-	j := r.waitState("1", Submitted)
-	if j.OutputCID == "" || j.AcceptTx != "0xaccept1" || j.SubmitTx != "0xsubmit1" || len(j.GPUs) != 1 {
-		t.Errorf("record: %+v", j.Record)
-	}
-	want, _ := TreeHash(r.content.published[j.OutputCID])
-	if got := r.chain.submitted["1"]; got[0] != j.OutputCID || got[1] != want {
-		t.Errorf("submitted %v, want cid %s hash %s", got, j.OutputCID, want)
-	}
-	r.chain.set("1", OutcomeCompleted)
-	r.waitState("1", Paid)
-	h, _ := r.store.History("1")
-	var path []string
-	for _, tr := range h {
-		path = append(path, tr.To)
-	}
-	if got := strings.Join(path, ","); got != "discovered,accepting,accepted,preparing,running,uploading,submitting,submitted,paid" {
-		t.Errorf("history %s", got)
-	}
-	if r.m.alloc.free() != 2 {
-		t.Errorf("%d gpus free after the job, want 2", r.m.alloc.free())
-	}
-	// A replayed JobPosted event does nothing.
-	r.post("1", manifestJSON(nil))
-	time.Sleep(20 * time.Millisecond)
-	if r.chain.accepts != 1 || r.chain.submits != 1 || r.rt.starts["1"] != 1 {
-		t.Errorf("accepts %d submits %d starts %d, want 1 each", r.chain.accepts, r.chain.submits, r.rt.starts["1"])
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, writeCheckpoint)
+		r.start()
+		r.post("1", manifestJSON(nil))
+		j := r.waitState("1", Submitted)
+		if j.OutputCID == "" || j.AcceptTx != "0xaccept1" || j.SubmitTx != "0xsubmit1" || len(j.GPUs) != 1 {
+			t.Errorf("record: %+v", j.Record)
+		}
+		want, _ := TreeHash(r.content.published[j.OutputCID])
+		if got := r.chain.submitted["1"]; got[0] != j.OutputCID || got[1] != want {
+			t.Errorf("submitted %v, want cid %s hash %s", got, j.OutputCID, want)
+		}
+		r.chain.set("1", OutcomeCompleted)
+		r.waitState("1", Paid)
+		h, _ := r.store.History("1")
+		var path []string
+		for _, tr := range h {
+			path = append(path, tr.To)
+		}
+		if got := strings.Join(path, ","); got != "discovered,accepting,accepted,preparing,running,uploading,submitting,submitted,paid" {
+			t.Errorf("history %s", got)
+		}
+		if r.m.alloc.free() != 2 {
+			t.Errorf("%d gpus free after the job, want 2", r.m.alloc.free())
+		}
+		// A replayed JobPosted event does nothing: once every goroutine of the machine
+		// is idle again, nothing more was accepted, submitted or started.
+		r.post("1", manifestJSON(nil))
+		synctest.Wait()
+		if r.chain.accepts != 1 || r.chain.submits != 1 || r.rt.starts["1"] != 1 {
+			t.Errorf("accepts %d submits %d starts %d, want 1 each", r.chain.accepts, r.chain.submits, r.rt.starts["1"])
+		}
+	})
 }
 
 func TestJobDeclined(t *testing.T) {
@@ -207,171 +211,177 @@ func TestJobDeclined(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newRig(t, writeCheckpoint)
-			r.deps.Admitter = tt.admitter
-			r.deps.RigScore = func() float64 { return 120 }
-			r.start()
-			if tt.tamper {
-				cid := r.content.put(tt.manifest)
-				r.m.Discover(context.Background(), Posting{ID: "9", ManifestCID: cid, ManifestHash: strings.Repeat("ab", 32), Source: "chain"})
-			} else {
-				r.post("9", tt.manifest)
-			}
-			j := r.waitState("9", Declined)
-			if !strings.Contains(j.Reason, tt.want) {
-				t.Errorf("reason %q, want %q", j.Reason, tt.want)
-			}
-			if r.chain.accepts != 0 || len(r.rt.starts) != 0 {
-				t.Errorf("a declined job was accepted (%d) or started (%v)", r.chain.accepts, r.rt.starts)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				r := newRig(t, writeCheckpoint)
+				r.deps.Admitter = tt.admitter
+				r.deps.RigScore = func() float64 { return 120 }
+				r.start()
+				if tt.tamper {
+					cid := r.content.put(tt.manifest)
+					r.m.Discover(context.Background(), Posting{ID: "9", ManifestCID: cid, ManifestHash: strings.Repeat("ab", 32), Source: "chain"})
+				} else {
+					r.post("9", tt.manifest)
+				}
+				j := r.waitState("9", Declined)
+				if !strings.Contains(j.Reason, tt.want) {
+					t.Errorf("reason %q, want %q", j.Reason, tt.want)
+				}
+				if r.chain.accepts != 0 || len(r.rt.starts) != 0 {
+					t.Errorf("a declined job was accepted (%d) or started (%v)", r.chain.accepts, r.rt.starts)
+				}
+			})
 		})
 	}
 }
 
 func TestTrainerFailsGivesJobBack(t *testing.T) {
-	r := newRig(t, func(runtime.Spec) int { return 3 })
-	r.start()
-	r.post("2", manifestJSON(nil))
-	j := r.waitState("2", Failed)
-	if !strings.Contains(j.Reason, "exit status 3") {
-		t.Errorf("reason %q", j.Reason)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r.chain.mu.Lock()
-		reason, ok := r.chain.abandoned["2"]
-		r.chain.mu.Unlock()
-		if ok {
-			if !strings.Contains(reason, "exit status 3") {
-				t.Errorf("abandon reason %q", reason)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, func(runtime.Spec) int { return 3 })
+		r.start()
+		r.post("2", manifestJSON(nil))
+		j := r.waitState("2", Failed)
+		if !strings.Contains(j.Reason, "exit status 3") {
+			t.Errorf("reason %q", j.Reason)
+		}
+		var reason string
+		testkit.Eventually(t, 5*time.Second, func() bool {
+			r.chain.mu.Lock()
+			defer r.chain.mu.Unlock()
+			var ok bool
+			reason, ok = r.chain.abandoned["2"]
+			return ok
+		}, "failed job was not given back on chain")
+		if !strings.Contains(reason, "exit status 3") {
+			t.Errorf("abandon reason %q", reason)
+		}
+		if r.chain.submits != 0 {
+			t.Error("a failed job was submitted")
+		}
+		testkit.Eventually(t, 5*time.Second, func() bool {
+			j, err := r.m.Get("2")
+			if err != nil {
+				t.Fatal(err)
 			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("failed job was not given back on chain")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if r.chain.submits != 0 {
-		t.Error("a failed job was submitted")
-	}
-	for {
-		j, err := r.m.Get("2")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if j.Refund != "" {
+			if j.Refund == "" {
+				return false
+			}
 			if j.State != Failed {
 				t.Errorf("given back, state %s", j.State)
 			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the refund is not recorded on the job")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+			return true
+		}, "the refund is not recorded on the job")
+	})
 }
 
 func TestRejectedAndLost(t *testing.T) {
-	r := newRig(t, writeCheckpoint)
-	r.start()
-	r.post("3", manifestJSON(nil))
-	r.waitState("3", Submitted)
-	r.chain.set("3", OutcomeRejected)
-	r.waitState("3", Rejected)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, writeCheckpoint)
+		r.start()
+		r.post("3", manifestJSON(nil))
+		r.waitState("3", Submitted)
+		r.chain.set("3", OutcomeRejected)
+		r.waitState("3", Rejected)
 
-	r.chain.takenBy["4"] = true
-	r.post("4", manifestJSON(nil))
-	r.waitState("4", Lost)
+		r.chain.takenBy["4"] = true
+		r.post("4", manifestJSON(nil))
+		r.waitState("4", Lost)
+	})
 }
 
 // TestRestartWhileRunning: the node stops while the container runs and finishes while
 // the node is down; after the restart the job completes with one start and one submission.
 func TestRestartWhileRunning(t *testing.T) {
-	r := newRig(t, writeCheckpoint)
-	r.rt.release = make(chan struct{})
-	r.start()
-	r.post("5", manifestJSON(nil))
-	r.waitState("5", Running)
-	r.stop()
-	close(r.rt.release) // the container finishes while the node is down
-	time.Sleep(10 * time.Millisecond)
-	r.openStore()
-	r.start()
-	r.waitState("5", Submitted)
-	if r.rt.starts["5"] != 1 || r.chain.submits != 1 || r.chain.accepts != 1 {
-		t.Errorf("starts %d accepts %d submits %d, want 1 each", r.rt.starts["5"], r.chain.accepts, r.chain.submits)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, writeCheckpoint)
+		r.rt.release = make(chan struct{})
+		r.start()
+		r.post("5", manifestJSON(nil))
+		r.waitState("5", Running)
+		r.stop()
+		close(r.rt.release) // the container finishes while the node is down
+		synctest.Wait()
+		r.openStore()
+		r.start()
+		r.waitState("5", Submitted)
+		if r.rt.starts["5"] != 1 || r.chain.submits != 1 || r.chain.accepts != 1 {
+			t.Errorf("starts %d accepts %d submits %d, want 1 each", r.rt.starts["5"], r.chain.accepts, r.chain.submits)
+		}
+	})
 }
 
 // TestRetriesTransientFailures: RPC and IPFS errors are retried with backoff; a node
 // restarted in the middle of the retries still submits once.
 func TestRetriesTransientFailures(t *testing.T) {
-	r := newRig(t, writeCheckpoint)
-	r.chain.failNext["accept"] = 2
-	r.chain.failNext["submit"] = 3
-	r.content.failNext = 2
-	r.start()
-	r.post("6", manifestJSON(nil))
-	j := r.waitState("6", Submitted)
-	if r.chain.submits != 1 || r.chain.accepts != 1 || j.Attempts != 0 {
-		t.Errorf("accepts %d submits %d attempts %d", r.chain.accepts, r.chain.submits, j.Attempts)
-	}
-	h, _ := r.store.History("6")
-	retries := 0
-	for _, tr := range h {
-		if strings.HasPrefix(tr.Note, "retry: ") {
-			retries++
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, writeCheckpoint)
+		r.chain.failNext["accept"] = 2
+		r.chain.failNext["submit"] = 3
+		r.content.failNext = 2
+		r.start()
+		r.post("6", manifestJSON(nil))
+		j := r.waitState("6", Submitted)
+		if r.chain.submits != 1 || r.chain.accepts != 1 || j.Attempts != 0 {
+			t.Errorf("accepts %d submits %d attempts %d", r.chain.accepts, r.chain.submits, j.Attempts)
 		}
-	}
-	if retries != 7 {
-		t.Errorf("%d retries recorded, want 7", retries)
-	}
+		h, _ := r.store.History("6")
+		retries := 0
+		for _, tr := range h {
+			if strings.HasPrefix(tr.Note, "retry: ") {
+				retries++
+			}
+		}
+		if retries != 7 {
+			t.Errorf("%d retries recorded, want 7", retries)
+		}
+	})
 }
 
 func TestTooManyFailuresFailsTheJob(t *testing.T) {
-	r := newRig(t, writeCheckpoint)
-	r.content.failNext = 100
-	r.start()
-	r.post("7", manifestJSON(nil))
-	j := r.waitState("7", Failed)
-	if !strings.Contains(j.Reason, "uploading after 8 attempts") {
-		t.Errorf("reason %q", j.Reason)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, writeCheckpoint)
+		r.content.failNext = 100
+		r.start()
+		r.post("7", manifestJSON(nil))
+		j := r.waitState("7", Failed)
+		if !strings.Contains(j.Reason, "uploading after 8 attempts") {
+			t.Errorf("reason %q", j.Reason)
+		}
+	})
 }
 
 func TestOutputLinksAreNotPublished(t *testing.T) {
-	secret := filepath.Join(t.TempDir(), "dataset.csv")
-	os.WriteFile(secret, []byte("patient,diagnosis\n"), 0o644)
-	r := newRig(t, func(spec runtime.Spec) int {
-		writeCheckpoint(spec)
-		os.Symlink("/etc/passwd", filepath.Join(spec.OutputDir, "passwd"))
-		os.Symlink(secret, filepath.Join(spec.OutputDir, "data.csv"))
-		os.Symlink(filepath.Dir(secret), filepath.Join(spec.OutputDir, "datadir"))
-		os.WriteFile(filepath.Join(spec.OutputDir, "a"), []byte("x"), 0o644)
-		os.Link(filepath.Join(spec.OutputDir, "a"), filepath.Join(spec.OutputDir, "b"))
-		return 0
-	})
-	r.start()
-	r.post("8", manifestJSON(nil))
-	j := r.waitState("8", Submitted)
-	pub := r.content.published[j.OutputCID]
-	var files []string
-	filepath.Walk(pub, func(p string, info os.FileInfo, err error) error {
-		rel, _ := filepath.Rel(pub, p)
-		files = append(files, rel)
-		if info.Mode().IsRegular() {
-			b, _ := os.ReadFile(p)
-			if strings.Contains(string(b), "root:") || strings.Contains(string(b), "patient") {
-				t.Errorf("%s holds a host file's contents", rel)
+	synctest.Test(t, func(t *testing.T) {
+		secret := filepath.Join(t.TempDir(), "dataset.csv")
+		os.WriteFile(secret, []byte("patient,diagnosis\n"), 0o644)
+		r := newRig(t, func(spec runtime.Spec) int {
+			writeCheckpoint(spec)
+			os.Symlink("/etc/passwd", filepath.Join(spec.OutputDir, "passwd"))
+			os.Symlink(secret, filepath.Join(spec.OutputDir, "data.csv"))
+			os.Symlink(filepath.Dir(secret), filepath.Join(spec.OutputDir, "datadir"))
+			os.WriteFile(filepath.Join(spec.OutputDir, "a"), []byte("x"), 0o644)
+			os.Link(filepath.Join(spec.OutputDir, "a"), filepath.Join(spec.OutputDir, "b"))
+			return 0
+		})
+		r.start()
+		r.post("8", manifestJSON(nil))
+		j := r.waitState("8", Submitted)
+		pub := r.content.published[j.OutputCID]
+		var files []string
+		filepath.Walk(pub, func(p string, info os.FileInfo, err error) error {
+			rel, _ := filepath.Rel(pub, p)
+			files = append(files, rel)
+			if info.Mode().IsRegular() {
+				b, _ := os.ReadFile(p)
+				if strings.Contains(string(b), "root:") || strings.Contains(string(b), "patient") {
+					t.Errorf("%s holds a host file's contents", rel)
+				}
 			}
+			return nil
+		})
+		if got := strings.Join(files, ","); got != ".,logs,logs/metrics.json,model.bin" {
+			t.Errorf("published %s", got)
 		}
-		return nil
 	})
-	if got := strings.Join(files, ","); got != ".,logs,logs/metrics.json,model.bin" {
-		t.Errorf("published %s", got)
-	}
 }
 
 func TestStageCap(t *testing.T) {
@@ -474,25 +484,27 @@ gpunode_gpus_free 2
 // TestOtherRolesRecordsAreLeftAlone: the validator's records share the store; the machine
 // neither lists them as jobs nor "resumes" them after a restart.
 func TestOtherRolesRecordsAreLeftAlone(t *testing.T) {
-	r := newRig(t, writeCheckpoint)
-	for id, state := range map[string]string{"duty-5": "submitted", "validate-5": "evaluating"} {
-		if err := r.store.Create(store.Job{ID: id, State: state, Data: []byte(`{"posting":{"id":"5"}}`)}, "test"); err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, writeCheckpoint)
+		for id, state := range map[string]string{"duty-5": "submitted", "validate-5": "evaluating"} {
+			if err := r.store.Create(store.Job{ID: id, State: state, Data: []byte(`{"posting":{"id":"5"}}`)}, "test"); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	r.start()
-	r.post("1", manifestJSON(nil))
-	r.waitState("1", Submitted)
-	list, err := r.m.List()
-	if err != nil || len(list) != 1 || list[0].ID != "1" {
-		t.Errorf("jobs listed: %+v %v", list, err)
-	}
-	for id, state := range map[string]string{"duty-5": "submitted", "validate-5": "evaluating"} {
-		if j, err := r.store.Get(id); err != nil || j.State != state {
-			t.Errorf("%s is %s (%v), want it left %s", id, j.State, err, state)
+		r.start()
+		r.post("1", manifestJSON(nil))
+		r.waitState("1", Submitted)
+		list, err := r.m.List()
+		if err != nil || len(list) != 1 || list[0].ID != "1" {
+			t.Errorf("jobs listed: %+v %v", list, err)
 		}
-	}
-	if err := r.m.Discover(context.Background(), Posting{ID: "duty-6"}); err == nil {
-		t.Error("a posting named like another role's record was taken")
-	}
+		for id, state := range map[string]string{"duty-5": "submitted", "validate-5": "evaluating"} {
+			if j, err := r.store.Get(id); err != nil || j.State != state {
+				t.Errorf("%s is %s (%v), want it left %s", id, j.State, err, state)
+			}
+		}
+		if err := r.m.Discover(context.Background(), Posting{ID: "duty-6"}); err == nil {
+			t.Error("a posting named like another role's record was taken")
+		}
+	})
 }
