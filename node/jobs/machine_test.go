@@ -94,7 +94,7 @@ func (r *rig) start() {
 		r.edit(&cfg)
 	}
 	r.m = New(cfg, r.deps, quiet)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(r.t.Context())
 	r.cancel, r.done = cancel, make(chan error, 1)
 	go func() { r.done <- r.m.Run(ctx) }()
 	r.t.Cleanup(r.stop)
@@ -123,7 +123,7 @@ func (r *rig) post(id string, manifest []byte) Posting {
 	cid := r.content.put(manifest)
 	sum := sha256.Sum256(manifest)
 	p := Posting{ID: id, Sponsor: "0xsponsor", ManifestCID: cid, ManifestHash: hex.EncodeToString(sum[:]), RewardWei: "1000", Source: "chain"}
-	if err := r.m.Discover(context.Background(), p); err != nil {
+	if err := r.m.Discover(r.t.Context(), p); err != nil {
 		r.t.Fatal(err)
 	}
 	return p
@@ -218,7 +218,7 @@ func TestJobDeclined(t *testing.T) {
 				r.start()
 				if tt.tamper {
 					cid := r.content.put(tt.manifest)
-					r.m.Discover(context.Background(), Posting{ID: "9", ManifestCID: cid, ManifestHash: strings.Repeat("ab", 32), Source: "chain"})
+					r.m.Discover(t.Context(), Posting{ID: "9", ManifestCID: cid, ManifestHash: strings.Repeat("ab", 32), Source: "chain"})
 				} else {
 					r.post("9", tt.manifest)
 				}
@@ -440,7 +440,7 @@ func TestAPIAndMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go srv.Serve(ctx, ln)
 	c := api.NewClient(socket)
@@ -503,7 +503,7 @@ func TestOtherRolesRecordsAreLeftAlone(t *testing.T) {
 				t.Errorf("%s is %s (%v), want it left %s", id, j.State, err, state)
 			}
 		}
-		if err := r.m.Discover(context.Background(), Posting{ID: "duty-6"}); err == nil {
+		if err := r.m.Discover(t.Context(), Posting{ID: "duty-6"}); err == nil {
 			t.Error("a posting named like another role's record was taken")
 		}
 	})

@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -24,7 +23,7 @@ func (r *rig) postTerms(id string, manifest []byte, edit func(p *Posting)) {
 	if edit != nil {
 		edit(&p)
 	}
-	if err := r.m.Discover(context.Background(), p); err != nil {
+	if err := r.m.Discover(r.t.Context(), p); err != nil {
 		r.t.Fatal(err)
 	}
 }

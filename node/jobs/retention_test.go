@@ -38,7 +38,7 @@ func TestSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx := context.Background()
+	ctx := t.Context()
 	sw := &fakeSweeper{}
 	if removed, err := m.Sweep(ctx, time.Now(), sw); err != nil || len(removed) != 0 {
 		t.Fatalf("sweep within the retention: removed %v, %v", removed, err)
