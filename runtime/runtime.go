@@ -129,6 +129,10 @@ type Spec struct {
 	PrepareTimeout time.Duration `json:"prepare_timeout,omitempty"`
 	// RunTimeout bounds the container's run, counted from its start; 0 = default.
 	RunTimeout time.Duration `json:"run_timeout,omitempty"`
+	// StopGrace is the time between SIGTERM and SIGKILL when the container is stopped
+	// (Stop, the run timeout); 0 = the runtime's default. A workload that must give way
+	// within a bound (the idle workload) sets it.
+	StopGrace time.Duration `json:"stop_grace,omitempty"`
 }
 
 var jobIDRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
@@ -175,7 +179,7 @@ func (s Spec) Validate() []error {
 		}
 	}
 	r := s.Resources
-	if r.CPUs < 0 || r.MemoryBytes < 0 || r.PIDs < 0 || r.TmpBytes < 0 || r.ShmBytes < 0 || r.OutputBytes < 0 || s.PrepareTimeout < 0 || s.RunTimeout < 0 {
+	if r.CPUs < 0 || r.MemoryBytes < 0 || r.PIDs < 0 || r.TmpBytes < 0 || r.ShmBytes < 0 || r.OutputBytes < 0 || s.PrepareTimeout < 0 || s.RunTimeout < 0 || s.StopGrace < 0 {
 		errs = append(errs, errors.New("resources and timeouts: must not be negative"))
 	}
 	return errs

@@ -188,6 +188,9 @@ func (r *Runtime) withDefaults(s runtime.Spec) runtime.Spec {
 	if s.PrepareTimeout == 0 {
 		s.PrepareTimeout = r.cfg.PrepareTimeout
 	}
+	if s.StopGrace == 0 {
+		s.StopGrace = r.cfg.StopGrace
+	}
 	// The operator's limits are ceilings (caps.go): a job gets what it asks, up to them.
 	s.RunTimeout = ceiling(s.RunTimeout, r.cfg.RunTimeout)
 	res := &s.Resources
@@ -438,7 +441,7 @@ func (r *Runtime) monitor(j *job, started time.Time) {
 			if err != nil {
 				log.Error("record not saved", "err", err)
 			}
-			go r.stopContainer(rec.ContainerID)
+			go r.stopContainer(rec.ContainerID, rec.Spec.StopGrace)
 			continue
 		case <-r.ctx.Done():
 			return
@@ -569,13 +572,22 @@ func (r *Runtime) killContainer(id string) {
 	}
 }
 
-func (r *Runtime) stopContainer(id string) {
-	secs := int(math.Ceil(r.cfg.StopGrace.Seconds()))
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), r.cfg.StopGrace+30*time.Second)
+func (r *Runtime) stopContainer(id string, grace time.Duration) {
+	secs := int(math.Ceil(r.stopGrace(grace).Seconds()))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), r.stopGrace(grace)+30*time.Second)
 	defer cancel()
 	if err := r.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs}); err != nil && !errdefs.IsNotFound(err) {
 		r.log.Warn("stop container", "container_id", shortID(id), "err", err)
 	}
+}
+
+// stopGrace is a job's grace period between SIGTERM and SIGKILL: its own, else the
+// configured one (records written before jobs had their own carry none).
+func (r *Runtime) stopGrace(spec time.Duration) time.Duration {
+	if spec > 0 {
+		return spec
+	}
+	return r.cfg.StopGrace
 }
 
 // Wait implements runtime.Runtime.
@@ -623,11 +635,12 @@ func (r *Runtime) Stop(ctx context.Context, jobID string) error {
 	if err != nil {
 		return err
 	}
+	grace := r.stopGrace(j.rec.Spec.StopGrace)
 	if cid == "" {
 		j.cancel()
 		return nil
 	}
-	secs := int(math.Ceil(r.cfg.StopGrace.Seconds()))
+	secs := int(math.Ceil(grace.Seconds()))
 	if err := r.cli.ContainerStop(ctx, cid, container.StopOptions{Timeout: &secs}); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("job %s: stop: %w", jobID, err)
 	}
@@ -769,7 +782,7 @@ func (r *Runtime) labelledContainers(ctx context.Context) (map[string]string, er
 
 // containerConfig is where the hardening lives: everything a job is not given.
 func (r *Runtime) containerConfig(spec runtime.Spec, imageID string, mounts []mount.Mount, devs []container.DeviceRequest) (*container.Config, *container.HostConfig) {
-	grace := int(math.Ceil(r.cfg.StopGrace.Seconds()))
+	grace := int(math.Ceil(r.stopGrace(spec.StopGrace).Seconds()))
 	cfg := &container.Config{
 		Image:       imageID,
 		Entrypoint:  spec.Command[:1],

@@ -162,3 +162,37 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// Forget drops a finished job's record and log file: a workload the node restarts over
+// and over (the idle workload) would otherwise leave one of each per run. A job that
+// has not finished is refused; an unknown one is already forgotten.
+func (r *Runtime) Forget(jobID string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if j, ok := r.jobs[jobID]; ok {
+		if rec := j.snapshot(); rec.State != stateFinished {
+			return fmt.Errorf("job %s: not finished; stop it and wait for its result first", jobID)
+		}
+	}
+	rec, err := r.records.load(jobID)
+	if errors.Is(err, runtime.ErrUnknownJob) {
+		delete(r.jobs, jobID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if rec.State != stateFinished {
+		return fmt.Errorf("job %s: not finished; stop it and wait for its result first", jobID)
+	}
+	if rec.LogFile != "" {
+		if err := os.Remove(rec.LogFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("job %s: remove log: %w", jobID, err)
+		}
+	}
+	if err := os.Remove(r.records.path(jobID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("job %s: remove record: %w", jobID, err)
+	}
+	delete(r.jobs, jobID)
+	return syncDir(r.records.dir)
+}
