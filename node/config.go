@@ -20,6 +20,7 @@ import (
 	"github.com/gpunode/gpunode/node/validator"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
+	"github.com/gpunode/gpunode/runtime/idle"
 )
 
 // Config is the whole node configuration: one section per component.
@@ -42,6 +43,9 @@ type Config struct {
 	Validator validator.Config `toml:"validator"`
 	// UI is the operator's read-only web dashboard.
 	UI ui.Config `toml:"ui"`
+	// Idle is the operator's idle workload (a miner): it runs whenever the rig has no
+	// job and gives way within its stop timeout when one is accepted. None by default.
+	Idle idle.Config `toml:"idle"`
 	// Benchmark is when the daemon measures the rig by itself.
 	Benchmark BenchmarkConfig `toml:"benchmark"`
 	// Datasets are the operator's private data sets: tag → host directory. A job asking
@@ -83,6 +87,7 @@ func Default() Config {
 		GPU:     gpu.Default(),
 		Runtime: runtimeDefaults(),
 		Jobs:    jobs.Default(),
+		Idle:    idle.Default(),
 		P2P:     p2p.Default(),
 		IPFS:    ipfs.Default(),
 		Policy:  policy.Default(),
@@ -148,6 +153,7 @@ func (c Config) Check(file string) error {
 	errs = append(errs, configfile.Problems(file, "gpu", c.GPU.Validate())...)
 	errs = append(errs, configfile.Problems(file, "runtime", c.Resolved().Runtime.Validate())...)
 	errs = append(errs, configfile.Problems(file, "jobs", c.Jobs.Validate())...)
+	errs = append(errs, configfile.Problems(file, "idle", c.Idle.Validate())...)
 	errs = append(errs, configfile.Problems(file, "p2p", c.P2P.Validate())...)
 	errs = append(errs, configfile.Problems(file, "ipfs", c.IPFS.Validate())...)
 	errs = append(errs, configfile.Problems(file, "policy", c.Resolved().Policy.Validate())...)

@@ -66,6 +66,7 @@ func TestCheckReportsEveryValueProblem(t *testing.T) {
 	cfg.Metrics.Listen = "nope"
 	cfg.GPU.Simulate = "h100x4"
 	cfg.API.Socket = ""
+	cfg.Idle.Image = "miner:latest"
 	err := cfg.Check("f.toml")
 	for _, w := range []string{
 		`f.toml: data_dir: "relative/dir" must be an absolute path`,
@@ -73,6 +74,8 @@ func TestCheckReportsEveryValueProblem(t *testing.T) {
 		`f.toml: metrics.listen: "nope" is not host:port`,
 		`f.toml: gpu.simulate: "h100x4" is not a known simulation`,
 		`f.toml: api.socket: must not be empty`,
+		`f.toml: idle.image: "miner:latest" has no digest`,
+		`f.toml: idle.command: must not be empty`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("error lacks %q:\n%v", w, err)

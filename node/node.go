@@ -29,6 +29,7 @@ import (
 	"github.com/gpunode/gpunode/node/ui"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
+	"github.com/gpunode/gpunode/runtime/idle"
 	"github.com/gpunode/gpunode/version"
 )
 
@@ -105,6 +106,8 @@ type Node struct {
 	ipfs     *ipfs.Node
 	// poolTopic serves the pool's policy topic; nil outside a pool or off the network.
 	poolTopic func(ctx context.Context) error
+	// idle is the operator's idle workload, inert without an idle image.
+	idle *idle.Workload
 }
 
 // Open builds a node's real adapters from cfg. A machine without the NVIDIA driver is not
@@ -264,6 +267,9 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 		n.reg.MustRegister(deps.Market.Collector())
 		deps.Market.Routes(n.api)
 	}
+	if err := n.openIdle(); err != nil {
+		return nil, err
+	}
 	if deps.jobs != nil {
 		n.attachWork(deps.jobs)
 	}
@@ -321,6 +327,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.poolTopic != nil {
 		g.Go(func() error { return n.poolTopic(gctx) })
 	}
+	g.Go(func() error { return n.idle.Run(gctx) })
 	g.Go(func() error { return n.supervise(gctx) })
 	err = g.Wait()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
@@ -479,6 +486,7 @@ func (n *Node) Status() api.Status {
 	a := n.policy.Admission().API()
 	s.Admission = &a
 	s.PolicyPaused = n.policy.Paused()
+	s.Idle = n.idleStatus()
 	if n.deps.Benchmark != nil {
 		s.Benchmark = n.deps.Benchmark.Summary()
 	}

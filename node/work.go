@@ -38,7 +38,7 @@ type work struct {
 
 // openWork builds the job machine and the validator over the market, the content store
 // and the runtime; the market must have been created with c.handle as its event handler.
-func openWork(cfg Config, log *slog.Logger, st *store.Store, c *chain, content jobs.Content, rt ContainerRuntime, admitter jobs.Admitter, gpus []string, usable func(string) bool, score func() float64) *work {
+func openWork(cfg Config, log *slog.Logger, st *store.Store, c *chain, content jobs.Content, rt ContainerRuntime, admitter jobs.Admitter, gpus []string, usable func(string) bool, score func() float64, idle jobs.Idler) *work {
 	machine := jobs.New(cfg.Jobs, jobs.Deps{
 		RigScore:  score,
 		Store:     st,
@@ -50,6 +50,7 @@ func openWork(cfg Config, log *slog.Logger, st *store.Store, c *chain, content j
 		GPUUsable: usable,
 		Datasets:  cfg.Datasets,
 		WorkDir:   filepath.Join(cfg.DataDir, "jobs"),
+		Idle:      idle,
 	}, log)
 	var val *validator.Validator
 	if cfg.Validator.Enabled {
@@ -138,7 +139,7 @@ func (n *Node) attachWork(d *jobDeps) {
 		usable = n.deps.GPUs.Usable
 	}
 	d.chain.dutyPolicy = n.policy
-	n.work = openWork(n.cfg, n.log, d.store, d.chain, d.content, d.runtime, NewAdmitter(n.policy), jobGPUs(n.deps.GPUs), usable, score)
+	n.work = openWork(n.cfg, n.log, d.store, d.chain, d.content, d.runtime, NewAdmitter(n.policy), jobGPUs(n.deps.GPUs), usable, score, n.idle)
 	if n.deps.Benchmark != nil {
 		n.work.measured, n.work.reports = n.deps.Benchmark.Measured(), n.deps.Benchmark.NewReports()
 	}

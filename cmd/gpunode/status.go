@@ -61,6 +61,9 @@ func printStatus(w io.Writer, st api.Status) error {
 	for _, p := range st.PolicyPaused {
 		fmt.Fprintf(tw, "Paused:\t%s\n", p)
 	}
+	if i := st.Idle; i != nil {
+		fmt.Fprintf(tw, "Idle workload:\t%s\n", idleLine(i))
+	}
 	fmt.Fprintf(tw, "Uptime:\t%s (since %s)\n", (time.Duration(st.UptimeSeconds) * time.Second).String(), st.StartedAt.Format(time.RFC3339))
 	mode := st.GPUMode
 	switch st.GPUMode {
@@ -208,4 +211,24 @@ func etherOf(wei string) string {
 		return wei + " wei"
 	}
 	return ether(v) + " ETH"
+}
+
+// idleLine says what the idle workload does: running, giving way to jobs, or failing.
+func idleLine(i *api.IdleStatus) string {
+	var s string
+	switch {
+	case i.Running:
+		s = fmt.Sprintf("running since %s (%s)", i.StartedAt.Format(time.RFC3339), i.Image)
+	case len(i.HeldBy) > 0:
+		s = fmt.Sprintf("stopped for job %s (%s)", strings.Join(i.HeldBy, ", "), i.Image)
+	default:
+		s = fmt.Sprintf("not running (%s)", i.Image)
+	}
+	if i.LastStopSeconds > 0 {
+		s += fmt.Sprintf("; last gave way in %.1fs", i.LastStopSeconds)
+	}
+	if i.LastError != "" {
+		s += "; " + i.LastError
+	}
+	return s
 }

@@ -43,6 +43,25 @@ type Status struct {
 	PeerID string `json:"peer_id,omitempty"`
 	// PolicyPaused says why the policy takes no job right now (time window, heat).
 	PolicyPaused []string `json:"policy_paused,omitempty"`
+	// Idle is the operator's idle workload; nil when none is configured.
+	Idle *IdleStatus `json:"idle,omitempty"`
+}
+
+// IdleStatus is what the operator's idle workload is doing.
+type IdleStatus struct {
+	Image string `json:"image"`
+	// Running: its container runs now.
+	Running bool `json:"running"`
+	// Run is the runtime job ID of the current or last run.
+	Run       string    `json:"run,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// HeldBy lists the jobs it gives way to.
+	HeldBy []string `json:"held_by,omitempty"`
+	// Starts counts its runs since the node started.
+	Starts int `json:"starts"`
+	// LastStopSeconds is how long the last hand-over to a job took.
+	LastStopSeconds float64 `json:"last_stop_seconds,omitempty"`
+	LastError       string  `json:"last_error,omitempty"`
 }
 
 // Check is one prerequisite of the node.

@@ -169,6 +169,14 @@ type Runtime interface {
 	Recover(ctx context.Context) ([]runtime.Handle, error)
 }
 
+// Idler is the rig's idle workload (runtime/idle): it gives way to a job before the
+// job's container starts, and runs again once no job holds it. Both calls are
+// idempotent per job.
+type Idler interface {
+	Hold(ctx context.Context, jobID string) error
+	Release(jobID string)
+}
+
 func decodeRecord(raw json.RawMessage) (Record, error) {
 	var r Record
 	if len(raw) == 0 {

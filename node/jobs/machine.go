@@ -103,6 +103,9 @@ type Deps struct {
 	Datasets map[string]string
 	// WorkDir holds each job's output directory.
 	WorkDir string
+	// Idle is the operator's idle workload, held from acceptance until the job's
+	// container has finished; nil when there is none.
+	Idle Idler
 	// RigScore is the rig's benchmark score (its DL hashrate, in TFLOPS), checked against
 	// a manifest's resources.min_score; nil or 0 when never measured.
 	RigScore func() float64
@@ -287,6 +290,7 @@ func (m *Machine) drive(ctx context.Context, id string) {
 		state := State(j.State)
 		if state.Terminal() {
 			m.alloc.release(id)
+			m.releaseIdle(id)
 			if state == Failed {
 				m.abandon(ctx, id, log)
 			}
@@ -401,6 +405,9 @@ func (m *Machine) step(ctx context.Context, id string, state State, rec Record, 
 		}
 		return Accepted, "accept tx " + tx, func(r *Record) { r.AcceptTx = tx }, nil
 	case Accepted:
+		if err := m.holdIdle(ctx, id); err != nil {
+			return "", "", nil, err
+		}
 		gpus, err := m.alloc.take(id, rec.Manifest.Resources.GPUs)
 		if err != nil {
 			return "", "", nil, err
@@ -414,16 +421,24 @@ func (m *Machine) step(ctx context.Context, id string, state State, rec Record, 
 			r.OutputDir = filepath.Join(m.deps.WorkDir, id, "out")
 		}, nil
 	case Preparing:
+		// Held again: after a restart the job resumes here with a fresh idle workload.
+		if err := m.holdIdle(ctx, id); err != nil {
+			return "", "", nil, err
+		}
 		if err := m.prepare(ctx, id, rec); err != nil {
 			return "", "", nil, err
 		}
 		return Running, "container started", nil, nil
 	case Running:
+		if err := m.holdIdle(ctx, id); err != nil {
+			return "", "", nil, err
+		}
 		res, err := m.deps.Runtime.Wait(ctx, id)
 		if err != nil {
 			return "", "", nil, fmt.Errorf("wait: %w", err)
 		}
 		m.alloc.release(id)
+		m.releaseIdle(id)
 		keep := func(r *Record) { r.Result = &res }
 		if !res.Succeeded() {
 			return Failed, "training failed: " + describeResult(res), func(r *Record) {
@@ -694,6 +709,43 @@ func (m *Machine) Active() int {
 		return 0
 	}
 	return len(list)
+}
+
+// holdIdle makes the idle workload give way to the job, within the prepare timeout.
+func (m *Machine) holdIdle(ctx context.Context, id string) error {
+	if m.deps.Idle == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(m.cfg.PrepareTimeout))
+	defer cancel()
+	if err := m.deps.Idle.Hold(ctx, id); err != nil {
+		return fmt.Errorf("stop the idle workload: %w", err)
+	}
+	return nil
+}
+
+func (m *Machine) releaseIdle(id string) {
+	if m.deps.Idle != nil {
+		m.deps.Idle.Release(id)
+	}
+}
+
+// NeedsRig tells whether a job holds the rig or is about to: accepted through running.
+// The idle workload stays off while it does, even before the machine has resumed the
+// job after a restart.
+func (m *Machine) NeedsRig() bool {
+	list, err := m.deps.Store.List(func(j store.Job) bool {
+		if !IsJobID(j.ID) {
+			return false
+		}
+		switch State(j.State) {
+		case Accepting, Accepted, Preparing, Running:
+			return true
+		}
+		return false
+	})
+	// A store that cannot answer keeps the idle workload off: a job may need the rig.
+	return err != nil || len(list) > 0
 }
 
 // FreeGPUs counts the GPUs no job holds.
