@@ -20,8 +20,12 @@ import (
 	"github.com/gpunode/gpunode/runtime"
 )
 
-// Version is the manifest format this package reads and writes.
-const Version = 1
+// Version is the manifest format this package writes; it reads MinVersion to Version.
+// Version 2 added evaluation.direction.
+const (
+	Version    = 2
+	MinVersion = 1
+)
 
 // MaxManifestBytes bounds a manifest's encoded size.
 const MaxManifestBytes = 256 << 10
@@ -45,7 +49,7 @@ var ErrInvalid = errors.New("invalid job manifest")
 
 // Manifest describes one training job.
 type Manifest struct {
-	// Version is the manifest format version; must be Version.
+	// Version is the manifest format version, MinVersion..Version.
 	Version int `json:"version"`
 	// Image is the training image, by digest: repo@sha256:<64 hex>.
 	Image string `json:"image"`
@@ -119,10 +123,23 @@ type Evaluation struct {
 	Command   []string `json:"command"`
 	Metric    string   `json:"metric"`
 	Threshold float64  `json:"threshold"`
+	// Direction says which way the metric improves: "higher" (accuracy, F1) or "lower"
+	// (loss, perplexity, WER): a result passes when its metric is at or above the
+	// threshold, or at or below it. Required from version 2; version 1 means "higher".
+	Direction string `json:"direction,omitempty"`
 	// Inputs are mounted read-only into the evaluation (held-out data, say): IPFS CIDs,
 	// or files that `gpunode job post` uploads. Validators have no rig's datasets.
 	Inputs []Input `json:"inputs,omitempty"`
 }
+
+// Metric directions.
+const (
+	DirectionHigher = "higher"
+	DirectionLower  = "lower"
+)
+
+// LowerIsBetter reports whether the metric improves downwards.
+func (e Evaluation) LowerIsBetter() bool { return e.Direction == DirectionLower }
 
 // Duration is a time.Duration written as a Go duration string ("90m").
 type Duration struct{ time.Duration }
@@ -249,8 +266,8 @@ func btoi(b bool) int {
 func (m *Manifest) Validate() []error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if m.Version != Version {
-		bad("version: got %d, this node reads version %d", m.Version, Version)
+	if m.Version < MinVersion || m.Version > Version {
+		bad("version: got %d, this node reads versions %d to %d", m.Version, MinVersion, Version)
 	}
 	if _, _, err := ParseImage(m.Image); err != nil {
 		bad("image: %v", err)
@@ -336,6 +353,12 @@ func (m *Manifest) Validate() []error {
 	}
 	if t := m.Evaluation.Threshold; math.IsNaN(t) || t < 0 || t > MaxThreshold {
 		bad("evaluation.threshold: %v out of range 0..%v (the contract keeps threshold × 10⁶ in 32 bits)", t, MaxThreshold)
+	}
+	switch d := m.Evaluation.Direction; {
+	case m.Version == 1 && d != "":
+		bad("evaluation.direction: needs manifest version 2 (version 1 metrics are higher-is-better)")
+	case m.Version >= 2 && d != DirectionHigher && d != DirectionLower:
+		bad("evaluation.direction: %q, want %q or %q", d, DirectionHigher, DirectionLower)
 	}
 	if m.Evaluation.Metric == "" || len(m.Evaluation.Metric) > 128 {
 		bad("evaluation.metric: must be 1..128 characters")

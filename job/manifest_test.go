@@ -43,7 +43,10 @@ func TestDecodeRejects(t *testing.T) {
 	}{
 		{"unknown field", strings.Replace(v, `"version": 1,`, `"version": 1, "extra": true,`, 1), []string{"unknown field"}},
 		{"trailing data", v + "{}", []string{"trailing data"}},
-		{"wrong version", strings.Replace(v, `"version": 1`, `"version": 2`, 1), []string{"version: got 2"}},
+		{"wrong version", strings.Replace(v, `"version": 1`, `"version": 3`, 1), []string{"version: got 3"}},
+		{"direction in version 1", strings.Replace(v, `"metric":`, `"direction": "lower", "metric":`, 1), []string{"evaluation.direction: needs manifest version 2"}},
+		{"no direction in version 2", strings.Replace(v, `"version": 1`, `"version": 2`, 1), []string{"evaluation.direction"}},
+		{"unknown direction", strings.NewReplacer(`"version": 1`, `"version": 2`, `"metric":`, `"direction": "sideways", "metric":`).Replace(v), []string{`"sideways"`}},
 		{"tag not digest", strings.Replace(v, "trainer@sha256:1111111111111111111111111111111111111111111111111111111111111111", "trainer:latest", 1), []string{"pinned by digest"}},
 		{"several problems at once",
 			strings.NewReplacer(`"max_duration": "6h"`, `"max_duration": "0s"`, `"mode": "none"`, `"mode": "host"`, `"/out"`, `"out/../x"`).Replace(v),
@@ -88,6 +91,30 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+func TestDirection(t *testing.T) {
+	valid, err := os.ReadFile("testdata/valid.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, err := Decode(bytes.NewReader(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1.Evaluation.LowerIsBetter() {
+		t.Fatal("a version 1 manifest's metric is lower-is-better")
+	}
+	for _, d := range []string{DirectionHigher, DirectionLower} {
+		s := strings.NewReplacer(`"version": 1`, `"version": 2`, `"metric":`, `"direction": "`+d+`", "metric":`).Replace(string(valid))
+		m, err := Decode(strings.NewReader(s))
+		if err != nil {
+			t.Fatalf("%s: %v", d, err)
+		}
+		if m.Evaluation.LowerIsBetter() != (d == DirectionLower) {
+			t.Fatalf("%s: LowerIsBetter = %v", d, m.Evaluation.LowerIsBetter())
+		}
+	}
+}
+
 // FuzzDecode: any input either fails or yields a manifest that validates and survives a
 // round trip through its own encoding.
 func FuzzDecode(f *testing.F) {
@@ -99,6 +126,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"version":1,"network":{"mode":"egress","domains":["pypi.org"]}}`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(strings.NewReplacer(`"version": 1`, `"version": 2`, `"metric":`, `"direction": "lower", "metric":`).Replace(string(valid))))
 	f.Add(bytes.Replace(valid, []byte(`"memory_mib": 65536`), []byte(`"memory_mib": 17592186044416`), 1))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(bytes.NewReader(b))
