@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,12 +21,12 @@ import (
 // GPUs. Its report lives in <data_dir>/benchmark, where `gpunode bench` keeps it too,
 // signed by the node's identity key (its peer ID).
 func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (*benchmark.Service, *harness.Backend, error) {
-	key, err := p2p.SigningKey(p2p.IdentityPath(cfg.DataDir))
+	key, err := p2p.SigningKey(cfg.Layout().Identity())
 	if err != nil {
 		return nil, nil, fmt.Errorf("benchmark: %w", err)
 	}
 	bcfg := benchmark.Default()
-	bcfg.StateDir = filepath.Join(cfg.DataDir, "benchmark")
+	bcfg.StateDir = cfg.Layout().Benchmark()
 	// At start only when the report is missing or stale ([benchmark] on_start), and
 	// only once no job runs (SetIdle); `gpunode bench` or POST /v1/benchmark any time.
 	bcfg.OnStart = cfg.Benchmark.OnStart
@@ -59,7 +58,7 @@ func harnessConfig(cfg Config, gpus []string) harness.Config {
 	if cfg.GPU.HarnessBaseImage != "" {
 		hcfg.BaseImage = cfg.GPU.HarnessBaseImage
 	}
-	hcfg.WorkDir = filepath.Join(cfg.DataDir, "benchmark", "harness")
+	hcfg.WorkDir = cfg.Layout().Harness()
 	return hcfg
 }
 
@@ -100,7 +99,7 @@ func (n *Node) publishReport(ctx context.Context) (string, common.Hash, error) {
 	if sum == nil || n.ipfs == nil {
 		return "", common.Hash{}, nil
 	}
-	res, err := n.ipfs.Add(ctx, filepath.Join(n.cfg.DataDir, "benchmark", "last-report.json"), "benchmark-report.json")
+	res, err := n.ipfs.Add(ctx, n.cfg.Layout().BenchmarkReport(), "benchmark-report.json")
 	if err != nil {
 		return "", common.Hash{}, err
 	}

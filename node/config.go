@@ -10,6 +10,7 @@ import (
 
 	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/datadir"
 	"github.com/gpunode/gpunode/node/ipfs"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
@@ -110,18 +111,22 @@ func runtimeDefaults() docker.Config {
 // Resolved returns the configuration with every path that defaults to a place under
 // data_dir filled in.
 func (c Config) Resolved() Config {
+	l := c.Layout()
 	if c.Runtime.StateDir == "" {
-		c.Runtime.StateDir = filepath.Join(c.DataDir, "runtime", "jobs")
+		c.Runtime.StateDir = l.RuntimeState()
 	}
 	if c.Runtime.LogDir == "" {
-		c.Runtime.LogDir = filepath.Join(c.DataDir, "runtime", "logs")
+		c.Runtime.LogDir = l.RuntimeLogs()
 	}
 	c.Market = c.Market.Resolved(c.DataDir)
 	if c.Policy.PoolKey != "" && c.Policy.PoolPolicyFile == "" {
-		c.Policy.PoolPolicyFile = filepath.Join(c.DataDir, "pool-policy.signed")
+		c.Policy.PoolPolicyFile = l.PoolPolicy()
 	}
 	return c
 }
+
+// Layout is the data directory's layout: where each thing the node keeps lives.
+func (c Config) Layout() datadir.Layout { return datadir.New(c.DataDir) }
 
 //go:embed default.toml
 var defaultTOML []byte

@@ -10,10 +10,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/gpunode/gpunode/node"
+	"github.com/gpunode/gpunode/node/datadir"
 )
 
 // Status is a check's verdict.
@@ -70,14 +69,14 @@ func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // Save keeps rep as the rig's last doctor report in its data directory
-// (node.DoctorReportFile), where the daemon serves it to the dashboard. It writes a new
+// (datadir.Layout.DoctorReport), where the daemon serves it to the dashboard. It writes a new
 // file and renames it over the old one, so a reader never sees half a report.
 func Save(rep Report, dataDir string) error {
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dataDir, node.DoctorReportFile)
+	path := datadir.New(dataDir).DoctorReport()
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("save the doctor report: %w", err)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/big"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -100,11 +99,7 @@ func Run(ctx context.Context, cfg node.Config, opts Options, log *slog.Logger) R
 	}
 	rep.add(Reachability(cfg.P2P.Enabled, peers))
 
-	dir := cfg.IPFS.Dir
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(cfg.DataDir, dir)
-	}
-	rep.add(IPFS(ctx, IPFSConfig{Mode: cfg.IPFS.Mode, Dir: dir, KuboAPI: cfg.IPFS.KuboAPI}))
+	rep.add(IPFS(ctx, IPFSConfig{Mode: cfg.IPFS.Mode, Dir: cfg.Layout().Resolve(cfg.IPFS.Dir), KuboAPI: cfg.IPFS.KuboAPI}))
 
 	chainCfg := chainOf(cfg.Market)
 	var chain Chain
@@ -125,7 +120,7 @@ func Run(ctx context.Context, cfg node.Config, opts Options, log *slog.Logger) R
 	account, accountErr := accountOf(cfg.Market)
 	rep.add(Wallet(ctx, chain, chainCfg, account, accountErr, opts.MinBalanceWei))
 
-	rep.add(Benchmark(filepath.Join(cfg.DataDir, "benchmark", "last-report.json"), cfg.DataDir, opts.Now()))
+	rep.add(Benchmark(cfg.Layout().BenchmarkReport(), cfg.DataDir, opts.Now()))
 	rep.add(Daemon(st, cfg.API.Socket))
 	return rep
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/node"
+	"github.com/gpunode/gpunode/node/datadir"
 )
 
 // TestRunSimulatedRig runs every check with the real adapters on the dgxa100
@@ -72,7 +73,7 @@ func TestSave(t *testing.T) {
 	if err := Save(rep, dir); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, node.DoctorReportFile))
+	b, err := os.ReadFile(datadir.New(dir).DoctorReport())
 	if err != nil {
 		t.Fatal(err)
 	}

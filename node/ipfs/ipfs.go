@@ -34,6 +34,8 @@ import (
 	"github.com/libp2p/go-libp2p-kad-dht/dual"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/routing"
+
+	"github.com/gpunode/gpunode/node/datadir"
 )
 
 // Sentinel errors callers check with errors.Is.
@@ -92,10 +94,7 @@ func New(cfg Config, dataDir string, h host.Host, router routing.ContentRouting,
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("ipfs config: %w", errors.Join(errs...))
 	}
-	dir := cfg.Dir
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(dataDir, dir)
-	}
+	dir := datadir.New(dataDir).Resolve(cfg.Dir)
 	n := &Node{
 		cfg:     cfg,
 		dir:     dir,

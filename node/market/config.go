@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
-	"path/filepath"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/params"
+
+	"github.com/gpunode/gpunode/node/datadir"
 )
 
 // Config configures the chain side of the node.
@@ -78,14 +79,15 @@ func Default() Config {
 // watcher's cursor, and, when no chain is configured at all, the deployment file that
 // `gpunode devchain` writes there (which `make run` does).
 func (c Config) Resolved(dataDir string) Config {
+	l := datadir.New(dataDir)
 	if c.Keystore == "" {
-		c.Keystore = filepath.Join(dataDir, "keystore")
+		c.Keystore = l.Keystore()
 	}
 	if c.CursorFile == "" {
-		c.CursorFile = filepath.Join(dataDir, "chain-cursor.json")
+		c.CursorFile = l.ChainCursor()
 	}
 	if c.Deployment == "" && c.RPCURL == "" {
-		c.Deployment = filepath.Join(dataDir, "devchain.json")
+		c.Deployment = l.Devchain()
 	}
 	return c
 }

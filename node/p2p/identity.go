@@ -10,6 +10,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/crypto/pb"
+
+	"github.com/gpunode/gpunode/node/datadir"
 )
 
 // ErrCorruptIdentity means the identity key file exists but cannot be used. It is never
@@ -18,9 +20,7 @@ import (
 var ErrCorruptIdentity = errors.New("identity key is corrupt")
 
 // IdentityPath is where the node's libp2p key lives under its data directory.
-func IdentityPath(dataDir string) string {
-	return filepath.Join(dataDir, "p2p", "identity.key")
-}
+func IdentityPath(dataDir string) string { return datadir.New(dataDir).Identity() }
 
 // LoadIdentity reads the Ed25519 key at path, creating it (mode 0600) if absent.
 func LoadIdentity(path string) (crypto.PrivKey, error) {
