@@ -26,9 +26,12 @@ import (
 	"github.com/gpunode/gpunode/contracts/devchain"
 	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/duties"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/p2p"
+	providerrole "github.com/gpunode/gpunode/node/provider"
+	"github.com/gpunode/gpunode/node/sponsored"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/node/validator"
 	"github.com/gpunode/gpunode/runtime"
@@ -117,18 +120,38 @@ func (r *procRuntime) Wait(_ context.Context, id string) (runtime.Result, error)
 
 func (r *procRuntime) Recover(context.Context) ([]runtime.Handle, error) { return nil, nil }
 
-// chainNode is one node's chain side: its market, chain glue and store.
+// chainNode is one node's chain side: its market, store and job side.
 type chainNode struct {
 	market *market.Market
-	chain  *chain
 	store  *store.Store
+	gate   *gate
+	work   *work
 	addr   common.Address
 }
 
-// newChainNode starts a node's chain side; it runs until the test ends, and stops before
-// the test's folders are removed.
-func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *memContent, mods ...func(*market.Config)) *chainNode {
+// nodeOpts are a test node's job side.
+type nodeOpts struct {
+	market func(*market.Config)
+	// jobs is the machine's configuration (zero: jobs.Default()); runtime runs its jobs
+	// and the validator's evaluations (nil: every container exits 0).
+	jobs    jobs.Config
+	runtime ContainerRuntime
+	// validate turns the validator role on, judging duties by policy (nil allows all).
+	validate bool
+	policy   validator.DutyPolicy
+	// closed leaves the gate closed: chain events pass by and offers are declined until
+	// the test calls open.
+	closed bool
+}
+
+// newChainNode starts a node's chain side and job side; they run until the test ends,
+// and stop before the test's folders are removed.
+func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *memContent, opts ...nodeOpts) *chainNode {
 	t.Helper()
+	var o nodeOpts
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	dir := t.TempDir()
 	w := market.NewWallet(filepath.Join(dir, "keystore"), true)
 	addr, err := w.ImportHex(dep.Accounts[account].PrivateKey, "pw")
@@ -136,34 +159,59 @@ func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *m
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "pw"), []byte("pw\n"), 0o600)
-	cfg := market.Default()
-	cfg.Deployment = filepath.Join(dir, "dep.json")
-	if err := devchain.WriteDeployment(cfg.Deployment, dep); err != nil {
+	mcfg := market.Default()
+	mcfg.Deployment = filepath.Join(dir, "dep.json")
+	if err := devchain.WriteDeployment(mcfg.Deployment, dep); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Keystore, cfg.PasswordFile, cfg.CursorFile = w.Dir(), filepath.Join(dir, "pw"), filepath.Join(dir, "cursor.json")
-	cfg.Confirmations, cfg.PollInterval = 1, 20*time.Millisecond
-	for _, mod := range mods {
-		mod(&cfg)
+	mcfg.Keystore, mcfg.PasswordFile, mcfg.CursorFile = w.Dir(), filepath.Join(dir, "pw"), filepath.Join(dir, "cursor.json")
+	mcfg.Confirmations, mcfg.PollInterval = 1, 20*time.Millisecond
+	if o.market != nil {
+		o.market(&mcfg)
 	}
-	st, err := store.Open(filepath.Join(dir, "state.db"))
+	cfg := Default()
+	cfg.DataDir = dir
+	cfg.Jobs = jobs.Default()
+	if o.jobs != (jobs.Config{}) {
+		cfg.Jobs = o.jobs
+	}
+	cfg.Validator.Enabled = o.validate
+	st, err := store.Open(cfg.Layout().State())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ch := newChain(nil, st, content, quietLog())
-	ch.retryGap = 50 * time.Millisecond
-	ch.peerID = fmt.Sprintf("12D3KooWtestpeer%d", account)
-	m, err := market.New(cfg, quietLog(), nil, ch.handle)
+	n := &chainNode{store: st, gate: &gate{}, addr: addr}
+	m, err := market.New(mcfg, quietLog(), nil, n.gate.chainEvent)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch.m = m
+	n.market = m
+	rt := o.runtime
+	if rt == nil {
+		rt = &procRuntime{done: map[string]runtime.Result{}, run: func(runtime.Spec) int { return 0 }}
+	}
+	n.work = openWork(cfg, workDeps{Market: m, Store: st, Content: content, Runtime: rt, DutyPolicy: o.policy,
+		PeerID: fmt.Sprintf("12D3KooWtestpeer%d", account), RetryGap: 50 * time.Millisecond}, quietLog())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { m.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; ch.wait() })
-	return &chainNode{market: m, chain: ch, store: st, addr: addr}
+	t.Cleanup(func() { cancel(); <-done; n.work.duties.Wait(); n.work.ledger.Wait() })
+	if !o.closed {
+		n.open(t)
+	}
+	return n
+}
+
+// open opens the node's gate and runs its job machine, which stops before the node's
+// chain side does.
+func (n *chainNode) open(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { n.work.machine.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	n.gate.open(n.work)
 }
 
 // testManifest puts a valid job manifest into content and returns its CID and sha256.
@@ -173,19 +221,6 @@ func testManifest(content *memContent) (string, [32]byte) {
 		"output":{"path":"/out","max_bytes":1048576},"max_duration":"30m","network":{"mode":"none"},
 		"evaluation":{"image":"` + image + `","command":["/eval"],"metric":"accuracy","threshold":0.9}}`)
 	return content.put(manifest), sha256.Sum256(manifest)
-}
-
-// runMachine runs a job machine for node n's chain side over content and rt; it stops
-// before the node's chain side does.
-func runMachine(t *testing.T, n *chainNode, cfg jobs.Config, content *memContent, rt jobs.Runtime) *jobs.Machine {
-	t.Helper()
-	machine := jobs.New(cfg, jobs.Deps{Store: n.store, Chain: n.chain, Content: content, Runtime: rt, WorkDir: t.TempDir()}, quietLog())
-	n.chain.attach(machine, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { machine.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return machine
 }
 
 // waitJobState waits until the machine's job id reaches want, and fails at once if it
@@ -215,28 +250,29 @@ func TestChainJobPaid(t *testing.T) {
 	defer cancel()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
 
-	provider := newChainNode(t, dep, 1, content)
-	// The first validator withdraws its fees by itself as soon as they are credited.
-	fee := big.NewInt(10_000)
-	autoWithdraw := func(c *market.Config) { c.AutoWithdrawWei = fee.String() }
-	validators := []*chainNode{newChainNode(t, dep, 2, content, autoWithdraw), newChainNode(t, dep, 3, content)}
-
 	jcfg := jobs.Default()
 	jcfg.OutcomePoll = jobs.Default().RetryBase
 	trainer := &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
 		os.WriteFile(filepath.Join(s.OutputDir, "model.json"), []byte(`{"w":[1,2,3]}`), 0o644)
 		return 0
 	}}
-	if err := provider.chain.register(ctx); err != nil {
+	provider := newChainNode(t, dep, 1, content, nodeOpts{jobs: jcfg, runtime: trainer})
+	if err := provider.work.registrar.Register(ctx); err != nil {
 		t.Fatal(err)
 	}
-	machine := runMachine(t, provider, jcfg, content, trainer)
-	for i, v := range validators {
-		eval := &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
+	machine := provider.work.machine
+	// The first validator withdraws its fees by itself as soon as they are credited.
+	fee := big.NewInt(10_000)
+	var validators []*chainNode
+	for i := range 2 {
+		o := nodeOpts{validate: true, runtime: &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
 			os.WriteFile(filepath.Join(s.OutputDir, validator.ResultFile), []byte(`{"version":1,"metrics":{"accuracy":0.95}}`), 0o644)
 			return 0
-		}}
-		v.chain.attach(nil, validator.New(validator.Default(), v.store, v.chain, content, eval, filepath.Join(t.TempDir(), fmt.Sprint(i)), quietLog()))
+		}}}
+		if i == 0 {
+			o.market = func(c *market.Config) { c.AutoWithdrawWei = fee.String() }
+		}
+		validators = append(validators, newChainNode(t, dep, 2+i, content, o))
 	}
 
 	manifestCID, sum := testManifest(content)
@@ -276,7 +312,7 @@ func TestChainJobPaid(t *testing.T) {
 		t.Errorf("validator 1 credit %s, want its fee %s", got, fee)
 	}
 	for i, v := range validators {
-		if d, err := v.store.Get(dutyKey("1")); err != nil || d.State != dutyDone {
+		if d, err := v.store.Get(duties.Key("1")); err != nil || d.State != duties.Done {
 			t.Errorf("validator %d duty: %+v %v", i, d, err)
 		}
 	}
@@ -292,7 +328,7 @@ func TestChainJobPaid(t *testing.T) {
 	} {
 		var e *api.Earnings
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			e = c.n.chain.earningsStatus(ctx)
+			e = c.n.work.ledger.Status(ctx)
 			if e.RewardsWei == c.rewards && e.FeesWei == c.fees && e.WithdrawnWei == c.withdrawn && e.CreditWei == c.on {
 				break
 			}
@@ -302,7 +338,7 @@ func TestChainJobPaid(t *testing.T) {
 		}
 	}
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(ledgerCollector{provider.chain})
+	reg.MustRegister(provider.work.ledger.Collector())
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(ledgerHelp+`gpunode_earned_wei_total{kind="fee",token="ETH"} 0
 gpunode_earned_wei_total{kind="reward",token="ETH"} 1e+06
 # HELP gpunode_withdrawn_wei_total Withdrawn by the node from the JobMarket, in the smallest unit of token ("ETH": wei; else the ERC-20 contract's address).
@@ -324,13 +360,14 @@ gpunode_withdrawn_wei_total{token="ETH"} 0
 		t.Errorf("fetched checkpoint hashes to %s, chain says %x", got, hash)
 	}
 	// A repeated accept or submit by the provider does nothing.
-	if tx, err := provider.chain.Accept(ctx, "1"); err != nil || tx != "already accepted" {
+	pc := providerrole.NewChain(provider.market, jobs.Records{Store: provider.store}, quietLog())
+	if tx, err := pc.Accept(ctx, "1"); err != nil || tx != "already accepted" {
 		t.Errorf("repeat accept: %q %v", tx, err)
 	}
-	if tx, err := provider.chain.Submit(ctx, "1", "x", "00"); err != nil || tx != "already submitted" {
+	if tx, err := pc.Submit(ctx, "1", "x", "00"); err != nil || tx != "already submitted" {
 		t.Errorf("repeat submit: %q %v", tx, err)
 	}
-	if _, err := provider.chain.Accept(ctx, "not-a-number"); !errors.Is(err, jobs.ErrPermanent) {
+	if _, err := pc.Accept(ctx, "not-a-number"); !errors.Is(err, jobs.ErrPermanent) {
 		t.Errorf("bad id: %v", err)
 	}
 }
@@ -353,9 +390,9 @@ func TestOfferedJob(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
-	provider := newChainNode(t, dep, 1, content)
+	provider := newChainNode(t, dep, 1, content, nodeOpts{closed: true})
 	sponsor := newChainNode(t, dep, 4, content)
-	if err := provider.chain.register(ctx); err != nil {
+	if err := provider.work.registrar.Register(ctx); err != nil {
 		t.Fatal(err)
 	}
 	manifestCID, sum := testManifest(content)
@@ -374,12 +411,12 @@ func TestOfferedJob(t *testing.T) {
 		}
 	}
 	offer := p2p.Offer{Version: p2p.OfferVersion, ID: "o1", ManifestCID: manifestCID, PricePerGPUHour: "0", MaxDurationSeconds: 3600, ExpiresAt: time.Now().Add(time.Minute).Unix()}
-	if d := provider.chain.offered(ctx, "peer", offer); d.Accepted || !strings.Contains(d.Reason, "takes no jobs") {
+	if d := provider.gate.offer(ctx, "peer", offer); d.Accepted || !strings.Contains(d.Reason, "takes no jobs") {
 		t.Errorf("offer before the node takes jobs: %+v", d)
 	}
 
-	trainer := &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int { return 0 }}
-	machine := runMachine(t, provider, jobs.Default(), content, trainer)
+	provider.open(t)
+	machine := provider.work.machine
 	if _, err := machine.Get("1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the provider knows the job before the offer: %v", err)
 	}
@@ -395,7 +432,7 @@ func TestOfferedJob(t *testing.T) {
 	} {
 		o := offer
 		c.edit(&o)
-		if d := provider.chain.offered(ctx, "peer", o); d.Accepted || !strings.Contains(d.Reason, c.words) {
+		if d := provider.gate.offer(ctx, "peer", o); d.Accepted || !strings.Contains(d.Reason, c.words) {
 			t.Errorf("%s: %+v, want declined saying %q", c.name, d, c.words)
 		}
 	}
@@ -406,7 +443,7 @@ func TestOfferedJob(t *testing.T) {
 	}
 	researcher, _ := peer.IDFromPrivateKey(key)
 	offerCtx, offerCancel := context.WithTimeout(ctx, 10*time.Second)
-	d := provider.chain.offered(offerCtx, researcher, offer)
+	d := provider.gate.offer(offerCtx, researcher, offer)
 	offerCancel()
 	if !d.Accepted {
 		t.Fatalf("offer of a posted job that fits: %+v", d)
@@ -424,7 +461,7 @@ func TestOfferedJob(t *testing.T) {
 		}
 	}
 	// Offered again, the node answers from what it knows.
-	if d := provider.chain.offered(ctx, "peer", offer); !d.Accepted || !strings.Contains(d.Reason, "taking job 1") {
+	if d := provider.gate.offer(ctx, "peer", offer); !d.Accepted || !strings.Contains(d.Reason, "taking job 1") {
 		t.Errorf("second offer: %+v", d)
 	}
 }
@@ -451,12 +488,12 @@ func TestSponsorReclaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		sponsor.chain.reclaim(ctx)
-		if j, err := sponsor.store.Get(sponsoredKey("1")); err == nil && j.State == sponsoredSettled {
+		sponsor.work.sponsored.Reclaim(ctx)
+		if j, err := sponsor.store.Get(sponsored.Key("1")); err == nil && j.State == sponsored.Settled {
 			break
 		}
 		if time.Now().After(deadline) {
-			j, err := sponsor.store.Get(sponsoredKey("1"))
+			j, err := sponsor.store.Get(sponsored.Key("1"))
 			t.Fatalf("the sponsor's node did not reclaim the job: %+v %v", j, err)
 		}
 	}
@@ -468,8 +505,8 @@ func TestSponsorReclaims(t *testing.T) {
 		t.Errorf("sponsor credit %s, want the whole escrow %s", got, want)
 	}
 	// Settled jobs are left alone, and listed with how they ended.
-	sponsor.chain.reclaim(ctx)
-	if list, err := sponsor.chain.postedJobs(ctx); err != nil || len(list) != 1 || list[0].State != "expired" || !strings.HasPrefix(list[0].Settlement, "refunded") {
+	sponsor.work.sponsored.Reclaim(ctx)
+	if list, err := sponsor.work.sponsored.List(ctx); err != nil || len(list) != 1 || list[0].State != "expired" || !strings.HasPrefix(list[0].Settlement, "refunded") {
 		t.Errorf("posted jobs: %+v %v", list, err)
 	}
 }
@@ -484,7 +521,7 @@ func TestProviderRegistersReport(t *testing.T) {
 	var cid string
 	var hash common.Hash
 	var fail error
-	provider.chain.report = func(context.Context) (string, common.Hash, error) { return cid, hash, fail }
+	reg := providerrole.NewRegistrar(provider.market, "12D3KooWtestpeer1", func(context.Context) (string, common.Hash, error) { return cid, hash, fail }, quietLog())
 	for i, c := range []struct {
 		cid  string
 		hash common.Hash
@@ -497,7 +534,7 @@ func TestProviderRegistersReport(t *testing.T) {
 		{"", common.Hash{}, errors.New("ipfs is down")}, // keep report 2
 	} {
 		cid, hash, fail = c.cid, c.hash, c.fail
-		err := provider.chain.register(ctx)
+		err := reg.Register(ctx)
 		if (err != nil) != (c.fail != nil) {
 			t.Fatalf("round %d: %v", i, err)
 		}
@@ -509,8 +546,8 @@ func TestProviderRegistersReport(t *testing.T) {
 		if err != nil || !ok || onChain != want {
 			t.Errorf("round %d: registered %v with report %x (%v), want %x", i, ok, onChain, err, want)
 		}
-		if c.fail == nil && provider.chain.publishedReport() != c.cid {
-			t.Errorf("round %d: published report %q, want %q", i, provider.chain.publishedReport(), c.cid)
+		if c.fail == nil && reg.Published() != c.cid {
+			t.Errorf("round %d: published report %q, want %q", i, reg.Published(), c.cid)
 		}
 	}
 }
@@ -523,11 +560,6 @@ func TestValidatorsNoShow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
-	provider := newChainNode(t, dep, 1, content)
-	sponsor := newChainNode(t, dep, 4, content)
-	if err := provider.chain.register(ctx); err != nil {
-		t.Fatal(err)
-	}
 	jcfg := jobs.Default()
 	jcfg.OutcomePoll = configfile.Duration(50 * time.Millisecond)
 	jcfg.MinAttestWindow = configfile.Duration(time.Second) // the validators are meant to miss it
@@ -535,7 +567,12 @@ func TestValidatorsNoShow(t *testing.T) {
 		os.WriteFile(filepath.Join(s.OutputDir, "model.json"), []byte(`{}`), 0o644)
 		return 0
 	}}
-	machine := runMachine(t, provider, jcfg, content, trainer)
+	provider := newChainNode(t, dep, 1, content, nodeOpts{jobs: jcfg, runtime: trainer})
+	sponsor := newChainNode(t, dep, 4, content)
+	if err := provider.work.registrar.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	machine := provider.work.machine
 
 	manifestCID, sum := testManifest(content)
 	now, err := sponsor.market.Now(ctx)

@@ -13,6 +13,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/node/duties"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/node/validator"
@@ -38,17 +39,17 @@ func TestValidatorDeclinesDuty(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
-	provider := newChainNode(t, dep, 1, content)
-	sponsor := newChainNode(t, dep, 4, content)
-	if err := provider.chain.register(ctx); err != nil {
-		t.Fatal(err)
-	}
 	jcfg := jobs.Default()
 	jcfg.OutcomePoll = jobs.Default().RetryBase
-	machine := runMachine(t, provider, jcfg, content, &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
+	provider := newChainNode(t, dep, 1, content, nodeOpts{jobs: jcfg, runtime: &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
 		os.WriteFile(filepath.Join(s.OutputDir, "model.json"), []byte(`{"w":[1]}`), 0o644)
 		return 0
-	}})
+	}}})
+	sponsor := newChainNode(t, dep, 4, content)
+	if err := provider.work.registrar.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	machine := provider.work.machine
 	policies := []string{
 		"[validator]\nsponsors = [\"" + sponsor.addr.Hex() + "\"]\n[validator.images]\nallow = [\"reg.local/*\"]\n",
 		"[validator]\nsponsors = [\"0x1111111111111111111111111111111111111111\"]\n",
@@ -57,15 +58,12 @@ func TestValidatorDeclinesDuty(t *testing.T) {
 	var validators []*chainNode
 	var evals []*procRuntime
 	for i, body := range policies {
-		v := newChainNode(t, dep, []int{2, 3, 0}[i], content) // 1 is the provider, 4 the sponsor
-		v.chain.dutyPolicy = parsePolicy(t, body)
 		eval := &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
 			os.WriteFile(filepath.Join(s.OutputDir, validator.ResultFile), []byte(`{"version":1,"metrics":{"accuracy":0.95}}`), 0o644)
 			return 0
 		}}
-		val := validator.New(validator.Default(), v.store, v.chain, content, eval, filepath.Join(t.TempDir(), fmt.Sprint(i)), quietLog())
-		val.SetConsent(validator.PolicyConsent(v.chain.dutyPolicy))
-		v.chain.attach(nil, val)
+		// 1 is the provider, 4 the sponsor
+		v := newChainNode(t, dep, []int{2, 3, 0}[i], content, nodeOpts{validate: true, runtime: eval, policy: parsePolicy(t, body)})
 		validators, evals = append(validators, v), append(evals, eval)
 	}
 
@@ -84,32 +82,32 @@ func TestValidatorDeclinesDuty(t *testing.T) {
 	waitJobState(t, machine, "1", jobs.Paid, 60*time.Second)
 	// The third validator declines once the result is submitted and it reads the manifest.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if d, err := validators[2].store.Get(dutyKey("1")); err == nil && d.State == dutyDeclined {
+		if d, err := validators[2].store.Get(duties.Key("1")); err == nil && d.State == duties.Declined {
 			break
 		}
 		if time.Now().After(deadline) {
-			d, err := validators[2].store.Get(dutyKey("1"))
+			d, err := validators[2].store.Get(duties.Key("1"))
 			t.Fatalf("third validator's duty: %+v %v", d, err)
 		}
 	}
 	for i, want := range []struct{ state, words string }{
-		{dutyDone, ""},
-		{dutyDeclined, "validator.sponsors"},
-		{dutyDeclined, "validator.images.allow"},
+		{duties.Done, ""},
+		{duties.Declined, "validator.sponsors"},
+		{duties.Declined, "validator.images.allow"},
 	} {
-		d, err := validators[i].store.Get(dutyKey("1"))
+		d, err := validators[i].store.Get(duties.Key("1"))
 		if err != nil || d.State != want.state {
 			t.Errorf("validator %d: duty %+v %v, want %s", i, d, err, want.state)
 			continue
 		}
-		hist, _ := validators[i].store.History(dutyKey("1"))
+		hist, _ := validators[i].store.History(duties.Key("1"))
 		if want.words != "" && !strings.Contains(fmt.Sprint(hist), want.words) {
 			t.Errorf("validator %d: history %v does not say %q", i, hist, want.words)
 		}
 		evals[i].mu.Lock()
 		runs := len(evals[i].done)
 		evals[i].mu.Unlock()
-		if wantRuns := boolInt(want.state == dutyDone); runs != wantRuns {
+		if wantRuns := boolInt(want.state == duties.Done); runs != wantRuns {
 			t.Errorf("validator %d ran %d evaluations, want %d", i, runs, wantRuns)
 		}
 	}

@@ -63,7 +63,7 @@ func TestTokenEarnings(t *testing.T) {
 		t.Helper()
 		var e *api.Earnings
 		for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
-			e = n.chain.earningsStatus(ctx)
+			e = n.work.ledger.Status(ctx)
 			if len(e.Tokens) == 1 && e.Tokens[0] == want {
 				return e
 			}
@@ -108,7 +108,7 @@ func TestTokenEarnings(t *testing.T) {
 	}
 
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(ledgerCollector{provider.chain})
+	reg.MustRegister(provider.work.ledger.Collector())
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(ledgerHelp+`gpunode_earned_wei_total{kind="fee",token="ETH"} 0
 gpunode_earned_wei_total{kind="fee",token="`+token+`"} 0
 gpunode_earned_wei_total{kind="reward",token="ETH"} 0

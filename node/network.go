@@ -11,7 +11,12 @@ import (
 	"sort"
 
 	"github.com/ethereum/go-ethereum/crypto"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
 
+	"github.com/gpunode/gpunode/node/ipfs"
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/p2p/capacity"
@@ -24,6 +29,13 @@ import (
 type Network interface {
 	Run(ctx context.Context) error
 	Close() error
+	// ID is the node's peer ID, registered on chain with the provider.
+	ID() peer.ID
+	// Host and Routing carry the embedded IPFS node (bitswap, the DHT).
+	Host() host.Host
+	Routing() routing.Routing
+	// PubSub carries the pool's policy topic.
+	PubSub() *pubsub.PubSub
 }
 
 // openNetwork starts the p2p host with the node's registry and routes. The capacity it
@@ -37,7 +49,7 @@ func (n *Node) openNetwork(ctx context.Context, mk *market.Market, offers p2p.Of
 	}
 	if key == nil {
 		var err error
-		if key, err = loadBindingKey(filepath.Join(n.cfg.DataDir, "p2p", "eth.key")); err != nil {
+		if key, err = loadBindingKey(n.cfg.Layout().BindingKey()); err != nil {
 			return err
 		}
 	}
@@ -98,7 +110,7 @@ func (n *Node) capacity(context.Context) (capacity.Capacity, error) {
 	}
 	if n.work != nil {
 		c.FreeGPUs = n.work.machine.FreeGPUs()
-		c.Score.ReportCID = n.work.chain.publishedReport()
+		c.Score.ReportCID = n.work.registrar.Published()
 	}
 	ad := n.policy.Advert(model)
 	if !ad.TakingJobs {
@@ -136,4 +148,28 @@ func loadBindingKey(path string) (*ecdsa.PrivateKey, error) {
 		return nil, fmt.Errorf("ethereum key %s: %w", path, err)
 	}
 	return key, nil
+}
+
+// openContent starts the embedded IPFS node on the network's libp2p host.
+func (n *Node) openContent() error {
+	nw := n.deps.Network
+	if nw == nil {
+		return errors.New("no IPFS: it runs on the p2p network's host, which is off or failed to start")
+	}
+	cfg := n.cfg.IPFS
+	var chainID uint64
+	if n.deps.Market != nil {
+		chainID = n.deps.Market.Status().ChainID
+	}
+	cfg.PublicDHT = ipfs.ResolvePublicDHT(cfg.PublicDHT, chainID, n.deps.Market != nil)
+	x, err := ipfs.New(cfg, n.cfg.DataDir, nw.Host(), nw.Routing(), n.log)
+	if err != nil {
+		return fmt.Errorf("ipfs: %w", err)
+	}
+	// The control socket's host-path routes never read or write the node's own state.
+	x.Protect(n.cfg.DataDir, n.cfg.Market.Keystore, n.cfg.Market.PasswordFile, n.cfg.IPFS.RemotePinning.TokenFile, n.cfg.Runtime.StateDir, n.cfg.Runtime.LogDir)
+	x.Routes(n.api)
+	n.reg.MustRegister(x.Collector())
+	n.ipfs = x
+	return nil
 }

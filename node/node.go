@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -23,7 +22,6 @@ import (
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/metrics"
-	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/node/ui"
@@ -52,6 +50,9 @@ type Runtime interface {
 	PreflightGPU(ctx context.Context, gpus []string) error
 	Run(ctx context.Context) error
 	Routes(s *api.Server)
+	// GPUStack is the GPU software stack the engine runs containers with, each part
+	// checked against its minimum version.
+	GPUStack() []docker.Component
 	Close() error
 }
 
@@ -78,16 +79,6 @@ type Deps struct {
 	Market Market
 	// Network is the node's libp2p presence; nil when [p2p] is off or failed to start.
 	Network Network
-	// jobs is what taking jobs needs; nil on a node that takes none.
-	jobs *jobDeps
-}
-
-// jobDeps are the parts of a node that takes jobs, built by Open.
-type jobDeps struct {
-	store   *store.Store
-	chain   *chain
-	content jobs.Content
-	runtime ContainerRuntime
 }
 
 // Node is a running gpunode daemon.
@@ -132,12 +123,14 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	deps.Benchmark = bench
-	st, err := store.Open(storePath(cfg))
+	st, err := store.Open(cfg.Layout().State())
 	if err != nil {
 		return nil, err
 	}
-	ch := newChain(nil, st, nil, log)
-	mk, err := market.New(cfg.Market, log, nil, ch.handle)
+	// The market and the network exist before the job side, which runs on both: they
+	// hand it chain events and offers through the gate once it is built.
+	var g gate
+	mk, err := market.New(cfg.Market, log, nil, g.chainEvent)
 	switch {
 	case errors.Is(err, market.ErrNoChain):
 		log.Warn("no chain: the node takes no jobs", "err", err)
@@ -146,7 +139,6 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("market: %w", err)
 	default:
 		deps.Market = mk
-		ch.m = mk
 	}
 	n, err := New(cfg, log, deps)
 	if err != nil {
@@ -154,10 +146,9 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	if cfg.P2P.Enabled {
-		// A node whose network cannot start still runs; status says why.
-		// Offers of posted jobs go to the chain glue, which declines them until the node
-		// takes jobs.
-		if err := n.openNetwork(context.Background(), mk, ch.offered); err != nil {
+		// A node whose network cannot start still runs; status says why. Offers are
+		// declined until the node takes jobs.
+		if err := n.openNetwork(context.Background(), mk, g.offer); err != nil {
 			n.setCheck("p2p", fmt.Errorf("not on the network: %w", err))
 		} else {
 			n.setCheck("p2p", nil)
@@ -166,25 +157,21 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 	if err := n.openContent(); err != nil {
 		n.setCheck("ipfs", err)
 	}
-	if mk != nil && n.ipfs != nil {
-		ch.content = n.ipfs.Content()
-		ch.report = n.publishReport
-		if nw, ok := n.deps.Network.(*p2p.Network); ok {
-			ch.peerID = nw.ID().String()
-		}
-		n.attachWork(&jobDeps{store: st, chain: ch, content: ch.content, runtime: rt})
-		if harnessBackend != nil {
-			// The benchmark measures only GPUs no job holds, and holds them meanwhile.
-			harnessBackend.SetReserver(allocatorGPUs{n.work.machine})
-		}
-		// The benchmark at start waits until no job runs: beside one it would slow the
-		// job and sign a low score (on the CPU backend too).
-		machine := n.work.machine
-		bench.SetIdle(func() bool { return machine.Active() == 0 })
-	} else {
+	if mk == nil || n.ipfs == nil {
 		st.Close()
 		log.Warn("the node takes no jobs: it needs a chain ([market]) and IPFS on the p2p network ([p2p], [ipfs])")
+		return n, nil
 	}
+	w := openWork(n.cfg, n.workDeps(mk, st, n.ipfs.Content(), rt), log)
+	n.attachWork(w)
+	g.open(w)
+	if harnessBackend != nil {
+		// The benchmark measures only GPUs no job holds, and holds them meanwhile.
+		harnessBackend.SetReserver(allocatorGPUs{w.machine})
+	}
+	// The benchmark at start waits until no job runs: beside one it would slow the job
+	// and sign a low score (on the CPU backend too).
+	bench.SetIdle(func() bool { return w.machine.Active() == 0 })
 	return n, nil
 }
 
@@ -269,9 +256,6 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 	}
 	if err := n.openIdle(); err != nil {
 		return nil, err
-	}
-	if deps.jobs != nil {
-		n.attachWork(deps.jobs)
 	}
 	return n, nil
 }
@@ -448,8 +432,8 @@ func (n *Node) close() {
 			n.log.Warn("close ipfs", "err", err)
 		}
 	}
-	if n.deps.jobs != nil {
-		if err := n.deps.jobs.store.Close(); err != nil {
+	if n.work != nil {
+		if err := n.work.store.Close(); err != nil {
 			n.log.Warn("close store", "err", err)
 		}
 	}
@@ -501,15 +485,15 @@ func (n *Node) Status() api.Status {
 				s.Jobs[string(j.State)]++
 			}
 		}
-		if d := n.work.chain.duties(); len(d) > 0 {
+		if d := n.work.duties.Counts(); len(d) > 0 {
 			s.Validations = d
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		s.Earnings = n.work.chain.earningsStatus(ctx)
+		s.Earnings = n.work.ledger.Status(ctx)
 		cancel()
 	}
-	if nw, ok := n.deps.Network.(*p2p.Network); ok && nw != nil {
-		s.PeerID = nw.ID().String()
+	if n.deps.Network != nil {
+		s.PeerID = n.deps.Network.ID().String()
 	}
 	if g := n.deps.GPUs; g != nil {
 		s.GPUMode = "nvml"
@@ -517,8 +501,8 @@ func (n *Node) Status() api.Status {
 			s.GPUMode = "simulated"
 		}
 		s.Driver, s.CUDA = g.Driver(), g.CUDA()
-		if rt, ok := n.deps.Runtime.(interface{ GPUStack() []docker.Component }); ok {
-			for _, c := range rt.GPUStack() {
+		if n.deps.Runtime != nil {
+			for _, c := range n.deps.Runtime.GPUStack() {
 				s.GPURuntime = append(s.GPURuntime, api.Component{Name: c.Name, Version: c.Version, Minimum: c.Minimum, OK: c.OK, Problem: c.Problem})
 			}
 		}
@@ -540,14 +524,11 @@ func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	api.WriteJSON(w, http.StatusOK, n.Status())
 }
 
-// DoctorReportFile is where `gpunode doctor` keeps its last report, in the data directory.
-const DoctorReportFile = "doctor.json"
-
 // handleDoctor serves the last report of `gpunode doctor`, as it wrote it. The daemon does
 // not run the checks itself: they open NVML and start containers, which the daemon's own
 // GPU handling must not share.
 func (n *Node) handleDoctor(w http.ResponseWriter, _ *http.Request) {
-	f, err := os.Open(filepath.Join(n.cfg.DataDir, DoctorReportFile))
+	f, err := os.Open(n.cfg.Layout().DoctorReport())
 	if errors.Is(err, os.ErrNotExist) {
 		api.WriteError(w, http.StatusNotFound, errors.New("gpunode doctor has not run on this rig yet: run `gpunode doctor` (with the daemon's --config)"))
 		return

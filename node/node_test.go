@@ -14,6 +14,7 @@ import (
 
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/runtime"
+	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -23,6 +24,7 @@ type fakeRuntime struct {
 	ping      atomic.Value // error
 	preflight error
 	runs      atomic.Int32
+	stack     []docker.Component
 }
 
 func (f *fakeRuntime) Ping(context.Context) error {
@@ -37,8 +39,9 @@ func (f *fakeRuntime) Run(ctx context.Context) error {
 	<-ctx.Done()
 	return nil
 }
-func (f *fakeRuntime) Routes(*api.Server) {}
-func (f *fakeRuntime) Close() error       { return nil }
+func (f *fakeRuntime) Routes(*api.Server)           {}
+func (f *fakeRuntime) GPUStack() []docker.Component { return f.stack }
+func (f *fakeRuntime) Close() error                 { return nil }
 
 // startNode runs a node until the test ends; stop stops it and returns Run's error.
 func startNode(t *testing.T, deps Deps) (n *Node, stop func() error) {

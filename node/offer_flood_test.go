@@ -19,11 +19,9 @@ import (
 
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/internal/configfile"
-	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/p2p/capacity"
-	"github.com/gpunode/gpunode/runtime"
 )
 
 // rpcCounter is a JSON-RPC proxy on loopback that counts the calls passing through it by
@@ -138,9 +136,8 @@ func TestOfferFloodChainCalls(t *testing.T) {
 	counter, proxy := countRPC(t, dep.RPCURL)
 	proxied := dep
 	proxied.RPCURL = proxy
-	provider := newChainNode(t, proxied, 1, content, func(c *market.Config) { c.PollInterval = time.Hour })
+	provider := newChainNode(t, proxied, 1, content, nodeOpts{market: func(c *market.Config) { c.PollInterval = time.Hour }})
 	sponsor := newChainNode(t, dep, 4, content)
-	runMachine(t, provider, jobs.Default(), content, &procRuntime{done: map[string]runtime.Result{}, run: func(runtime.Spec) int { return 0 }})
 	manifestCID, sum := testManifest(content)
 	if _, _, err := sponsor.market.PostJob(ctx, bindings.JobMarketJobParams{
 		Reward: big.NewInt(1000), ValidatorFee: new(big.Int), Bond: new(big.Int), Threshold: 900000, Quorum: 1,
@@ -157,7 +154,7 @@ func TestOfferFloodChainCalls(t *testing.T) {
 		for i := 0; i < 10; i++ {
 			o := p2p.Offer{Version: p2p.OfferVersion, ID: "c", ManifestCID: forged, PricePerGPUHour: "0", MaxDurationSeconds: 60,
 				JobID: c.id, ExpiresAt: time.Now().Add(time.Minute).Unix()}
-			if d := provider.chain.offered(ctx, "peer", o); d.Accepted || !strings.Contains(d.Reason, c.words) {
+			if d := provider.gate.offer(ctx, "peer", o); d.Accepted || !strings.Contains(d.Reason, c.words) {
 				t.Fatalf("offer of job %s: %+v", c.id, d)
 			}
 		}
@@ -167,7 +164,7 @@ func TestOfferFloodChainCalls(t *testing.T) {
 	}
 
 	const rate, burst = 2, 5
-	rig := offerNetwork(t, nil, func(c *p2p.Config) { c.OfferRate, c.OfferBurst, c.GraylistStrikes = rate, burst, 100000 }, provider.chain.offered)
+	rig := offerNetwork(t, nil, func(c *p2p.Config) { c.OfferRate, c.OfferBurst, c.GraylistStrikes = rate, burst, 100000 }, provider.gate.offer)
 	attacker := offerNetwork(t, rig.Addrs(), nil, nil)
 	for deadline := time.Now().Add(10 * time.Second); !attacker.Connected(rig.ID()); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {

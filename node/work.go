@@ -2,16 +2,24 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/gpunode/gpunode/node/api"
-	"github.com/gpunode/gpunode/node/ipfs"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/node/duties"
+	"github.com/gpunode/gpunode/node/earnings"
 	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/node/market"
+	"github.com/gpunode/gpunode/node/offers"
 	"github.com/gpunode/gpunode/node/p2p"
+	"github.com/gpunode/gpunode/node/provider"
+	"github.com/gpunode/gpunode/node/sponsored"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/node/validator"
 	"github.com/gpunode/gpunode/runtime"
@@ -24,81 +32,148 @@ type ContainerRuntime interface {
 	Recover(ctx context.Context) ([]runtime.Handle, error)
 }
 
-// work is the node's job-taking side: the job machine, the validator, and the chain glue
-// between them and the contract. It exists when the node has a chain, a container
-// runtime and content (IPFS).
+// work is the node's job-taking side: the job machine and, on the contract, the provider
+// (its chain adapter and registration), the validator's duties, the ledger, the jobs the
+// node posted as a researcher, and the desk answering offers. It exists when the node
+// has a chain, a container runtime and content (IPFS).
 type work struct {
-	chain   *chain
-	machine *jobs.Machine
-	log     *slog.Logger
+	self      common.Address
+	store     *store.Store
+	machine   *jobs.Machine
+	registrar *provider.Registrar
+	duties    *duties.Judge
+	ledger    *earnings.Ledger
+	sponsored *sponsored.Jobs
+	offers    *offers.Desk
+	log       *slog.Logger
 	// measured and reports are the benchmark's: the first registration waits for the
 	// benchmark at start, and each new report is registered at once. Nil without one.
 	measured, reports <-chan struct{}
 }
 
-// openWork builds the job machine and the validator over the market, the content store
-// and the runtime; the market must have been created with c.handle as its event handler.
-func openWork(cfg Config, log *slog.Logger, st *store.Store, c *chain, content jobs.Content, rt ContainerRuntime, admitter jobs.Admitter, gpus []string, usable func(string) bool, score func() float64, idle jobs.Idler) *work {
-	machine := jobs.New(cfg.Jobs, jobs.Deps{
-		RigScore:  score,
-		Store:     st,
-		Chain:     c,
-		Content:   content,
-		Runtime:   rt,
-		Admitter:  admitter,
-		GPUs:      gpus,
-		GPUUsable: usable,
-		Datasets:  cfg.Datasets,
-		WorkDir:   filepath.Join(cfg.DataDir, "jobs"),
-		Idle:      idle,
-	}, log)
-	var val *validator.Validator
-	if cfg.Validator.Enabled {
-		val = validator.New(cfg.Validator, st, c, content, rt, filepath.Join(cfg.DataDir, "validator"), log)
-		if c.dutyPolicy != nil {
-			val.SetConsent(validator.PolicyConsent(c.dutyPolicy))
-		}
-	}
-	c.attach(machine, val)
-	return &work{chain: c, machine: machine, log: log.With("component", "jobs")}
+// workDeps are what the job side is built over.
+type workDeps struct {
+	Market  *market.Market
+	Store   *store.Store
+	Content jobs.Content
+	Runtime ContainerRuntime
+	// Admitter judges jobs by the policy; DutyPolicy judges validation duties by its
+	// [validator] rules. Nil: everything is allowed.
+	Admitter   jobs.Admitter
+	DutyPolicy validator.DutyPolicy
+	// GPUs are the GPUs jobs may be given, Usable whether one may be given now, Score the
+	// rig's benchmark score.
+	GPUs   []string
+	Usable func(string) bool
+	Score  func() float64
+	// PeerID is registered on chain with the provider; "" when the p2p network is off.
+	PeerID string
+	// Report publishes the benchmark report registered with the provider; nil: none.
+	Report provider.Report
+	// Measured and Reports are the benchmark's (Benchmark.Measured, NewReports).
+	Measured, Reports <-chan struct{}
+	// RetryGap is the pause between attempts at a failed validation (0: the default).
+	RetryGap time.Duration
+	// Idle is the operator's idle workload, held while jobs run; nil: none.
+	Idle jobs.Idler
 }
 
-// run drives the jobs and the validations until ctx ends. The machine starts by
-// re-attaching to containers; while the engine does not answer, it waits and tries again
-// (the docker check in status says why).
+// openWork builds the node's job side, each part complete.
+func openWork(cfg Config, d workDeps, log *slog.Logger) *work {
+	machine := jobs.New(cfg.Jobs, jobs.Deps{
+		RigScore:  d.Score,
+		Store:     d.Store,
+		Chain:     provider.NewChain(d.Market, jobs.Records{Store: d.Store}, log),
+		Content:   d.Content,
+		Runtime:   d.Runtime,
+		Admitter:  d.Admitter,
+		GPUs:      d.GPUs,
+		GPUUsable: d.Usable,
+		Datasets:  cfg.Datasets,
+		WorkDir:   cfg.Layout().Jobs(),
+		Idle:      d.Idle,
+	}, log)
+	var val duties.Validator
+	if cfg.Validator.Enabled {
+		v := validator.New(cfg.Validator, d.Store, duties.NewAttester(d.Market, d.Store), d.Content, d.Runtime, cfg.Layout().Validator(), log)
+		if d.DutyPolicy != nil {
+			v.SetConsent(validator.PolicyConsent(d.DutyPolicy))
+		}
+		val = v
+	}
+	return &work{
+		self:      d.Market.Account(),
+		store:     d.Store,
+		machine:   machine,
+		registrar: provider.NewRegistrar(d.Market, d.PeerID, d.Report, log),
+		duties: duties.New(duties.Deps{Store: d.Store, Content: d.Content, Validator: val, Policy: d.DutyPolicy,
+			RetryGap: d.RetryGap, Log: log}),
+		ledger:    earnings.New(d.Market, d.Store, d.Market.Config().AutoWithdraw(), log),
+		sponsored: sponsored.New(d.Market, d.Store, log),
+		offers:    offers.New(d.Market, machine),
+		log:       log.With("component", "jobs"),
+		measured:  d.Measured,
+		reports:   d.Reports,
+	}
+}
+
+// handle is the market's event handler. Every confirmed event arrives once; acting on one
+// twice is harmless anyway (the machine, the duties and the ledger ignore what they know).
+func (w *work) handle(ctx context.Context, e market.Event) error {
+	ev, err := market.DecodeEvent(e)
+	if err != nil {
+		w.log.Warn("undecodable chain event", "event", e.ID(), "err", err)
+		return nil
+	}
+	switch v := ev.(type) {
+	case *bindings.JobMarketJobPosted:
+		p := provider.Posting(v)
+		switch {
+		case provider.Names(v.Validators, w.self):
+			return w.duties.Named(p, v.Threshold, v.ValidatorFee)
+		case v.Sponsor == w.self:
+			return w.sponsored.Record(p.ID) // our own job, as a researcher
+		}
+		return w.machine.Discover(ctx, p)
+	case *bindings.JobMarketResultSubmitted:
+		return w.duties.Submitted(ctx, v)
+	case *bindings.JobMarketJobCompleted:
+		if v.Provider == w.self {
+			return w.ledger.Reward(ctx, e, v.JobId)
+		}
+	case *bindings.JobMarketAttested:
+		if v.Validator == w.self {
+			return w.ledger.Fee(ctx, e, v.JobId)
+		}
+	case *bindings.JobMarketWithdrawn:
+		if v.Account == w.self {
+			return w.ledger.Withdrawal(ctx, e, v.Token, v.Amount)
+		}
+	}
+	return nil
+}
+
+// run drives the jobs, the validations, the registration and the reclaiming of posted
+// jobs until ctx ends. The machine starts by re-attaching to containers; while the engine
+// does not answer, it waits and tries again (the docker check in status says why).
 func (w *work) run(ctx context.Context) error {
-	defer w.chain.wait()
-	if err := w.chain.resume(ctx); err != nil {
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		w.duties.Wait()
+		w.ledger.Wait()
+	}()
+	if err := w.duties.Resume(ctx); err != nil {
 		return fmt.Errorf("resume validations: %w", err)
 	}
-	w.chain.wg.Add(1)
+	wg.Add(2)
 	go func() {
-		defer w.chain.wg.Done()
-		w.chain.reclaimLoop(ctx, 30*time.Second)
+		defer wg.Done()
+		w.sponsored.Run(ctx, 30*time.Second)
 	}()
 	go func() {
-		// Accepting needs the registration; until it is made, accepts fail and retry.
-		// It waits for the benchmark at start, so that a new rig registers measured;
-		// later rounds register again when a new benchmark report is made.
-		if w.measured != nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-w.measured:
-			}
-		}
-		for ctx.Err() == nil {
-			wait := 10 * time.Minute
-			if err := w.chain.register(ctx); err != nil {
-				w.log.Warn("cannot register as provider; retrying", "err", err)
-				wait = time.Minute
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			case <-w.reports:
-			}
-		}
+		defer wg.Done()
+		w.registrar.Run(ctx, w.measured, w.reports)
 	}()
 	for {
 		err := w.machine.Run(ctx)
@@ -114,60 +189,64 @@ func (w *work) run(ctx context.Context) error {
 	}
 }
 
-func (w *work) routes(s *api.Server) {
-	w.machine.Routes(s)
-	w.chain.routes(s)
-}
+// gate hands chain events and offers to the node's job side once it is built. The
+// market and the p2p network exist before it (the job side runs on both), so they are
+// given the gate: until it opens — for good, on a node that takes no jobs — chain events
+// pass by and offers are declined.
+type gate struct{ w atomic.Pointer[work] }
 
-// storePath is the node's state file.
-func storePath(cfg Config) string { return filepath.Join(cfg.DataDir, "state.db") }
+func (g *gate) open(w *work) { g.w.Store(w) }
 
-// attachWork makes the node take jobs over d: the job machine and the validator, their
-// routes and metrics, and the policy's count of active jobs for drain.
-func (n *Node) attachWork(d *jobDeps) {
-	n.deps.jobs = d
-	score := func() float64 {
-		if n.deps.Benchmark != nil {
-			if s := n.deps.Benchmark.Summary(); s != nil {
-				return s.RigScore
-			}
-		}
-		return 0
+// chainEvent is the market's event handler.
+func (g *gate) chainEvent(ctx context.Context, e market.Event) error {
+	if w := g.w.Load(); w != nil {
+		return w.handle(ctx, e)
 	}
-	var usable func(string) bool
-	if n.deps.GPUs != nil {
-		usable = n.deps.GPUs.Usable
-	}
-	d.chain.dutyPolicy = n.policy
-	n.work = openWork(n.cfg, n.log, d.store, d.chain, d.content, d.runtime, NewAdmitter(n.policy), jobGPUs(n.deps.GPUs), usable, score, n.idle)
-	if n.deps.Benchmark != nil {
-		n.work.measured, n.work.reports = n.deps.Benchmark.Measured(), n.deps.Benchmark.NewReports()
-	}
-	n.work.routes(n.api)
-	n.reg.MustRegister(n.work.machine.Collector(), ledgerCollector{d.chain})
-	n.policy.CountRunning(n.work.machine.Active)
-}
-
-// openContent starts the embedded IPFS node on the network's libp2p host.
-func (n *Node) openContent() error {
-	nw, ok := n.deps.Network.(*p2p.Network)
-	if !ok || nw == nil {
-		return errors.New("no IPFS: it runs on the p2p network's host, which is off or failed to start")
-	}
-	cfg := n.cfg.IPFS
-	var chainID uint64
-	if n.deps.Market != nil {
-		chainID = n.deps.Market.Status().ChainID
-	}
-	cfg.PublicDHT = ipfs.ResolvePublicDHT(cfg.PublicDHT, chainID, n.deps.Market != nil)
-	x, err := ipfs.New(cfg, n.cfg.DataDir, nw.Host(), nw.Routing(), n.log)
-	if err != nil {
-		return fmt.Errorf("ipfs: %w", err)
-	}
-	// The control socket's host-path routes never read or write the node's own state.
-	x.Protect(n.cfg.DataDir, n.cfg.Market.Keystore, n.cfg.Market.PasswordFile, n.cfg.IPFS.RemotePinning.TokenFile, n.cfg.Runtime.StateDir, n.cfg.Runtime.LogDir)
-	x.Routes(n.api)
-	n.reg.MustRegister(x.Collector())
-	n.ipfs = x
 	return nil
+}
+
+// offer is the network's p2p.OfferHandler.
+func (g *gate) offer(ctx context.Context, from peer.ID, o p2p.Offer) p2p.Decision {
+	if w := g.w.Load(); w != nil {
+		return w.offers.Decide(ctx, from, o)
+	}
+	return p2p.Decision{Reason: "this node takes no jobs"}
+}
+
+// attachWork makes the node take jobs with w: its routes and metrics, and the policy's
+// count of active jobs for drain.
+func (n *Node) attachWork(w *work) {
+	n.work = w
+	n.work.routes(n.api)
+	n.reg.MustRegister(w.machine.Collector(), w.ledger.Collector())
+	n.policy.CountRunning(w.machine.Active)
+}
+
+// workDeps are the node's parts the job side runs on, over the market m, the store st,
+// the content and the runtime rt.
+func (n *Node) workDeps(m *market.Market, st *store.Store, content jobs.Content, rt ContainerRuntime) workDeps {
+	d := workDeps{
+		Market: m, Store: st, Content: content, Runtime: rt,
+		Admitter: NewAdmitter(n.policy), DutyPolicy: n.policy, Idle: n.idle,
+		GPUs:   jobGPUs(n.deps.GPUs),
+		Report: n.publishReport,
+		Score: func() float64 {
+			if n.deps.Benchmark != nil {
+				if s := n.deps.Benchmark.Summary(); s != nil {
+					return s.RigScore
+				}
+			}
+			return 0
+		},
+	}
+	if n.deps.GPUs != nil {
+		d.Usable = n.deps.GPUs.Usable
+	}
+	if n.deps.Network != nil {
+		d.PeerID = n.deps.Network.ID().String()
+	}
+	if n.deps.Benchmark != nil {
+		d.Measured, d.Reports = n.deps.Benchmark.Measured(), n.deps.Benchmark.NewReports()
+	}
+	return d
 }

@@ -222,11 +222,18 @@ func (m *Machine) Run(ctx context.Context) error {
 }
 
 // Get returns one job.
-func (m *Machine) Get(id string) (Job, error) {
+func (m *Machine) Get(id string) (Job, error) { return Records{m.deps.Store}.Get(id) }
+
+// Records reads the jobs a machine keeps in its store, without the machine: its chain
+// adapter reads a job's posting from them to accept it.
+type Records struct{ Store *store.Store }
+
+// Get returns one job.
+func (r Records) Get(id string) (Job, error) {
 	if !IsJobID(id) {
 		return Job{}, fmt.Errorf("job %q: %w", id, store.ErrNotFound)
 	}
-	j, err := m.deps.Store.Get(id)
+	j, err := r.Store.Get(id)
 	if err != nil {
 		return Job{}, err
 	}

@@ -1,4 +1,9 @@
-package node
+// Package offers answers the direct offers of jobs peers send over the p2p network. Pay
+// only ever comes from the contract's escrow, so an offer names a job already posted on
+// chain; the node reads that job from the chain (not from the offer), hands it to the job
+// machine as it would a JobPosted event, and answers with the machine's evaluation —
+// taken, or declined and why — as far as it gets within the offer's time.
+package offers
 
 import (
 	"context"
@@ -8,27 +13,47 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/p2p"
+	"github.com/gpunode/gpunode/node/provider"
 	"github.com/gpunode/gpunode/node/store"
 )
 
-// offered is the node's answer to a direct offer of a job over the p2p network. Pay
-// only ever comes from the contract's escrow, so an offer names a job already posted on
-// chain; the node reads that job from the chain (not from the offer), hands it to the job
-// machine as it would a JobPosted event, and answers with the machine's evaluation —
-// taken, or declined and why — as far as it gets within the offer's time.
-func (c *chain) offered(ctx context.Context, from peer.ID, o p2p.Offer) p2p.Decision {
+// Market is what judging an offer needs of the chain side.
+type Market interface {
+	// Account is the node's account; the zero address when watch-only.
+	Account() common.Address
+	// Posted returns job id's JobPosted event; market.ErrNotPosted if there is none.
+	Posted(ctx context.Context, id *big.Int) (*bindings.JobMarketJobPosted, error)
+}
+
+// Jobs is the job machine.
+type Jobs interface {
+	Discover(ctx context.Context, p jobs.Posting) error
+	Get(id string) (jobs.Job, error)
+}
+
+// Desk decides the offers made to the node.
+type Desk struct {
+	m      Market
+	jobs   Jobs
+	posted *postedCache
+	poll   time.Duration
+}
+
+// New returns the desk that hands offered jobs, read from m, to the machine j.
+func New(m Market, j Jobs) *Desk {
+	return &Desk{m: m, jobs: j, posted: newPostedCache(4096, 30*time.Second), poll: 100 * time.Millisecond}
+}
+
+// Decide is the node's p2p.OfferHandler.
+func (d *Desk) Decide(ctx context.Context, from peer.ID, o p2p.Offer) p2p.Decision {
 	decline := func(format string, a ...any) p2p.Decision { return p2p.Decision{Reason: fmt.Sprintf(format, a...)} }
-	c.mu.Lock()
-	m := c.machine
-	c.mu.Unlock()
-	if m == nil || c.m == nil {
-		return decline("this node takes no jobs")
-	}
 	if o.JobID == "" {
 		return decline("no job_id: post the job on chain first (the reward is paid from its escrow), then offer its id")
 	}
@@ -36,7 +61,7 @@ func (c *chain) offered(ctx context.Context, from peer.ID, o p2p.Offer) p2p.Deci
 	if !ok {
 		return decline("job_id %q: want a decimal or 0x-hex job id", o.JobID)
 	}
-	ev, err := c.posted.get(ctx, id, c.m.Posted)
+	ev, err := d.posted.get(ctx, id, d.m.Posted)
 	if errors.Is(err, market.ErrNotPosted) {
 		return decline("job %s is not posted on this node's chain", id)
 	}
@@ -46,23 +71,23 @@ func (c *chain) offered(ctx context.Context, from peer.ID, o p2p.Offer) p2p.Deci
 	if ev.ManifestCID != o.ManifestCID {
 		return decline("the offer's manifest %s is not the one posted with job %s (%s)", o.ManifestCID, id, ev.ManifestCID)
 	}
-	if hasAddress(ev.Validators, c.m.Account()) {
+	if provider.Names(ev.Validators, d.m.Account()) {
 		return decline("this node is one of job %s's validators; it cannot take the job too", id)
 	}
-	if ev.Sponsor == c.m.Account() {
+	if ev.Sponsor == d.m.Account() {
 		return decline("job %s is this node's own", id)
 	}
-	p := posting(ev)
+	p := provider.Posting(ev)
 	p.Source = "offer from " + from.String()
-	if err := m.Discover(ctx, p); err != nil {
+	if err := d.jobs.Discover(ctx, p); err != nil {
 		return decline("job queue: %v", err)
 	}
 	// The machine evaluates the job (manifest, GPUs, datasets, policy) and accepts it on
 	// chain if it fits; answer with how far it got.
-	t := time.NewTicker(100 * time.Millisecond)
+	t := time.NewTicker(d.poll)
 	defer t.Stop()
 	for {
-		j, err := m.Get(p.ID)
+		j, err := d.jobs.Get(p.ID)
 		if err == nil && j.State != jobs.Discovered {
 			return decision(j)
 		}
