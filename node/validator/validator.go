@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"golang.org/x/sys/unix"
 
 	"github.com/gpunode/gpunode/internal/configfile"
@@ -77,6 +78,9 @@ type Task struct {
 	Sponsor string `json:"sponsor,omitempty"`
 	Token   string `json:"token,omitempty"`
 	FeeWei  string `json:"fee_wei,omitempty"`
+	// Sealed is set for a JobMarket v2 result: the checkpoint is sealed (ResultHash is
+	// then the sha256 of the ciphertext) and the score is committed, then revealed.
+	Sealed *Sealed `json:"sealed,omitempty"`
 }
 
 // EvalInput is one of the evaluation's inputs.
@@ -148,6 +152,10 @@ type Validator struct {
 	workDir string
 	log     *slog.Logger
 	consent Consent
+	// keys, cr and self judge sealed results (SetSealed).
+	keys KeySource
+	cr   CommitReveal
+	self common.Address
 }
 
 // New returns a validator that keeps its progress in st and its evaluation outputs
@@ -172,6 +180,12 @@ func key(jobID string) string { return "validate-" + jobID }
 // Validate evaluates a task and attests its score, resuming where a previous run stopped:
 // a checkpoint is evaluated once and attested once.
 func (v *Validator) Validate(ctx context.Context, t Task) (Verdict, error) {
+	if t.Sealed != nil {
+		if err := t.Sealed.parse(t.JobID); err != nil {
+			return Verdict{}, fmt.Errorf("job %s: %w", t.JobID, err)
+		}
+		return v.validateSealed(ctx, t)
+	}
 	id := key(t.JobID)
 	err := v.store.Create(store.Job{ID: id, State: stateEvaluating}, "result submitted: "+t.CheckpointCID)
 	if err != nil && !errors.Is(err, store.ErrExists) {
@@ -275,16 +289,29 @@ func (v *Validator) evaluate(ctx context.Context, t Task, lim Limits) (Verdict, 
 			return Verdict{}, fmt.Errorf("check evaluation image: %w", err)
 		}
 	}
-	dir, err := v.content.Fetch(ctx, t.CheckpointCID)
-	if err != nil {
-		return Verdict{}, fmt.Errorf("fetch checkpoint %s: %w", t.CheckpointCID, err)
-	}
-	got, err := jobs.TreeHash(dir)
-	if err != nil {
-		return fail("checkpoint %s: %v", t.CheckpointCID, err)
-	}
-	if got != t.ResultHash {
-		return fail("checkpoint %s has hash %s, the chain says %s", t.CheckpointCID, got, t.ResultHash)
+	var dir string
+	if t.Sealed != nil {
+		d, reason, err := v.openSealed(ctx, t)
+		if err != nil {
+			return Verdict{}, err
+		}
+		if reason != "" {
+			return fail("%s", reason)
+		}
+		dir = d
+	} else {
+		d, err := v.content.Fetch(ctx, t.CheckpointCID)
+		if err != nil {
+			return Verdict{}, fmt.Errorf("fetch checkpoint %s: %w", t.CheckpointCID, err)
+		}
+		got, err := jobs.TreeHash(d)
+		if err != nil {
+			return fail("checkpoint %s: %v", t.CheckpointCID, err)
+		}
+		if got != t.ResultHash {
+			return fail("checkpoint %s has hash %s, the chain says %s", t.CheckpointCID, got, t.ResultHash)
+		}
+		dir = d
 	}
 	if len(t.EvalCommand) == 0 {
 		return fail("the job names no evaluation command")
@@ -299,7 +326,7 @@ func (v *Validator) evaluate(ctx context.Context, t Task, lim Limits) (Verdict, 
 	}
 	evalID := spec.JobID
 	spec.Inputs = mounts
-	_, err = v.rt.Start(ctx, spec)
+	_, err := v.rt.Start(ctx, spec)
 	switch {
 	case err == nil, errors.Is(err, runtime.ErrJobExists):
 	case errors.Is(err, runtime.ErrImageNotFound), errors.Is(err, runtime.ErrDigestMismatch), errors.Is(err, runtime.ErrTagNotAllowed):
@@ -326,7 +353,11 @@ func (v *Validator) evaluate(ctx context.Context, t Task, lim Limits) (Verdict, 
 		return fail("%s has no metric %q", ResultFile, t.Metric)
 	}
 	score := toScore(value)
-	return Verdict{Value: value, Score: score, Pass: score >= t.Threshold}, nil
+	pass := score >= t.Threshold
+	if t.Sealed != nil && t.Sealed.LowerIsBetter {
+		pass = score <= t.Threshold
+	}
+	return Verdict{Value: value, Score: score, Pass: pass}, nil
 }
 
 // capped is the smaller of two caps where 0 means none.
