@@ -129,6 +129,10 @@ type Spec struct {
 	PrepareTimeout time.Duration `json:"prepare_timeout,omitempty"`
 	// RunTimeout bounds the container's run, counted from its start; 0 = default.
 	RunTimeout time.Duration `json:"run_timeout,omitempty"`
+	// Cluster makes the container one member of a multi-rig job: it gets the rendezvous
+	// environment and the job's cluster network (its members and nothing else) instead
+	// of Network. Nil for a job on one rig.
+	Cluster *Cluster `json:"cluster,omitempty"`
 	// StopGrace is the time between SIGTERM and SIGKILL when the container is stopped
 	// (Stop, the run timeout); 0 = the runtime's default. A workload that must give way
 	// within a bound (the idle workload) sets it.
@@ -177,6 +181,12 @@ func (s Spec) Validate() []error {
 		if err := ReservedEnv(name); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if s.Cluster != nil {
+		if s.Network != "" && s.Network != NetworkNone {
+			errs = append(errs, fmt.Errorf("network %q: a cluster job gets its cluster network only", s.Network))
+		}
+		errs = append(errs, s.Cluster.WithDefaults().Validate()...)
 	}
 	r := s.Resources
 	if r.CPUs < 0 || r.MemoryBytes < 0 || r.PIDs < 0 || r.TmpBytes < 0 || r.ShmBytes < 0 || r.OutputBytes < 0 || s.PrepareTimeout < 0 || s.RunTimeout < 0 || s.StopGrace < 0 {
