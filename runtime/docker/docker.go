@@ -28,6 +28,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -206,6 +207,11 @@ func (r *Runtime) withDefaults(s runtime.Spec) runtime.Spec {
 	if res.OutputBytes == 0 {
 		res.OutputBytes = r.cfg.OutputBytes
 	}
+	if s.Cluster != nil {
+		c := s.Cluster.WithDefaults()
+		s.Cluster = &c
+		s.Network = runtime.NetworkNone // the cluster network replaces it
+	}
 	return s
 }
 
@@ -308,14 +314,21 @@ func (r *Runtime) prepareAndStart(ctx context.Context, j *job) (runtime.Handle, 
 
 	cfg, hc := r.containerConfig(spec, imageID, mounts, devs)
 	coverVolumes(hc, volumes, spec.Resources.TmpBytes)
+	var netCfg *network.NetworkingConfig
+	if spec.Cluster != nil {
+		if netCfg, err = r.joinCluster(ctx, *spec.Cluster, cfg, hc); err != nil {
+			return runtime.Handle{}, fmt.Errorf("job %s: %w", id, err)
+		}
+	}
 	j.mu.Lock()
 	j.rec.ImageID = imageID
 	j.mu.Unlock()
 	// From here on the preparing context no longer applies: a container that exists
 	// must be started and watched, not abandoned half-way.
 	cctx := context.WithoutCancel(ctx)
-	resp, err := r.cli.ContainerCreate(cctx, cfg, hc, nil, nil, j.rec.ContainerName)
+	resp, err := r.cli.ContainerCreate(cctx, cfg, hc, netCfg, nil, j.rec.ContainerName)
 	if err != nil {
+		r.leaveCluster(spec.Cluster)
 		return runtime.Handle{}, fmt.Errorf("job %s: create container: %w", id, mapEngineError(err))
 	}
 	j.mu.Lock()
@@ -507,6 +520,7 @@ func (r *Runtime) collect(j *job) {
 	r.release(j)
 	r.finish(j, res)
 	r.removeContainer(rec.ContainerID)
+	r.leaveCluster(rec.Spec.Cluster)
 }
 
 // release removes a finished job's raw output, once its container is gone.

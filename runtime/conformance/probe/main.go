@@ -2,7 +2,7 @@
 // verbs given as arguments, in order, and prints one line per verb ("verb: ok …" or
 // "verb: error …") so tests can tell what a job was and was not able to do.
 //
-//	probe echo:hello write:/out/f=data tcp:172.17.0.1:80 exit:3
+//	probe echo:hello write:/out/f=data tcp:172.17.0.1:80 tcp:$MASTER_ADDR:29500 exit:3
 package main
 
 import (
@@ -21,7 +21,9 @@ import (
 
 func main() {
 	for _, a := range os.Args[1:] {
-		verb, arg, _ := strings.Cut(a, ":")
+		// $NAME in an argument is the environment's: a test names addresses the
+		// runtime hands the job (MASTER_ADDR) without knowing them beforehand.
+		verb, arg, _ := strings.Cut(os.ExpandEnv(a), ":")
 		run(verb, arg)
 	}
 }
@@ -130,6 +132,37 @@ func run(verb, arg string) {
 			c.Close()
 		}
 		result(verb, err, arg)
+	case "listen": // listen:PORT accepts (and closes) connections in the background; 0 = any port
+		ln, err := net.Listen("tcp", ":"+arg)
+		if err != nil {
+			result(verb, err, "")
+			return
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		say(verb, "ok %s", ln.Addr())
+	case "tcpretry": // tcpretry:ADDR dials until it connects, for up to 30s
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			c, err := net.DialTimeout("tcp", arg, 2*time.Second)
+			if err == nil {
+				c.Close()
+				result(verb, nil, arg)
+				return
+			}
+			if time.Now().After(deadline) {
+				result(verb, err, arg)
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	case "udp":
 		c, err := net.DialTimeout("udp", arg, 2*time.Second)
 		if err == nil {
