@@ -30,12 +30,7 @@ func TestReentrantWithdraw(t *testing.T) {
 	att := c.deploy(c.outsider, code)
 
 	p := c.params(common.Address{}, 2)
-	ap := mocks.IMarketJobParams{
-		Token: p.Token, Reward: p.Reward, ValidatorFee: p.ValidatorFee, Bond: p.Bond,
-		Threshold: p.Threshold, Quorum: p.Quorum, Validators: p.Validators, AcceptBy: p.AcceptBy,
-		RunWindow: p.RunWindow, AttestWindow: p.AttestWindow, ManifestCID: p.ManifestCID, ManifestHash: p.ManifestHash,
-	}
-	c.mustSend(c.outsider, att, escrow(p), attacker.PackPostAndCancel(ap))
+	c.mustSend(c.outsider, att, escrow(p), attacker.PackPostAndCancel(market.PackPostJob(p)))
 	if got := c.credit(common.Address{}, att); got.Cmp(escrow(p)) != 0 {
 		t.Fatalf("attacker credit %s, want %s", got, escrow(p))
 	}

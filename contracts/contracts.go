@@ -1,5 +1,6 @@
 // Package contracts holds gpunode's Solidity contracts (the JobMarket escrow and provider
-// registry), their compiled artifacts, and helpers to deploy them and to turn their
+// registry, and JobMarketV2 with its staked validator registry, commit-reveal attestations
+// and sealed checkpoints), their compiled artifacts, and helpers to deploy them and to turn their
 // revert data into Go errors. The Go bindings are generated into contracts/bindings by
 // `make contracts` (go run ./contracts/internal/gen).
 package contracts
@@ -7,7 +8,10 @@ package contracts
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/big"
 	"strings"
+	"time"
 
 	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
@@ -24,6 +28,34 @@ func DeployJobMarket(opts *bind.TransactOpts, backend bind.ContractBackend) (com
 	addr, tx, err := bind.DeployContract(opts, common.FromHex(bindings.JobMarketMetaData.Bin), backend, nil)
 	if err != nil {
 		return common.Address{}, nil, fmt.Errorf("deploy JobMarket: %w", Revert(err))
+	}
+	return addr, tx, nil
+}
+
+// RegistryParams are JobMarketV2's constructor arguments.
+type RegistryParams struct {
+	// MinStake is the least stake (wei) a validator must hold to be drawn.
+	MinStake *big.Int
+	// SlashAmount is what a drawn validator that does not reveal loses (wei, at most MinStake).
+	SlashAmount *big.Int
+	// UnbondingPeriod is the time between unstake and withdrawStake (whole seconds).
+	UnbondingPeriod time.Duration
+}
+
+// DeployJobMarketV2 sends the transaction that creates a JobMarketV2. The caller waits for
+// it (bind.WaitDeployed) before using the address.
+func DeployJobMarketV2(opts *bind.TransactOpts, backend bind.ContractBackend, p RegistryParams) (common.Address, *types.Transaction, error) {
+	if p.MinStake == nil || p.SlashAmount == nil || p.MinStake.Sign() <= 0 || p.SlashAmount.Sign() <= 0 || p.SlashAmount.Cmp(p.MinStake) > 0 {
+		return common.Address{}, nil, fmt.Errorf("deploy JobMarketV2: need 0 < slash amount <= min stake, got %v and %v", p.SlashAmount, p.MinStake)
+	}
+	secs := p.UnbondingPeriod / time.Second
+	if secs <= 0 || secs > math.MaxUint32 {
+		return common.Address{}, nil, fmt.Errorf("deploy JobMarketV2: unbonding period %s: must be 1s to %d s", p.UnbondingPeriod, uint32(math.MaxUint32))
+	}
+	args := bindings.NewJobMarketV2().PackConstructor(p.MinStake, p.SlashAmount, uint32(secs))
+	addr, tx, err := bind.DeployContract(opts, append(common.FromHex(bindings.JobMarketV2MetaData.Bin), args...), backend, nil)
+	if err != nil {
+		return common.Address{}, nil, fmt.Errorf("deploy JobMarketV2: %w", Revert(err))
 	}
 	return addr, tx, nil
 }
@@ -60,7 +92,7 @@ type dataError interface {
 // known is every ABI whose errors Revert can name.
 var known = func() []*abi.ABI {
 	var out []*abi.ABI
-	for _, md := range []*bind.MetaData{&bindings.JobMarketMetaData} {
+	for _, md := range []*bind.MetaData{&bindings.JobMarketMetaData, &bindings.JobMarketV2MetaData} {
 		a, err := md.ParseABI()
 		if err != nil {
 			panic(err)

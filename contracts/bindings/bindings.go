@@ -63,6 +63,66 @@ type JobMarketJobParams struct {
 	ManifestHash [32]byte
 }
 
+// JobMarketV2Job is an auto generated low-level Go binding around an user-defined struct.
+type JobMarketV2Job struct {
+	Sponsor        common.Address
+	AcceptBy       *big.Int
+	RunWindow      uint32
+	Quorum         uint8
+	ValidatorCount uint8
+	LowerIsBetter  bool
+	Token          common.Address
+	Bond           *big.Int
+	Provider       common.Address
+	Deadline       *big.Int
+	State          uint8
+	Passes         uint8
+	Fails          uint8
+	Committed      uint16
+	Revealed       uint16
+	Reward         *big.Int
+	ValidatorFee   *big.Int
+	Threshold      uint32
+	CommitWindow   *big.Int
+	RevealWindow   *big.Int
+	Validators     [32]byte
+	KeyHash        [32]byte
+}
+
+// JobMarketV2JobParams is an auto generated low-level Go binding around an user-defined struct.
+type JobMarketV2JobParams struct {
+	Token          common.Address
+	Reward         *big.Int
+	ValidatorFee   *big.Int
+	Bond           *big.Int
+	Threshold      uint32
+	LowerIsBetter  bool
+	ValidatorCount uint8
+	Quorum         uint8
+	Allowlist      []common.Address
+	AcceptBy       *big.Int
+	RunWindow      uint32
+	CommitWindow   *big.Int
+	RevealWindow   *big.Int
+	ManifestCID    string
+	ManifestHash   [32]byte
+}
+
+// JobMarketV2Provider is an auto generated low-level Go binding around an user-defined struct.
+type JobMarketV2Provider struct {
+	PeerIdHash   [32]byte
+	ReportHash   [32]byte
+	RegisteredAt *big.Int
+}
+
+// JobMarketV2Validator is an auto generated low-level Go binding around an user-defined struct.
+type JobMarketV2Validator struct {
+	Stake     *big.Int
+	UnbondAt  *big.Int
+	PoolIndex uint32
+	Earned    *big.Int
+}
+
 // JobMarketMetaData contains all meta data concerning the JobMarket contract.
 var JobMarketMetaData = bind.MetaData{
 	ABI: "[{\"inputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"constructor\"},{\"inputs\":[],\"name\":\"AlreadyAttested\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"string\",\"name\":\"reason\",\"type\":\"string\"}],\"name\":\"BadParams\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"enumJobMarket.State\",\"name\":\"state\",\"type\":\"uint8\"}],\"name\":\"BadState\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"DeadlineNotPassed\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"DeadlinePassed\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"ECDSAInvalidSignature\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"length\",\"type\":\"uint256\"}],\"name\":\"ECDSAInvalidSignatureLength\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"bytes32\",\"name\":\"s\",\"type\":\"bytes32\"}],\"name\":\"ECDSAInvalidSignatureS\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"InvalidShortString\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"NotProvider\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"NotRegistered\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"NotSponsor\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"NotValidator\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"NothingToWithdraw\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"ReentrancyGuardReentrantCall\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"}],\"name\":\"SafeERC20FailedOperation\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"string\",\"name\":\"str\",\"type\":\"string\"}],\"name\":\"StringTooLong\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"expected\",\"type\":\"uint256\"},{\"internalType\":\"uint256\",\"name\":\"received\",\"type\":\"uint256\"}],\"name\":\"TokenAmountMismatch\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"TransferFailed\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"WrongCommitment\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"WrongValue\",\"type\":\"error\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"validator\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"uint32\",\"name\":\"score\",\"type\":\"uint32\"},{\"indexed\":false,\"internalType\":\"bool\",\"name\":\"pass\",\"type\":\"bool\"}],\"name\":\"Attested\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[],\"name\":\"EIP712DomainChanged\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"uint40\",\"name\":\"submitBy\",\"type\":\"uint40\"}],\"name\":\"JobAccepted\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"}],\"name\":\"JobCancelled\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"}],\"name\":\"JobCompleted\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":false,\"internalType\":\"enumJobMarket.State\",\"name\":\"from\",\"type\":\"uint8\"}],\"name\":\"JobExpired\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"sponsor\",\"type\":\"address\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"uint256\",\"name\":\"reward\",\"type\":\"uint256\"},{\"indexed\":false,\"internalType\":\"uint256\",\"name\":\"validatorFee\",\"type\":\"uint256\"},{\"indexed\":false,\"internalType\":\"uint256\",\"name\":\"bond\",\"type\":\"uint256\"},{\"indexed\":false,\"internalType\":\"uint32\",\"name\":\"threshold\",\"type\":\"uint32\"},{\"indexed\":false,\"internalType\":\"uint8\",\"name\":\"quorum\",\"type\":\"uint8\"},{\"indexed\":false,\"internalType\":\"address[]\",\"name\":\"validators\",\"type\":\"address[]\"},{\"indexed\":false,\"internalType\":\"uint40\",\"name\":\"acceptBy\",\"type\":\"uint40\"},{\"indexed\":false,\"internalType\":\"uint32\",\"name\":\"runWindow\",\"type\":\"uint32\"},{\"indexed\":false,\"internalType\":\"uint32\",\"name\":\"attestWindow\",\"type\":\"uint32\"},{\"indexed\":false,\"internalType\":\"string\",\"name\":\"manifestCID\",\"type\":\"string\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"manifestHash\",\"type\":\"bytes32\"}],\"name\":\"JobPosted\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"}],\"name\":\"JobRejected\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"string\",\"name\":\"peerId\",\"type\":\"string\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"peerIdHash\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"string\",\"name\":\"reportCID\",\"type\":\"string\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"reportHash\",\"type\":\"bytes32\"}],\"name\":\"ProviderRegistered\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"string\",\"name\":\"checkpointCID\",\"type\":\"string\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"resultHash\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"uint40\",\"name\":\"attestBy\",\"type\":\"uint40\"}],\"name\":\"ResultSubmitted\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"address\",\"name\":\"account\",\"type\":\"address\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"uint256\",\"name\":\"amount\",\"type\":\"uint256\"}],\"name\":\"Withdrawn\",\"type\":\"event\"},{\"inputs\":[],\"name\":\"ATTESTATION_TYPEHASH\",\"outputs\":[{\"internalType\":\"bytes32\",\"name\":\"\",\"type\":\"bytes32\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"MAX_VALIDATORS\",\"outputs\":[{\"internalType\":\"uint256\",\"name\":\"\",\"type\":\"uint256\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"internalType\":\"address[]\",\"name\":\"validators\",\"type\":\"address[]\"}],\"name\":\"acceptJob\",\"outputs\":[],\"stateMutability\":\"payable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"internalType\":\"address[]\",\"name\":\"validators\",\"type\":\"address[]\"},{\"internalType\":\"bytes32\",\"name\":\"resultHash\",\"type\":\"bytes32\"},{\"internalType\":\"uint32\",\"name\":\"score\",\"type\":\"uint32\"}],\"name\":\"attest\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"internalType\":\"address[]\",\"name\":\"validators\",\"type\":\"address[]\"},{\"internalType\":\"bytes32\",\"name\":\"resultHash\",\"type\":\"bytes32\"},{\"internalType\":\"uint32\",\"name\":\"score\",\"type\":\"uint32\"},{\"internalType\":\"bytes\",\"name\":\"signature\",\"type\":\"bytes\"}],\"name\":\"attestWithSig\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"internalType\":\"bytes32\",\"name\":\"resultHash\",\"type\":\"bytes32\"},{\"internalType\":\"uint32\",\"name\":\"score\",\"type\":\"uint32\"}],\"name\":\"attestationDigest\",\"outputs\":[{\"internalType\":\"bytes32\",\"name\":\"\",\"type\":\"bytes32\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"}],\"name\":\"cancelJob\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"},{\"internalType\":\"address\",\"name\":\"account\",\"type\":\"address\"}],\"name\":\"credit\",\"outputs\":[{\"internalType\":\"uint256\",\"name\":\"\",\"type\":\"uint256\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"domainSeparator\",\"outputs\":[{\"internalType\":\"bytes32\",\"name\":\"\",\"type\":\"bytes32\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"eip712Domain\",\"outputs\":[{\"internalType\":\"bytes1\",\"name\":\"fields\",\"type\":\"bytes1\"},{\"internalType\":\"string\",\"name\":\"name\",\"type\":\"string\"},{\"internalType\":\"string\",\"name\":\"version\",\"type\":\"string\"},{\"internalType\":\"uint256\",\"name\":\"chainId\",\"type\":\"uint256\"},{\"internalType\":\"address\",\"name\":\"verifyingContract\",\"type\":\"address\"},{\"internalType\":\"bytes32\",\"name\":\"salt\",\"type\":\"bytes32\"},{\"internalType\":\"uint256[]\",\"name\":\"extensions\",\"type\":\"uint256[]\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"}],\"name\":\"expire\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"}],\"name\":\"getJob\",\"outputs\":[{\"components\":[{\"internalType\":\"address\",\"name\":\"sponsor\",\"type\":\"address\"},{\"internalType\":\"uint40\",\"name\":\"acceptBy\",\"type\":\"uint40\"},{\"internalType\":\"uint32\",\"name\":\"runWindow\",\"type\":\"uint32\"},{\"internalType\":\"uint8\",\"name\":\"quorum\",\"type\":\"uint8\"},{\"internalType\":\"uint8\",\"name\":\"validatorCount\",\"type\":\"uint8\"},{\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"},{\"internalType\":\"uint96\",\"name\":\"bond\",\"type\":\"uint96\"},{\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"},{\"internalType\":\"uint40\",\"name\":\"deadline\",\"type\":\"uint40\"},{\"internalType\":\"enumJobMarket.State\",\"name\":\"state\",\"type\":\"uint8\"},{\"internalType\":\"uint8\",\"name\":\"passes\",\"type\":\"uint8\"},{\"internalType\":\"uint8\",\"name\":\"fails\",\"type\":\"uint8\"},{\"internalType\":\"uint16\",\"name\":\"attested\",\"type\":\"uint16\"},{\"internalType\":\"uint8\",\"name\":\"activeQuorum\",\"type\":\"uint8\"},{\"internalType\":\"uint96\",\"name\":\"reward\",\"type\":\"uint96\"},{\"internalType\":\"uint96\",\"name\":\"validatorFee\",\"type\":\"uint96\"},{\"internalType\":\"uint32\",\"name\":\"threshold\",\"type\":\"uint32\"},{\"internalType\":\"uint32\",\"name\":\"attestWindow\",\"type\":\"uint32\"},{\"internalType\":\"bytes32\",\"name\":\"commitment\",\"type\":\"bytes32\"}],\"internalType\":\"structJobMarket.Job\",\"name\":\"job\",\"type\":\"tuple\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"jobCount\",\"outputs\":[{\"internalType\":\"uint256\",\"name\":\"\",\"type\":\"uint256\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"components\":[{\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"},{\"internalType\":\"uint96\",\"name\":\"reward\",\"type\":\"uint96\"},{\"internalType\":\"uint96\",\"name\":\"validatorFee\",\"type\":\"uint96\"},{\"internalType\":\"uint96\",\"name\":\"bond\",\"type\":\"uint96\"},{\"internalType\":\"uint32\",\"name\":\"threshold\",\"type\":\"uint32\"},{\"internalType\":\"uint8\",\"name\":\"quorum\",\"type\":\"uint8\"},{\"internalType\":\"address[]\",\"name\":\"validators\",\"type\":\"address[]\"},{\"internalType\":\"uint40\",\"name\":\"acceptBy\",\"type\":\"uint40\"},{\"internalType\":\"uint32\",\"name\":\"runWindow\",\"type\":\"uint32\"},{\"internalType\":\"uint32\",\"name\":\"attestWindow\",\"type\":\"uint32\"},{\"internalType\":\"string\",\"name\":\"manifestCID\",\"type\":\"string\"},{\"internalType\":\"bytes32\",\"name\":\"manifestHash\",\"type\":\"bytes32\"}],\"internalType\":\"structJobMarket.JobParams\",\"name\":\"p\",\"type\":\"tuple\"}],\"name\":\"postJob\",\"outputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"}],\"stateMutability\":\"payable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"}],\"name\":\"providers\",\"outputs\":[{\"internalType\":\"bytes32\",\"name\":\"peerIdHash\",\"type\":\"bytes32\"},{\"internalType\":\"bytes32\",\"name\":\"reportHash\",\"type\":\"bytes32\"},{\"internalType\":\"uint40\",\"name\":\"registeredAt\",\"type\":\"uint40\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"string\",\"name\":\"peerId\",\"type\":\"string\"},{\"internalType\":\"string\",\"name\":\"reportCID\",\"type\":\"string\"},{\"internalType\":\"bytes32\",\"name\":\"reportHash\",\"type\":\"bytes32\"}],\"name\":\"registerProvider\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"internalType\":\"string\",\"name\":\"checkpointCID\",\"type\":\"string\"},{\"internalType\":\"bytes32\",\"name\":\"resultHash\",\"type\":\"bytes32\"}],\"name\":\"submitResult\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"}],\"name\":\"withdraw\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"}]",
@@ -1720,6 +1780,2411 @@ func JobMarketWrongValueErrorID() common.Hash {
 func (jobMarket *JobMarket) UnpackWrongValueError(raw []byte) (*JobMarketWrongValue, error) {
 	out := new(JobMarketWrongValue)
 	if err := jobMarket.abi.UnpackIntoInterface(out, "WrongValue", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2MetaData contains all meta data concerning the JobMarketV2 contract.
+var JobMarketV2MetaData = bind.MetaData{
+	ABI: "[{\"inputs\":[{\"internalType\":\"uint96\",\"name\":\"minStake_\",\"type\":\"uint96\"},{\"internalType\":\"uint96\",\"name\":\"slashAmount_\",\"type\":\"uint96\"},{\"internalType\":\"uint32\",\"name\":\"unbondingPeriod_\",\"type\":\"uint32\"}],\"stateMutability\":\"nonpayable\",\"type\":\"constructor\"},{\"inputs\":[],\"name\":\"AlreadyCommitted\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"AlreadyRevealed\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"string\",\"name\":\"reason\",\"type\":\"string\"}],\"name\":\"BadParams\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"enumJobMarketV2.State\",\"name\":\"state\",\"type\":\"uint8\"}],\"name\":\"BadState\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"DeadlineNotPassed\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"DeadlinePassed\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"NotCommitted\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"NotEnoughValidators\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"NotProvider\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"NotRegistered\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"NotSponsor\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"NotValidator\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"NothingToWithdraw\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"ReentrancyGuardReentrantCall\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"ResultReused\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"RevealTooEarly\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"}],\"name\":\"SafeERC20FailedOperation\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint40\",\"name\":\"until\",\"type\":\"uint40\"}],\"name\":\"StakeLocked\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"expected\",\"type\":\"uint256\"},{\"internalType\":\"uint256\",\"name\":\"received\",\"type\":\"uint256\"}],\"name\":\"TokenAmountMismatch\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"TransferFailed\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"WrongCommitment\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"WrongKey\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"WrongReveal\",\"type\":\"error\"},{\"inputs\":[],\"name\":\"WrongValue\",\"type\":\"error\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"validator\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"commitment\",\"type\":\"bytes32\"}],\"name\":\"Committed\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"uint40\",\"name\":\"submitBy\",\"type\":\"uint40\"},{\"indexed\":false,\"internalType\":\"address[]\",\"name\":\"validators\",\"type\":\"address[]\"},{\"indexed\":false,\"internalType\":\"bool\",\"name\":\"fromAllowlist\",\"type\":\"bool\"}],\"name\":\"JobAccepted\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"}],\"name\":\"JobCancelled\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"}],\"name\":\"JobCompleted\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":false,\"internalType\":\"enumJobMarketV2.State\",\"name\":\"outcome\",\"type\":\"uint8\"},{\"indexed\":false,\"internalType\":\"uint8\",\"name\":\"passes\",\"type\":\"uint8\"},{\"indexed\":false,\"internalType\":\"uint8\",\"name\":\"fails\",\"type\":\"uint8\"},{\"indexed\":false,\"internalType\":\"uint40\",\"name\":\"keyBy\",\"type\":\"uint40\"}],\"name\":\"JobDecided\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":false,\"internalType\":\"enumJobMarketV2.State\",\"name\":\"from\",\"type\":\"uint8\"}],\"name\":\"JobExpired\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"sponsor\",\"type\":\"address\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"},{\"components\":[{\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"},{\"internalType\":\"uint96\",\"name\":\"reward\",\"type\":\"uint96\"},{\"internalType\":\"uint80\",\"name\":\"validatorFee\",\"type\":\"uint80\"},{\"internalType\":\"uint96\",\"name\":\"bond\",\"type\":\"uint96\"},{\"internalType\":\"uint32\",\"name\":\"threshold\",\"type\":\"uint32\"},{\"internalType\":\"bool\",\"name\":\"lowerIsBetter\",\"type\":\"bool\"},{\"internalType\":\"uint8\",\"name\":\"validatorCount\",\"type\":\"uint8\"},{\"internalType\":\"uint8\",\"name\":\"quorum\",\"type\":\"uint8\"},{\"internalType\":\"address[]\",\"name\":\"allowlist\",\"type\":\"address[]\"},{\"internalType\":\"uint40\",\"name\":\"acceptBy\",\"type\":\"uint40\"},{\"internalType\":\"uint32\",\"name\":\"runWindow\",\"type\":\"uint32\"},{\"internalType\":\"uint24\",\"name\":\"commitWindow\",\"type\":\"uint24\"},{\"internalType\":\"uint24\",\"name\":\"revealWindow\",\"type\":\"uint24\"},{\"internalType\":\"string\",\"name\":\"manifestCID\",\"type\":\"string\"},{\"internalType\":\"bytes32\",\"name\":\"manifestHash\",\"type\":\"bytes32\"}],\"indexed\":false,\"internalType\":\"structJobMarketV2.JobParams\",\"name\":\"params\",\"type\":\"tuple\"}],\"name\":\"JobPosted\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"logHash\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"bool\",\"name\":\"bondReturned\",\"type\":\"bool\"}],\"name\":\"JobReturned\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"key\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"address\",\"name\":\"by\",\"type\":\"address\"}],\"name\":\"KeyReleased\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"string\",\"name\":\"peerId\",\"type\":\"string\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"peerIdHash\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"string\",\"name\":\"reportCID\",\"type\":\"string\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"reportHash\",\"type\":\"bytes32\"}],\"name\":\"ProviderRegistered\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"string\",\"name\":\"checkpointCID\",\"type\":\"string\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"resultHash\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"keyHash\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"uint40\",\"name\":\"commitBy\",\"type\":\"uint40\"},{\"indexed\":false,\"internalType\":\"uint40\",\"name\":\"revealBy\",\"type\":\"uint40\"}],\"name\":\"ResultSubmitted\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"validator\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"uint32\",\"name\":\"score\",\"type\":\"uint32\"},{\"indexed\":false,\"internalType\":\"bool\",\"name\":\"pass\",\"type\":\"bool\"}],\"name\":\"Revealed\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"validator\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"uint256\",\"name\":\"amount\",\"type\":\"uint256\"}],\"name\":\"Slashed\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"address\",\"name\":\"validator\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"uint256\",\"name\":\"amount\",\"type\":\"uint256\"}],\"name\":\"StakeWithdrawn\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"address\",\"name\":\"validator\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"uint256\",\"name\":\"amount\",\"type\":\"uint256\"},{\"indexed\":false,\"internalType\":\"uint256\",\"name\":\"stake\",\"type\":\"uint256\"}],\"name\":\"Staked\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"address\",\"name\":\"validator\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"uint40\",\"name\":\"unbondAt\",\"type\":\"uint40\"}],\"name\":\"Unstaking\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"address\",\"name\":\"validator\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"string\",\"name\":\"peerId\",\"type\":\"string\"},{\"indexed\":false,\"internalType\":\"uint256\",\"name\":\"stake\",\"type\":\"uint256\"}],\"name\":\"ValidatorRegistered\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"address\",\"name\":\"account\",\"type\":\"address\"},{\"indexed\":true,\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"uint256\",\"name\":\"amount\",\"type\":\"uint256\"}],\"name\":\"Withdrawn\",\"type\":\"event\"},{\"inputs\":[],\"name\":\"GIVE_BACK_PERCENT\",\"outputs\":[{\"internalType\":\"uint256\",\"name\":\"\",\"type\":\"uint256\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"MAX_ALLOWLIST\",\"outputs\":[{\"internalType\":\"uint256\",\"name\":\"\",\"type\":\"uint256\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"MAX_VALIDATORS\",\"outputs\":[{\"internalType\":\"uint256\",\"name\":\"\",\"type\":\"uint256\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"internalType\":\"bool\",\"name\":\"useAllowlist\",\"type\":\"bool\"},{\"internalType\":\"address[]\",\"name\":\"allowlist\",\"type\":\"address[]\"}],\"name\":\"acceptJob\",\"outputs\":[],\"stateMutability\":\"payable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"}],\"name\":\"cancelJob\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"internalType\":\"address[]\",\"name\":\"drawn\",\"type\":\"address[]\"},{\"internalType\":\"bytes32\",\"name\":\"commitment\",\"type\":\"bytes32\"}],\"name\":\"commit\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"internalType\":\"address\",\"name\":\"validator\",\"type\":\"address\"}],\"name\":\"commitments\",\"outputs\":[{\"internalType\":\"bytes32\",\"name\":\"\",\"type\":\"bytes32\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"},{\"internalType\":\"address\",\"name\":\"account\",\"type\":\"address\"}],\"name\":\"credit\",\"outputs\":[{\"internalType\":\"uint256\",\"name\":\"amount\",\"type\":\"uint256\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"}],\"name\":\"expire\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"internalType\":\"address[]\",\"name\":\"drawn\",\"type\":\"address[]\"}],\"name\":\"finalize\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"}],\"name\":\"getJob\",\"outputs\":[{\"components\":[{\"internalType\":\"address\",\"name\":\"sponsor\",\"type\":\"address\"},{\"internalType\":\"uint40\",\"name\":\"acceptBy\",\"type\":\"uint40\"},{\"internalType\":\"uint32\",\"name\":\"runWindow\",\"type\":\"uint32\"},{\"internalType\":\"uint8\",\"name\":\"quorum\",\"type\":\"uint8\"},{\"internalType\":\"uint8\",\"name\":\"validatorCount\",\"type\":\"uint8\"},{\"internalType\":\"bool\",\"name\":\"lowerIsBetter\",\"type\":\"bool\"},{\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"},{\"internalType\":\"uint96\",\"name\":\"bond\",\"type\":\"uint96\"},{\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"},{\"internalType\":\"uint40\",\"name\":\"deadline\",\"type\":\"uint40\"},{\"internalType\":\"enumJobMarketV2.State\",\"name\":\"state\",\"type\":\"uint8\"},{\"internalType\":\"uint8\",\"name\":\"passes\",\"type\":\"uint8\"},{\"internalType\":\"uint8\",\"name\":\"fails\",\"type\":\"uint8\"},{\"internalType\":\"uint16\",\"name\":\"committed\",\"type\":\"uint16\"},{\"internalType\":\"uint16\",\"name\":\"revealed\",\"type\":\"uint16\"},{\"internalType\":\"uint96\",\"name\":\"reward\",\"type\":\"uint96\"},{\"internalType\":\"uint80\",\"name\":\"validatorFee\",\"type\":\"uint80\"},{\"internalType\":\"uint32\",\"name\":\"threshold\",\"type\":\"uint32\"},{\"internalType\":\"uint24\",\"name\":\"commitWindow\",\"type\":\"uint24\"},{\"internalType\":\"uint24\",\"name\":\"revealWindow\",\"type\":\"uint24\"},{\"internalType\":\"bytes32\",\"name\":\"validators\",\"type\":\"bytes32\"},{\"internalType\":\"bytes32\",\"name\":\"keyHash\",\"type\":\"bytes32\"}],\"internalType\":\"structJobMarketV2.Job\",\"name\":\"job\",\"type\":\"tuple\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"internalType\":\"bytes32\",\"name\":\"logHash\",\"type\":\"bytes32\"}],\"name\":\"giveBack\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"jobCount\",\"outputs\":[{\"internalType\":\"uint256\",\"name\":\"\",\"type\":\"uint256\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"minStake\",\"outputs\":[{\"internalType\":\"uint96\",\"name\":\"\",\"type\":\"uint96\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"\",\"type\":\"uint256\"}],\"name\":\"pool\",\"outputs\":[{\"internalType\":\"address\",\"name\":\"\",\"type\":\"address\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"poolSize\",\"outputs\":[{\"internalType\":\"uint256\",\"name\":\"\",\"type\":\"uint256\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"components\":[{\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"},{\"internalType\":\"uint96\",\"name\":\"reward\",\"type\":\"uint96\"},{\"internalType\":\"uint80\",\"name\":\"validatorFee\",\"type\":\"uint80\"},{\"internalType\":\"uint96\",\"name\":\"bond\",\"type\":\"uint96\"},{\"internalType\":\"uint32\",\"name\":\"threshold\",\"type\":\"uint32\"},{\"internalType\":\"bool\",\"name\":\"lowerIsBetter\",\"type\":\"bool\"},{\"internalType\":\"uint8\",\"name\":\"validatorCount\",\"type\":\"uint8\"},{\"internalType\":\"uint8\",\"name\":\"quorum\",\"type\":\"uint8\"},{\"internalType\":\"address[]\",\"name\":\"allowlist\",\"type\":\"address[]\"},{\"internalType\":\"uint40\",\"name\":\"acceptBy\",\"type\":\"uint40\"},{\"internalType\":\"uint32\",\"name\":\"runWindow\",\"type\":\"uint32\"},{\"internalType\":\"uint24\",\"name\":\"commitWindow\",\"type\":\"uint24\"},{\"internalType\":\"uint24\",\"name\":\"revealWindow\",\"type\":\"uint24\"},{\"internalType\":\"string\",\"name\":\"manifestCID\",\"type\":\"string\"},{\"internalType\":\"bytes32\",\"name\":\"manifestHash\",\"type\":\"bytes32\"}],\"internalType\":\"structJobMarketV2.JobParams\",\"name\":\"p\",\"type\":\"tuple\"}],\"name\":\"postJob\",\"outputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"}],\"stateMutability\":\"payable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"provider\",\"type\":\"address\"}],\"name\":\"providerOf\",\"outputs\":[{\"components\":[{\"internalType\":\"bytes32\",\"name\":\"peerIdHash\",\"type\":\"bytes32\"},{\"internalType\":\"bytes32\",\"name\":\"reportHash\",\"type\":\"bytes32\"},{\"internalType\":\"uint40\",\"name\":\"registeredAt\",\"type\":\"uint40\"}],\"internalType\":\"structJobMarketV2.Provider\",\"name\":\"\",\"type\":\"tuple\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"string\",\"name\":\"peerId\",\"type\":\"string\"},{\"internalType\":\"string\",\"name\":\"reportCID\",\"type\":\"string\"},{\"internalType\":\"bytes32\",\"name\":\"reportHash\",\"type\":\"bytes32\"}],\"name\":\"registerProvider\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"string\",\"name\":\"peerId\",\"type\":\"string\"}],\"name\":\"registerValidator\",\"outputs\":[],\"stateMutability\":\"payable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"internalType\":\"bytes32\",\"name\":\"key\",\"type\":\"bytes32\"}],\"name\":\"releaseKey\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"bytes32\",\"name\":\"resultHash\",\"type\":\"bytes32\"}],\"name\":\"resultUsed\",\"outputs\":[{\"internalType\":\"bool\",\"name\":\"\",\"type\":\"bool\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"internalType\":\"address[]\",\"name\":\"drawn\",\"type\":\"address[]\"},{\"internalType\":\"uint32\",\"name\":\"score\",\"type\":\"uint32\"},{\"internalType\":\"bytes32\",\"name\":\"salt\",\"type\":\"bytes32\"}],\"name\":\"reveal\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"slashAmount\",\"outputs\":[{\"internalType\":\"uint96\",\"name\":\"\",\"type\":\"uint96\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"stake\",\"outputs\":[],\"stateMutability\":\"payable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"jobId\",\"type\":\"uint256\"},{\"internalType\":\"string\",\"name\":\"checkpointCID\",\"type\":\"string\"},{\"internalType\":\"bytes32\",\"name\":\"resultHash\",\"type\":\"bytes32\"},{\"internalType\":\"bytes32\",\"name\":\"keyHash\",\"type\":\"bytes32\"}],\"name\":\"submitResult\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"unbondingPeriod\",\"outputs\":[{\"internalType\":\"uint32\",\"name\":\"\",\"type\":\"uint32\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"unstake\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"validator\",\"type\":\"address\"}],\"name\":\"validatorOf\",\"outputs\":[{\"components\":[{\"internalType\":\"uint96\",\"name\":\"stake\",\"type\":\"uint96\"},{\"internalType\":\"uint40\",\"name\":\"unbondAt\",\"type\":\"uint40\"},{\"internalType\":\"uint32\",\"name\":\"poolIndex\",\"type\":\"uint32\"},{\"internalType\":\"uint88\",\"name\":\"earned\",\"type\":\"uint88\"}],\"internalType\":\"structJobMarketV2.Validator\",\"name\":\"\",\"type\":\"tuple\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"token\",\"type\":\"address\"}],\"name\":\"withdraw\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"withdrawStake\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"}]",
+	ID:  "JobMarketV2",
+	Bin: "0x60e03461014657601f61445b38819003918201601f19168301916001600160401b0383118484101761014a57808492606094604052833981010312610146576100478161015e565b9060406100566020830161015e565b9101519163ffffffff8316808403610146576001600160601b038216801591908215610134575b8215610121575b508115610118575b506100e75760805260a05260c0526040516142e890816101738239608051818181612fd5015281816139cb01526141d6015260a05181818161293501526140d7015260c0518181816119f601528181612990015261304a0152f35b6040516387a33b2760e01b8152602060048201526008602482015267726567697374727960c01b6044820152606490fd5b9050155f61008c565b6001600160601b0385161191505f610084565b6001600160601b03851615925061007d565b5f80fd5b634e487b7160e01b5f52604160045260245ffd5b51906001600160601b03821682036101465756fe6080806040526004361015610012575f80fd5b5f3560e01c9081630fcf09d7146132e7575080631dffa3dc146131b757806321338b381461312857806323be5f5e1461310d5780632def662014612ff9578063375b3c0a14612fb15780633a4b66f114612f3c5780634b13cc0b14612d8b5780634c5d8a0f14612d6f5780634ec18db914612d52578063516addb114612b9057806351cff8d9146129b45780636cf6d67514612974578063714897df146129595780638802834e146129115780638e1a74711461274a578063998ecd72146124ba5780639a2d363e1461248b5780639b54fdcf146118c2578063a416aa06146117ec578063bed9d861146116c3578063bf22c45714611318578063bf81bf43146110b5578063cbb2ba9f14610f33578063cc1f0d2d14610eaf578063d861e76014610d95578063d9d3b5bf14610912578063e90d4c06146108cd578063f666d1b214610807578063fe313112146107c65763fec6419f14610171575f80fd5b60606003193601126107c2576004356024359081158015928381036107c25760443567ffffffffffffffff81116107c2576101b0903690600401613340565b9190926101bb613baa565b845f52600160205260405f20916101d18361375d565b600b81101561079557600181036107645750825464ffffffffff8160a01c16421161073c57335f52600360205264ffffffffff600260405f2001541615610714576001600160a01b0316948533146106cf5781156106845760048401548015908115610660575b50610638575b61025960018501546001600160a01b038160a01c9116613c1e565b83549560ff61027863ffffffff8960c81c1664ffffffffff42166134eb565b9760f01c1690831561062f5786945b8286106105da579091929661029b84614207565b976102a9604051998a6134c8565b848952601f196102b886614207565b013660208b013760405160208101904482528c6040820152604081526102df6060826134c8565b5190205f955b80871061045d578d8d7fdbe215fcc54bcae2b5448d5d6671c2900dfbf203245a2afd2d49f24e6ba9d7f78e61042c8f8f600281016001600160a01b0333167fffffffffffffffffffffffff00000000000000000000000000000000000000008254161781556103998582907fffffffffffffff0000000000ffffffffffffffffffffffffffffffffffffffff78ffffffffff000000000000000000000000000000000000000083549260a01b169116179055565b7902000000000000000000000000000000000000000000000000007fffffffffffff00ffffffffffffffffffffffffffffffffffffffffffffffffff8254161790556004604051602081019060208252610408816103fa6040820188613721565b03601f1981018352826134c8565b51902091015564ffffffffff60405193168352606060208401526060830190613721565b9360408201528033940390a35f7f9b779b17422d0df92223018b32b4d1fa46e071723d6817e2486d003becc55f005d005b98889d969a989b9193959960409d9395989d5160208101908682528d60408201526040815261048d6060826134c8565b5190209c15610602578e80959d069c5f955b86146105da578b8f8f8f908e925f146105bb576104c06104c5918d8d613b12565b613642565b905b6001600160a01b0382169384141592836105b0575b8361059d575b50505080610577575b61054d575060018e01809e11610520578f9d808f0361051757506105105f5b9661366d565b959d61049f565b6105109061050a565b7f4e487b71000000000000000000000000000000000000000000000000000000005f52601160045260245ffd5b90939d506001929b96989f9a9c9197949e99955061056b828e61421f565b520195919293946102e5565b508a8a156104eb5750805f52600460205263ffffffff60405f205460881c1615156104eb565b6105a793506142a0565b155f8f8e6104e2565b3385141593506104dc565b6105cc6001600160a01b03916133e1565b90549060031b1c16906104c7565b7fae575a88000000000000000000000000000000000000000000000000000000005f5260045ffd5b7f4e487b71000000000000000000000000000000000000000000000000000000005f52601260045260245ffd5b60055494610287565b7fe2d3b1c0000000000000000000000000000000000000000000000000000000005f5260045ffd5b90506040516020810190610679816103fa8a878661367b565b51902014155f610238565b841561023e5760646040516387a33b2760e01b815260206004820152601e60248201527f616c6c6f776c69737420776974686f757420757365416c6c6f776c69737400006044820152fd5b60646040516387a33b2760e01b815260206004820152601560248201527f73706f6e736f722063616e6e6f742061636365707400000000000000000000006044820152fd5b7faba47339000000000000000000000000000000000000000000000000000000005f5260045ffd5b7f70f65caa000000000000000000000000000000000000000000000000000000005f5260045ffd5b610790907fe7ec536e000000000000000000000000000000000000000000000000000000005f526133b5565b60245ffd5b7f4e487b71000000000000000000000000000000000000000000000000000000005f52602160045260245ffd5b5f80fd5b346107c25760206003193601126107c2576004356005548110156107c2576001600160a01b036107f76020926133e1565b90549060031b1c16604051908152f35b346107c25760206003193601126107c2576001600160a01b03610828613300565b5f6060604051610837816134ac565b8281528260208201528260408201520152165f526004602052608060405f206affffffffffffffffffffff6040519161086f836134ac565b5463ffffffff6bffffffffffffffffffffffff82169384815264ffffffffff60208201818560601c16815260606040840193858760881c168552019460a81c8552604051968752511660208601525116604084015251166060820152f35b346107c25760406003193601126107c2576108e6613316565b6004355f5260026020526001600160a01b0360405f2091165f52602052602060405f2054604051908152f35b346107c25760806003193601126107c25760043560243567ffffffffffffffff81116107c257610946903690600401613340565b9060443563ffffffff81168091036107c257835f52600160205260405f2090600282019081549160ff8360c81c16600b81101561079557600303610d615761098f868686613b22565b918360e01c61ffff81169464ffffffffff8160a01c16918242111580610d45575b610d1d5764ffffffffff6109cd60038a0194855460e81c906134eb565b16421161073c57851661ffff1615610cf55760f01c841661ffff16610ccd57604051602081019083825260643560408201523360608201528a608082015260808152610a1a60a0826134c8565b519020895f52600260205260405f206001600160a01b0333165f5260205260405f205403610ca557885f52600260205260405f206001600160a01b0333165f526020525f60408120558254938460f01c17927fffff0000000000000000000000000000000000000000000000000000000000008460f01b1694857dffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff82161795868355885460f81c5f14610c915763ffffffff845460b01c16851115965b8715610c375750505080547fffffffffff00ffffffffffffffffffffffffffffffffffffffffffffffffffff7aff0000000000000000000000000000000000000000000000000000610b2c60ff8460d01c16613710565b60d01b1691161790555b60018601546001600160a01b031680610c11575069ffffffffffffffffffff905460601c1692335f52600460205260405f2093845460a81c01936affffffffffffffffffffff85116105205761ffff9474ffffffffffffffffffffffffffffffffffffffffff7fffffffffffffffffffffff00000000000000000000000000000000000000000083549260a81b1691161790555b60405191825215156020820152877f6efd1eb45ef82869690e4d97be475ef1b0b2b2c8a4b209d49c8947b18bddd7ed60403393a31614610c0657005b610c0f93613dd8565b005b610c329069ffffffffffffffffffff61ffff96935460601c169033906137ec565b610bca565b7bff000000000000000000000000000000000000000000000000000000610c8260ff7dffff00ffffffffffffffffffffffffffffffffffffffffffffffffffffff9360d81c16613710565b60d81b16921617179055610b36565b63ffffffff845460b01c1685101596610ad5565b7f37344e76000000000000000000000000000000000000000000000000000000005f5260045ffd5b7fa89ac151000000000000000000000000000000000000000000000000000000005f5260045ffd5b7f81791cb4000000000000000000000000000000000000000000000000000000005f5260045ffd5b7fc349402d000000000000000000000000000000000000000000000000000000005f5260045ffd5b5060018a1b5f1981019081116105205761ffff168714156109b0565b610790610d6d8561375d565b7fe7ec536e000000000000000000000000000000000000000000000000000000005f526133b5565b346107c25760406003193601126107c25760043560243567ffffffffffffffff81116107c257610dc9903690600401613340565b90825f52600160205260405f20600281015460ff8160c81c16600b81101561079557600303610ea3576040516020810190610e09816103fa88888661367b565b5190206004830154036106385764ffffffffff8160a01c169064ffffffffff610e39600385015460e81c846134eb565b164211159182610e7b575b5050610e5357610c0f93613dd8565b7f2eb35430000000000000000000000000000000000000000000000000000000005f5260045ffd5b4211915081610e8e575b50158580610e44565b905061ffff8160e01c169060f01c1485610e85565b610790610d6d8361375d565b346107c25760406003193601126107c2576020610eca613300565b6001600160a01b03610eda613316565b911690815f526007835260405f206001600160a01b0382165f52835260405f20549115610f0b575b50604051908152f35b906001600160a01b03610f2d92165f526004835260405f205460a81c90613439565b82610f02565b346107c257610f413661339f565b90805f52600160205260405f20916002830190815460ff8160c81c16600b811015610795576004036110a95760a01c64ffffffffff16421161073c57604051602081019082825260208152610f976040826134c8565b5190206005850154036110815760407fc3b6454f2c70bbf8b5af38fecef20378135e9db1bbe83bcc0a84b19e2d474c8a9161104f6001600160a01b0386957905000000000000000000000000000000000000000000000000007fffffffffffff00ffffffffffffffffffffffffffffffffffffffffffffffffff825416178155541696876001600160a01b036110486bffffffffffffffffffffffff60036001860154950154168460a01c90613439565b92166137ec565b8151908152336020820152a27f16a7286196330eaff0c7db2ec34ead9c6d2d023b356b62ee7ea644c842a84b675f80a3005b7f431e1648000000000000000000000000000000000000000000000000000000005f5260045ffd5b610790610d6d8661375d565b346107c25760206003193601126107c257600435805f52600160205260405f206110de8161375d565b90600381019182549282549361110960ff8660f01c1669ffffffffffffffffffff8360601c16613426565b94600b84101561079557600184036111df57505082549264ffffffffff8460a01c16421115610e535761118c6020946002936001600160a01b036111847f3f76c242872f430454eed950621a55a4c2bb5833506f88f5088c467db62d29a3996bffffffffffffffffffffffff83600189015416945416613439565b9216906137ec565b01790a000000000000000000000000000000000000000000000000007fffffffffffff00ffffffffffffffffffffffffffffffffffffffffffffffffff8254161790556111dc60405180926133c3565ba2005b939491936002840361126a57505064ffffffffff600285015460a01c16421115610e5357836112656002926020956001600160a01b0361104861125b60017f3f76c242872f430454eed950621a55a4c2bb5833506f88f5088c467db62d29a39b0154946bffffffffffffffffffffffff84895416955416613439565b8460a01c90613439565b61118c565b91509250600482145f146112ec5764ffffffffff600285015460a01c16421115610e5357836112656002926020956001600160a01b03806112e360017f3f76c242872f430454eed950621a55a4c2bb5833506f88f5088c467db62d29a39b0154936bffffffffffffffffffffffff8560a01c9116613439565b931691166137ec565b610790827fe7ec536e000000000000000000000000000000000000000000000000000000005f526133b5565b346107c25760206003193601126107c2575f6102a06040516113398161348f565b8281528260208201528260408201528260608201528260808201528260a08201528260c08201528260e08201528261010082015282610120820152826101408201528261016082015282610180820152826101a0820152826101c0820152826101e0820152826102008201528261022082015282610240820152826102608201528261028082015201526004355f5260016020526102c060405f206005604051916113e38361348f565b80546001600160a01b038116845264ffffffffff8160a01c16602085015263ffffffff8160c81c16604085015260ff8160e81c16606085015260ff8160f01c16608085015260f81c151560a084015260018101546001600160a01b03811660c085015260a01c60e084015260028101546001600160a01b03811661010085015264ffffffffff8160a01c1661012085015261148860ff8260c81c1661014086016136f7565b60ff8160d01c1661016085015260ff8160d81c1661018085015261ffff8160e01c166101a085015260f01c6101c084015260038101546bffffffffffffffffffffffff81166101e085015269ffffffffffffffffffff8160601c1661020085015263ffffffff8160b01c1661022085015262ffffff8160d01c1661024085015260e81c610260840152600481015461028084015201546102a08201526004355f52600160205261154761153d60405f2061375d565b61014083016136f7565b6102a0604051916001600160a01b03815116835264ffffffffff602082015116602084015263ffffffff604082015116604084015260ff606082015116606084015260ff608082015116608084015260a0810151151560a08401526001600160a01b0360c08201511660c08401526bffffffffffffffffffffffff60e08201511660e08401526001600160a01b036101008201511661010084015264ffffffffff610120820151166101208401526116096101408201516101408501906133c3565b60ff6101608201511661016084015260ff6101808201511661018084015261ffff6101a0820151166101a084015261ffff6101c0820151166101c08401526bffffffffffffffffffffffff6101e0820151166101e084015269ffffffffffffffffffff6102008201511661020084015263ffffffff6102208201511661022084015262ffffff6102408201511661024084015262ffffff6102608201511661026084015261028081015161028084015201516102a0820152f35b346107c2575f6003193601126107c257335f52600460205260405f20805464ffffffffff8160601c1680156117c057804210611795575081547fffffffffffffffffffffffffffffff0000000000000000000000000000000000169091556bffffffffffffffffffffffff16801561176d5761173f813361379d565b6040519081527f8108595eb6bad3acefa9da467d90cc2217686d5c5ac85460f8b7849c840645fc60203392a2005b7fd0d04f60000000000000000000000000000000000000000000000000000000005f5260045ffd5b7fa720af57000000000000000000000000000000000000000000000000000000005f5260045260245ffd5b7fe7ec536e000000000000000000000000000000000000000000000000000000005f525f60045260245ffd5b60206003193601126107c25760043567ffffffffffffffff81116107c257611818903690600401613371565b801580156118b8575b611873577fce77254b84cf9166e4998358701c70dea508075879b18e10e6c06017be3639f290611865611852613981565b9360405192604084526040840191613523565b9260208201528033930390a2005b60646040516387a33b2760e01b815260206004820152600e60248201527f70656572206964206c656e6774680000000000000000000000000000000000006044820152fd5b5060808111611821565b60206003193601126107c25767ffffffffffffffff600435116107c2576101e0600319600435360301126107c2576118f8613baa565b61190660c460043501613543565b60ff811615801561247e575b6124395760ff61192660e460043501613543565b1615801561241d575b6123d8576bffffffffffffffffffffffff61194e602460043501613551565b1615612393576119636101246004350161356a565b64ffffffffff429116111561234e5763ffffffff6119866101446004350161357c565b16158015612333575b8015612318575b6122d3576119cc63ffffffff6119b16101446004350161357c565b1662ffffff6119c56101646004350161358d565b1690613439565b6119db6101846004350161358d565b906301fffffe6119ef9260011b1690613439565b637fffffff7f000000000000000000000000000000000000000000000000000000000000000060011c161061226857611a336101a46004350160043560040161359d565b9050158015612248575b61220357611a56610104600435016004356004016135ee565b9190506040821180156121ed575b6121a857611aca611a79600435600401613642565b611ac46bffffffffffffffffffffffff611a97602460043501613551565b16611abe60ff861669ffffffffffffffffffff611ab8604460043501613656565b16613426565b90613439565b90613c1e565b611ad45f5461366d565b91825f55825f52600160205260405f20916001600160a01b0333167fffffffffffffffffffffffff0000000000000000000000000000000000000000845416178355611b72611b286101246004350161356a565b84547fffffffffffffff0000000000ffffffffffffffffffffffffffffffffffffffff1660a09190911b78ffffffffff000000000000000000000000000000000000000016178455565b611b816101446004350161357c565b9083547dff0000000000000000000000000000000000000000000000000000000000611bb160e460043501613543565b60e81b1660043560a4013580151590036107c2577effffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7eff000000000000000000000000000000000000000000000000000000000000927fff000000000000ffffffffffffffffffffffffffffffffffffffffffffffffff7cffffffff000000000000000000000000000000000000000000000000007fff0000000000000000000000000000000000000000000000000000000000000060a46004350135151560f81b169760c81b1691161716179160f01b16171782556001600160a01b03611c9c600435600401613642565b1615801590612184575b6120f9575b611cb9602460043501613551565b6bffffffffffffffffffffffff6003840191167fffffffffffffffffffffffffffffffffffffffff000000000000000000000000825416178155611d01604460043501613656565b815479ffffffff00000000000000000000000000000000000000000000611d2c60846004350161357c565b60b01b167cffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7cffffff0000000000000000000000000000000000000000000000000000611d7b6101646004350161358d565b60d01b16927fffffff0000000000000000000000000000000000ffffffffffffffffffffffff75ffffffffffffffffffff0000000000000000000000007fffffff0000000000000000000000000000000000000000000000000000000000611de86101846004350161358d565b60e81b169660601b169116171617171790556120bf575b506001600160a01b03611e16600435600401613642565b169060405191602083526001600160a01b03611e3660043560040161332c565b1660208401526bffffffffffffffffffffffff611e576024600435016136c0565b1660408401526044600435013569ffffffffffffffffffff81168091036107c25760608401526bffffffffffffffffffffffff611e986064600435016136c0565b16608084015263ffffffff611eb16084600435016133d0565b1660a084015260a46004350135151560c084015260ff611ed560c4600435016136d9565b1660e084015260ff611eeb60e4600435016136d9565b166101008401526101046004350135927fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffdd60043536030193848112156107c25760043501936024600486013595019467ffffffffffffffff81116107c2578060051b360386136107c2576101e061012084015280610200840152610220830195905f5b81811061209757505050610124600435013564ffffffffff81168091036107c25761014083015263ffffffff611fa9610144600435016133d0565b1661016083015262ffffff611fc3610164600435016136e7565b1661018083015262ffffff611fdd610184600435016136e7565b166101a08301526101a46004350135908112156107c25760043501936024600486013595019467ffffffffffffffff81116107c25780360386136107c257612057827f7e4400fbb878c6832d32189595cfef889613cbcb7b57a06c9a7bef36641d553792602098601f19878a9703016101c0880152613523565b926101c460043501356101e08201528033940390a45f7f9b779b17422d0df92223018b32b4d1fa46e071723d6817e2486d003becc55f005d604051908152f35b9091966020806001926001600160a01b036120b18c61332c565b168152019801929101611f6e565b60046120ed6103fa6120d9610104843501843585016135ee565b60409391935192839160208301958661367b565b51902091015581611dff565b612107600435600401613642565b6001600160a01b036001840191167fffffffffffffffffffffffff000000000000000000000000000000000000000082541617815561214a606460043501613551565b6001600160a01b037fffffffffffffffffffffffff000000000000000000000000000000000000000083549260a01b169116179055611cab565b506bffffffffffffffffffffffff6121a0606460043501613551565b161515611ca6565b60646040516387a33b2760e01b815260206004820152600960248201527f616c6c6f776c69737400000000000000000000000000000000000000000000006044820152fd5b508115158015611a64575060ff81168210611a64565b60646040516387a33b2760e01b815260206004820152600b60248201527f6d616e69666573744349440000000000000000000000000000000000000000006044820152fd5b5060806122606101a46004350160043560040161359d565b905011611a3d565b60846040516387a33b2760e01b815260206004820152602d60248201527f77696e646f7773206c6f6e676572207468616e2068616c662074686520756e6260448201527f6f6e64696e6720706572696f64000000000000000000000000000000000000006064820152fd5b60646040516387a33b2760e01b815260206004820152600760248201527f77696e646f7773000000000000000000000000000000000000000000000000006044820152fd5b5062ffffff61232c6101846004350161358d565b1615611996565b5062ffffff6123476101646004350161358d565b161561198f565b60646040516387a33b2760e01b815260206004820152600860248201527f61636365707442790000000000000000000000000000000000000000000000006044820152fd5b60646040516387a33b2760e01b815260206004820152600660248201527f72657761726400000000000000000000000000000000000000000000000000006044820152fd5b60646040516387a33b2760e01b815260206004820152600660248201527f71756f72756d00000000000000000000000000000000000000000000000000006044820152fd5b5060ff811660ff61243260e460043501613543565b161161192f565b60646040516387a33b2760e01b815260206004820152600e60248201527f76616c696461746f72436f756e740000000000000000000000000000000000006044820152fd5b50601060ff821611611912565b346107c25760206003193601126107c2576004355f526006602052602060ff60405f2054166040519015158152f35b346107c25760806003193601126107c25760043560243567ffffffffffffffff81116107c2576124ee903690600401613371565b919060443592606435835f52600160205260405f20926002840193845460ff8160c81c16600b81101561079557600203610ea3576001600160a01b03811633036127225760a01c64ffffffffff16421161073c5783158015612718575b8015612710575b8015612708575b6126c357865f52600660205260ff60405f20541661269b577fa1fdf961acd4e90022354c174754743d90c92d0adc51692217e1fd732bc33a899464ffffffffff9361267c61266986948b5f52600660205260405f2060017fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff00825416179055836005600383019261265d6125f762ffffff865460d01c168b42166134eb565b89547fffffffffffff000000000000ffffffffffffffffffffffffffffffffffffffff1660a082901b78ffffffffff0000000000000000000000000000000000000000161779030000000000000000000000000000000000000000000000000017909955565b01555460e81c846134eb565b946040519760a0895260a0890191613523565b98602087015260408601521660608401521660808201528033940390a3005b7f84a110ac000000000000000000000000000000000000000000000000000000005f5260045ffd5b60646040516387a33b2760e01b815260206004820152600660248201527f726573756c7400000000000000000000000000000000000000000000000000006044820152fd5b508215612559565b508615612552565b506080841161254b565b7f3480e2b2000000000000000000000000000000000000000000000000000000005f5260045ffd5b346107c2576127583661339f565b90805f52600160205260405f206002810190815460ff8160c81c16600b81101561079557600203610ea3576001600160a01b03811633036127225764ffffffffff9060a01c169081421161073c5763ffffffff815460c81c1680920364ffffffffff81116105205785151592836128d9575b505061288b91927908000000000000000000000000000000000000000000000000007fffffffffffff00ffffffffffffffffffffffffffffffffffffffffffffffffff82541617905561284f60038201546bffffffffffffffffffffffff61284860ff855460f01c1669ffffffffffffffffffff8460601c16613426565b9116613439565b9083156128c05761287360018201548060a01c906001600160a01b033391166137ec565b6001600160a01b0380600183015416915416906137ec565b604051928352151560208301527f847092c6e1c4061a4c934a34286b7fe0263d1b184cc158eca9bdf643ef9f6e3960403393a3005b906128d390600183015460a01c90613439565b90612873565b909250600a810290808204600a14901517156105205761288b9264ffffffffff606461290793049116613439565b42111591866127ca565b346107c2575f6003193601126107c25760206040516bffffffffffffffffffffffff7f0000000000000000000000000000000000000000000000000000000000000000168152f35b346107c2575f6003193601126107c257602060405160108152f35b346107c2575f6003193601126107c257602060405163ffffffff7f0000000000000000000000000000000000000000000000000000000000000000168152f35b346107c25760206003193601126107c2576001600160a01b036129d5613300565b6129dd613baa565b16805f52600760205260405f206001600160a01b0333165f5260205260405f205480612b6a575b811580612b1d575b811561176d5715612acb575f80808084335af13d15612ac6573d612a2f81613507565b90612a3d60405192836134c8565b81525f60203d92013e5b15612a9e575b6040519081527fd1c19fbcd4551a5edfb66d43d2e337c04837afda3482b42bdf569a8fccdae5fb60203392a35f7f9b779b17422d0df92223018b32b4d1fa46e071723d6817e2486d003becc55f005d005b7f90b8ec18000000000000000000000000000000000000000000000000000000005f5260045ffd5b612a47565b612b186040517fa9059cbb00000000000000000000000000000000000000000000000000000000602082015233602482015282604482015260448152612b126064826134c8565b83614233565b612a4d565b335f52600460205260405f20805460a81c9081612b3c575b5050612a0c565b928374ffffffffffffffffffffffffffffffffffffffffff612b62949554169055613439565b908380612b35565b815f52600760205260405f206001600160a01b0333165f526020525f6040812055612a04565b346107c25760606003193601126107c25760043567ffffffffffffffff81116107c257612bc1903690600401613371565b60243567ffffffffffffffff81116107c257612be1903690600401613371565b91906044359382158015612d48575b8015612d3e575b612cf957612c0483613507565b93612c1260405195866134c8565b838552602085019236858401116107c257612cd8847f3b2ae25b85cbec87d76dabd72e9d245d4996d09ac0a78273315cbba0a45f442f978786612ceb98375f6020898301015251902093604051612c6881613446565b85815264ffffffffff600260208301928c845260408101938342168552335f52600360205260405f2091518255516001820155019151167fffffffffffffffffffffffffffffffffffffffffffffffffffffff000000000082541617905560405196608088526080880191613523565b9260208601528483036040860152613523565b9260608201528033930390a2005b60646040516387a33b2760e01b815260206004820152601c60248201527f70656572206964206f72207265706f727420636964206c656e677468000000006044820152fd5b5060808411612bf7565b5060808311612bf0565b346107c2575f6003193601126107c2576020600554604051908152f35b346107c2575f6003193601126107c25760205f54604051908152f35b346107c25760606003193601126107c25760043560243567ffffffffffffffff81116107c257612dbf903690600401613340565b60449291923592825f52600160205260405f20600281019283549260ff8460c81c16600b81101561079557600303612f305764ffffffffff8460a01c16421161073c57612e0b92613b22565b8160e01c9061ffff81831616612f08578515612ec3577fffff0000ffffffffffffffffffffffffffffffffffffffffffffffffffffffff9161ffff807dffff00000000000000000000000000000000000000000000000000000000931691161760e01b169116179055805f52600260205260405f206001600160a01b0333165f526020528160405f20556040519182527f26a454697a4923cb3646779d831b5e4696bd3fab14b67dd6dfe23d72354f57dd60203393a3005b60646040516387a33b2760e01b815260206004820152600a60248201527f636f6d6d69746d656e74000000000000000000000000000000000000000000006044820152fd5b7fbfec5558000000000000000000000000000000000000000000000000000000005f5260045ffd5b610790610d6d8461375d565b5f6003193601126107c2573415612f8957612f55613981565b6040519034825260208201527f1449c6dd7851abc30abf37f57715f492010519147cc2652fbc38202c18a6ee9060403392a2005b7f98d4901c000000000000000000000000000000000000000000000000000000005f5260045ffd5b346107c2575f6003193601126107c25760206040516bffffffffffffffffffffffff7f0000000000000000000000000000000000000000000000000000000000000000168152f35b346107c2575f6003193601126107c257335f52600460205260405f2080546bffffffffffffffffffffffff81161580156130fa575b6117c05760881c63ffffffff166130ec575b61307763ffffffff7f00000000000000000000000000000000000000000000000000000000000000001664ffffffffff42166134eb565b9080547fffffffffffffffffffffffffffffff0000000000ffffffffffffffffffffffff70ffffffffff0000000000000000000000008460601b16911617905564ffffffffff604051911681527fde324e7ec58a24fe424b74f9075fbe243b2a8b08e5635d06e23fafc7c73f60ff60203392a2005b6130f581613828565b613040565b5064ffffffffff8160601c16151561302e565b346107c2575f6003193601126107c2576020604051600a8152f35b346107c25760206003193601126107c2576001600160a01b03613149613300565b5f6040805161315781613446565b8281528260208201520152165f526003602052606060405f2064ffffffffff60405161318281613446565b825492838252604083600260018401549360208601948552015416920191825260405193845251602084015251166040820152f35b346107c25760206003193601126107c257600435805f52600160205260405f206131e08161375d565b600b811015610795576001810361076457506001600160a01b0381541633036132bf5780600261329992017909000000000000000000000000000000000000000000000000007fffffffffffff00ffffffffffffffffffffffffffffffffffffffffffffffffff8254161790556001600160a01b036001820154166001600160a01b03611184600384549401546bffffffffffffffffffffffff61284860ff8760f01c1669ffffffffffffffffffff8460601c16613426565b7f58243f872c550ad02802199ade99eb4250f6bb19e9abbf2d3de7b969c0eb5e4f5f80a2005b7fdf4795c7000000000000000000000000000000000000000000000000000000005f5260045ffd5b346107c2575f6003193601126107c25780604060209252f35b600435906001600160a01b03821682036107c257565b602435906001600160a01b03821682036107c257565b35906001600160a01b03821682036107c257565b9181601f840112156107c25782359167ffffffffffffffff83116107c2576020808501948460051b0101116107c257565b9181601f840112156107c25782359167ffffffffffffffff83116107c257602083818601950101116107c257565b60031960409101126107c2576004359060243590565b600b81101561079557600452565b90600b8210156107955752565b359063ffffffff821682036107c257565b6005548110156133f95760055f5260205f2001905f90565b7f4e487b71000000000000000000000000000000000000000000000000000000005f52603260045260245ffd5b8181029291811591840414171561052057565b9190820180921161052057565b6060810190811067ffffffffffffffff82111761346257604052565b7f4e487b71000000000000000000000000000000000000000000000000000000005f52604160045260245ffd5b6102c0810190811067ffffffffffffffff82111761346257604052565b6080810190811067ffffffffffffffff82111761346257604052565b90601f601f19910116810190811067ffffffffffffffff82111761346257604052565b9064ffffffffff8091169116019064ffffffffff821161052057565b67ffffffffffffffff811161346257601f01601f191660200190565b601f8260209493601f1993818652868601375f8582860101520116010190565b3560ff811681036107c25790565b356bffffffffffffffffffffffff811681036107c25790565b3564ffffffffff811681036107c25790565b3563ffffffff811681036107c25790565b3562ffffff811681036107c25790565b9035907fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe1813603018212156107c2570180359067ffffffffffffffff82116107c2576020019181360383136107c257565b9035907fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe1813603018212156107c2570180359067ffffffffffffffff82116107c257602001918160051b360383136107c257565b356001600160a01b03811681036107c25790565b3569ffffffffffffffffffff811681036107c25790565b5f1981146105205760010190565b60208082528101839052604001915f5b8181106136985750505090565b9091926020806001926001600160a01b036136b28861332c565b16815201940192910161368b565b35906bffffffffffffffffffffffff821682036107c257565b359060ff821682036107c257565b359062ffffff821682036107c257565b600b8210156107955752565b9190820391821161052057565b60ff1660ff81146105205760010190565b90602080835192838152019201905f5b81811061373e5750505090565b82516001600160a01b0316845260209384019390920191600101613731565b9060ff600283015460c81c1691600b8310156107955782159081613789575b5061378357565b60019150565b6001600160a01b039150541615155f61377c565b816137a6575050565b6001600160a01b03165f9081527f6d5257204ebe7d88fd91ae87941cb2dd9d8062b64ae5a2bd2d28ec40b9fbf6df60205260409020805490916137e891613439565b9055565b826137f657505050565b6001600160a01b03165f5260076020526001600160a01b0360405f2091165f526020526137e860405f20918254613439565b5f1963ffffffff825460881c160163ffffffff81116105205763ffffffff166005545f198101908111610520576138666001600160a01b03916133e1565b90549060031b1c1661389a8161387b846133e1565b9091906001600160a01b038084549260031b9316831b921b1916179055565b60018201809211610520576139019163ffffffff915f5260046020521660405f20907fffffffffffffffffffffff00000000ffffffffffffffffffffffffffffffffff74ffffffff000000000000000000000000000000000083549260881b169116179055565b6005548015613954575f1901613916816133e1565b6001600160a01b0382549160031b1b191690556005557fffffffffffffffffffffff00000000ffffffffffffffffffffffffffffffffff8154169055565b7f4e487b71000000000000000000000000000000000000000000000000000000005f52603160045260245ffd5b335f52600460205260405f20906139a86bffffffffffffffffffffffff8354163490613439565b916bffffffffffffffffffffffff8311612f89576bffffffffffffffffffffffff7f0000000000000000000000000000000000000000000000000000000000000000168310613acd5780547fffffffffffffffffffffffffffffff0000000000000000000000000000000000166bffffffffffffffffffffffff84161780825560881c63ffffffff1615613a395750565b600554906801000000000000000082101561346257613a82613a64836001613acb95016005556133e1565b33906001600160a01b038084549260031b9316831b921b1916179055565b60055481547fffffffffffffffffffffff00000000ffffffffffffffffffffffffffffffffff1660889190911b74ffffffff000000000000000000000000000000000016179055565b565b60646040516387a33b2760e01b815260206004820152601460248201527f7374616b652062656c6f77206d696e5374616b650000000000000000000000006044820152fd5b91908110156133f95760051b0190565b60046040516020810190613b3b816103fa88888661367b565b51902091015403610638575f5b828110613b77577f2ec5b449000000000000000000000000000000000000000000000000000000005f5260045ffd5b336001600160a01b03613b8e6104c0848787613b12565b1614613b9c57600101613b48565b61ffff9250600191501b1690565b7f9b779b17422d0df92223018b32b4d1fa46e071723d6817e2486d003becc55f005c613bf65760017f9b779b17422d0df92223018b32b4d1fa46e071723d6817e2486d003becc55f005d565b7f3ee5aeb5000000000000000000000000000000000000000000000000000000005f5260045ffd5b6001600160a01b03168015613dcf5734612f89578115613dcb57604051907f70a08231000000000000000000000000000000000000000000000000000000008252306004830152602082602481845afa918215613d8b575f92613d96575b50906020602492613cd46040517f23b872dd0000000000000000000000000000000000000000000000000000000084820152338682015230604482015286606482015260648152613cce6084826134c8565b82614233565b604051938480927f70a082310000000000000000000000000000000000000000000000000000000082523060048301525afa8015613d8b575f90613d57575b613d1d9250613703565b90808203613d29575050565b7f497e7c4b000000000000000000000000000000000000000000000000000000005f5260045260245260445ffd5b506020823d602011613d83575b81613d71602093836134c8565b810103126107c257613d1d9151613d13565b3d9150613d64565b6040513d5f823e3d90fd5b91506020823d602011613dc3575b81613db1602093836134c8565b810103126107c2579051906020613c7c565b3d9150613da4565b5050565b503403612f8957565b9291906002810190815460f01c5f936001861b5f1981019081116105205761ffff16820361406e575b50506001600160a01b03825416928061405e575b5081549160ff8360d01c169360ff8460d81c1695613e338787613439565b91600185018054926001600160a01b038416936003880198613e6f613e5a888c5495613703565b69ffffffffffffffffffff8560601c16613426565b925f978a549260ff8460e81c1682105f14613f67575050505050613eca94959697613eb9613ec0926bffffffffffffffffffffffff6001600160a01b0360079c5416935416613439565b90856137ec565b5460a01c916137ec565b600b831015610795577f8028acb40aa19af65a83cb422b9adf62c09024a6e07ccd1308db310a5e07551b946080948364ffffffffff94547fffffffffffff00ffffffffffffffffffffffffffffffffffffffffffffffffff79ff000000000000000000000000000000000000000000000000008860c81b169116179055613f5460405180966133c3565b60208501526040840152166060820152a2565b90929496506101fe91939b98955060cf9a979a1c168b81046002148c15171561052057111561402457505050613fb79394955060049581614008575b5050505460e81c64ffffffffff42166134eb565b81547fffffffffffffff0000000000ffffffffffffffffffffffffffffffffffffffff1660a082901b78ffffffffff000000000000000000000000000000000000000016178255613eca565b613eca565b6001600160a01b0361401c935416906137ec565b5f8080613fa3565b6140039550611184919450926140596001600160a01b03939798946bffffffffffffffffffffffff60069b60a01c9116613439565b613439565b614068908461379d565b5f613e15565b5f5b86811061407d5750613e01565b6001811b831615614091575b600101614070565b946001600160a01b036140a86104c0888a86613b12565b16805f52600460205260405f20916bffffffffffffffffffffffff83541690816bffffffffffffffffffffffff7f0000000000000000000000000000000000000000000000000000000000000000168084116141ff575b506bffffffffffffffffffffffff83169003926bffffffffffffffffffffffff841161052057600194846bffffffffffffffffffffffff6141ad96167fffffffffffffffffffffffffffffffffffffffff00000000000000000000000083541617825563ffffffff825460881c16151590816141c4575b506141b5575b508b7f0ebf205de0d16b8c4e99b7cd8c52f0e40c86547ecda94f93c3fcf75fd04084636020604051868152a3613439565b959050614089565b6141be90613828565b5f61417c565b90506bffffffffffffffffffffffff807f0000000000000000000000000000000000000000000000000000000000000000169116105f614176565b92505f6140ff565b67ffffffffffffffff81116134625760051b60200190565b80518210156133f95760209160051b010190565b905f602091828151910182855af115613d8b575f513d61429757506001600160a01b0381163b155b6142625750565b6001600160a01b03907f5274afe7000000000000000000000000000000000000000000000000000000005f521660045260245ffd5b6001141561425b565b9190915f5b8381106142b457505050505f90565b6001600160a01b036142c6828461421f565b51166001600160a01b038416146142df576001016142a5565b5050505060019056",
+}
+
+// JobMarketV2 is an auto generated Go binding around an Ethereum contract.
+type JobMarketV2 struct {
+	abi abi.ABI
+}
+
+// GetABI returns the ABI associated with this contract binding.
+func (c *JobMarketV2) GetABI() abi.ABI {
+	return c.abi
+}
+
+// NewJobMarketV2 creates a new instance of JobMarketV2.
+func NewJobMarketV2() *JobMarketV2 {
+	parsed, err := JobMarketV2MetaData.ParseABI()
+	if err != nil {
+		panic(errors.New("invalid ABI: " + err.Error()))
+	}
+	return &JobMarketV2{abi: *parsed}
+}
+
+// Instance creates a wrapper for a deployed contract instance at the given address.
+// Use this to create the instance object passed to abigen v2 library functions Call, Transact, etc.
+func (c *JobMarketV2) Instance(backend bind.ContractBackend, addr common.Address) *bind.BoundContract {
+	return bind.NewBoundContract(addr, c.abi, backend, backend, backend)
+}
+
+// PackConstructor is the Go binding used to pack the parameters required for
+// contract deployment.
+//
+// Solidity: constructor(uint96 minStake_, uint96 slashAmount_, uint32 unbondingPeriod_) returns()
+func (jobMarketV2 *JobMarketV2) PackConstructor(minStake_ *big.Int, slashAmount_ *big.Int, unbondingPeriod_ uint32) []byte {
+	enc, err := jobMarketV2.abi.Pack("", minStake_, slashAmount_, unbondingPeriod_)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// PackGIVEBACKPERCENT is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x23be5f5e.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function GIVE_BACK_PERCENT() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) PackGIVEBACKPERCENT() []byte {
+	enc, err := jobMarketV2.abi.Pack("GIVE_BACK_PERCENT")
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackGIVEBACKPERCENT is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x23be5f5e.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function GIVE_BACK_PERCENT() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) TryPackGIVEBACKPERCENT() ([]byte, error) {
+	return jobMarketV2.abi.Pack("GIVE_BACK_PERCENT")
+}
+
+// UnpackGIVEBACKPERCENT is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x23be5f5e.
+//
+// Solidity: function GIVE_BACK_PERCENT() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) UnpackGIVEBACKPERCENT(data []byte) (*big.Int, error) {
+	out, err := jobMarketV2.abi.Unpack("GIVE_BACK_PERCENT", data)
+	if err != nil {
+		return new(big.Int), err
+	}
+	out0 := abi.ConvertType(out[0], new(big.Int)).(*big.Int)
+	return out0, nil
+}
+
+// PackMAXALLOWLIST is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x0fcf09d7.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function MAX_ALLOWLIST() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) PackMAXALLOWLIST() []byte {
+	enc, err := jobMarketV2.abi.Pack("MAX_ALLOWLIST")
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackMAXALLOWLIST is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x0fcf09d7.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function MAX_ALLOWLIST() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) TryPackMAXALLOWLIST() ([]byte, error) {
+	return jobMarketV2.abi.Pack("MAX_ALLOWLIST")
+}
+
+// UnpackMAXALLOWLIST is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x0fcf09d7.
+//
+// Solidity: function MAX_ALLOWLIST() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) UnpackMAXALLOWLIST(data []byte) (*big.Int, error) {
+	out, err := jobMarketV2.abi.Unpack("MAX_ALLOWLIST", data)
+	if err != nil {
+		return new(big.Int), err
+	}
+	out0 := abi.ConvertType(out[0], new(big.Int)).(*big.Int)
+	return out0, nil
+}
+
+// PackMAXVALIDATORS is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x714897df.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function MAX_VALIDATORS() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) PackMAXVALIDATORS() []byte {
+	enc, err := jobMarketV2.abi.Pack("MAX_VALIDATORS")
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackMAXVALIDATORS is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x714897df.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function MAX_VALIDATORS() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) TryPackMAXVALIDATORS() ([]byte, error) {
+	return jobMarketV2.abi.Pack("MAX_VALIDATORS")
+}
+
+// UnpackMAXVALIDATORS is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x714897df.
+//
+// Solidity: function MAX_VALIDATORS() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) UnpackMAXVALIDATORS(data []byte) (*big.Int, error) {
+	out, err := jobMarketV2.abi.Unpack("MAX_VALIDATORS", data)
+	if err != nil {
+		return new(big.Int), err
+	}
+	out0 := abi.ConvertType(out[0], new(big.Int)).(*big.Int)
+	return out0, nil
+}
+
+// PackAcceptJob is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xfec6419f.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function acceptJob(uint256 jobId, bool useAllowlist, address[] allowlist) payable returns()
+func (jobMarketV2 *JobMarketV2) PackAcceptJob(jobId *big.Int, useAllowlist bool, allowlist []common.Address) []byte {
+	enc, err := jobMarketV2.abi.Pack("acceptJob", jobId, useAllowlist, allowlist)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackAcceptJob is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xfec6419f.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function acceptJob(uint256 jobId, bool useAllowlist, address[] allowlist) payable returns()
+func (jobMarketV2 *JobMarketV2) TryPackAcceptJob(jobId *big.Int, useAllowlist bool, allowlist []common.Address) ([]byte, error) {
+	return jobMarketV2.abi.Pack("acceptJob", jobId, useAllowlist, allowlist)
+}
+
+// PackCancelJob is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x1dffa3dc.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function cancelJob(uint256 jobId) returns()
+func (jobMarketV2 *JobMarketV2) PackCancelJob(jobId *big.Int) []byte {
+	enc, err := jobMarketV2.abi.Pack("cancelJob", jobId)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackCancelJob is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x1dffa3dc.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function cancelJob(uint256 jobId) returns()
+func (jobMarketV2 *JobMarketV2) TryPackCancelJob(jobId *big.Int) ([]byte, error) {
+	return jobMarketV2.abi.Pack("cancelJob", jobId)
+}
+
+// PackCommit is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x4b13cc0b.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function commit(uint256 jobId, address[] drawn, bytes32 commitment) returns()
+func (jobMarketV2 *JobMarketV2) PackCommit(jobId *big.Int, drawn []common.Address, commitment [32]byte) []byte {
+	enc, err := jobMarketV2.abi.Pack("commit", jobId, drawn, commitment)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackCommit is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x4b13cc0b.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function commit(uint256 jobId, address[] drawn, bytes32 commitment) returns()
+func (jobMarketV2 *JobMarketV2) TryPackCommit(jobId *big.Int, drawn []common.Address, commitment [32]byte) ([]byte, error) {
+	return jobMarketV2.abi.Pack("commit", jobId, drawn, commitment)
+}
+
+// PackCommitments is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xe90d4c06.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function commitments(uint256 jobId, address validator) view returns(bytes32)
+func (jobMarketV2 *JobMarketV2) PackCommitments(jobId *big.Int, validator common.Address) []byte {
+	enc, err := jobMarketV2.abi.Pack("commitments", jobId, validator)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackCommitments is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xe90d4c06.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function commitments(uint256 jobId, address validator) view returns(bytes32)
+func (jobMarketV2 *JobMarketV2) TryPackCommitments(jobId *big.Int, validator common.Address) ([]byte, error) {
+	return jobMarketV2.abi.Pack("commitments", jobId, validator)
+}
+
+// UnpackCommitments is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0xe90d4c06.
+//
+// Solidity: function commitments(uint256 jobId, address validator) view returns(bytes32)
+func (jobMarketV2 *JobMarketV2) UnpackCommitments(data []byte) ([32]byte, error) {
+	out, err := jobMarketV2.abi.Unpack("commitments", data)
+	if err != nil {
+		return *new([32]byte), err
+	}
+	out0 := *abi.ConvertType(out[0], new([32]byte)).(*[32]byte)
+	return out0, nil
+}
+
+// PackCredit is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xcc1f0d2d.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function credit(address token, address account) view returns(uint256 amount)
+func (jobMarketV2 *JobMarketV2) PackCredit(token common.Address, account common.Address) []byte {
+	enc, err := jobMarketV2.abi.Pack("credit", token, account)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackCredit is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xcc1f0d2d.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function credit(address token, address account) view returns(uint256 amount)
+func (jobMarketV2 *JobMarketV2) TryPackCredit(token common.Address, account common.Address) ([]byte, error) {
+	return jobMarketV2.abi.Pack("credit", token, account)
+}
+
+// UnpackCredit is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0xcc1f0d2d.
+//
+// Solidity: function credit(address token, address account) view returns(uint256 amount)
+func (jobMarketV2 *JobMarketV2) UnpackCredit(data []byte) (*big.Int, error) {
+	out, err := jobMarketV2.abi.Unpack("credit", data)
+	if err != nil {
+		return new(big.Int), err
+	}
+	out0 := abi.ConvertType(out[0], new(big.Int)).(*big.Int)
+	return out0, nil
+}
+
+// PackExpire is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xbf81bf43.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function expire(uint256 jobId) returns()
+func (jobMarketV2 *JobMarketV2) PackExpire(jobId *big.Int) []byte {
+	enc, err := jobMarketV2.abi.Pack("expire", jobId)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackExpire is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xbf81bf43.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function expire(uint256 jobId) returns()
+func (jobMarketV2 *JobMarketV2) TryPackExpire(jobId *big.Int) ([]byte, error) {
+	return jobMarketV2.abi.Pack("expire", jobId)
+}
+
+// PackFinalize is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xd861e760.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function finalize(uint256 jobId, address[] drawn) returns()
+func (jobMarketV2 *JobMarketV2) PackFinalize(jobId *big.Int, drawn []common.Address) []byte {
+	enc, err := jobMarketV2.abi.Pack("finalize", jobId, drawn)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackFinalize is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xd861e760.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function finalize(uint256 jobId, address[] drawn) returns()
+func (jobMarketV2 *JobMarketV2) TryPackFinalize(jobId *big.Int, drawn []common.Address) ([]byte, error) {
+	return jobMarketV2.abi.Pack("finalize", jobId, drawn)
+}
+
+// PackGetJob is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xbf22c457.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function getJob(uint256 jobId) view returns((address,uint40,uint32,uint8,uint8,bool,address,uint96,address,uint40,uint8,uint8,uint8,uint16,uint16,uint96,uint80,uint32,uint24,uint24,bytes32,bytes32) job)
+func (jobMarketV2 *JobMarketV2) PackGetJob(jobId *big.Int) []byte {
+	enc, err := jobMarketV2.abi.Pack("getJob", jobId)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackGetJob is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xbf22c457.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function getJob(uint256 jobId) view returns((address,uint40,uint32,uint8,uint8,bool,address,uint96,address,uint40,uint8,uint8,uint8,uint16,uint16,uint96,uint80,uint32,uint24,uint24,bytes32,bytes32) job)
+func (jobMarketV2 *JobMarketV2) TryPackGetJob(jobId *big.Int) ([]byte, error) {
+	return jobMarketV2.abi.Pack("getJob", jobId)
+}
+
+// UnpackGetJob is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0xbf22c457.
+//
+// Solidity: function getJob(uint256 jobId) view returns((address,uint40,uint32,uint8,uint8,bool,address,uint96,address,uint40,uint8,uint8,uint8,uint16,uint16,uint96,uint80,uint32,uint24,uint24,bytes32,bytes32) job)
+func (jobMarketV2 *JobMarketV2) UnpackGetJob(data []byte) (JobMarketV2Job, error) {
+	out, err := jobMarketV2.abi.Unpack("getJob", data)
+	if err != nil {
+		return *new(JobMarketV2Job), err
+	}
+	out0 := *abi.ConvertType(out[0], new(JobMarketV2Job)).(*JobMarketV2Job)
+	return out0, nil
+}
+
+// PackGiveBack is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x8e1a7471.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function giveBack(uint256 jobId, bytes32 logHash) returns()
+func (jobMarketV2 *JobMarketV2) PackGiveBack(jobId *big.Int, logHash [32]byte) []byte {
+	enc, err := jobMarketV2.abi.Pack("giveBack", jobId, logHash)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackGiveBack is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x8e1a7471.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function giveBack(uint256 jobId, bytes32 logHash) returns()
+func (jobMarketV2 *JobMarketV2) TryPackGiveBack(jobId *big.Int, logHash [32]byte) ([]byte, error) {
+	return jobMarketV2.abi.Pack("giveBack", jobId, logHash)
+}
+
+// PackJobCount is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x4c5d8a0f.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function jobCount() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) PackJobCount() []byte {
+	enc, err := jobMarketV2.abi.Pack("jobCount")
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackJobCount is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x4c5d8a0f.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function jobCount() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) TryPackJobCount() ([]byte, error) {
+	return jobMarketV2.abi.Pack("jobCount")
+}
+
+// UnpackJobCount is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x4c5d8a0f.
+//
+// Solidity: function jobCount() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) UnpackJobCount(data []byte) (*big.Int, error) {
+	out, err := jobMarketV2.abi.Unpack("jobCount", data)
+	if err != nil {
+		return new(big.Int), err
+	}
+	out0 := abi.ConvertType(out[0], new(big.Int)).(*big.Int)
+	return out0, nil
+}
+
+// PackMinStake is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x375b3c0a.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function minStake() view returns(uint96)
+func (jobMarketV2 *JobMarketV2) PackMinStake() []byte {
+	enc, err := jobMarketV2.abi.Pack("minStake")
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackMinStake is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x375b3c0a.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function minStake() view returns(uint96)
+func (jobMarketV2 *JobMarketV2) TryPackMinStake() ([]byte, error) {
+	return jobMarketV2.abi.Pack("minStake")
+}
+
+// UnpackMinStake is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x375b3c0a.
+//
+// Solidity: function minStake() view returns(uint96)
+func (jobMarketV2 *JobMarketV2) UnpackMinStake(data []byte) (*big.Int, error) {
+	out, err := jobMarketV2.abi.Unpack("minStake", data)
+	if err != nil {
+		return new(big.Int), err
+	}
+	out0 := abi.ConvertType(out[0], new(big.Int)).(*big.Int)
+	return out0, nil
+}
+
+// PackPool is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xfe313112.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function pool(uint256 ) view returns(address)
+func (jobMarketV2 *JobMarketV2) PackPool(arg0 *big.Int) []byte {
+	enc, err := jobMarketV2.abi.Pack("pool", arg0)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackPool is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xfe313112.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function pool(uint256 ) view returns(address)
+func (jobMarketV2 *JobMarketV2) TryPackPool(arg0 *big.Int) ([]byte, error) {
+	return jobMarketV2.abi.Pack("pool", arg0)
+}
+
+// UnpackPool is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0xfe313112.
+//
+// Solidity: function pool(uint256 ) view returns(address)
+func (jobMarketV2 *JobMarketV2) UnpackPool(data []byte) (common.Address, error) {
+	out, err := jobMarketV2.abi.Unpack("pool", data)
+	if err != nil {
+		return *new(common.Address), err
+	}
+	out0 := *abi.ConvertType(out[0], new(common.Address)).(*common.Address)
+	return out0, nil
+}
+
+// PackPoolSize is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x4ec18db9.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function poolSize() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) PackPoolSize() []byte {
+	enc, err := jobMarketV2.abi.Pack("poolSize")
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackPoolSize is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x4ec18db9.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function poolSize() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) TryPackPoolSize() ([]byte, error) {
+	return jobMarketV2.abi.Pack("poolSize")
+}
+
+// UnpackPoolSize is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x4ec18db9.
+//
+// Solidity: function poolSize() view returns(uint256)
+func (jobMarketV2 *JobMarketV2) UnpackPoolSize(data []byte) (*big.Int, error) {
+	out, err := jobMarketV2.abi.Unpack("poolSize", data)
+	if err != nil {
+		return new(big.Int), err
+	}
+	out0 := abi.ConvertType(out[0], new(big.Int)).(*big.Int)
+	return out0, nil
+}
+
+// PackPostJob is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x9b54fdcf.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function postJob((address,uint96,uint80,uint96,uint32,bool,uint8,uint8,address[],uint40,uint32,uint24,uint24,string,bytes32) p) payable returns(uint256 jobId)
+func (jobMarketV2 *JobMarketV2) PackPostJob(p JobMarketV2JobParams) []byte {
+	enc, err := jobMarketV2.abi.Pack("postJob", p)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackPostJob is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x9b54fdcf.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function postJob((address,uint96,uint80,uint96,uint32,bool,uint8,uint8,address[],uint40,uint32,uint24,uint24,string,bytes32) p) payable returns(uint256 jobId)
+func (jobMarketV2 *JobMarketV2) TryPackPostJob(p JobMarketV2JobParams) ([]byte, error) {
+	return jobMarketV2.abi.Pack("postJob", p)
+}
+
+// UnpackPostJob is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x9b54fdcf.
+//
+// Solidity: function postJob((address,uint96,uint80,uint96,uint32,bool,uint8,uint8,address[],uint40,uint32,uint24,uint24,string,bytes32) p) payable returns(uint256 jobId)
+func (jobMarketV2 *JobMarketV2) UnpackPostJob(data []byte) (*big.Int, error) {
+	out, err := jobMarketV2.abi.Unpack("postJob", data)
+	if err != nil {
+		return new(big.Int), err
+	}
+	out0 := abi.ConvertType(out[0], new(big.Int)).(*big.Int)
+	return out0, nil
+}
+
+// PackProviderOf is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x21338b38.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function providerOf(address provider) view returns((bytes32,bytes32,uint40))
+func (jobMarketV2 *JobMarketV2) PackProviderOf(provider common.Address) []byte {
+	enc, err := jobMarketV2.abi.Pack("providerOf", provider)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackProviderOf is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x21338b38.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function providerOf(address provider) view returns((bytes32,bytes32,uint40))
+func (jobMarketV2 *JobMarketV2) TryPackProviderOf(provider common.Address) ([]byte, error) {
+	return jobMarketV2.abi.Pack("providerOf", provider)
+}
+
+// UnpackProviderOf is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x21338b38.
+//
+// Solidity: function providerOf(address provider) view returns((bytes32,bytes32,uint40))
+func (jobMarketV2 *JobMarketV2) UnpackProviderOf(data []byte) (JobMarketV2Provider, error) {
+	out, err := jobMarketV2.abi.Unpack("providerOf", data)
+	if err != nil {
+		return *new(JobMarketV2Provider), err
+	}
+	out0 := *abi.ConvertType(out[0], new(JobMarketV2Provider)).(*JobMarketV2Provider)
+	return out0, nil
+}
+
+// PackRegisterProvider is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x516addb1.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function registerProvider(string peerId, string reportCID, bytes32 reportHash) returns()
+func (jobMarketV2 *JobMarketV2) PackRegisterProvider(peerId string, reportCID string, reportHash [32]byte) []byte {
+	enc, err := jobMarketV2.abi.Pack("registerProvider", peerId, reportCID, reportHash)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackRegisterProvider is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x516addb1.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function registerProvider(string peerId, string reportCID, bytes32 reportHash) returns()
+func (jobMarketV2 *JobMarketV2) TryPackRegisterProvider(peerId string, reportCID string, reportHash [32]byte) ([]byte, error) {
+	return jobMarketV2.abi.Pack("registerProvider", peerId, reportCID, reportHash)
+}
+
+// PackRegisterValidator is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xa416aa06.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function registerValidator(string peerId) payable returns()
+func (jobMarketV2 *JobMarketV2) PackRegisterValidator(peerId string) []byte {
+	enc, err := jobMarketV2.abi.Pack("registerValidator", peerId)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackRegisterValidator is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xa416aa06.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function registerValidator(string peerId) payable returns()
+func (jobMarketV2 *JobMarketV2) TryPackRegisterValidator(peerId string) ([]byte, error) {
+	return jobMarketV2.abi.Pack("registerValidator", peerId)
+}
+
+// PackReleaseKey is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xcbb2ba9f.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function releaseKey(uint256 jobId, bytes32 key) returns()
+func (jobMarketV2 *JobMarketV2) PackReleaseKey(jobId *big.Int, key [32]byte) []byte {
+	enc, err := jobMarketV2.abi.Pack("releaseKey", jobId, key)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackReleaseKey is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xcbb2ba9f.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function releaseKey(uint256 jobId, bytes32 key) returns()
+func (jobMarketV2 *JobMarketV2) TryPackReleaseKey(jobId *big.Int, key [32]byte) ([]byte, error) {
+	return jobMarketV2.abi.Pack("releaseKey", jobId, key)
+}
+
+// PackResultUsed is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x9a2d363e.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function resultUsed(bytes32 resultHash) view returns(bool)
+func (jobMarketV2 *JobMarketV2) PackResultUsed(resultHash [32]byte) []byte {
+	enc, err := jobMarketV2.abi.Pack("resultUsed", resultHash)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackResultUsed is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x9a2d363e.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function resultUsed(bytes32 resultHash) view returns(bool)
+func (jobMarketV2 *JobMarketV2) TryPackResultUsed(resultHash [32]byte) ([]byte, error) {
+	return jobMarketV2.abi.Pack("resultUsed", resultHash)
+}
+
+// UnpackResultUsed is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x9a2d363e.
+//
+// Solidity: function resultUsed(bytes32 resultHash) view returns(bool)
+func (jobMarketV2 *JobMarketV2) UnpackResultUsed(data []byte) (bool, error) {
+	out, err := jobMarketV2.abi.Unpack("resultUsed", data)
+	if err != nil {
+		return *new(bool), err
+	}
+	out0 := *abi.ConvertType(out[0], new(bool)).(*bool)
+	return out0, nil
+}
+
+// PackReveal is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xd9d3b5bf.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function reveal(uint256 jobId, address[] drawn, uint32 score, bytes32 salt) returns()
+func (jobMarketV2 *JobMarketV2) PackReveal(jobId *big.Int, drawn []common.Address, score uint32, salt [32]byte) []byte {
+	enc, err := jobMarketV2.abi.Pack("reveal", jobId, drawn, score, salt)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackReveal is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xd9d3b5bf.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function reveal(uint256 jobId, address[] drawn, uint32 score, bytes32 salt) returns()
+func (jobMarketV2 *JobMarketV2) TryPackReveal(jobId *big.Int, drawn []common.Address, score uint32, salt [32]byte) ([]byte, error) {
+	return jobMarketV2.abi.Pack("reveal", jobId, drawn, score, salt)
+}
+
+// PackSlashAmount is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x8802834e.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function slashAmount() view returns(uint96)
+func (jobMarketV2 *JobMarketV2) PackSlashAmount() []byte {
+	enc, err := jobMarketV2.abi.Pack("slashAmount")
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackSlashAmount is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x8802834e.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function slashAmount() view returns(uint96)
+func (jobMarketV2 *JobMarketV2) TryPackSlashAmount() ([]byte, error) {
+	return jobMarketV2.abi.Pack("slashAmount")
+}
+
+// UnpackSlashAmount is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x8802834e.
+//
+// Solidity: function slashAmount() view returns(uint96)
+func (jobMarketV2 *JobMarketV2) UnpackSlashAmount(data []byte) (*big.Int, error) {
+	out, err := jobMarketV2.abi.Unpack("slashAmount", data)
+	if err != nil {
+		return new(big.Int), err
+	}
+	out0 := abi.ConvertType(out[0], new(big.Int)).(*big.Int)
+	return out0, nil
+}
+
+// PackStake is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x3a4b66f1.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function stake() payable returns()
+func (jobMarketV2 *JobMarketV2) PackStake() []byte {
+	enc, err := jobMarketV2.abi.Pack("stake")
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackStake is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x3a4b66f1.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function stake() payable returns()
+func (jobMarketV2 *JobMarketV2) TryPackStake() ([]byte, error) {
+	return jobMarketV2.abi.Pack("stake")
+}
+
+// PackSubmitResult is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x998ecd72.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function submitResult(uint256 jobId, string checkpointCID, bytes32 resultHash, bytes32 keyHash) returns()
+func (jobMarketV2 *JobMarketV2) PackSubmitResult(jobId *big.Int, checkpointCID string, resultHash [32]byte, keyHash [32]byte) []byte {
+	enc, err := jobMarketV2.abi.Pack("submitResult", jobId, checkpointCID, resultHash, keyHash)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackSubmitResult is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x998ecd72.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function submitResult(uint256 jobId, string checkpointCID, bytes32 resultHash, bytes32 keyHash) returns()
+func (jobMarketV2 *JobMarketV2) TryPackSubmitResult(jobId *big.Int, checkpointCID string, resultHash [32]byte, keyHash [32]byte) ([]byte, error) {
+	return jobMarketV2.abi.Pack("submitResult", jobId, checkpointCID, resultHash, keyHash)
+}
+
+// PackUnbondingPeriod is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x6cf6d675.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function unbondingPeriod() view returns(uint32)
+func (jobMarketV2 *JobMarketV2) PackUnbondingPeriod() []byte {
+	enc, err := jobMarketV2.abi.Pack("unbondingPeriod")
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackUnbondingPeriod is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x6cf6d675.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function unbondingPeriod() view returns(uint32)
+func (jobMarketV2 *JobMarketV2) TryPackUnbondingPeriod() ([]byte, error) {
+	return jobMarketV2.abi.Pack("unbondingPeriod")
+}
+
+// UnpackUnbondingPeriod is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x6cf6d675.
+//
+// Solidity: function unbondingPeriod() view returns(uint32)
+func (jobMarketV2 *JobMarketV2) UnpackUnbondingPeriod(data []byte) (uint32, error) {
+	out, err := jobMarketV2.abi.Unpack("unbondingPeriod", data)
+	if err != nil {
+		return *new(uint32), err
+	}
+	out0 := *abi.ConvertType(out[0], new(uint32)).(*uint32)
+	return out0, nil
+}
+
+// PackUnstake is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x2def6620.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function unstake() returns()
+func (jobMarketV2 *JobMarketV2) PackUnstake() []byte {
+	enc, err := jobMarketV2.abi.Pack("unstake")
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackUnstake is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x2def6620.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function unstake() returns()
+func (jobMarketV2 *JobMarketV2) TryPackUnstake() ([]byte, error) {
+	return jobMarketV2.abi.Pack("unstake")
+}
+
+// PackValidatorOf is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xf666d1b2.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function validatorOf(address validator) view returns((uint96,uint40,uint32,uint88))
+func (jobMarketV2 *JobMarketV2) PackValidatorOf(validator common.Address) []byte {
+	enc, err := jobMarketV2.abi.Pack("validatorOf", validator)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackValidatorOf is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xf666d1b2.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function validatorOf(address validator) view returns((uint96,uint40,uint32,uint88))
+func (jobMarketV2 *JobMarketV2) TryPackValidatorOf(validator common.Address) ([]byte, error) {
+	return jobMarketV2.abi.Pack("validatorOf", validator)
+}
+
+// UnpackValidatorOf is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0xf666d1b2.
+//
+// Solidity: function validatorOf(address validator) view returns((uint96,uint40,uint32,uint88))
+func (jobMarketV2 *JobMarketV2) UnpackValidatorOf(data []byte) (JobMarketV2Validator, error) {
+	out, err := jobMarketV2.abi.Unpack("validatorOf", data)
+	if err != nil {
+		return *new(JobMarketV2Validator), err
+	}
+	out0 := *abi.ConvertType(out[0], new(JobMarketV2Validator)).(*JobMarketV2Validator)
+	return out0, nil
+}
+
+// PackWithdraw is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x51cff8d9.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function withdraw(address token) returns()
+func (jobMarketV2 *JobMarketV2) PackWithdraw(token common.Address) []byte {
+	enc, err := jobMarketV2.abi.Pack("withdraw", token)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackWithdraw is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x51cff8d9.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function withdraw(address token) returns()
+func (jobMarketV2 *JobMarketV2) TryPackWithdraw(token common.Address) ([]byte, error) {
+	return jobMarketV2.abi.Pack("withdraw", token)
+}
+
+// PackWithdrawStake is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xbed9d861.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function withdrawStake() returns()
+func (jobMarketV2 *JobMarketV2) PackWithdrawStake() []byte {
+	enc, err := jobMarketV2.abi.Pack("withdrawStake")
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackWithdrawStake is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xbed9d861.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function withdrawStake() returns()
+func (jobMarketV2 *JobMarketV2) TryPackWithdrawStake() ([]byte, error) {
+	return jobMarketV2.abi.Pack("withdrawStake")
+}
+
+// JobMarketV2Committed represents a Committed event raised by the JobMarketV2 contract.
+type JobMarketV2Committed struct {
+	JobId      *big.Int
+	Validator  common.Address
+	Commitment [32]byte
+	Raw        *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2CommittedEventName = "Committed"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2Committed) ContractEventName() string {
+	return JobMarketV2CommittedEventName
+}
+
+// UnpackCommittedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event Committed(uint256 indexed jobId, address indexed validator, bytes32 commitment)
+func (jobMarketV2 *JobMarketV2) UnpackCommittedEvent(log *types.Log) (*JobMarketV2Committed, error) {
+	event := "Committed"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2Committed)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2JobAccepted represents a JobAccepted event raised by the JobMarketV2 contract.
+type JobMarketV2JobAccepted struct {
+	JobId         *big.Int
+	Provider      common.Address
+	SubmitBy      *big.Int
+	Validators    []common.Address
+	FromAllowlist bool
+	Raw           *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2JobAcceptedEventName = "JobAccepted"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2JobAccepted) ContractEventName() string {
+	return JobMarketV2JobAcceptedEventName
+}
+
+// UnpackJobAcceptedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event JobAccepted(uint256 indexed jobId, address indexed provider, uint40 submitBy, address[] validators, bool fromAllowlist)
+func (jobMarketV2 *JobMarketV2) UnpackJobAcceptedEvent(log *types.Log) (*JobMarketV2JobAccepted, error) {
+	event := "JobAccepted"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2JobAccepted)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2JobCancelled represents a JobCancelled event raised by the JobMarketV2 contract.
+type JobMarketV2JobCancelled struct {
+	JobId *big.Int
+	Raw   *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2JobCancelledEventName = "JobCancelled"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2JobCancelled) ContractEventName() string {
+	return JobMarketV2JobCancelledEventName
+}
+
+// UnpackJobCancelledEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event JobCancelled(uint256 indexed jobId)
+func (jobMarketV2 *JobMarketV2) UnpackJobCancelledEvent(log *types.Log) (*JobMarketV2JobCancelled, error) {
+	event := "JobCancelled"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2JobCancelled)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2JobCompleted represents a JobCompleted event raised by the JobMarketV2 contract.
+type JobMarketV2JobCompleted struct {
+	JobId    *big.Int
+	Provider common.Address
+	Raw      *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2JobCompletedEventName = "JobCompleted"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2JobCompleted) ContractEventName() string {
+	return JobMarketV2JobCompletedEventName
+}
+
+// UnpackJobCompletedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event JobCompleted(uint256 indexed jobId, address indexed provider)
+func (jobMarketV2 *JobMarketV2) UnpackJobCompletedEvent(log *types.Log) (*JobMarketV2JobCompleted, error) {
+	event := "JobCompleted"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2JobCompleted)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2JobDecided represents a JobDecided event raised by the JobMarketV2 contract.
+type JobMarketV2JobDecided struct {
+	JobId   *big.Int
+	Outcome uint8
+	Passes  uint8
+	Fails   uint8
+	KeyBy   *big.Int
+	Raw     *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2JobDecidedEventName = "JobDecided"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2JobDecided) ContractEventName() string {
+	return JobMarketV2JobDecidedEventName
+}
+
+// UnpackJobDecidedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event JobDecided(uint256 indexed jobId, uint8 outcome, uint8 passes, uint8 fails, uint40 keyBy)
+func (jobMarketV2 *JobMarketV2) UnpackJobDecidedEvent(log *types.Log) (*JobMarketV2JobDecided, error) {
+	event := "JobDecided"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2JobDecided)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2JobExpired represents a JobExpired event raised by the JobMarketV2 contract.
+type JobMarketV2JobExpired struct {
+	JobId *big.Int
+	From  uint8
+	Raw   *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2JobExpiredEventName = "JobExpired"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2JobExpired) ContractEventName() string {
+	return JobMarketV2JobExpiredEventName
+}
+
+// UnpackJobExpiredEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event JobExpired(uint256 indexed jobId, uint8 from)
+func (jobMarketV2 *JobMarketV2) UnpackJobExpiredEvent(log *types.Log) (*JobMarketV2JobExpired, error) {
+	event := "JobExpired"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2JobExpired)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2JobPosted represents a JobPosted event raised by the JobMarketV2 contract.
+type JobMarketV2JobPosted struct {
+	JobId   *big.Int
+	Sponsor common.Address
+	Token   common.Address
+	Params  JobMarketV2JobParams
+	Raw     *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2JobPostedEventName = "JobPosted"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2JobPosted) ContractEventName() string {
+	return JobMarketV2JobPostedEventName
+}
+
+// UnpackJobPostedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event JobPosted(uint256 indexed jobId, address indexed sponsor, address indexed token, (address,uint96,uint80,uint96,uint32,bool,uint8,uint8,address[],uint40,uint32,uint24,uint24,string,bytes32) params)
+func (jobMarketV2 *JobMarketV2) UnpackJobPostedEvent(log *types.Log) (*JobMarketV2JobPosted, error) {
+	event := "JobPosted"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2JobPosted)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2JobReturned represents a JobReturned event raised by the JobMarketV2 contract.
+type JobMarketV2JobReturned struct {
+	JobId        *big.Int
+	Provider     common.Address
+	LogHash      [32]byte
+	BondReturned bool
+	Raw          *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2JobReturnedEventName = "JobReturned"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2JobReturned) ContractEventName() string {
+	return JobMarketV2JobReturnedEventName
+}
+
+// UnpackJobReturnedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event JobReturned(uint256 indexed jobId, address indexed provider, bytes32 logHash, bool bondReturned)
+func (jobMarketV2 *JobMarketV2) UnpackJobReturnedEvent(log *types.Log) (*JobMarketV2JobReturned, error) {
+	event := "JobReturned"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2JobReturned)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2KeyReleased represents a KeyReleased event raised by the JobMarketV2 contract.
+type JobMarketV2KeyReleased struct {
+	JobId *big.Int
+	Key   [32]byte
+	By    common.Address
+	Raw   *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2KeyReleasedEventName = "KeyReleased"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2KeyReleased) ContractEventName() string {
+	return JobMarketV2KeyReleasedEventName
+}
+
+// UnpackKeyReleasedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event KeyReleased(uint256 indexed jobId, bytes32 key, address by)
+func (jobMarketV2 *JobMarketV2) UnpackKeyReleasedEvent(log *types.Log) (*JobMarketV2KeyReleased, error) {
+	event := "KeyReleased"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2KeyReleased)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2ProviderRegistered represents a ProviderRegistered event raised by the JobMarketV2 contract.
+type JobMarketV2ProviderRegistered struct {
+	Provider   common.Address
+	PeerId     string
+	PeerIdHash [32]byte
+	ReportCID  string
+	ReportHash [32]byte
+	Raw        *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2ProviderRegisteredEventName = "ProviderRegistered"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2ProviderRegistered) ContractEventName() string {
+	return JobMarketV2ProviderRegisteredEventName
+}
+
+// UnpackProviderRegisteredEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event ProviderRegistered(address indexed provider, string peerId, bytes32 peerIdHash, string reportCID, bytes32 reportHash)
+func (jobMarketV2 *JobMarketV2) UnpackProviderRegisteredEvent(log *types.Log) (*JobMarketV2ProviderRegistered, error) {
+	event := "ProviderRegistered"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2ProviderRegistered)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2ResultSubmitted represents a ResultSubmitted event raised by the JobMarketV2 contract.
+type JobMarketV2ResultSubmitted struct {
+	JobId         *big.Int
+	Provider      common.Address
+	CheckpointCID string
+	ResultHash    [32]byte
+	KeyHash       [32]byte
+	CommitBy      *big.Int
+	RevealBy      *big.Int
+	Raw           *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2ResultSubmittedEventName = "ResultSubmitted"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2ResultSubmitted) ContractEventName() string {
+	return JobMarketV2ResultSubmittedEventName
+}
+
+// UnpackResultSubmittedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event ResultSubmitted(uint256 indexed jobId, address indexed provider, string checkpointCID, bytes32 resultHash, bytes32 keyHash, uint40 commitBy, uint40 revealBy)
+func (jobMarketV2 *JobMarketV2) UnpackResultSubmittedEvent(log *types.Log) (*JobMarketV2ResultSubmitted, error) {
+	event := "ResultSubmitted"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2ResultSubmitted)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2Revealed represents a Revealed event raised by the JobMarketV2 contract.
+type JobMarketV2Revealed struct {
+	JobId     *big.Int
+	Validator common.Address
+	Score     uint32
+	Pass      bool
+	Raw       *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2RevealedEventName = "Revealed"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2Revealed) ContractEventName() string {
+	return JobMarketV2RevealedEventName
+}
+
+// UnpackRevealedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event Revealed(uint256 indexed jobId, address indexed validator, uint32 score, bool pass)
+func (jobMarketV2 *JobMarketV2) UnpackRevealedEvent(log *types.Log) (*JobMarketV2Revealed, error) {
+	event := "Revealed"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2Revealed)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2Slashed represents a Slashed event raised by the JobMarketV2 contract.
+type JobMarketV2Slashed struct {
+	JobId     *big.Int
+	Validator common.Address
+	Amount    *big.Int
+	Raw       *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2SlashedEventName = "Slashed"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2Slashed) ContractEventName() string {
+	return JobMarketV2SlashedEventName
+}
+
+// UnpackSlashedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event Slashed(uint256 indexed jobId, address indexed validator, uint256 amount)
+func (jobMarketV2 *JobMarketV2) UnpackSlashedEvent(log *types.Log) (*JobMarketV2Slashed, error) {
+	event := "Slashed"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2Slashed)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2StakeWithdrawn represents a StakeWithdrawn event raised by the JobMarketV2 contract.
+type JobMarketV2StakeWithdrawn struct {
+	Validator common.Address
+	Amount    *big.Int
+	Raw       *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2StakeWithdrawnEventName = "StakeWithdrawn"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2StakeWithdrawn) ContractEventName() string {
+	return JobMarketV2StakeWithdrawnEventName
+}
+
+// UnpackStakeWithdrawnEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event StakeWithdrawn(address indexed validator, uint256 amount)
+func (jobMarketV2 *JobMarketV2) UnpackStakeWithdrawnEvent(log *types.Log) (*JobMarketV2StakeWithdrawn, error) {
+	event := "StakeWithdrawn"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2StakeWithdrawn)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2Staked represents a Staked event raised by the JobMarketV2 contract.
+type JobMarketV2Staked struct {
+	Validator common.Address
+	Amount    *big.Int
+	Stake     *big.Int
+	Raw       *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2StakedEventName = "Staked"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2Staked) ContractEventName() string {
+	return JobMarketV2StakedEventName
+}
+
+// UnpackStakedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event Staked(address indexed validator, uint256 amount, uint256 stake)
+func (jobMarketV2 *JobMarketV2) UnpackStakedEvent(log *types.Log) (*JobMarketV2Staked, error) {
+	event := "Staked"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2Staked)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2Unstaking represents a Unstaking event raised by the JobMarketV2 contract.
+type JobMarketV2Unstaking struct {
+	Validator common.Address
+	UnbondAt  *big.Int
+	Raw       *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2UnstakingEventName = "Unstaking"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2Unstaking) ContractEventName() string {
+	return JobMarketV2UnstakingEventName
+}
+
+// UnpackUnstakingEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event Unstaking(address indexed validator, uint40 unbondAt)
+func (jobMarketV2 *JobMarketV2) UnpackUnstakingEvent(log *types.Log) (*JobMarketV2Unstaking, error) {
+	event := "Unstaking"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2Unstaking)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2ValidatorRegistered represents a ValidatorRegistered event raised by the JobMarketV2 contract.
+type JobMarketV2ValidatorRegistered struct {
+	Validator common.Address
+	PeerId    string
+	Stake     *big.Int
+	Raw       *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2ValidatorRegisteredEventName = "ValidatorRegistered"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2ValidatorRegistered) ContractEventName() string {
+	return JobMarketV2ValidatorRegisteredEventName
+}
+
+// UnpackValidatorRegisteredEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event ValidatorRegistered(address indexed validator, string peerId, uint256 stake)
+func (jobMarketV2 *JobMarketV2) UnpackValidatorRegisteredEvent(log *types.Log) (*JobMarketV2ValidatorRegistered, error) {
+	event := "ValidatorRegistered"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2ValidatorRegistered)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// JobMarketV2Withdrawn represents a Withdrawn event raised by the JobMarketV2 contract.
+type JobMarketV2Withdrawn struct {
+	Account common.Address
+	Token   common.Address
+	Amount  *big.Int
+	Raw     *types.Log // Blockchain specific contextual infos
+}
+
+const JobMarketV2WithdrawnEventName = "Withdrawn"
+
+// ContractEventName returns the user-defined event name.
+func (JobMarketV2Withdrawn) ContractEventName() string {
+	return JobMarketV2WithdrawnEventName
+}
+
+// UnpackWithdrawnEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event Withdrawn(address indexed account, address indexed token, uint256 amount)
+func (jobMarketV2 *JobMarketV2) UnpackWithdrawnEvent(log *types.Log) (*JobMarketV2Withdrawn, error) {
+	event := "Withdrawn"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != jobMarketV2.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(JobMarketV2Withdrawn)
+	if len(log.Data) > 0 {
+		if err := jobMarketV2.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range jobMarketV2.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// UnpackError attempts to decode the provided error data using user-defined
+// error definitions.
+func (jobMarketV2 *JobMarketV2) UnpackError(raw []byte) (any, error) {
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["AlreadyCommitted"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackAlreadyCommittedError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["AlreadyRevealed"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackAlreadyRevealedError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["BadParams"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackBadParamsError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["BadState"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackBadStateError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["DeadlineNotPassed"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackDeadlineNotPassedError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["DeadlinePassed"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackDeadlinePassedError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["NotCommitted"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackNotCommittedError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["NotEnoughValidators"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackNotEnoughValidatorsError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["NotProvider"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackNotProviderError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["NotRegistered"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackNotRegisteredError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["NotSponsor"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackNotSponsorError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["NotValidator"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackNotValidatorError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["NothingToWithdraw"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackNothingToWithdrawError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["ReentrancyGuardReentrantCall"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackReentrancyGuardReentrantCallError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["ResultReused"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackResultReusedError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["RevealTooEarly"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackRevealTooEarlyError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["SafeERC20FailedOperation"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackSafeERC20FailedOperationError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["StakeLocked"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackStakeLockedError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["TokenAmountMismatch"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackTokenAmountMismatchError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["TransferFailed"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackTransferFailedError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["WrongCommitment"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackWrongCommitmentError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["WrongKey"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackWrongKeyError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["WrongReveal"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackWrongRevealError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], jobMarketV2.abi.Errors["WrongValue"].ID.Bytes()[:4]) {
+		return jobMarketV2.UnpackWrongValueError(raw[4:])
+	}
+	return nil, errors.New("Unknown error")
+}
+
+// JobMarketV2AlreadyCommitted represents a AlreadyCommitted error raised by the JobMarketV2 contract.
+type JobMarketV2AlreadyCommitted struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error AlreadyCommitted()
+func JobMarketV2AlreadyCommittedErrorID() common.Hash {
+	return common.HexToHash("0xbfec55587600524a9afa4af6da1e1345f08fce59d99e4869f19166c295681a3a")
+}
+
+// UnpackAlreadyCommittedError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error AlreadyCommitted()
+func (jobMarketV2 *JobMarketV2) UnpackAlreadyCommittedError(raw []byte) (*JobMarketV2AlreadyCommitted, error) {
+	out := new(JobMarketV2AlreadyCommitted)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "AlreadyCommitted", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2AlreadyRevealed represents a AlreadyRevealed error raised by the JobMarketV2 contract.
+type JobMarketV2AlreadyRevealed struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error AlreadyRevealed()
+func JobMarketV2AlreadyRevealedErrorID() common.Hash {
+	return common.HexToHash("0xa89ac151620d5331775119c5df29262a0755c14eb44ace70a903df983497be6e")
+}
+
+// UnpackAlreadyRevealedError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error AlreadyRevealed()
+func (jobMarketV2 *JobMarketV2) UnpackAlreadyRevealedError(raw []byte) (*JobMarketV2AlreadyRevealed, error) {
+	out := new(JobMarketV2AlreadyRevealed)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "AlreadyRevealed", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2BadParams represents a BadParams error raised by the JobMarketV2 contract.
+type JobMarketV2BadParams struct {
+	Reason string
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error BadParams(string reason)
+func JobMarketV2BadParamsErrorID() common.Hash {
+	return common.HexToHash("0x87a33b27684f297cea1e18e1d41fcf399c8e0dbc38274d5e02b504924765634d")
+}
+
+// UnpackBadParamsError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error BadParams(string reason)
+func (jobMarketV2 *JobMarketV2) UnpackBadParamsError(raw []byte) (*JobMarketV2BadParams, error) {
+	out := new(JobMarketV2BadParams)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "BadParams", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2BadState represents a BadState error raised by the JobMarketV2 contract.
+type JobMarketV2BadState struct {
+	State uint8
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error BadState(uint8 state)
+func JobMarketV2BadStateErrorID() common.Hash {
+	return common.HexToHash("0xe7ec536ec0503940c64995e7853f40149dc48fdb834f0d9102bbeddc43ede13e")
+}
+
+// UnpackBadStateError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error BadState(uint8 state)
+func (jobMarketV2 *JobMarketV2) UnpackBadStateError(raw []byte) (*JobMarketV2BadState, error) {
+	out := new(JobMarketV2BadState)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "BadState", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2DeadlineNotPassed represents a DeadlineNotPassed error raised by the JobMarketV2 contract.
+type JobMarketV2DeadlineNotPassed struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error DeadlineNotPassed()
+func JobMarketV2DeadlineNotPassedErrorID() common.Hash {
+	return common.HexToHash("0x2eb354304beb0bd68470e9139623dee081cf0ada63afba1b4d19277aa276f9c9")
+}
+
+// UnpackDeadlineNotPassedError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error DeadlineNotPassed()
+func (jobMarketV2 *JobMarketV2) UnpackDeadlineNotPassedError(raw []byte) (*JobMarketV2DeadlineNotPassed, error) {
+	out := new(JobMarketV2DeadlineNotPassed)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "DeadlineNotPassed", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2DeadlinePassed represents a DeadlinePassed error raised by the JobMarketV2 contract.
+type JobMarketV2DeadlinePassed struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error DeadlinePassed()
+func JobMarketV2DeadlinePassedErrorID() common.Hash {
+	return common.HexToHash("0x70f65caac7c09036bde4bbed5e995a002d66fa61e6f109973be165cfef0a86ce")
+}
+
+// UnpackDeadlinePassedError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error DeadlinePassed()
+func (jobMarketV2 *JobMarketV2) UnpackDeadlinePassedError(raw []byte) (*JobMarketV2DeadlinePassed, error) {
+	out := new(JobMarketV2DeadlinePassed)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "DeadlinePassed", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2NotCommitted represents a NotCommitted error raised by the JobMarketV2 contract.
+type JobMarketV2NotCommitted struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error NotCommitted()
+func JobMarketV2NotCommittedErrorID() common.Hash {
+	return common.HexToHash("0x81791cb43e68aa2787915f848c31dc1c72f0105a3515ef1351d4a682bdf3133c")
+}
+
+// UnpackNotCommittedError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error NotCommitted()
+func (jobMarketV2 *JobMarketV2) UnpackNotCommittedError(raw []byte) (*JobMarketV2NotCommitted, error) {
+	out := new(JobMarketV2NotCommitted)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "NotCommitted", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2NotEnoughValidators represents a NotEnoughValidators error raised by the JobMarketV2 contract.
+type JobMarketV2NotEnoughValidators struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error NotEnoughValidators()
+func JobMarketV2NotEnoughValidatorsErrorID() common.Hash {
+	return common.HexToHash("0xae575a8893fe8a557a7152418b327ad764f6981a872ee0ffd0046c6e1fcc52c4")
+}
+
+// UnpackNotEnoughValidatorsError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error NotEnoughValidators()
+func (jobMarketV2 *JobMarketV2) UnpackNotEnoughValidatorsError(raw []byte) (*JobMarketV2NotEnoughValidators, error) {
+	out := new(JobMarketV2NotEnoughValidators)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "NotEnoughValidators", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2NotProvider represents a NotProvider error raised by the JobMarketV2 contract.
+type JobMarketV2NotProvider struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error NotProvider()
+func JobMarketV2NotProviderErrorID() common.Hash {
+	return common.HexToHash("0x3480e2b2462e4d9c2f0abe23c91f502123880203393e4f268e0c489e4ec3b3a0")
+}
+
+// UnpackNotProviderError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error NotProvider()
+func (jobMarketV2 *JobMarketV2) UnpackNotProviderError(raw []byte) (*JobMarketV2NotProvider, error) {
+	out := new(JobMarketV2NotProvider)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "NotProvider", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2NotRegistered represents a NotRegistered error raised by the JobMarketV2 contract.
+type JobMarketV2NotRegistered struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error NotRegistered()
+func JobMarketV2NotRegisteredErrorID() common.Hash {
+	return common.HexToHash("0xaba47339dbaad712368e6665e6e6eade636ab60e9b7dba037407409b19d7a053")
+}
+
+// UnpackNotRegisteredError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error NotRegistered()
+func (jobMarketV2 *JobMarketV2) UnpackNotRegisteredError(raw []byte) (*JobMarketV2NotRegistered, error) {
+	out := new(JobMarketV2NotRegistered)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "NotRegistered", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2NotSponsor represents a NotSponsor error raised by the JobMarketV2 contract.
+type JobMarketV2NotSponsor struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error NotSponsor()
+func JobMarketV2NotSponsorErrorID() common.Hash {
+	return common.HexToHash("0xdf4795c7b0ff5ca3a86c87f5c6908d9f14d0b4f6d3810a636366d69bba83a330")
+}
+
+// UnpackNotSponsorError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error NotSponsor()
+func (jobMarketV2 *JobMarketV2) UnpackNotSponsorError(raw []byte) (*JobMarketV2NotSponsor, error) {
+	out := new(JobMarketV2NotSponsor)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "NotSponsor", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2NotValidator represents a NotValidator error raised by the JobMarketV2 contract.
+type JobMarketV2NotValidator struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error NotValidator()
+func JobMarketV2NotValidatorErrorID() common.Hash {
+	return common.HexToHash("0x2ec5b449e1d63fa34c160c67ce2d5826d939017f27bc0c78ef142b8357c69f9e")
+}
+
+// UnpackNotValidatorError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error NotValidator()
+func (jobMarketV2 *JobMarketV2) UnpackNotValidatorError(raw []byte) (*JobMarketV2NotValidator, error) {
+	out := new(JobMarketV2NotValidator)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "NotValidator", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2NothingToWithdraw represents a NothingToWithdraw error raised by the JobMarketV2 contract.
+type JobMarketV2NothingToWithdraw struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error NothingToWithdraw()
+func JobMarketV2NothingToWithdrawErrorID() common.Hash {
+	return common.HexToHash("0xd0d04f60bf4f7629141a1f00f5d2908fa0f3e15bf4cbf8bb8edc6fcbdf2509fa")
+}
+
+// UnpackNothingToWithdrawError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error NothingToWithdraw()
+func (jobMarketV2 *JobMarketV2) UnpackNothingToWithdrawError(raw []byte) (*JobMarketV2NothingToWithdraw, error) {
+	out := new(JobMarketV2NothingToWithdraw)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "NothingToWithdraw", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2ReentrancyGuardReentrantCall represents a ReentrancyGuardReentrantCall error raised by the JobMarketV2 contract.
+type JobMarketV2ReentrancyGuardReentrantCall struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error ReentrancyGuardReentrantCall()
+func JobMarketV2ReentrancyGuardReentrantCallErrorID() common.Hash {
+	return common.HexToHash("0x3ee5aeb571de7fc460830b4d0017439a1ca56fb0bc39062227ade4fe4a24c1ca")
+}
+
+// UnpackReentrancyGuardReentrantCallError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error ReentrancyGuardReentrantCall()
+func (jobMarketV2 *JobMarketV2) UnpackReentrancyGuardReentrantCallError(raw []byte) (*JobMarketV2ReentrancyGuardReentrantCall, error) {
+	out := new(JobMarketV2ReentrancyGuardReentrantCall)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "ReentrancyGuardReentrantCall", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2ResultReused represents a ResultReused error raised by the JobMarketV2 contract.
+type JobMarketV2ResultReused struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error ResultReused()
+func JobMarketV2ResultReusedErrorID() common.Hash {
+	return common.HexToHash("0x84a110acd811e480b8f13123db1b762d962d4b7b7fb9030eb13d0653fbb5bd0e")
+}
+
+// UnpackResultReusedError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error ResultReused()
+func (jobMarketV2 *JobMarketV2) UnpackResultReusedError(raw []byte) (*JobMarketV2ResultReused, error) {
+	out := new(JobMarketV2ResultReused)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "ResultReused", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2RevealTooEarly represents a RevealTooEarly error raised by the JobMarketV2 contract.
+type JobMarketV2RevealTooEarly struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error RevealTooEarly()
+func JobMarketV2RevealTooEarlyErrorID() common.Hash {
+	return common.HexToHash("0xc349402d0e3634417c9b35d3939236d780d1ff295a0dc2fb763747d5795cb96c")
+}
+
+// UnpackRevealTooEarlyError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error RevealTooEarly()
+func (jobMarketV2 *JobMarketV2) UnpackRevealTooEarlyError(raw []byte) (*JobMarketV2RevealTooEarly, error) {
+	out := new(JobMarketV2RevealTooEarly)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "RevealTooEarly", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2SafeERC20FailedOperation represents a SafeERC20FailedOperation error raised by the JobMarketV2 contract.
+type JobMarketV2SafeERC20FailedOperation struct {
+	Token common.Address
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error SafeERC20FailedOperation(address token)
+func JobMarketV2SafeERC20FailedOperationErrorID() common.Hash {
+	return common.HexToHash("0x5274afe73c98b4749fc91ffae6b7b574e7842cb2144a159e9377a5f20b32edf9")
+}
+
+// UnpackSafeERC20FailedOperationError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error SafeERC20FailedOperation(address token)
+func (jobMarketV2 *JobMarketV2) UnpackSafeERC20FailedOperationError(raw []byte) (*JobMarketV2SafeERC20FailedOperation, error) {
+	out := new(JobMarketV2SafeERC20FailedOperation)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "SafeERC20FailedOperation", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2StakeLocked represents a StakeLocked error raised by the JobMarketV2 contract.
+type JobMarketV2StakeLocked struct {
+	Until *big.Int
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error StakeLocked(uint40 until)
+func JobMarketV2StakeLockedErrorID() common.Hash {
+	return common.HexToHash("0xa720af5750b776ee3c0c6ec66fe6982da34078e80aab8672e5dddd84f709825b")
+}
+
+// UnpackStakeLockedError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error StakeLocked(uint40 until)
+func (jobMarketV2 *JobMarketV2) UnpackStakeLockedError(raw []byte) (*JobMarketV2StakeLocked, error) {
+	out := new(JobMarketV2StakeLocked)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "StakeLocked", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2TokenAmountMismatch represents a TokenAmountMismatch error raised by the JobMarketV2 contract.
+type JobMarketV2TokenAmountMismatch struct {
+	Expected *big.Int
+	Received *big.Int
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error TokenAmountMismatch(uint256 expected, uint256 received)
+func JobMarketV2TokenAmountMismatchErrorID() common.Hash {
+	return common.HexToHash("0x497e7c4b07f11e85bb2101dfb8673123f36dadee49b75605a157887cb5d7c5e8")
+}
+
+// UnpackTokenAmountMismatchError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error TokenAmountMismatch(uint256 expected, uint256 received)
+func (jobMarketV2 *JobMarketV2) UnpackTokenAmountMismatchError(raw []byte) (*JobMarketV2TokenAmountMismatch, error) {
+	out := new(JobMarketV2TokenAmountMismatch)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "TokenAmountMismatch", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2TransferFailed represents a TransferFailed error raised by the JobMarketV2 contract.
+type JobMarketV2TransferFailed struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error TransferFailed()
+func JobMarketV2TransferFailedErrorID() common.Hash {
+	return common.HexToHash("0x90b8ec1877afffd816d05d9b13947f3ff18ec5851c38bad15ec2b710f92391b1")
+}
+
+// UnpackTransferFailedError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error TransferFailed()
+func (jobMarketV2 *JobMarketV2) UnpackTransferFailedError(raw []byte) (*JobMarketV2TransferFailed, error) {
+	out := new(JobMarketV2TransferFailed)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "TransferFailed", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2WrongCommitment represents a WrongCommitment error raised by the JobMarketV2 contract.
+type JobMarketV2WrongCommitment struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error WrongCommitment()
+func JobMarketV2WrongCommitmentErrorID() common.Hash {
+	return common.HexToHash("0xe2d3b1c046a0e70c25f29ca65a0e1efe8f7ac440f639acf26d68502ba64ef193")
+}
+
+// UnpackWrongCommitmentError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error WrongCommitment()
+func (jobMarketV2 *JobMarketV2) UnpackWrongCommitmentError(raw []byte) (*JobMarketV2WrongCommitment, error) {
+	out := new(JobMarketV2WrongCommitment)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "WrongCommitment", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2WrongKey represents a WrongKey error raised by the JobMarketV2 contract.
+type JobMarketV2WrongKey struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error WrongKey()
+func JobMarketV2WrongKeyErrorID() common.Hash {
+	return common.HexToHash("0x431e1648a34967438c59d270c2fe60b42c1cb992d5b89e77502b83e8baa63405")
+}
+
+// UnpackWrongKeyError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error WrongKey()
+func (jobMarketV2 *JobMarketV2) UnpackWrongKeyError(raw []byte) (*JobMarketV2WrongKey, error) {
+	out := new(JobMarketV2WrongKey)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "WrongKey", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2WrongReveal represents a WrongReveal error raised by the JobMarketV2 contract.
+type JobMarketV2WrongReveal struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error WrongReveal()
+func JobMarketV2WrongRevealErrorID() common.Hash {
+	return common.HexToHash("0x37344e76d460627b22f540153db50485e00d8a3232e82ed5052df459977c5dd2")
+}
+
+// UnpackWrongRevealError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error WrongReveal()
+func (jobMarketV2 *JobMarketV2) UnpackWrongRevealError(raw []byte) (*JobMarketV2WrongReveal, error) {
+	out := new(JobMarketV2WrongReveal)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "WrongReveal", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// JobMarketV2WrongValue represents a WrongValue error raised by the JobMarketV2 contract.
+type JobMarketV2WrongValue struct {
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error WrongValue()
+func JobMarketV2WrongValueErrorID() common.Hash {
+	return common.HexToHash("0x98d4901c0f97ff4fb4b12f6efe3f7d66c362a06e0786d79de1d138f816754bcd")
+}
+
+// UnpackWrongValueError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error WrongValue()
+func (jobMarketV2 *JobMarketV2) UnpackWrongValueError(raw []byte) (*JobMarketV2WrongValue, error) {
+	out := new(JobMarketV2WrongValue)
+	if err := jobMarketV2.abi.UnpackIntoInterface(out, "WrongValue", raw); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -52,28 +52,13 @@ contract FalseToken is ERC20 {
 }
 
 interface IMarket {
-    struct JobParams {
-        address token;
-        uint96 reward;
-        uint96 validatorFee;
-        uint96 bond;
-        uint32 threshold;
-        uint8 quorum;
-        address[] validators;
-        uint40 acceptBy;
-        uint32 runWindow;
-        uint32 attestWindow;
-        string manifestCID;
-        bytes32 manifestHash;
-    }
-
-    function postJob(JobParams calldata p) external payable returns (uint256);
     function cancelJob(uint256 jobId) external;
     function withdraw(address token) external;
 }
 
 /// Posts and cancels a job to earn a credit, then withdraws and tries to withdraw again
-/// from its receive hook.
+/// from its receive hook. postCall is the packed postJob call of the market under test
+/// (JobMarket or JobMarketV2: both have the same cancelJob and withdraw).
 contract ReentrantAttacker {
     IMarket public immutable market;
     uint256 public reentries;
@@ -84,9 +69,14 @@ contract ReentrantAttacker {
         market = IMarket(m);
     }
 
-    function postAndCancel(IMarket.JobParams calldata p) external payable {
-        uint256 id = market.postJob{value: msg.value}(p);
-        market.cancelJob(id);
+    function postAndCancel(bytes calldata postCall) external payable {
+        (bool ok, bytes memory ret) = address(market).call{value: msg.value}(postCall);
+        if (!ok) {
+            assembly {
+                revert(add(ret, 32), mload(ret))
+            }
+        }
+        market.cancelJob(abi.decode(ret, (uint256)));
     }
 
     function attack() external {

@@ -25,7 +25,7 @@ var bindingSets = []struct {
 	dir, pkg  string
 	contracts []string
 }{
-	{"bindings", "bindings", []string{"JobMarket"}},
+	{"bindings", "bindings", []string{"JobMarket", "JobMarketV2"}},
 	{"bindings/mocks", "mocks", []string{"MockToken", "FeeToken", "FalseToken", "ReentrantAttacker"}},
 }
 
