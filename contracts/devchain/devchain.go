@@ -1,6 +1,8 @@
 // Package devchain runs an in-process go-ethereum chain for development and tests: it
-// serves JSON-RPC on loopback, mines on its own, deploys the JobMarket (and a test
-// token), funds dev accounts and writes a Deployment file that the node and the CLI read.
+// serves JSON-RPC on loopback, mines on its own, deploys the JobMarket, the JobMarketV2
+// (with DevRegistry's terms) and a test token, funds dev accounts and writes a Deployment
+// file that the node and the CLI read. RegisterValidator stakes a dev account as a v2
+// validator.
 // Dev account keys are derived from public strings: never send real value to them.
 package devchain
 
@@ -87,13 +89,26 @@ type Account struct {
 
 // Deployment is what the dev chain writes for the node and the CLI.
 type Deployment struct {
-	Version     int            `json:"version"`
-	ChainID     uint64         `json:"chain_id"`
-	RPCURL      string         `json:"rpc_url"`
-	JobMarket   common.Address `json:"job_market"`
+	Version   int            `json:"version"`
+	ChainID   uint64         `json:"chain_id"`
+	RPCURL    string         `json:"rpc_url"`
+	JobMarket common.Address `json:"job_market"`
+	// JobMarketV2 is the v2 market (staked validators, commit-reveal, sealed checkpoints);
+	// absent in files written before it existed.
+	JobMarketV2 common.Address `json:"job_market_v2,omitempty"`
 	Token       common.Address `json:"token"`
 	DeployBlock uint64         `json:"deploy_block"`
 	Accounts    []Account      `json:"accounts"`
+}
+
+// DevRegistry is the dev chain's JobMarketV2 registry: a 1 ETH minimum stake, half of it
+// slashed for a missed reveal, and a 7-day unbonding period (so jobs may last 3.5 days).
+func DevRegistry() contracts.RegistryParams {
+	return contracts.RegistryParams{
+		MinStake:        big.NewInt(params.Ether),
+		SlashAmount:     big.NewInt(params.Ether / 2),
+		UnbondingPeriod: 7 * 24 * time.Hour,
+	}
 }
 
 // DevKey is dev account i's key: keccak256("gpunode devchain account <i>").
@@ -175,8 +190,12 @@ func (c *Chain) deploy(accounts []Account) (Deployment, error) {
 	if err != nil {
 		return Deployment{}, fmt.Errorf("deploy token: %w", err)
 	}
+	market2, tx3, err := contracts.DeployJobMarketV2(next(), client, DevRegistry())
+	if err != nil {
+		return Deployment{}, err
+	}
 	// The mints are estimated against the token's code: it must be mined first.
-	if err := c.mine(ctx, tx1, tx2); err != nil {
+	if err := c.mine(ctx, tx1, tx2, tx3); err != nil {
 		return Deployment{}, err
 	}
 	var txs []*types.Transaction
@@ -193,7 +212,7 @@ func (c *Chain) deploy(accounts []Account) (Deployment, error) {
 		return Deployment{}, err
 	}
 	var block uint64
-	for _, tx := range append([]*types.Transaction{tx1, tx2}, txs...) {
+	for _, tx := range append([]*types.Transaction{tx1, tx2, tx3}, txs...) {
 		r, err := client.TransactionReceipt(ctx, tx.Hash())
 		if err != nil {
 			return Deployment{}, fmt.Errorf("deploy receipt %s: %w", tx.Hash(), err)
@@ -205,7 +224,7 @@ func (c *Chain) deploy(accounts []Account) (Deployment, error) {
 			block = r.BlockNumber.Uint64()
 		}
 	}
-	return Deployment{Version: 1, ChainID: ChainID, JobMarket: market, Token: token, DeployBlock: block, Accounts: accounts}, nil
+	return Deployment{Version: 1, ChainID: ChainID, JobMarket: market, JobMarketV2: market2, Token: token, DeployBlock: block, Accounts: accounts}, nil
 }
 
 // mine commits blocks until every tx has a receipt: the pool can take a moment to offer

@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/ethclient"
 
+	"github.com/gpunode/gpunode/contracts"
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/contracts/devchain"
 	"github.com/gpunode/gpunode/internal/testenv"
@@ -74,7 +75,7 @@ func TestDevchainProcess(t *testing.T) {
 	for _, a := range []struct {
 		name string
 		addr [20]byte
-	}{{"job market", dep.JobMarket}, {"token", dep.Token}} {
+	}{{"job market", dep.JobMarket}, {"job market v2", dep.JobMarketV2}, {"token", dep.Token}} {
 		code, err := c.CodeAt(ctx, a.addr, nil)
 		if err != nil || len(code) == 0 {
 			t.Fatalf("%s at %x has no code (%v)", a.name, a.addr, err)
@@ -105,6 +106,46 @@ func TestDevchainProcess(t *testing.T) {
 			t.Fatalf("no new block in 10s (head %d)", first)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestRegisterValidator stakes two dev accounts as v2 validators over JSON-RPC, as the
+// e2e does, and checks the registry; a stake under the minimum is refused.
+func TestRegisterValidator(t *testing.T) {
+	dep := devchain.StartTest(t, 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := ethclient.DialContext(ctx, dep.RPCURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 1; i <= 2; i++ {
+		if err := devchain.RegisterValidator(ctx, c, dep.JobMarketV2, devchain.DevKey(i), "12D3KooWValidator"+strconv.Itoa(i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := bindings.NewJobMarketV2()
+	call := func(data []byte) []byte {
+		out, err := c.CallContract(ctx, ethereum.CallMsg{To: &dep.JobMarketV2, Data: data}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if n, err := m.UnpackPoolSize(call(m.PackPoolSize())); err != nil || n.Int64() != 2 {
+		t.Fatalf("pool size %v %v, want 2", n, err)
+	}
+	v, err := m.UnpackValidatorOf(call(m.PackValidatorOf(dep.Accounts[1].Address)))
+	if err != nil || v.Stake.Cmp(devchain.DevRegistry().MinStake) != 0 || v.PoolIndex == 0 {
+		t.Fatalf("validator record %+v %v", v, err)
+	}
+	err = devchain.RegisterValidator(ctx, c, dep.JobMarketV2, devchain.DevKey(3), "12D3KooWValidator3", big.NewInt(1))
+	if !contracts.IsRevert(err, "BadParams") {
+		t.Fatalf("a stake of 1 wei: got %v, want BadParams", err)
+	}
+	if err := devchain.RegisterValidator(ctx, c, [20]byte{}, devchain.DevKey(3), "x", nil); err == nil {
+		t.Fatal("registered against no market")
 	}
 }
 
