@@ -37,6 +37,9 @@ import (
 // Version is the sealed format this package writes and reads.
 const Version = 1
 
+// FileName is the sealed checkpoint's name in the directory a provider publishes.
+const FileName = "checkpoint.sealed"
+
 const (
 	// HeaderSize is the size of a sealed stream's header.
 	HeaderSize = 160

@@ -87,6 +87,9 @@ type Record struct {
 	Result     *runtime.Result `json:"result,omitempty"`
 	OutputCID  string          `json:"output_cid,omitempty"`
 	OutputHash string          `json:"output_hash,omitempty"`
+	// KeyHash is keccak256(K) of a sealed output's key (JobMarket v2), hex; OutputHash is
+	// then the sha256 of the ciphertext.
+	KeyHash  string `json:"key_hash,omitempty"`
 	AcceptTx   string          `json:"accept_tx,omitempty"`
 	SubmitTx   string          `json:"submit_tx,omitempty"`
 	// Refund says how a failed job was given back on chain, once it has been.
@@ -139,6 +142,14 @@ type Content interface {
 	Fetch(ctx context.Context, cid string) (string, error)
 	// Publish adds a directory, pins and provides it, and returns its root CID.
 	Publish(ctx context.Context, dir string) (string, error)
+}
+
+// Sealer seals a job's output for JobMarket v2 (node/sealkey.KeyStore): it writes the
+// tree dir sealed with the job's key (made on first use, kept for delivery to the drawn
+// validators and for release on payment) into the file dst, and returns the sha256 of
+// the ciphertext and keccak256(K), hex.
+type Sealer interface {
+	Seal(ctx context.Context, id, dir, dst string) (resultHash, keyHash string, err error)
 }
 
 // Admitter decides whether the node takes a job: policy, price, capacity.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/job"
+	"github.com/gpunode/gpunode/job/seal"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/runtime"
 )
@@ -109,6 +110,9 @@ type Deps struct {
 	// RigScore is the rig's benchmark score (its DL hashrate, in TFLOPS), checked against
 	// a manifest's resources.min_score; nil or 0 when never measured.
 	RigScore func() float64
+	// Sealer seals the output before it is published (JobMarket v2); nil publishes it
+	// in the clear (v1).
+	Sealer Sealer
 }
 
 // Machine drives every job of the node.
@@ -454,11 +458,15 @@ func (m *Machine) step(ctx context.Context, id string, state State, rec Record, 
 		}
 		return Uploading, fmt.Sprintf("exit 0 after %s", res.WallTime.Round(time.Second)), keep, nil
 	case Uploading:
-		cid, hash, err := m.publish(ctx, id, rec)
+		cid, hash, keyHash, err := m.publish(ctx, id, rec)
 		if err != nil {
 			return "", "", nil, err
 		}
-		return Submitting, "output " + cid, func(r *Record) { r.OutputCID, r.OutputHash = cid, hash }, nil
+		note := "output " + cid
+		if keyHash != "" {
+			note = "sealed output " + cid
+		}
+		return Submitting, note, func(r *Record) { r.OutputCID, r.OutputHash, r.KeyHash = cid, hash, keyHash }, nil
 	case Submitting:
 		tx, err := m.deps.Chain.Submit(ctx, id, rec.OutputCID, rec.OutputHash)
 		if err != nil {
@@ -586,29 +594,44 @@ func (m *Machine) prepare(ctx context.Context, id string, rec Record) error {
 	return fmt.Errorf("start: %w", err)
 }
 
-func (m *Machine) publish(ctx context.Context, id string, rec Record) (string, string, error) {
+// publish stages the output and publishes it, sealed when the machine has a Sealer; it
+// returns the CID, the hash to submit and, when sealed, the key's hash.
+func (m *Machine) publish(ctx context.Context, id string, rec Record) (cid, hash, keyHash string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(m.cfg.UploadTimeout))
 	defer cancel()
 	staged := filepath.Join(m.deps.WorkDir, id, "publish")
 	if err := os.RemoveAll(staged); err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	skipped, err := Stage(rec.OutputDir, staged, ceiling(rec.Manifest.Output.MaxBytes, m.cfg.MaxOutputBytes))
 	if err != nil {
-		return "", "", fmt.Errorf("%w: stage output: %w", ErrPermanent, err)
+		return "", "", "", fmt.Errorf("%w: stage output: %w", ErrPermanent, err)
 	}
 	for _, s := range skipped {
 		m.log.Warn("output entry not published", "job_id", id, "entry", s)
 	}
-	hash, err := TreeHash(staged)
-	if err != nil {
-		return "", "", fmt.Errorf("hash output: %w", err)
+	dir := staged
+	if m.deps.Sealer != nil {
+		// The sealed file alone is published: without the key it reveals only its size.
+		dir = filepath.Join(m.deps.WorkDir, id, "sealed")
+		if err := os.RemoveAll(dir); err != nil {
+			return "", "", "", err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", "", "", err
+		}
+		hash, keyHash, err = m.deps.Sealer.Seal(ctx, id, staged, filepath.Join(dir, seal.FileName))
+		if err != nil {
+			return "", "", "", fmt.Errorf("seal output: %w", err)
+		}
+	} else if hash, err = TreeHash(staged); err != nil {
+		return "", "", "", fmt.Errorf("hash output: %w", err)
 	}
-	cid, err := m.deps.Content.Publish(ctx, staged)
+	cid, err = m.deps.Content.Publish(ctx, dir)
 	if err != nil {
-		return "", "", fmt.Errorf("publish output: %w", err)
+		return "", "", "", fmt.Errorf("publish output: %w", err)
 	}
-	return cid, hash, nil
+	return cid, hash, keyHash, nil
 }
 
 func (m *Machine) follow(ctx context.Context, id string) (State, string, func(*Record), error) {

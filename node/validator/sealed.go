@@ -23,7 +23,7 @@ import (
 )
 
 // SealedFile is the name of the sealed checkpoint in the directory a provider publishes.
-const SealedFile = "checkpoint.sealed"
+const SealedFile = seal.FileName
 
 // Sealed is what JobMarket v2 says of a sealed result: the validator fetches the
 // ciphertext, checks its hash, asks the provider for the key, checks it against KeyHash
