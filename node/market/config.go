@@ -24,6 +24,9 @@ type Config struct {
 	ChainID uint64 `toml:"chain_id"`
 	// JobMarket is the JobMarket contract address.
 	JobMarket string `toml:"job_market"`
+	// JobMarketV2 is the JobMarketV2 contract address (staked validators, commit-reveal,
+	// sealed checkpoints); empty when the chain has none. A deployment file supplies it.
+	JobMarketV2 string `toml:"job_market_v2"`
 	// StartBlock is where event watching begins on first start (the deployment block).
 	StartBlock uint64 `toml:"start_block"`
 	// Keystore is the folder of encrypted keys (go-ethereum's format).
@@ -101,6 +104,9 @@ func (c Config) Validate() []error {
 		}
 		if c.ChainID == 0 {
 			errs = append(errs, errors.New("chain_id: must be set (or set deployment)"))
+		}
+		if c.JobMarketV2 != "" && !common.IsHexAddress(c.JobMarketV2) {
+			errs = append(errs, fmt.Errorf("job_market_v2 %q: must be a 0x address", c.JobMarketV2))
 		}
 		if !common.IsHexAddress(c.JobMarket) {
 			errs = append(errs, fmt.Errorf("job_market %q: must be a 0x address (or set deployment)", c.JobMarket))

@@ -55,6 +55,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, onEvent Handle
 			return nil, err
 		}
 		cfg.RPCURL, cfg.ChainID, cfg.JobMarket, cfg.StartBlock = d.RPCURL, d.ChainID, d.JobMarket.Hex(), d.DeployBlock
+		if d.JobMarketV2 != (common.Address{}) {
+			cfg.JobMarketV2 = d.JobMarketV2.Hex()
+		}
 	}
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("market config: %w", errors.Join(errs...))

@@ -1,0 +1,174 @@
+package market
+
+import (
+	"context"
+	"math/big"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/params"
+
+	"github.com/gpunode/gpunode/contracts"
+	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/contracts/devchain"
+	"github.com/gpunode/gpunode/node/sealkey"
+	"github.com/gpunode/gpunode/node/validator"
+)
+
+func v2For(t *testing.T, dep devchain.Deployment, depFile string, i int) *V2 {
+	t.Helper()
+	v, err := marketFor(t, dep, depFile, i).V2()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestV2Lifecycle runs a sealed job through JobMarketV2 on a dev chain with the node's
+// own pieces: three staked validators are drawn, two commit and reveal scores made with
+// validator.Commitment, the third stays offline and is slashed, the job passes, and the
+// provider's key (sealkey.KeyStore, keccak256(K) committed at submit) is released on
+// chain, which pays the provider.
+func TestV2Lifecycle(t *testing.T) {
+	dep := devchain.StartTest(t, 50*time.Millisecond)
+	depFile := filepath.Join(t.TempDir(), "dep.json")
+	devchain.WriteDeployment(depFile, dep)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	sponsor, provider := v2For(t, dep, depFile, 0), v2For(t, dep, depFile, 1)
+	vals := []*V2{v2For(t, dep, depFile, 2), v2For(t, dep, depFile, 3), v2For(t, dep, depFile, 4)}
+	eth := big.NewInt(params.Ether)
+	for i, v := range vals {
+		if _, err := v.RegisterValidator(ctx, "12D3KooWvalidator"+string(rune('a'+i)), eth); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := v.Validator(ctx, v.Account())
+		if err != nil || rec.Stake.Cmp(eth) != 0 || rec.PoolIndex == 0 {
+			t.Fatalf("validator %d: %+v, %v", i, rec, err)
+		}
+	}
+	if _, err := provider.RegisterProvider(ctx, "12D3KooWprovider", "", common.Hash{}); err != nil {
+		t.Fatal(err)
+	}
+	now, _ := provider.m.Now(ctx)
+	reward, fee, bond := big.NewInt(params.Ether), big.NewInt(params.Ether/100), big.NewInt(params.Ether/10)
+	p := bindings.JobMarketV2JobParams{
+		Reward: reward, ValidatorFee: fee, Bond: bond, Threshold: 900000, ValidatorCount: 3, Quorum: 2,
+		AcceptBy: big.NewInt(now.Add(time.Hour).Unix()), RunWindow: 3600, CommitWindow: big.NewInt(4), RevealWindow: big.NewInt(3600),
+		ManifestCID: "bafymanifest", ManifestHash: common.HexToHash("0x01"),
+	}
+	escrow := new(big.Int).Add(reward, new(big.Int).Mul(fee, big.NewInt(3)))
+	id, _, err := sponsor.PostJob(ctx, p, escrow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provider.AcceptJob(ctx, id, false, nil, bond); err != nil {
+		t.Fatal(err)
+	}
+	acc, err := provider.Accepted(ctx, id)
+	if err != nil || len(acc.Validators) != 3 || acc.Provider != provider.Account() {
+		t.Fatalf("accepted: %+v, %v", acc, err)
+	}
+
+	// The provider seals a checkpoint and submits the ciphertext's hash and keccak256(K).
+	ks, err := sealkey.OpenKeyStore(t.TempDir(), provider.ChainID(), provider.Contract(), provider.Account())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckpt := t.TempDir()
+	os.WriteFile(filepath.Join(ckpt, "model.bin"), []byte("weights"), 0o644)
+	resultHash, keyHash, err := ks.Seal(ctx, id.String(), ckpt, filepath.Join(t.TempDir(), "checkpoint.sealed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provider.SubmitResult(ctx, id, "bafysealed", common.HexToHash(resultHash), common.HexToHash(keyHash)); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := provider.Submitted(ctx, id)
+	if err != nil || common.Hash(sub.KeyHash).Hex() != keyHash {
+		t.Fatalf("submitted: %+v, %v", sub, err)
+	}
+
+	// Two drawn validators commit; the third is offline.
+	byAddr := map[common.Address]*V2{}
+	for _, v := range vals {
+		byAddr[v.Account()] = v
+	}
+	online := []*V2{byAddr[acc.Validators[0]], byAddr[acc.Validators[1]]}
+	offline := acc.Validators[2]
+	scores := []uint32{950000, 920000}
+	salts := []common.Hash{common.HexToHash("0xaa"), common.HexToHash("0xbb")}
+	for i, v := range online {
+		c := validator.Commitment(scores[i], salts[i], v.Account(), id)
+		if _, err := v.Commit(ctx, id, acc.Validators, c); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := v.Commitment(ctx, id, v.Account()); got != c {
+			t.Fatalf("stored commitment %s, want %s", got.Hex(), c.Hex())
+		}
+	}
+	// Not every drawn validator committed: reveals wait for the commit deadline.
+	_, err = online[0].Reveal(ctx, id, acc.Validators, scores[0], salts[0])
+	if !contracts.IsRevert(err, "RevealTooEarly") {
+		t.Fatalf("reveal before the commit deadline: %v, want RevealTooEarly", err)
+	}
+	// A reveal that does not match the commitment earns nothing.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err = online[0].Reveal(ctx, id, acc.Validators, scores[0]+1, salts[0])
+		if !contracts.IsRevert(err, "RevealTooEarly") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !contracts.IsRevert(err, "WrongReveal") {
+		t.Fatalf("reveal of another score: %v, want WrongReveal", err)
+	}
+	for i, v := range online {
+		if _, err := v.Reveal(ctx, id, acc.Validators, scores[i], salts[i]); err != nil {
+			t.Fatalf("reveal %d: %v", i, err)
+		}
+	}
+	job, err := provider.Job(ctx, id)
+	if err != nil || JobState(job.State) != V2Passed {
+		t.Fatalf("job after the reveals: %s, %v", V2StateName(job.State), err)
+	}
+	votes, err := provider.Votes(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, vt := range votes {
+		switch vt.Validator {
+		case offline:
+			if vt.Revealed || vt.Slashed == nil || vt.Slashed.Cmp(big.NewInt(params.Ether/2)) != 0 {
+				t.Errorf("offline validator: %+v, want slashed half an ether", vt)
+			}
+		default:
+			if !vt.Revealed || !vt.Pass || vt.Commitment == (common.Hash{}) {
+				t.Errorf("online validator: %+v", vt)
+			}
+		}
+	}
+
+	// The key released on chain pays the provider; the sponsor reads it from the chain.
+	if _, ok, _ := provider.ReleasedKey(ctx, id); ok {
+		t.Fatal("a key is on chain before its release")
+	}
+	k, _, err := ks.SealKey(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provider.ReleaseKey(ctx, id, common.Hash(k)); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := sponsor.ReleasedKey(ctx, id)
+	if err != nil || !ok || got != common.Hash(k) {
+		t.Fatalf("released key %s, %v, %v", got.Hex(), ok, err)
+	}
+	if job, _ := provider.Job(ctx, id); JobState(job.State) != V2Completed {
+		t.Fatalf("job after the key release: %s", V2StateName(job.State))
+	}
+}
