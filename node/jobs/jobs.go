@@ -90,8 +90,8 @@ type Record struct {
 	// KeyHash is keccak256(K) of a sealed output's key (JobMarket v2), hex; OutputHash is
 	// then the sha256 of the ciphertext.
 	KeyHash  string `json:"key_hash,omitempty"`
-	AcceptTx   string          `json:"accept_tx,omitempty"`
-	SubmitTx   string          `json:"submit_tx,omitempty"`
+	AcceptTx string `json:"accept_tx,omitempty"`
+	SubmitTx string `json:"submit_tx,omitempty"`
 	// Refund says how a failed job was given back on chain, once it has been.
 	Refund string `json:"refund,omitempty"`
 	// Attempts counts retries of the current step.
