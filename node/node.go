@@ -270,7 +270,9 @@ func (n *Node) Policy() *policy.Holder { return n.policy }
 func (n *Node) API() *api.Server { return n.api }
 
 // Run runs the node until ctx is cancelled. Cancellation is a clean stop, not an error.
-func (n *Node) Run(ctx context.Context) error {
+// Each value from reload makes the node re-read its policy files (main sends one on
+// SIGHUP); nil never reloads.
+func (n *Node) Run(ctx context.Context, reload <-chan struct{}) error {
 	defer n.close()
 	ln, err := n.api.Listen()
 	if err != nil {
@@ -289,7 +291,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.deps.Network != nil {
 		g.Go(func() error { return n.deps.Network.Run(gctx) })
 	}
-	g.Go(func() error { return n.policy.Run(gctx) }) // reloads on SIGHUP
+	g.Go(func() error { return n.policy.Run(gctx, reload) })
 	if n.deps.Benchmark != nil {
 		g.Go(func() error { return n.deps.Benchmark.Run(gctx) })
 	}

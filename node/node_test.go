@@ -58,7 +58,7 @@ func startNode(t *testing.T, deps Deps) (n *Node, stop func() error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
+	go func() { done <- n.Run(ctx, nil) }()
 	var once sync.Once
 	var runErr error
 	stop = func() error {

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -81,7 +84,8 @@ func newDaemonCmd() *cobra.Command {
 		Use:   "daemon",
 		Short: "Run the node (under systemd, or in the foreground)",
 		Long: `Run the node: GPU inventory and telemetry, the control API, and /metrics.
-Stops gracefully on SIGINT or SIGTERM; a second signal exits at once.
+Stops gracefully on SIGINT or SIGTERM; a second signal exits at once. SIGHUP re-reads
+the policy files.
 Under systemd (Type=notify) it reports READY, WATCHDOG and STOPPING.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -94,9 +98,32 @@ Under systemd (Type=notify) it reports READY, WATCHDOG and STOPPING.`,
 			if err != nil {
 				return err
 			}
-			return n.Run(cmd.Context())
+			return n.Run(cmd.Context(), hangups(cmd.Context()))
 		},
 	}
 	flags.register(cmd)
 	return cmd
+}
+
+// hangups turns each SIGHUP into a reload of the daemon until ctx ends. One pending
+// reload covers any number of signals received meanwhile.
+func hangups(ctx context.Context) <-chan struct{} {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return reload
 }

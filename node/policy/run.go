@@ -3,24 +3,19 @@ package policy
 import (
 	"context"
 	"math/big"
-	"os"
-	"os/signal"
 	"slices"
-	"syscall"
 )
 
-// Run reloads the policy on every SIGHUP until ctx is cancelled. A failed reload keeps the
-// policy in force (see Reload); running jobs are never touched.
-func (h *Holder) Run(ctx context.Context) error {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGHUP)
-	defer signal.Stop(ch)
+// Run reloads the policy on every value from reload (the daemon's main turns SIGHUP into
+// one: signals belong to main) until ctx is cancelled; a nil reload never reloads. A
+// failed reload keeps the policy in force (see Reload); running jobs are never touched.
+func (h *Holder) Run(ctx context.Context, reload <-chan struct{}) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ch:
-			h.log.Info("SIGHUP: reloading policy")
+		case <-reload:
+			h.log.Info("reloading policy")
 			_ = h.Reload() // logged and counted by Reload
 		}
 	}

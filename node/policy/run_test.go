@@ -2,52 +2,39 @@ package policy
 
 import (
 	"context"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
 
-// TestSIGHUPReloads: Run reloads on SIGHUP; a broken file on the next SIGHUP keeps the
-// policy that was in force.
-func TestSIGHUPReloads(t *testing.T) {
+// TestRunReloads: Run reloads on each value from its reload channel; a broken file on the
+// next keeps the policy that was in force.
+func TestRunReloads(t *testing.T) {
 	f := newFixture(t, "version = 1\n[limits]\nmax_gpus = 2\n", 0)
-	// Until Run has called signal.Notify, a SIGHUP would kill the test process; this
-	// subscription keeps it alive for the whole test.
-	guard := make(chan os.Signal, 16)
-	signal.Notify(guard, syscall.SIGHUP)
-	defer signal.Stop(guard)
 	ctx, cancel := context.WithCancel(context.Background())
+	reload := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- f.h.Run(ctx) }()
+	go func() { done <- f.h.Run(ctx, reload) }()
 	defer func() { cancel(); <-done }()
 
 	hup := func(want float64, result string) {
 		t.Helper()
-		for i := 0; i < 200; i++ {
-			if i%20 == 0 { // signal.Notify may not be installed yet on the first tries
-				if err := syscall.Kill(syscall.Getpid(), syscall.SIGHUP); err != nil {
-					t.Fatal(err)
-				}
+		reload <- struct{}{}
+		for deadline := time.Now().Add(10 * time.Second); counter(t, f.reg, "gpunode_policy_reloads_total", "result", result) < want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s reload", result)
 			}
-			if counter(t, f.reg, "gpunode_policy_reloads_total", "result", result) >= want {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
 		}
-		t.Fatalf("no %s reload after SIGHUP", result)
 	}
 	f.write(t, f.local, "version = 1\n[limits]\nmax_gpus = 1\n")
 	hup(1, "ok")
 	if got := f.h.Set().Local.Limits.MaxGPUs; got != 1 {
-		t.Fatalf("after SIGHUP max_gpus = %d, want 1", got)
+		t.Fatalf("after a reload max_gpus = %d, want 1", got)
 	}
 	f.write(t, f.local, "version = 1\n[limits\n")
 	hup(1, "error")
 	if got := f.h.Set().Local.Limits.MaxGPUs; got != 1 {
-		t.Errorf("after a broken SIGHUP reload max_gpus = %d, want the previous 1", got)
+		t.Errorf("after a broken reload max_gpus = %d, want the previous 1", got)
 	}
 }
 
