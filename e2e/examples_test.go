@@ -15,6 +15,7 @@ import (
 
 	"github.com/gpunode/gpunode/examples/digits"
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/node/validator"
@@ -192,7 +193,7 @@ func TestExampleTrainsOnPrivateDataAndValidates(t *testing.T) {
 		if strings.Join(names, ",") != "metrics.json,model.json" {
 			t.Errorf("published output holds %v", names)
 		}
-		hash, err := jobs.TreeHash(staged)
+		hash, err := treehash.Sum(staged)
 		if err != nil {
 			t.Fatal(err)
 		}

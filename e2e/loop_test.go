@@ -28,6 +28,7 @@ import (
 	"github.com/gpunode/gpunode/contracts/devchain"
 	"github.com/gpunode/gpunode/examples/digits"
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/runtime/docker"
@@ -567,7 +568,7 @@ func TestJobLoop(t *testing.T) {
 		if strings.Join(names, ",") != "metrics.json,model.json" {
 			t.Errorf("checkpoint holds %v", names)
 		}
-		got, err := jobs.TreeHash(dir)
+		got, err := treehash.Sum(dir)
 		subs := l.submissions(t, goodID)
 		if err != nil || len(subs) != 1 || got != hex.EncodeToString(subs[0].ResultHash[:]) {
 			t.Errorf("fetched checkpoint hashes to %s (%v); chain has %v", got, err, subs)

@@ -25,6 +25,7 @@ import (
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/contracts/devchain"
 	"github.com/gpunode/gpunode/internal/configfile"
+	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/duties"
 	"github.com/gpunode/gpunode/node/jobs"
@@ -80,7 +81,7 @@ func (c *memContent) Fetch(_ context.Context, cid string) (string, error) {
 }
 
 func (c *memContent) Publish(_ context.Context, dir string) (string, error) {
-	h, err := jobs.TreeHash(dir)
+	h, err := treehash.Sum(dir)
 	if err != nil {
 		return "", err
 	}
@@ -356,7 +357,7 @@ gpunode_withdrawn_wei_total{token="ETH"} 0
 	if cid != j.OutputCID || hex.EncodeToString(hash[:]) != j.OutputHash {
 		t.Errorf("result on chain %s %x, provider submitted %s %s", cid, hash, j.OutputCID, j.OutputHash)
 	}
-	if got, _ := jobs.TreeHash(content.trees[cid]); got != hex.EncodeToString(hash[:]) {
+	if got, _ := treehash.Sum(content.trees[cid]); got != hex.EncodeToString(hash[:]) {
 		t.Errorf("fetched checkpoint hashes to %s, chain says %x", got, hash)
 	}
 	// A repeated accept or submit by the provider does nothing.

@@ -16,8 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gpunode/gpunode/job"
+	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/node/api"
-	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/validator"
 )
@@ -127,7 +127,7 @@ func newJobFetchCmd() *cobra.Command {
 		if err := c.IPFSDownload(cmd.Context(), res.CheckpointCID, dir); err != nil {
 			return err
 		}
-		got, err := jobs.TreeHash(dir)
+		got, err := treehash.Sum(dir)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpunode/gpunode/job"
+	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/runtime"
 )
 
@@ -157,7 +158,7 @@ func (c *fakeContent) Publish(_ context.Context, dir string) (string, error) {
 		c.failNext--
 		return "", errors.New("ipfs: disk full")
 	}
-	h, err := TreeHash(dir)
+	h, err := treehash.Sum(dir)
 	if err != nil {
 		return "", err
 	}

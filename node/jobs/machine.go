@@ -18,6 +18,7 @@ import (
 	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/job"
 	"github.com/gpunode/gpunode/job/seal"
+	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/runtime"
 )
@@ -624,7 +625,7 @@ func (m *Machine) publish(ctx context.Context, id string, rec Record) (cid, hash
 		if err != nil {
 			return "", "", "", fmt.Errorf("seal output: %w", err)
 		}
-	} else if hash, err = TreeHash(staged); err != nil {
+	} else if hash, err = treehash.Sum(staged); err != nil {
 		return "", "", "", fmt.Errorf("hash output: %w", err)
 	}
 	cid, err = m.deps.Content.Publish(ctx, dir)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/internal/testkit"
+	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/runtime"
@@ -158,7 +159,7 @@ func TestJobPaid(t *testing.T) {
 		if j.OutputCID == "" || j.AcceptTx != "0xaccept1" || j.SubmitTx != "0xsubmit1" || len(j.GPUs) != 1 {
 			t.Errorf("record: %+v", j.Record)
 		}
-		want, _ := TreeHash(r.content.published[j.OutputCID])
+		want, _ := treehash.Sum(r.content.published[j.OutputCID])
 		if got := r.chain.submitted["1"]; got[0] != j.OutputCID || got[1] != want {
 			t.Errorf("submitted %v, want cid %s hash %s", got, j.OutputCID, want)
 		}
@@ -389,27 +390,6 @@ func TestStageCap(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "big"), make([]byte, 2048), 0o644)
 	if _, err := Stage(src, filepath.Join(t.TempDir(), "x"), 1024); err == nil || !strings.Contains(err.Error(), "cap of 1024 bytes") {
 		t.Errorf("err = %v", err)
-	}
-}
-
-func TestTreeHash(t *testing.T) {
-	a, b := t.TempDir(), t.TempDir()
-	for _, d := range []string{a, b} {
-		os.MkdirAll(filepath.Join(d, "x"), 0o755)
-		os.WriteFile(filepath.Join(d, "x", "f"), []byte("1"), 0o644)
-	}
-	ha, _ := TreeHash(a)
-	hb, _ := TreeHash(b)
-	if ha != hb || len(ha) != 64 {
-		t.Fatalf("same trees hash %s and %s", ha, hb)
-	}
-	os.WriteFile(filepath.Join(b, "x", "f"), []byte("2"), 0o644)
-	if hc, _ := TreeHash(b); hc == ha {
-		t.Error("changed content, same hash")
-	}
-	os.Symlink("/etc", filepath.Join(b, "l"))
-	if _, err := TreeHash(b); err == nil {
-		t.Error("tree with a symlink hashed")
 	}
 }
 

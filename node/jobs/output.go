@@ -1,14 +1,11 @@
 package jobs
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"syscall"
 )
 
@@ -81,54 +78,4 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
-}
-
-// TreeHash is the hash a provider submits with its output and a sponsor checks after
-// fetching it: sha256 over the sorted lines "d PATH" for each directory and
-// "f PATH SIZE SHA256" for each regular file, paths relative to dir with slashes.
-// Anything else in the tree is an error: a published output holds only these two kinds.
-func TreeHash(dir string) (string, error) {
-	var lines []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, path)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		info, err := os.Lstat(path)
-		if err != nil {
-			return err
-		}
-		switch {
-		case info.IsDir():
-			lines = append(lines, "d "+rel)
-		case info.Mode().IsRegular():
-			f, err := os.Open(path)
-			if err != nil {
-				return err
-			}
-			h := sha256.New()
-			_, err = io.Copy(h, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			lines = append(lines, fmt.Sprintf("f %s %d %x", rel, info.Size(), h.Sum(nil)))
-		default:
-			return fmt.Errorf("%s: %s in a published tree", rel, kind(info.Mode()))
-		}
-		return nil
-	})
-	if err != nil {
-		return "", err
-	}
-	sort.Strings(lines)
-	h := sha256.New()
-	for _, l := range lines {
-		io.WriteString(h, l+"\n")
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

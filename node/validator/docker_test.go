@@ -25,7 +25,7 @@ import (
 	"github.com/docker/docker/errdefs"
 
 	"github.com/gpunode/gpunode/internal/testenv"
-	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/runtime/conformance"
@@ -194,7 +194,7 @@ allow = ["127.0.0.1:*/lab/*"]
 	ckpt := filepath.Join(dir, "ckpt")
 	os.MkdirAll(ckpt, 0o755)
 	os.WriteFile(filepath.Join(ckpt, "model.json"), []byte(`{"w":1}`), 0o644)
-	hash, err := jobs.TreeHash(ckpt)
+	hash, err := treehash.Sum(ckpt)
 	if err != nil {
 		t.Fatal(err)
 	}

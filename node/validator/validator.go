@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gpunode/gpunode/internal/configfile"
-	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/runtime"
 )
@@ -63,7 +63,7 @@ func (c Config) Validate() []error {
 type Task struct {
 	JobID         string `json:"job_id"`
 	CheckpointCID string `json:"checkpoint_cid"`
-	// ResultHash is the tree hash the provider submitted (jobs.TreeHash), hex.
+	// ResultHash is the tree hash the provider submitted (treehash.Sum), hex.
 	ResultHash string `json:"result_hash"`
 	// EvalImage, EvalCommand and Metric come from the job's manifest.
 	EvalImage   string   `json:"eval_image"`
@@ -304,7 +304,7 @@ func (v *Validator) evaluate(ctx context.Context, t Task, lim Limits) (Verdict, 
 		if err != nil {
 			return Verdict{}, fmt.Errorf("fetch checkpoint %s: %w", t.CheckpointCID, err)
 		}
-		got, err := jobs.TreeHash(d)
+		got, err := treehash.Sum(d)
 		if err != nil {
 			return fail("checkpoint %s: %v", t.CheckpointCID, err)
 		}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/gpunode/gpunode/internal/testenv"
-	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/runtime"
 )
@@ -98,7 +98,7 @@ func newSetup(t *testing.T, eval func(string, string) int) *setup {
 	ckpt := filepath.Join(dir, "ckpt")
 	os.MkdirAll(ckpt, 0o755)
 	os.WriteFile(filepath.Join(ckpt, "model.json"), []byte(`{"w":1}`), 0o644)
-	hash, err := jobs.TreeHash(ckpt)
+	hash, err := treehash.Sum(ckpt)
 	if err != nil {
 		t.Fatal(err)
 	}
