@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/gpunode/gpunode/contracts"
 )
@@ -23,6 +25,8 @@ func TestDecodeRevert(t *testing.T) {
 		want string
 	}{
 		{"0x35d90805", "AlreadyAttested"},
+		{hexutil.Encode(crypto.Keccak256([]byte("WrongReveal()"))[:4]), "WrongReveal"}, // JobMarketV2
+		{hexutil.Encode(crypto.Keccak256([]byte("StakeLocked(uint40)"))[:4]) + "0000000000000000000000000000000000000000000000000000000000000007", "StakeLocked"},
 		{"0x08c379a0000000000000000000000000000000000000000000000000000000000000002000000000000000000000000000000000000000000000000000000000000000026869000000000000000000000000000000000000000000000000000000000000", "Error"},
 		{"0xdeadbeef", ""},
 		{"0x01", ""},

@@ -172,3 +172,17 @@ func FuzzParseDeployment(f *testing.F) {
 		}
 	})
 }
+
+// TestParseDeploymentV2: a file written before v2 still reads (no v2 address), and a v2
+// file carries the v2 market.
+func TestParseDeploymentV2(t *testing.T) {
+	for file, wantV2 := range map[string]bool{"testdata/good.json": false, "testdata/good-v2.json": true} {
+		d, err := devchain.ReadDeployment(file)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if got := d.JobMarketV2 != [20]byte{}; got != wantV2 {
+			t.Errorf("%s: JobMarketV2 %s, want set=%v", file, d.JobMarketV2, wantV2)
+		}
+	}
+}
