@@ -14,7 +14,7 @@ import (
 	"github.com/ethereum/go-ethereum/params"
 	"github.com/spf13/cobra"
 
-	"github.com/gpunode/gpunode/contracts/devchain"
+	"github.com/gpunode/gpunode/contracts/deploy"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/market"
 )
@@ -56,7 +56,7 @@ func (f *walletFlags) chain() (url string, chainID uint64, contract, token commo
 		token = common.HexToAddress(f.token)
 	}
 	if f.deployment != "" {
-		d, err := devchain.ReadDeployment(f.deployment)
+		d, err := deploy.Read(f.deployment)
 		if err != nil {
 			return "", 0, contract, token, err
 		}

@@ -7,17 +7,13 @@
 package devchain
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -33,6 +29,7 @@ import (
 
 	"github.com/gpunode/gpunode/contracts"
 	"github.com/gpunode/gpunode/contracts/bindings/mocks"
+	"github.com/gpunode/gpunode/contracts/deploy"
 )
 
 // ChainID is the simulated backend's chain id.
@@ -82,24 +79,10 @@ func (c Config) Validate() []error {
 }
 
 // Account is a funded dev account. Its key is public knowledge.
-type Account struct {
-	Address    common.Address `json:"address"`
-	PrivateKey string         `json:"private_key"`
-}
+type Account = deploy.Account
 
 // Deployment is what the dev chain writes for the node and the CLI.
-type Deployment struct {
-	Version   int            `json:"version"`
-	ChainID   uint64         `json:"chain_id"`
-	RPCURL    string         `json:"rpc_url"`
-	JobMarket common.Address `json:"job_market"`
-	// JobMarketV2 is the v2 market (staked validators, commit-reveal, sealed checkpoints);
-	// absent in files written before it existed.
-	JobMarketV2 common.Address `json:"job_market_v2,omitempty"`
-	Token       common.Address `json:"token"`
-	DeployBlock uint64         `json:"deploy_block"`
-	Accounts    []Account      `json:"accounts"`
-}
+type Deployment = deploy.Deployment
 
 // DevRegistry is the dev chain's JobMarketV2 registry: a 1 ETH minimum stake, half of it
 // slashed for a missed reveal, and a 7-day unbonding period (so jobs may last 3.5 days).
@@ -272,63 +255,11 @@ func (c *Chain) Run(ctx context.Context) error {
 // Close stops a chain that is not running.
 func (c *Chain) Close() error { return c.sim.Close() }
 
-// WriteDeployment writes d to path atomically (0600: it holds the dev keys).
-func WriteDeployment(path string, d Deployment) error {
-	b, err := json.MarshalIndent(d, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("deployment %s: %w", path, err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("deployment %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("deployment %s: %w", path, err)
-	}
-	return nil
-}
+// WriteDeployment writes d to path (deploy.Write).
+func WriteDeployment(path string, d Deployment) error { return deploy.Write(path, d) }
 
-// maxDeployment bounds a deployment file.
-const maxDeployment = 1 << 20
+// ReadDeployment reads and checks a deployment file (deploy.Read).
+func ReadDeployment(path string) (Deployment, error) { return deploy.Read(path) }
 
-// ReadDeployment reads and checks a deployment file; unknown fields are an error.
-func ReadDeployment(path string) (Deployment, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Deployment{}, fmt.Errorf("deployment %s: %w", path, err)
-	}
-	d, err := ParseDeployment(b)
-	if err != nil {
-		return Deployment{}, fmt.Errorf("deployment %s: %w", path, err)
-	}
-	return d, nil
-}
-
-// ParseDeployment decodes and checks a deployment document.
-func ParseDeployment(b []byte) (Deployment, error) {
-	if len(b) > maxDeployment {
-		return Deployment{}, fmt.Errorf("larger than %d bytes", maxDeployment)
-	}
-	var d Deployment
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
-		return Deployment{}, err
-	}
-	if d.Version != 1 {
-		return Deployment{}, fmt.Errorf("version %d: want 1", d.Version)
-	}
-	if d.ChainID == 0 {
-		return Deployment{}, errors.New("chain_id: missing")
-	}
-	if d.JobMarket == (common.Address{}) {
-		return Deployment{}, errors.New("job_market: missing")
-	}
-	if d.RPCURL == "" {
-		return Deployment{}, errors.New("rpc_url: missing")
-	}
-	return d, nil
-}
+// ParseDeployment decodes and checks a deployment document (deploy.Parse).
+func ParseDeployment(b []byte) (Deployment, error) { return deploy.Parse(b) }

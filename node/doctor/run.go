@@ -11,7 +11,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 
-	"github.com/gpunode/gpunode/contracts/devchain"
+	"github.com/gpunode/gpunode/contracts/deploy"
 	"github.com/gpunode/gpunode/node"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/market"
@@ -131,7 +131,7 @@ func chainOf(mc market.Config) ChainConfig {
 	if mc.Deployment == "" {
 		return c
 	}
-	d, err := devchain.ReadDeployment(mc.Deployment)
+	d, err := deploy.Read(mc.Deployment)
 	switch {
 	case errors.Is(err, os.ErrNotExist) && mc.RPCURL == "":
 		c.NotConfigured = fmt.Sprintf("no market.rpc_url and no deployment file %s", mc.Deployment)

@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpunode/gpunode/contracts/bindings"
-	"github.com/gpunode/gpunode/contracts/devchain"
+	"github.com/gpunode/gpunode/contracts/deploy"
 	"github.com/gpunode/gpunode/node/api"
 )
 
@@ -47,7 +47,7 @@ func (m *Market) Collector() prometheus.Collector { return m.metrics }
 // JobMarket event exactly once (nil: events are only counted).
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, onEvent Handler) (*Market, error) {
 	if cfg.Deployment != "" {
-		d, err := devchain.ReadDeployment(cfg.Deployment)
+		d, err := deploy.Read(cfg.Deployment)
 		if errors.Is(err, os.ErrNotExist) && cfg.RPCURL == "" {
 			return nil, fmt.Errorf("%w: set market.rpc_url, chain_id and job_market, or run `gpunode devchain --out %s`", ErrNoChain, cfg.Deployment)
 		}
