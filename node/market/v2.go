@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"time"
 
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
@@ -327,3 +328,11 @@ func (v *V2) PostJob(ctx context.Context, p bindings.JobMarketV2JobParams, value
 	}
 	return nil, r, errors.New("post job: no JobPosted event in the receipt")
 }
+
+// Expire ends job id after its deadline (anyone may).
+func (v *V2) Expire(ctx context.Context, id *big.Int) (*types.Receipt, error) {
+	return v.send(ctx, "expire job "+id.String(), nil, v.abi.PackExpire(id), 0)
+}
+
+// Now is the chain's time (the latest block's timestamp).
+func (v *V2) Now(ctx context.Context) (time.Time, error) { return v.m.Now(ctx) }

@@ -282,3 +282,20 @@ func Fetch(ctx context.Context, h host.Host, provider peer.ID, b seal.Binding, c
 	}
 	return k, nil
 }
+
+// Client asks providers for keys as one validator: its libp2p host and its chain key
+// (validator.KeySource).
+type Client struct {
+	Host    host.Host
+	Account *ecdsa.PrivateKey
+}
+
+// Key asks the provider at providerPeer for the key of the job b names and checks it
+// against keyHash.
+func (c Client) Key(ctx context.Context, providerPeer string, b seal.Binding, keyHash common.Hash) (seal.Key, error) {
+	id, err := peer.Decode(providerPeer)
+	if err != nil {
+		return seal.Key{}, fmt.Errorf("provider peer %q: %w", providerPeer, err)
+	}
+	return Fetch(ctx, c.Host, id, b, keyHash, c.Account)
+}
