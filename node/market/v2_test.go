@@ -57,7 +57,7 @@ func TestV2Lifecycle(t *testing.T) {
 	reward, fee, bond := big.NewInt(params.Ether), big.NewInt(params.Ether/100), big.NewInt(params.Ether/10)
 	p := bindings.JobMarketV2JobParams{
 		Reward: reward, ValidatorFee: fee, Bond: bond, Threshold: 900000, ValidatorCount: 3, Quorum: 2,
-		AcceptBy: big.NewInt(now.Add(time.Hour).Unix()), RunWindow: 3600, CommitWindow: big.NewInt(4), RevealWindow: big.NewInt(3600),
+		AcceptBy: big.NewInt(now.Add(time.Hour).Unix()), RunWindow: 3600, CommitWindow: big.NewInt(120), RevealWindow: big.NewInt(3600),
 		ManifestCID: "bafymanifest", ManifestHash: common.HexToHash("0x01"),
 	}
 	escrow := new(big.Int).Add(reward, new(big.Int).Mul(fee, big.NewInt(3)))
