@@ -14,8 +14,6 @@ import (
 	"math"
 	"reflect"
 	"time"
-
-	"github.com/gpunode/gpunode/node/api"
 )
 
 // ReportVersion is the version of the report format this package writes and reads.
@@ -266,18 +264,27 @@ func Run(ctx context.Context, b Backend, profile Profile, progress func(done, to
 	return NewReport(b.Name(), b.Harness(), plan, hw, results, time.Now())
 }
 
-// Summary returns the report in a few fields: what the node's status shows and what a
-// capacity record advertises beside the CID of the full signed report.
-func (r *Report) Summary() api.BenchmarkSummary {
+// Summary is a report in a few fields: what the node's status shows and what a capacity
+// record advertises beside the CID of the full signed report.
+type Summary struct {
+	// RigScore is the rig's DL hashrate: the sum of its devices' scores, TFLOPS.
+	RigScore float64
+	Devices  []DeviceScore
+	// AllReduceBusBW is the geometric mean all-reduce bus bandwidth, GB/s.
+	AllReduceBusBW                         float64
+	Profile, Backend, Harness, Fingerprint string
+	CreatedAt                              time.Time
+	// SHA256 is the hash of the signed report as kept (indented JSON, last-report.json).
+	SHA256 string
+}
+
+// Summary returns the report in a few fields.
+func (r *Report) Summary() Summary {
 	b, _ := json.MarshalIndent(r, "", "  ")
 	sum := sha256.Sum256(b)
-	s := api.BenchmarkSummary{
-		RigScore: r.Scores.Rig, AllReduceBusBW: r.Scores.AllReduceBusBW,
+	return Summary{
+		RigScore: r.Scores.Rig, Devices: append([]DeviceScore(nil), r.Scores.Devices...), AllReduceBusBW: r.Scores.AllReduceBusBW,
 		Profile: string(r.Profile), Backend: r.Backend, Harness: r.Harness, Fingerprint: r.Fingerprint,
 		CreatedAt: r.CreatedAt, SHA256: hex.EncodeToString(sum[:]),
 	}
-	for _, d := range r.Scores.Devices {
-		s.Devices = append(s.Devices, api.BenchmarkDevice{Device: d.Device, Score: d.Score})
-	}
-	return s
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,8 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/gpunode/gpunode/node/api"
 )
 
 // ErrBusy means a benchmark is already running.
@@ -148,7 +145,7 @@ func (s *Service) Last() *Report {
 }
 
 // Summary returns the last report's summary for the node's status, or nil.
-func (s *Service) Summary() *api.BenchmarkSummary {
+func (s *Service) Summary() *Summary {
 	r := s.Last()
 	if r == nil {
 		return nil
@@ -337,45 +334,6 @@ func (s *Service) save(r *Report) error {
 	return nil
 }
 
-// RunRequest is the body of POST /v1/benchmark.
-type RunRequest struct {
-	Profile Profile `json:"profile"`
-	Backend string  `json:"backend"`
-}
-
-// Routes registers the control API routes:
-//
-//	GET  /v1/benchmark  the last signed report (404 if none yet)
-//	POST /v1/benchmark  run {profile, backend} (defaults from the config) and return its report (409 if one is running)
-func (s *Service) Routes(srv *api.Server) {
-	srv.HandleFunc("GET /v1/benchmark", func(w http.ResponseWriter, r *http.Request) {
-		last := s.Last()
-		if last == nil {
-			api.WriteError(w, http.StatusNotFound, errors.New("no benchmark report yet: run `gpunode bench`"))
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, last)
-	})
-	srv.HandleStream("POST /v1/benchmark", func(w http.ResponseWriter, r *http.Request) {
-		req := RunRequest{Profile: s.cfg.Profile, Backend: s.cfg.Backend}
-		if r.ContentLength != 0 {
-			if err := api.DecodeJSON(r, 4096, &req); err != nil {
-				api.WriteError(w, http.StatusBadRequest, err)
-				return
-			}
-		}
-		rep, err := s.Benchmark(r.Context(), req.Profile, req.Backend, nil)
-		switch {
-		case errors.Is(err, ErrBusy):
-			api.WriteError(w, http.StatusConflict, err)
-		case err != nil:
-			api.WriteError(w, http.StatusInternalServerError, err)
-		default:
-			api.WriteJSON(w, http.StatusOK, rep)
-		}
-	})
-}
-
 // Register exports the last report as metrics, read at scrape time.
 func (s *Service) Register(reg prometheus.Registerer) error {
 	return reg.Register(collector{s})
@@ -420,3 +378,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descTime, prometheus.GaugeValue, float64(r.CreatedAt.UnixNano())/1e9)
 }
+
+// Defaults are the profile and backend a run takes when its caller names none.
+func (s *Service) Defaults() (Profile, string) { return s.cfg.Profile, s.cfg.Backend }

@@ -5,7 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,8 +19,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/gpunode/gpunode/node/api"
 )
 
 // fakeBackend reports time proportional to each problem's work: 1 TFLOPS for compute,
@@ -131,64 +129,55 @@ func TestServiceBenchmarkKeepsSignedReport(t *testing.T) {
 	}
 }
 
-func TestServiceRoutes(t *testing.T) {
+// TestServiceOneRunAtATime: while a run blocks in its backend a second is refused with
+// ErrBusy (the control API answers it as a conflict), and the finished run's report is
+// kept and verifies.
+func TestServiceOneRunAtATime(t *testing.T) {
 	fb := &fakeBackend{block: make(chan struct{})}
 	s := newTestService(t, t.TempDir(), fb)
-	sock := filepath.Join(t.TempDir(), "api.sock")
-	srv := api.NewServer(api.Config{Socket: sock}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	s.Routes(srv)
-	ln, err := srv.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go srv.Serve(ctx, ln)
-	c := api.NewClient(sock)
-
-	if _, err := c.LastBenchmark(ctx); err == nil || !strings.Contains(err.Error(), "no benchmark report yet") {
-		t.Fatalf("before any run: %v", err)
+	if s.Last() != nil {
+		t.Fatal("a report before any run")
 	}
 	type answer struct {
-		b   json.RawMessage
+		r   *Report
 		err error
 	}
 	first := make(chan answer, 1)
 	go func() {
-		b, err := c.RunBenchmark(ctx, api.BenchmarkRequest{Profile: "quick", Backend: "fake"})
-		first <- answer{b, err}
+		r, err := s.Benchmark(ctx, Quick, "fake", nil)
+		first <- answer{r, err}
 	}()
-	// While the first run blocks in the backend, a second is refused.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		fb.mu.Lock()
 		started := fb.calls > 0
 		fb.mu.Unlock()
-		if started || time.Now().After(deadline) {
+		if started {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first run never reached its backend")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if _, err := c.RunBenchmark(ctx, api.BenchmarkRequest{}); err == nil || !strings.Contains(err.Error(), ErrBusy.Error()) {
-		t.Errorf("second run: %v, want busy", err)
+	if _, err := s.Benchmark(ctx, Quick, "fake", nil); !errors.Is(err, ErrBusy) {
+		t.Errorf("second run: %v, want ErrBusy", err)
 	}
 	close(fb.block)
 	a := <-first
 	if a.err != nil {
 		t.Fatal(a.err)
 	}
-	b, err := c.LastBenchmark(ctx)
-	if err != nil {
-		t.Fatal(err)
+	last := s.Last()
+	if last == nil || !bytes.Equal(last.Signature, a.r.Signature) {
+		t.Fatalf("last report %+v, want the run's", last)
 	}
-	r, err := DecodeReport(strings.NewReader(string(b)))
-	if err != nil {
-		t.Fatal(err)
+	if err := last.Verify(); err != nil {
+		t.Fatalf("kept report: %v", err)
 	}
-	if err := r.Verify(); err != nil {
-		t.Fatalf("report from the API: %v", err)
-	}
-	if _, err := c.RunBenchmark(ctx, api.BenchmarkRequest{Profile: "slow", Backend: "fake"}); err == nil {
+	if _, err := s.Benchmark(ctx, Profile("slow"), "fake", nil); err == nil {
 		t.Error("unknown profile accepted")
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/gpunode/gpunode/benchmark"
 	"github.com/gpunode/gpunode/benchmark/cpu"
 	"github.com/gpunode/gpunode/benchmark/harness"
-	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/p2p"
 )
@@ -79,9 +78,10 @@ func (a allocatorGPUs) Reserve(context.Context) ([]string, func(), error) {
 // Benchmark is what the node needs of the benchmark service.
 type Benchmark interface {
 	Run(ctx context.Context) error
-	Routes(s *api.Server)
+	// The control API serves the last report and runs.
+	BenchmarkBackend
 	Register(reg prometheus.Registerer) error
-	Summary() *api.BenchmarkSummary
+	Summary() *benchmark.Summary
 	// Measured is closed once the benchmark at start is settled (done, not needed, or
 	// given up): the first registration waits for it, so it carries the report.
 	Measured() <-chan struct{}

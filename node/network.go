@@ -36,6 +36,8 @@ type Network interface {
 	Routing() routing.Routing
 	// PubSub carries the pool's policy topic.
 	PubSub() *pubsub.PubSub
+	// The control API serves the peers, the capacity records and offers.
+	P2PBackend
 }
 
 // openNetwork starts the p2p host with the node's registry and routes. The capacity it
@@ -64,7 +66,6 @@ func (n *Node) openNetwork(ctx context.Context, mk *market.Market, offers p2p.Of
 	if err != nil {
 		return err
 	}
-	nw.Routes(n.api)
 	n.deps.Network = nw
 	if n.cfg.Policy.PoolKey != "" {
 		pool, err := policy.ParsePublicKey(n.cfg.Policy.PoolKey)
@@ -168,7 +169,6 @@ func (n *Node) openContent() error {
 	}
 	// The control socket's host-path routes never read or write the node's own state.
 	x.Protect(n.cfg.DataDir, n.cfg.Market.Keystore, n.cfg.Market.PasswordFile, n.cfg.IPFS.RemotePinning.TokenFile, n.cfg.Runtime.StateDir, n.cfg.Runtime.LogDir)
-	x.Routes(n.api)
 	n.reg.MustRegister(x.Collector())
 	n.ipfs = x
 	return nil

@@ -4,6 +4,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/apiserver"
 	"github.com/gpunode/gpunode/node/ipfs"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
@@ -49,19 +51,20 @@ type Runtime interface {
 	Ping(ctx context.Context) error
 	PreflightGPU(ctx context.Context, gpus []string) error
 	Run(ctx context.Context) error
-	Routes(s *api.Server)
 	// GPUStack is the GPU software stack the engine runs containers with, each part
 	// checked against its minimum version.
 	GPUStack() []docker.Component
 	Close() error
+	// The control API serves the image cache and job logs.
+	RuntimeBackend
 }
 
 // Market is what the node needs of the chain side.
 type Market interface {
-	Status() api.MarketStatus
 	Run(ctx context.Context) error
-	Routes(s *api.Server)
 	Collector() prometheus.Collector
+	// The control API serves the chain side (Status included).
+	MarketBackend
 }
 
 // Deps are the adapters a node runs on. Open builds the real ones; tests pass their own.
@@ -89,7 +92,6 @@ type Node struct {
 	started  time.Time
 	hostname string
 	state    atomic.Value // string
-	api      *api.Server
 	reg      *prometheus.Registry
 	checks   checks
 	policy   *policy.Holder
@@ -218,7 +220,6 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 		log:     log,
 		deps:    deps,
 		started: time.Now(),
-		api:     api.NewServer(cfg.API, log),
 	}
 	n.state.Store("starting")
 	if deps.GPUProblem != nil {
@@ -237,22 +238,14 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	pol.ObserveNode(nodeState(deps.GPUs))
-	pol.Routes(n.api)
 	n.policy = pol
-	n.api.HandleFunc("GET /v1/status", n.handleStatus)
-	n.api.HandleFunc("GET /v1/doctor", n.handleDoctor)
-	if deps.Runtime != nil {
-		deps.Runtime.Routes(n.api)
-	}
 	if deps.Benchmark != nil {
-		deps.Benchmark.Routes(n.api)
 		if err := deps.Benchmark.Register(n.reg); err != nil {
 			return nil, fmt.Errorf("benchmark metrics: %w", err)
 		}
 	}
 	if deps.Market != nil {
 		n.reg.MustRegister(deps.Market.Collector())
-		deps.Market.Routes(n.api)
 	}
 	if err := n.openIdle(); err != nil {
 		return nil, err
@@ -266,22 +259,23 @@ func (n *Node) Registry() prometheus.Registerer { return n.reg }
 // Policy is the node's workload policy and admission state (drain, cordon).
 func (n *Node) Policy() *policy.Holder { return n.policy }
 
-// API is the node's control API server, for subsystems to add routes.
-func (n *Node) API() *api.Server { return n.api }
-
 // Run runs the node until ctx is cancelled. Cancellation is a clean stop, not an error.
 // Each value from reload makes the node re-read its policy files (main sends one on
 // SIGHUP); nil never reloads.
 func (n *Node) Run(ctx context.Context, reload <-chan struct{}) error {
 	defer n.close()
-	ln, err := n.api.Listen()
+	srv, err := apiserver.New(n.cfg.API, n.log, Routes(n.backends(), n.log))
+	if err != nil {
+		return err
+	}
+	ln, err := srv.Listen()
 	if err != nil {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return n.api.Serve(gctx, ln) })
+	g.Go(func() error { return srv.Serve(gctx, ln) })
 	g.Go(func() error { return metrics.Serve(gctx, n.cfg.Metrics, n.reg, n.log.With("component", "metrics")) })
-	g.Go(func() error { return n.serveUI(gctx) })
+	g.Go(func() error { return n.serveUI(gctx, srv.Handler()) })
 	if n.deps.GPUs != nil {
 		g.Go(func() error { return n.deps.GPUs.WatchHealth(gctx, n.log.With("component", "gpu")) })
 	}
@@ -393,13 +387,13 @@ func (n *Node) preflightGPUs(ctx context.Context) {
 // serveUI serves the dashboard until ctx ends. The dashboard is a convenience: when it
 // cannot be served (its port taken, its token file unreadable) the node says so in its
 // checks and goes on taking jobs.
-func (n *Node) serveUI(ctx context.Context) error {
+func (n *Node) serveUI(ctx context.Context, backend http.Handler) error {
 	if n.cfg.UI.Listen == "" {
 		<-ctx.Done()
 		return nil
 	}
 	n.setCheck("dashboard", nil)
-	if err := ui.Serve(ctx, n.cfg.UI, n.api.Handler(), n.log.With("component", "ui")); err != nil {
+	if err := ui.Serve(ctx, n.cfg.UI, backend, n.log.With("component", "ui")); err != nil {
 		n.setCheck("dashboard", fmt.Errorf("%w: set ui.listen to a free address, or \"\" to turn the dashboard off", err))
 		<-ctx.Done()
 	}
@@ -474,7 +468,7 @@ func (n *Node) Status() api.Status {
 	s.PolicyPaused = n.policy.Paused()
 	s.Idle = n.idleStatus()
 	if n.deps.Benchmark != nil {
-		s.Benchmark = n.deps.Benchmark.Summary()
+		s.Benchmark = apiBenchmarkSummary(n.deps.Benchmark.Summary())
 	}
 	if n.deps.Market != nil {
 		ms := n.deps.Market.Status()
@@ -522,24 +516,24 @@ func (n *Node) Status() api.Status {
 	return s
 }
 
-func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
-	api.WriteJSON(w, http.StatusOK, n.Status())
-}
-
-// handleDoctor serves the last report of `gpunode doctor`, as it wrote it. The daemon does
+// DoctorReport is the last report of `gpunode doctor`, as it wrote it. The daemon does
 // not run the checks itself: they open NVML and start containers, which the daemon's own
 // GPU handling must not share.
-func (n *Node) handleDoctor(w http.ResponseWriter, _ *http.Request) {
+func (n *Node) DoctorReport() (json.RawMessage, error) {
 	f, err := os.Open(n.cfg.Layout().DoctorReport())
 	if errors.Is(err, os.ErrNotExist) {
-		api.WriteError(w, http.StatusNotFound, errors.New("gpunode doctor has not run on this rig yet: run `gpunode doctor` (with the daemon's --config)"))
-		return
+		return nil, api.WithClass(api.ErrNotFound, errors.New("gpunode doctor has not run on this rig yet: run `gpunode doctor` (with the daemon's --config)"))
 	}
 	if err != nil {
-		api.WriteError(w, http.StatusInternalServerError, err)
-		return
+		return nil, err
 	}
 	defer f.Close()
-	w.Header().Set("Content-Type", "application/json")
-	io.Copy(w, io.LimitReader(f, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if !json.Valid(b) {
+		return nil, fmt.Errorf("%s: not JSON: run `gpunode doctor` again", n.cfg.Layout().DoctorReport())
+	}
+	return b, nil
 }

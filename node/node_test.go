@@ -21,10 +21,11 @@ import (
 
 // fakeRuntime is a container engine whose answers the test sets.
 type fakeRuntime struct {
-	ping      atomic.Value // error
-	preflight error
-	runs      atomic.Int32
-	stack     []docker.Component
+	ping         atomic.Value // error
+	preflight    error
+	runs         atomic.Int32
+	stack        []docker.Component
+	fakeRuntimeB // the control API's image and log routes: not served
 }
 
 func (f *fakeRuntime) Ping(context.Context) error {
@@ -39,7 +40,6 @@ func (f *fakeRuntime) Run(ctx context.Context) error {
 	<-ctx.Done()
 	return nil
 }
-func (f *fakeRuntime) Routes(*api.Server)           {}
 func (f *fakeRuntime) GPUStack() []docker.Component { return f.stack }
 func (f *fakeRuntime) Close() error                 { return nil }
 
@@ -134,14 +134,16 @@ func TestMissingEngineKeepsNodeRunning(t *testing.T) {
 	}
 }
 
-type fakeMarket struct{ st api.MarketStatus }
+type fakeMarket struct {
+	st          api.MarketStatus
+	fakeMarketB // the control API's chain routes other than the status: not served
+}
 
 func (f fakeMarket) Status() api.MarketStatus { return f.st }
 func (f fakeMarket) Run(ctx context.Context) error {
 	<-ctx.Done()
 	return nil
 }
-func (f fakeMarket) Routes(*api.Server) {}
 func (f fakeMarket) Collector() prometheus.Collector {
 	return prometheus.NewGauge(prometheus.GaugeOpts{Name: "fake_market"})
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"github.com/gpunode/gpunode/benchmark"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/runtime"
 	"github.com/gpunode/gpunode/runtime/gpu"
@@ -28,4 +29,16 @@ func apiImages(in []runtime.Image) []api.Image {
 
 func apiPruneReport(r runtime.PruneReport) api.PruneReport {
 	return api.PruneReport{Removed: apiImages(r.Removed), FreedBytes: r.FreedBytes, TotalBytes: r.TotalBytes, CapBytes: r.CapBytes}
+}
+
+func apiBenchmarkSummary(s *benchmark.Summary) *api.BenchmarkSummary {
+	if s == nil {
+		return nil
+	}
+	out := &api.BenchmarkSummary{RigScore: s.RigScore, AllReduceBusBW: s.AllReduceBusBW, Profile: s.Profile, Backend: s.Backend,
+		Harness: s.Harness, Fingerprint: s.Fingerprint, CreatedAt: s.CreatedAt, SHA256: s.SHA256}
+	for _, d := range s.Devices {
+		out.Devices = append(out.Devices, api.BenchmarkDevice{Device: d.Device, Score: d.Score})
+	}
+	return out
 }

@@ -213,11 +213,10 @@ func (g *gate) offer(ctx context.Context, from peer.ID, o p2p.Offer) p2p.Decisio
 	return p2p.Decision{Reason: "this node takes no jobs"}
 }
 
-// attachWork makes the node take jobs with w: its routes and metrics, and the policy's
-// count of active jobs for drain.
+// attachWork makes the node take jobs with w: its metrics, and the policy's count of
+// active jobs for drain. The route table serves it (Node.backends).
 func (n *Node) attachWork(w *work) {
 	n.work = w
-	n.work.routes(n.api)
 	n.reg.MustRegister(w.machine.Collector(), w.ledger.Collector())
 	n.policy.CountRunning(w.machine.Active)
 }

@@ -173,18 +173,13 @@ taking it, or declined and why. The reward is still paid from the job's escrow.`
 		}
 		nonce := make([]byte, 8)
 		rand.Read(nonce)
-		offer, _ := json.Marshal(p2p.Offer{
+		d, err := c.P2POffer(cmd.Context(), peerID, api.Offer{
 			Version: p2p.OfferVersion, ID: hex.EncodeToString(nonce), ManifestCID: cj.ManifestCID, GPUs: gpus,
 			PricePerGPUHour: price, MaxDurationSeconds: int64(maxDuration.Seconds()), JobID: cj.JobID,
 			ExpiresAt: time.Now().Add(5 * time.Minute).Unix(),
 		})
-		raw, err := c.P2POffer(cmd.Context(), peerID, offer)
 		if err != nil {
 			return err
-		}
-		var d p2p.Decision
-		if err := json.Unmarshal(raw, &d); err != nil {
-			return fmt.Errorf("answer: %w", err)
 		}
 		if !d.Accepted {
 			return fmt.Errorf("job %s: declined by %s: %s", cj.JobID, peerID, d.Reason)

@@ -11,26 +11,52 @@ import (
 	"github.com/gpunode/gpunode/internal/treetar"
 )
 
-// IPFSAddResult is what the daemon stored for an add.
+// IPFSAddRequest is the body of POST /v1/ipfs/add. Path is read by the daemon, so it
+// must be absolute, readable by the daemon's user, and in a folder the operator lists
+// in ipfs.host_paths.
+type IPFSAddRequest struct {
+	Path string `json:"path"`
+	Name string `json:"name,omitempty"`
+}
+
+// IPFSGetRequest is the body of POST /v1/ipfs/get. Dir is written by the daemon, so it
+// must be in a folder of ipfs.host_paths.
+type IPFSGetRequest struct {
+	CID string `json:"cid"`
+	Dir string `json:"dir"`
+}
+
+// IPFSPinRequest is the body of POST /v1/ipfs/pins, and its answer.
+type IPFSPinRequest struct {
+	CID  string `json:"cid"`
+	Name string `json:"name,omitempty"`
+}
+
+// IPFSAddResult is what the daemon stored for an add or an upload.
 type IPFSAddResult struct {
-	CID    string `json:"cid"`
-	Name   string `json:"name"`
-	Bytes  int64  `json:"bytes"`
+	CID   string `json:"cid"`
+	Name  string `json:"name"`
+	Bytes int64  `json:"bytes"` // file bytes read
+	// Remote is the remote pin status, if a pinning service is configured.
 	Remote string `json:"remote"`
 }
 
 // IPFSProgress is the state of one fetch.
 type IPFSProgress struct {
-	CID         string    `json:"cid"`
-	State       string    `json:"state"`
-	Blocks      int       `json:"blocks"`
-	Local       int       `json:"local"`
-	FromNetwork int       `json:"from_network"`
-	Bytes       int64     `json:"bytes"`
-	Path        string    `json:"path,omitempty"`
-	Error       string    `json:"error,omitempty"`
-	Started     time.Time `json:"started"`
-	Updated     time.Time `json:"updated"`
+	CID string `json:"cid"`
+	// State is fetching, done or failed.
+	State string `json:"state"`
+	// Blocks counts the blocks seen so far: Local were in the blockstore, FromNetwork
+	// came from peers.
+	Blocks      int   `json:"blocks"`
+	Local       int   `json:"local"`
+	FromNetwork int   `json:"from_network"`
+	Bytes       int64 `json:"bytes"`
+	// Path is the read-only cache directory, once done.
+	Path    string    `json:"path,omitempty"`
+	Error   string    `json:"error,omitempty"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
 }
 
 // IPFSPin is one pinned root.
@@ -39,17 +65,22 @@ type IPFSPin struct {
 	Name    string    `json:"name"`
 	Kind    string    `json:"kind"`
 	Created time.Time `json:"created"`
-	Remote  *struct {
-		RequestID string `json:"requestid"`
-		Status    string `json:"status"`
-	} `json:"remote,omitempty"`
+	// Remote is the root's state on the remote pinning service, if one is configured.
+	Remote *IPFSRemotePin `json:"remote,omitempty"`
+}
+
+// IPFSRemotePin is a root's state on a remote pinning service.
+type IPFSRemotePin struct {
+	RequestID string `json:"requestid"`
+	// Status is queued, pinning, pinned or failed.
+	Status string `json:"status"`
 }
 
 // IPFSAdd asks the daemon to add the file or directory at path (absolute, readable
 // by the daemon), pin it and publish it.
 func (c *Client) IPFSAdd(ctx context.Context, path, name string) (IPFSAddResult, error) {
 	var out IPFSAddResult
-	err := c.Post(ctx, "/v1/ipfs/add", map[string]string{"path": path, "name": name}, &out)
+	err := c.Post(ctx, "/v1/ipfs/add", IPFSAddRequest{Path: path, Name: name}, &out)
 	return out, err
 }
 
@@ -93,7 +124,7 @@ func (c *Client) IPFSDownload(ctx context.Context, cid, dir string) error {
 // IPFSGet asks the daemon to fetch cid and write it into dir (absolute).
 func (c *Client) IPFSGet(ctx context.Context, cid, dir string) (IPFSProgress, error) {
 	var out IPFSProgress
-	err := c.Post(ctx, "/v1/ipfs/get", map[string]string{"cid": cid, "dir": dir}, &out)
+	err := c.Post(ctx, "/v1/ipfs/get", IPFSGetRequest{CID: cid, Dir: dir}, &out)
 	return out, err
 }
 
@@ -126,5 +157,19 @@ func (c *Client) IPFSUnpin(ctx context.Context, cid string) error {
 func (c *Client) IPFSGC(ctx context.Context) (IPFSGCResult, error) {
 	var out IPFSGCResult
 	err := c.Post(ctx, "/v1/ipfs/gc", struct{}{}, &out)
+	return out, err
+}
+
+// IPFSFetches lists the daemon's fetches.
+func (c *Client) IPFSFetches(ctx context.Context) ([]IPFSProgress, error) {
+	var out []IPFSProgress
+	err := c.Get(ctx, "/v1/ipfs/fetches", &out)
+	return out, err
+}
+
+// IPFSPin pins cid (fetching it) under name.
+func (c *Client) IPFSPin(ctx context.Context, cid, name string) (IPFSPinRequest, error) {
+	var out IPFSPinRequest
+	err := c.Post(ctx, "/v1/ipfs/pins", IPFSPinRequest{CID: cid, Name: name}, &out)
 	return out, err
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"net/url"
 	"time"
 )
 
@@ -90,7 +91,7 @@ func (c *Client) PostJob(ctx context.Context, req PostJobRequest) (PostJobResult
 // JobResult reads what a provider submitted for a job.
 func (c *Client) JobResult(ctx context.Context, id string) (JobResult, error) {
 	var r JobResult
-	err := c.Get(ctx, "/v1/market/jobs/"+id+"/result", &r)
+	err := c.Get(ctx, "/v1/market/jobs/"+url.PathEscape(id)+"/result", &r)
 	return r, err
 }
 
@@ -116,7 +117,7 @@ type ChainJob struct {
 // ChainJob reads a job's on-chain record through the daemon.
 func (c *Client) ChainJob(ctx context.Context, id string) (ChainJob, error) {
 	var j ChainJob
-	err := c.Get(ctx, "/v1/market/jobs/"+id, &j)
+	err := c.Get(ctx, "/v1/market/jobs/"+url.PathEscape(id), &j)
 	return j, err
 }
 
@@ -156,4 +157,26 @@ type LedgerEntry struct {
 	// TxHash is the transaction that credited or paid the amount.
 	TxHash string    `json:"tx,omitempty"`
 	At     time.Time `json:"at"`
+}
+
+// CancelJob cancels a job this node posted that no provider took yet, and waits for the
+// transaction's confirmation.
+func (c *Client) CancelJob(ctx context.Context, id string) (PostJobResult, error) {
+	var r PostJobResult
+	err := c.Post(ctx, "/v1/market/jobs/"+url.PathEscape(id)+"/cancel", struct{}{}, &r)
+	return r, err
+}
+
+// Ledger lists the movements of the node's money on the JobMarket, oldest first.
+func (c *Client) Ledger(ctx context.Context) ([]LedgerEntry, error) {
+	var out []LedgerEntry
+	err := c.Get(ctx, "/v1/market/ledger", &out)
+	return out, err
+}
+
+// PostedJobs lists the jobs this node posted, newest first, as the chain records them.
+func (c *Client) PostedJobs(ctx context.Context) ([]ChainJob, error) {
+	var out []ChainJob
+	err := c.Get(ctx, "/v1/market/posted", &out)
+	return out, err
 }

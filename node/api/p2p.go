@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 )
 
@@ -79,10 +78,43 @@ func (c *Client) P2PMarket(ctx context.Context) (P2PMarket, error) {
 	return out, err
 }
 
-// P2POffer sends an offer (the JSON of a p2p.Offer) to a peer through the daemon and
-// returns the peer's decision (the JSON of a p2p.Decision).
-func (c *Client) P2POffer(ctx context.Context, peerID string, offer json.RawMessage) (json.RawMessage, error) {
-	var out json.RawMessage
-	err := c.Post(ctx, "/v1/p2p/offers", map[string]any{"peer_id": peerID, "offer": offer}, &out)
+// Offer is a job offered to a provider over libp2p, as the offer protocol carries it.
+type Offer struct {
+	Version int `json:"v"`
+	// ID is chosen by the sender to match the answer to its request.
+	ID string `json:"id"`
+	// ManifestCID is the job manifest on IPFS.
+	ManifestCID string `json:"manifest_cid"`
+	// GPUs is how many GPUs the job needs (0: a CPU job).
+	GPUs int `json:"gpus"`
+	// PricePerGPUHour is the offered price in wei per GPU-hour, a decimal integer.
+	PricePerGPUHour string `json:"price_per_gpu_hour"`
+	// MaxDurationSeconds bounds the job's run time.
+	MaxDurationSeconds int64 `json:"max_duration_s"`
+	// JobID is the job's on-chain id, if it is already posted (0x-hex or decimal).
+	JobID string `json:"job_id,omitempty"`
+	// ExpiresAt (unix seconds) is when the offer lapses.
+	ExpiresAt int64 `json:"expires_at"`
+}
+
+// OfferDecision is a provider's answer to an offer.
+type OfferDecision struct {
+	Version  int    `json:"v"`
+	ID       string `json:"id"`
+	Accepted bool   `json:"accepted"`
+	// Reason says why, in words for the sender's log.
+	Reason string `json:"reason"`
+}
+
+// OfferRequest is the body of POST /v1/p2p/offers: send Offer to PeerID.
+type OfferRequest struct {
+	PeerID string `json:"peer_id"`
+	Offer  Offer  `json:"offer"`
+}
+
+// P2POffer sends an offer to a peer through the daemon and returns the peer's decision.
+func (c *Client) P2POffer(ctx context.Context, peerID string, offer Offer) (OfferDecision, error) {
+	var out OfferDecision
+	err := c.Post(ctx, "/v1/p2p/offers", OfferRequest{PeerID: peerID, Offer: offer}, &out)
 	return out, err
 }

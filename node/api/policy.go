@@ -50,28 +50,39 @@ type PolicyRejection struct {
 	Failed  []PolicyCheck `json:"failed"`
 }
 
-type admissionRequest struct {
+// AdmissionRequest is the body of the drain and cordon routes.
+type AdmissionRequest struct {
 	Reason string `json:"reason,omitempty"`
+}
+
+// PolicyRejections is the answer of GET /v1/policy/rejections.
+type PolicyRejections struct {
+	Recent []PolicyRejection `json:"recent"`
+}
+
+// PoolPolicyRequest is the body of POST /v1/policy/pool: a signed envelope.
+type PoolPolicyRequest struct {
+	Signed []byte `json:"signed"`
 }
 
 // Drain stops the node taking new jobs and lets running ones finish.
 func (c *Client) Drain(ctx context.Context, reason string) (AdmissionStatus, error) {
 	var out AdmissionStatus
-	err := c.Post(ctx, "/v1/admission/drain", admissionRequest{Reason: reason}, &out)
+	err := c.Post(ctx, "/v1/admission/drain", AdmissionRequest{Reason: reason}, &out)
 	return out, err
 }
 
 // Cordon stops the node taking new jobs.
 func (c *Client) Cordon(ctx context.Context, reason string) (AdmissionStatus, error) {
 	var out AdmissionStatus
-	err := c.Post(ctx, "/v1/admission/cordon", admissionRequest{Reason: reason}, &out)
+	err := c.Post(ctx, "/v1/admission/cordon", AdmissionRequest{Reason: reason}, &out)
 	return out, err
 }
 
 // Uncordon lets the node take jobs again.
 func (c *Client) Uncordon(ctx context.Context) (AdmissionStatus, error) {
 	var out AdmissionStatus
-	err := c.Post(ctx, "/v1/admission/uncordon", admissionRequest{}, &out)
+	err := c.Post(ctx, "/v1/admission/uncordon", AdmissionRequest{}, &out)
 	return out, err
 }
 
@@ -98,9 +109,7 @@ func (c *Client) ReloadPolicy(ctx context.Context) (PolicyStatus, error) {
 
 // PolicyRejections lists the offers the node recently turned down.
 func (c *Client) PolicyRejections(ctx context.Context) ([]PolicyRejection, error) {
-	var out struct {
-		Recent []PolicyRejection `json:"recent"`
-	}
+	var out PolicyRejections
 	err := c.Get(ctx, "/v1/policy/rejections", &out)
 	return out.Recent, err
 }
@@ -108,9 +117,7 @@ func (c *Client) PolicyRejections(ctx context.Context) ([]PolicyRejection, error
 // PushPoolPolicy hands the daemon a signed pool policy.
 func (c *Client) PushPoolPolicy(ctx context.Context, signed []byte) (PolicyStatus, error) {
 	var out PolicyStatus
-	err := c.Post(ctx, "/v1/policy/pool", struct {
-		Signed []byte `json:"signed"`
-	}{signed}, &out)
+	err := c.Post(ctx, "/v1/policy/pool", PoolPolicyRequest{Signed: signed}, &out)
 	return out, err
 }
 

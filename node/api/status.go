@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -145,4 +146,12 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	var s Status
 	err := c.Get(ctx, "/v1/status", &s)
 	return s, err
+}
+
+// Doctor fetches the last report of `gpunode doctor` on this rig, as it wrote it (the
+// JSON of a doctor.Report): a document of its own, passed through as it is.
+func (c *Client) Doctor(ctx context.Context) (json.RawMessage, error) {
+	var out json.RawMessage
+	err := c.Get(ctx, "/v1/doctor", &out)
+	return out, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gpunode/gpunode/node/api"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -29,12 +30,7 @@ import (
 var cidBuilder = cid.V1Builder{Codec: cid.DagProtobuf, MhType: mh.SHA2_256}
 
 // AddResult says what an add stored.
-type AddResult struct {
-	CID    string `json:"cid"`
-	Name   string `json:"name"`
-	Bytes  int64  `json:"bytes"`  // file bytes read
-	Remote string `json:"remote"` // remote pin status, if a pinning service is configured
-}
+type AddResult = api.IPFSAddResult
 
 // Add imports the file or directory at path, pins its root under name (the path's
 // base name if empty), provides it on the DHT and, when configured, asks the remote

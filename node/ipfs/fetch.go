@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gpunode/gpunode/node/api"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -20,20 +21,7 @@ import (
 )
 
 // Progress is the state of one fetch.
-type Progress struct {
-	CID   string `json:"cid"`
-	State string `json:"state"` // fetching, done, failed
-	// Blocks counts the blocks of the DAG seen so far; Local those that were already
-	// stored (a resumed fetch), FromNetwork those fetched over bitswap.
-	Blocks      int       `json:"blocks"`
-	Local       int       `json:"local"`
-	FromNetwork int       `json:"from_network"`
-	Bytes       int64     `json:"bytes"`
-	Path        string    `json:"path,omitempty"` // the read-only cache directory, once done
-	Error       string    `json:"error,omitempty"`
-	Started     time.Time `json:"started"`
-	Updated     time.Time `json:"updated"`
-}
+type Progress = api.IPFSProgress
 
 type fetchState struct {
 	mu   sync.Mutex

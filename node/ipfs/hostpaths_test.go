@@ -13,22 +13,18 @@ import (
 	"github.com/gpunode/gpunode/node/api"
 )
 
-// serveAPI serves n's routes on a fresh socket and returns a client of it.
-func serveAPI(t *testing.T, n *Node) *api.Client {
-	t.Helper()
-	sock := filepath.Join(t.TempDir(), "api.sock")
-	srv := api.NewServer(api.Config{Socket: sock}, testLogger(t))
-	n.Routes(srv)
-	ln, err := srv.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { stop(); <-done })
-	return api.NewClient(sock)
+// hostPaths calls the host-path methods as the control API's routes do.
+type hostPaths struct{ n *Node }
+
+func (h hostPaths) IPFSAdd(ctx context.Context, path, name string) (AddResult, error) {
+	return h.n.AddHostPath(ctx, api.IPFSAddRequest{Path: path, Name: name})
 }
+
+func (h hostPaths) IPFSGet(ctx context.Context, cid, dir string) (Progress, error) {
+	return h.n.GetHostPath(ctx, api.IPFSGetRequest{CID: cid, Dir: dir})
+}
+
+func serveAPI(_ *testing.T, n *Node) hostPaths { return hostPaths{n} }
 
 // TestHostPathRoutes plays a local user of the control socket who asks the daemon to
 // publish the node's keys (add) or to write where the daemon may (get): every such
@@ -72,6 +68,8 @@ func TestHostPathRoutes(t *testing.T) {
 			testenv.Attack(t, "api", "POST /v1/ipfs/add "+p)
 			if res, err := c.IPFSAdd(ctx, p, ""); err == nil {
 				t.Errorf("add %s = %s; want refused", p, res.CID)
+			} else if !errors.Is(err, api.ErrForbidden) {
+				t.Errorf("add %s: %v; want api.ErrForbidden", p, err)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gpunode/gpunode/node/api"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -24,20 +25,10 @@ const (
 )
 
 // Pin is one recursively pinned root.
-type Pin struct {
-	CID     string    `json:"cid"`
-	Name    string    `json:"name"`
-	Kind    string    `json:"kind"`
-	Created time.Time `json:"created"`
-	// Remote is the remote pinning service's request for this pin, if any.
-	Remote *RemotePin `json:"remote,omitempty"`
-}
+type Pin = api.IPFSPin
 
 // RemotePin tracks a pin request at a Pinning Service.
-type RemotePin struct {
-	RequestID string `json:"requestid"`
-	Status    string `json:"status"` // queued, pinning, pinned, failed
-}
+type RemotePin = api.IPFSRemotePin
 
 // pinSet is the set of pinned roots, saved as JSON (written to a temporary file and
 // renamed, so a crash keeps either the old or the new set).
@@ -202,10 +193,7 @@ func (n *Node) Unpin(ctx context.Context, c cid.Cid) error {
 }
 
 // GCResult says what a garbage collection removed.
-type GCResult struct {
-	Blocks int   `json:"blocks"`
-	Bytes  int64 `json:"bytes"`
-}
+type GCResult = api.IPFSGCResult
 
 // GC deletes every block not reachable from a pinned root.
 func (n *Node) GC(ctx context.Context) (GCResult, error) {

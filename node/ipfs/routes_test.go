@@ -1,4 +1,4 @@
-package ipfs
+package ipfs_test
 
 import (
 	"context"
@@ -10,11 +10,24 @@ import (
 	"time"
 
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/node"
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/apiserver"
+	. "github.com/gpunode/gpunode/node/ipfs"
 )
 
-// TestCLIThroughAPI runs `gpunode ipfs add|get|pins` against the control API with
-// this component's routes.
+var (
+	newHost     = NewHostForTest
+	newNode     = NewNodeForTest
+	connect     = ConnectForTest
+	addrInfo    = AddrInfoForTest
+	writeRandom = WriteRandomForTest
+	sameFile    = SameFileForTest
+	testLogger  = TestLoggerForTest
+)
+
+// TestCLIThroughAPI runs `gpunode ipfs add|get|pins` against the daemon's route table
+// serving this component.
 func TestCLIThroughAPI(t *testing.T) {
 	bin := testenv.Binary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -25,8 +38,10 @@ func TestCLIThroughAPI(t *testing.T) {
 	connect(t, h2, addrInfo(h1))
 
 	sock := filepath.Join(t.TempDir(), "api.sock")
-	srv := api.NewServer(api.Config{Socket: sock}, testLogger(t))
-	n.Routes(srv)
+	srv, err := apiserver.New(api.Config{Socket: sock}, testLogger(t), node.Routes(node.Backends{IPFS: n}, testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := srv.Listen()
 	if err != nil {
 		t.Fatal(err)

@@ -1,43 +1,23 @@
 package jobs
 
 import (
-	"errors"
-	"net/http"
-
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/store"
 )
 
-// Routes registers the jobs API: GET /v1/jobs and GET /v1/jobs/{id}.
-func (m *Machine) Routes(s *api.Server) {
-	s.HandleFunc("GET /v1/jobs", func(w http.ResponseWriter, _ *http.Request) {
-		list, err := m.List()
-		if err != nil {
-			api.WriteError(w, http.StatusInternalServerError, err)
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, list)
-	})
-	s.HandleFunc("GET /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		j, err := m.Get(id)
-		if errors.Is(err, store.ErrNotFound) {
-			api.WriteError(w, http.StatusNotFound, err)
-			return
-		}
-		if err != nil {
-			api.WriteError(w, http.StatusInternalServerError, err)
-			return
-		}
-		h, err := m.deps.Store.History(id)
-		if err != nil {
-			api.WriteError(w, http.StatusInternalServerError, err)
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, Detail{Job: j, History: h})
-	})
+// Detail returns job id with its history: the answer to GET /v1/jobs/{id}. A job the
+// node does not know is store.ErrNotFound.
+func (m *Machine) Detail(id string) (Detail, error) {
+	j, err := m.Get(id)
+	if err != nil {
+		return Detail{}, err
+	}
+	h, err := m.deps.Store.History(id)
+	if err != nil {
+		return Detail{}, err
+	}
+	return Detail{Job: j, History: h}, nil
 }
 
 // Detail is a job with its history, the answer to GET /v1/jobs/{id}.

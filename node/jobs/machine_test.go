@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,7 +21,6 @@ import (
 	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/job/treehash"
-	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/runtime"
 )
@@ -413,27 +413,16 @@ func TestAPIAndMetrics(t *testing.T) {
 	r.post("12", []byte("{"))
 	r.waitState("12", Declined)
 
-	socket := filepath.Join(t.TempDir(), "api.sock")
-	srv := api.NewServer(api.Config{Socket: socket}, quiet)
-	r.m.Routes(srv)
-	ln, err := srv.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	go srv.Serve(ctx, ln)
-	c := api.NewClient(socket)
-	var list []Job
-	if err := c.Get(ctx, "/v1/jobs", &list); err != nil || len(list) != 2 {
+	list, err := r.m.List()
+	if err != nil || len(list) != 2 {
 		t.Fatalf("list: %v %v", list, err)
 	}
-	var d Detail
-	if err := c.Get(ctx, "/v1/jobs/11", &d); err != nil || d.State != Paid || len(d.History) != 9 {
+	d, err := r.m.Detail("11")
+	if err != nil || d.State != Paid || len(d.History) != 9 {
 		t.Fatalf("detail: %+v %v", d, err)
 	}
-	if err := c.Get(ctx, "/v1/jobs/nope", &d); err == nil || !strings.Contains(err.Error(), "not found") {
-		t.Errorf("missing job: %v", err)
+	if _, err := r.m.Detail("nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing job: %v, want store.ErrNotFound", err)
 	}
 	want := `
 # HELP gpunode_jobs Jobs this node knows, by state.

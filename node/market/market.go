@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"net/http"
 	"os"
 	"time"
 
@@ -231,31 +230,19 @@ func Withdraw(ctx context.Context, tx *TxManager, c *Client, contract, token com
 	return r, amount, nil
 }
 
-// Routes registers the chain side's control-API routes.
-func (m *Market) Routes(s *api.Server) {
-	m.researchRoutes(s)
-	s.HandleFunc("GET /v1/market/status", func(w http.ResponseWriter, r *http.Request) {
-		api.WriteJSON(w, http.StatusOK, m.Status())
-	})
-	s.HandleFunc("POST /v1/market/withdraw", func(w http.ResponseWriter, r *http.Request) {
-		var req api.WithdrawRequest
-		if err := api.DecodeJSON(r, 4096, &req); err != nil {
-			api.WriteError(w, http.StatusBadRequest, err)
-			return
+// WithdrawCredit withdraws the node's credit in req's token (ETH when empty) and waits
+// for confirmation: what POST /v1/market/withdraw does.
+func (m *Market) WithdrawCredit(ctx context.Context, req api.WithdrawRequest) (api.WithdrawResult, error) {
+	var token common.Address
+	if req.Token != "" {
+		if !common.IsHexAddress(req.Token) {
+			return api.WithdrawResult{}, api.WithClass(api.ErrInvalidArgument, fmt.Errorf("token %q: not an address", req.Token))
 		}
-		var token common.Address
-		if req.Token != "" {
-			if !common.IsHexAddress(req.Token) {
-				api.WriteError(w, http.StatusBadRequest, fmt.Errorf("token %q: not an address", req.Token))
-				return
-			}
-			token = common.HexToAddress(req.Token)
-		}
-		rec, amount, err := m.Withdraw(r.Context(), token)
-		if err != nil {
-			api.WriteError(w, txStatus(err), err)
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, api.WithdrawResult{TxHash: rec.TxHash.Hex(), Amount: amount.String(), Block: rec.BlockNumber.Uint64()})
-	})
+		token = common.HexToAddress(req.Token)
+	}
+	rec, amount, err := m.Withdraw(ctx, token)
+	if err != nil {
+		return api.WithdrawResult{}, txError(err)
+	}
+	return api.WithdrawResult{TxHash: rec.TxHash.Hex(), Amount: amount.String(), Block: rec.BlockNumber.Uint64()}, nil
 }

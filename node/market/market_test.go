@@ -68,17 +68,8 @@ func TestMarketService(t *testing.T) {
 	// their cursor and socket there until they return.
 	var running sync.WaitGroup
 	defer func() { cancel(); running.Wait() }()
-	running.Add(2)
+	running.Add(1)
 	go func() { defer running.Done(); m.Run(ctx) }()
-
-	srv := api.NewServer(api.Config{Socket: filepath.Join(dir, "api.sock")}, discard())
-	m.Routes(srv)
-	ln, err := srv.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { defer running.Done(); srv.Serve(ctx, ln) }()
-	cl := api.NewClient(filepath.Join(dir, "api.sock"))
 
 	// The node's own account posts and cancels a job, which leaves it a credit.
 	key, _ := crypto.ToECDSA(common.FromHex(dep.Accounts[1].PrivateKey))
@@ -101,7 +92,7 @@ func TestMarketService(t *testing.T) {
 	}
 	// The watcher and the service share the key's nonces only through the chain: the
 	// service's manager resyncs on "nonce too low".
-	res, err := cl.Withdraw(ctx, api.WithdrawRequest{})
+	res, err := m.WithdrawCredit(ctx, api.WithdrawRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,11 +119,7 @@ func TestMarketService(t *testing.T) {
 		t.Errorf("events %v, want %v", seen, want)
 	}
 	mu.Unlock()
-	st, err := cl.MarketStatus(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !st.Connected || st.Account != addr.Hex() || st.ChainID != 1337 || st.JobMarket != dep.JobMarket.Hex() {
+	if st := m.Status(); !st.Connected || st.Account != addr.Hex() || st.ChainID != 1337 || st.JobMarket != dep.JobMarket.Hex() {
 		t.Errorf("status %+v", st)
 	}
 }

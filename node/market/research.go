@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net/http"
 	"time"
 
 	"github.com/ethereum/go-ethereum"
@@ -87,67 +86,63 @@ func (m *Market) Result(ctx context.Context, id *big.Int) (string, common.Hash, 
 	return "", common.Hash{}, fmt.Errorf("job %s: %w", id, ErrNoResult)
 }
 
-func (m *Market) researchRoutes(s *api.Server) {
-	s.HandleFunc("POST /v1/market/jobs", func(w http.ResponseWriter, r *http.Request) {
-		var req api.PostJobRequest
-		if err := api.DecodeJSON(r, 64<<10, &req); err != nil {
-			api.WriteError(w, http.StatusBadRequest, err)
-			return
-		}
-		p, err := jobParams(req)
-		if err != nil {
-			api.WriteError(w, http.StatusBadRequest, err)
-			return
-		}
-		id, rec, err := m.PostJob(r.Context(), p)
-		if err != nil {
-			api.WriteError(w, txStatus(err), err)
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, api.PostJobResult{JobID: id.String(), TxHash: rec.TxHash.Hex()})
-	})
-	s.HandleFunc("GET /v1/market/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id, ok := pathJobID(w, r)
-		if !ok {
-			return
-		}
-		j, err := m.ChainJob(r.Context(), id)
-		switch {
-		case errors.Is(err, ErrNotPosted):
-			api.WriteError(w, http.StatusNotFound, err)
-		case err != nil:
-			api.WriteError(w, http.StatusBadGateway, err)
-		default:
-			api.WriteJSON(w, http.StatusOK, j)
-		}
-	})
-	s.HandleFunc("POST /v1/market/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
-		id, ok := pathJobID(w, r)
-		if !ok {
-			return
-		}
-		rec, err := m.CancelJob(r.Context(), id)
-		if err != nil {
-			api.WriteError(w, txStatus(err, "BadState", "NotSponsor"), err)
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, api.PostJobResult{JobID: id.String(), TxHash: rec.TxHash.Hex()})
-	})
-	s.HandleFunc("GET /v1/market/jobs/{id}/result", func(w http.ResponseWriter, r *http.Request) {
-		id, ok := pathJobID(w, r)
-		if !ok {
-			return
-		}
-		cid, hash, err := m.Result(r.Context(), id)
-		switch {
-		case errors.Is(err, ErrNoResult):
-			api.WriteError(w, http.StatusNotFound, err)
-		case err != nil:
-			api.WriteError(w, http.StatusBadGateway, err)
-		default:
-			api.WriteJSON(w, http.StatusOK, api.JobResult{JobID: id.String(), CheckpointCID: cid, ResultHash: hash.Hex()})
-		}
-	})
+// Post posts the job req describes, paid from the node's account, and waits for its
+// confirmation: what POST /v1/market/jobs does.
+func (m *Market) Post(ctx context.Context, req api.PostJobRequest) (api.PostJobResult, error) {
+	p, err := jobParams(req)
+	if err != nil {
+		return api.PostJobResult{}, api.WithClass(api.ErrInvalidArgument, err)
+	}
+	id, rec, err := m.PostJob(ctx, p)
+	if err != nil {
+		return api.PostJobResult{}, txError(err)
+	}
+	return api.PostJobResult{JobID: id.String(), TxHash: rec.TxHash.Hex()}, nil
+}
+
+// JobRecord reads job id's on-chain record: GET /v1/market/jobs/{id}.
+func (m *Market) JobRecord(ctx context.Context, id string) (api.ChainJob, error) {
+	n, err := chainJobID(id)
+	if err != nil {
+		return api.ChainJob{}, err
+	}
+	j, err := m.ChainJob(ctx, n)
+	switch {
+	case errors.Is(err, ErrNotPosted):
+		return api.ChainJob{}, api.WithClass(api.ErrNotFound, err)
+	case err != nil:
+		return api.ChainJob{}, api.WithClass(api.ErrUnavailable, err)
+	}
+	return j, nil
+}
+
+// Cancel cancels job id, which the node posted: POST /v1/market/jobs/{id}/cancel.
+func (m *Market) Cancel(ctx context.Context, id string) (api.PostJobResult, error) {
+	n, err := chainJobID(id)
+	if err != nil {
+		return api.PostJobResult{}, err
+	}
+	rec, err := m.CancelJob(ctx, n)
+	if err != nil {
+		return api.PostJobResult{}, txError(err, "BadState", "NotSponsor")
+	}
+	return api.PostJobResult{JobID: n.String(), TxHash: rec.TxHash.Hex()}, nil
+}
+
+// JobResult reads what a provider submitted for job id: GET /v1/market/jobs/{id}/result.
+func (m *Market) JobResult(ctx context.Context, id string) (api.JobResult, error) {
+	n, err := chainJobID(id)
+	if err != nil {
+		return api.JobResult{}, err
+	}
+	cid, hash, err := m.Result(ctx, n)
+	switch {
+	case errors.Is(err, ErrNoResult):
+		return api.JobResult{}, api.WithClass(api.ErrNotFound, err)
+	case err != nil:
+		return api.JobResult{}, api.WithClass(api.ErrUnavailable, err)
+	}
+	return api.JobResult{JobID: n.String(), CheckpointCID: cid, ResultHash: hash.Hex()}, nil
 }
 
 func jobParams(req api.PostJobRequest) (bindings.JobMarketJobParams, error) {
@@ -247,24 +242,26 @@ func chainJob(id *big.Int, v bindings.JobMarketJob) api.ChainJob {
 }
 
 // pathJobID reads the {id} of a route as a chain job id, answering 400 when it is not one.
-func pathJobID(w http.ResponseWriter, r *http.Request) (*big.Int, bool) {
-	id, ok := new(big.Int).SetString(r.PathValue("id"), 10)
+// chainJobID reads a chain job id (decimal).
+func chainJobID(s string) (*big.Int, error) {
+	id, ok := new(big.Int).SetString(s, 10)
 	if !ok {
-		api.WriteError(w, http.StatusBadRequest, fmt.Errorf("job %q: not a chain job id", r.PathValue("id")))
+		return nil, api.WithClass(api.ErrInvalidArgument, fmt.Errorf("job %q: not a chain job id", s))
 	}
-	return id, ok
+	return id, nil
 }
 
-// txStatus is the HTTP status of a failed transaction: 409 when the node has no unlocked
-// key or the contract refused it with one of the conflicts named, 502 otherwise.
-func txStatus(err error, conflicts ...string) int {
+// txError classes a failed transaction: a conflict when the node has no unlocked key or
+// the contract refused it with one of the conflicts named, unavailable otherwise (the
+// chain's endpoint failed).
+func txError(err error, conflicts ...string) error {
 	if errors.Is(err, ErrWatchOnly) {
-		return http.StatusConflict
+		return api.WithClass(api.ErrConflict, err)
 	}
 	for _, name := range conflicts {
 		if contracts.IsRevert(err, name) {
-			return http.StatusConflict
+			return api.WithClass(api.ErrConflict, err)
 		}
 	}
-	return http.StatusBadGateway
+	return api.WithClass(api.ErrUnavailable, err)
 }

@@ -1,8 +1,8 @@
 package p2p
 
 import (
+	"context"
 	"fmt"
-	"net/http"
 	"sort"
 	"time"
 
@@ -11,38 +11,19 @@ import (
 	"github.com/gpunode/gpunode/node/api"
 )
 
-// OfferRequest is the body of POST /v1/p2p/offers: send Offer to PeerID.
-type OfferRequest struct {
-	PeerID string `json:"peer_id"`
-	Offer  Offer  `json:"offer"`
-}
-
-// Routes registers the network's control-API routes.
-func (n *Network) Routes(s *api.Server) {
-	s.HandleFunc("GET /v1/p2p/peers", func(w http.ResponseWriter, r *http.Request) {
-		api.WriteJSON(w, http.StatusOK, n.Peers())
-	})
-	s.HandleFunc("GET /v1/p2p/market", func(w http.ResponseWriter, r *http.Request) {
-		api.WriteJSON(w, http.StatusOK, n.MarketView())
-	})
-	s.HandleFunc("POST /v1/p2p/offers", func(w http.ResponseWriter, r *http.Request) {
-		var req OfferRequest
-		if err := api.DecodeJSON(r, MaxOfferSize*2, &req); err != nil {
-			api.WriteError(w, http.StatusBadRequest, err)
-			return
-		}
-		id, err := peer.Decode(req.PeerID)
-		if err != nil {
-			api.WriteError(w, http.StatusBadRequest, fmt.Errorf("peer_id: %w", err))
-			return
-		}
-		d, err := n.SendOffer(r.Context(), id, req.Offer)
-		if err != nil {
-			api.WriteError(w, http.StatusBadGateway, err)
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, d)
-	})
+// Offer sends req's offer to its peer and returns the peer's decision: what
+// POST /v1/p2p/offers does. A malformed peer id is api.ErrInvalidArgument, a peer that
+// cannot be reached or answers badly api.ErrUnavailable.
+func (n *Network) Offer(ctx context.Context, req api.OfferRequest) (api.OfferDecision, error) {
+	id, err := peer.Decode(req.PeerID)
+	if err != nil {
+		return api.OfferDecision{}, api.WithClass(api.ErrInvalidArgument, fmt.Errorf("peer_id: %w", err))
+	}
+	d, err := n.SendOffer(ctx, id, Offer(req.Offer))
+	if err != nil {
+		return api.OfferDecision{}, api.WithClass(api.ErrUnavailable, err)
+	}
+	return api.OfferDecision(d), nil
 }
 
 // Peers describes this node and its connected peers.

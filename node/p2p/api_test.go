@@ -2,9 +2,7 @@ package p2p
 
 import (
 	"context"
-	"encoding/json"
-	"log/slog"
-	"path/filepath"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -13,23 +11,6 @@ import (
 
 	"github.com/gpunode/gpunode/node/api"
 )
-
-// serveAPI serves n's routes on a unix socket and returns a client for it.
-func serveAPI(t *testing.T, n *Network) *api.Client {
-	t.Helper()
-	sock := filepath.Join(t.TempDir(), "api.sock")
-	srv := api.NewServer(api.Config{Socket: sock}, slog.New(slog.DiscardHandler))
-	n.Routes(srv)
-	ln, err := srv.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return api.NewClient(sock)
-}
 
 func TestRoutesAndMetrics(t *testing.T) {
 	nodes := startCluster(t, 3)
@@ -43,13 +24,10 @@ func TestRoutesAndMetrics(t *testing.T) {
 	}) {
 		t.Fatal("3 nodes did not converge")
 	}
-	c := serveAPI(t, nodes[0].Network)
+	c := nodes[0].Network
 	ctx := context.Background()
 
-	m, err := c.P2PMarket(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := c.MarketView()
 	if len(m.Records) != 3 {
 		t.Fatalf("market lists %d records, want 3", len(m.Records))
 	}
@@ -69,24 +47,21 @@ func TestRoutesAndMetrics(t *testing.T) {
 		t.Errorf("%d records marked self, want 1", selfs)
 	}
 
-	p, err := c.P2PPeers(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := c.Peers()
 	if p.ID != nodes[0].ID().String() || len(p.Peers) != 2 || len(p.Addrs) == 0 {
 		t.Fatalf("peers answer %+v", p)
 	}
 
-	offer, _ := json.Marshal(goodOffer())
-	d, err := c.P2POffer(ctx, nodes[1].ID().String(), offer)
+	offer := api.Offer(goodOffer())
+	d, err := c.Offer(ctx, api.OfferRequest{PeerID: nodes[1].ID().String(), Offer: offer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(d), `"accepted": true`) {
-		t.Errorf("offer through the API answered %s", d)
+	if !d.Accepted {
+		t.Errorf("offer answered %+v", d)
 	}
-	if _, err := c.P2POffer(ctx, "not-a-peer", offer); err == nil || !strings.Contains(err.Error(), "peer_id") {
-		t.Errorf("bad peer id: %v", err)
+	if _, err := c.Offer(ctx, api.OfferRequest{PeerID: "not-a-peer", Offer: offer}); !errors.Is(err, api.ErrInvalidArgument) || !strings.Contains(err.Error(), "peer_id") {
+		t.Errorf("bad peer id: %v, want invalid_argument", err)
 	}
 
 	const want = `

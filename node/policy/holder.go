@@ -395,3 +395,13 @@ func errStrings(errs []error) []string {
 	}
 	return out
 }
+
+// Check explains a request against the policy in force without counting it: what
+// `gpunode policy check --daemon` asks. A request without node state gets the node's
+// current one.
+func (h *Holder) Check(r Request) Decision {
+	if r.Node.Now.IsZero() {
+		r.Node = h.CurrentNode()
+	}
+	return h.Explain(r)
+}

@@ -85,6 +85,10 @@ var routes = []string{
 	"/v1/doctor",
 }
 
+// Routes are the control-API routes the page reads (the daemon's route table test
+// checks each is one of its GET routes).
+func Routes() []string { return append([]string(nil), routes...) }
+
 // LogTail is how much of a job's log the page shows: the end of it.
 const LogTail = 64 << 10
 

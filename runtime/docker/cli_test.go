@@ -9,12 +9,14 @@ import (
 	"time"
 
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/node"
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/apiserver"
 	"github.com/gpunode/gpunode/runtime"
 )
 
 // TestCLI drives `gpunode image pull|ls|prune` and `gpunode logs -f` against the
-// runtime's routes on a real control-API socket.
+// runtime through the daemon's route table on a real control-API socket.
 func TestCLI(t *testing.T) {
 	bin := testenv.Binary(t)
 	addr := startRegistry(t, t.TempDir(), false)
@@ -23,8 +25,11 @@ func TestCLI(t *testing.T) {
 	rt := registryRuntime(t, nil)
 
 	socket := filepath.Join(t.TempDir(), "api.sock")
-	srv := api.NewServer(api.Config{Socket: socket}, testLogger(t))
-	rt.Routes(srv)
+	// The runtime knows nothing of the control API: the daemon's route table serves it.
+	srv, err := apiserver.New(api.Config{Socket: socket}, testLogger(t), node.Routes(node.Backends{Runtime: rt}, testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := srv.Listen()
 	if err != nil {
 		t.Fatal(err)
