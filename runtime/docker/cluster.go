@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/errdefs"
 
@@ -61,42 +62,113 @@ func clusterSubnets(id string) []netip.Prefix {
 	return out
 }
 
-// clusterNetwork returns the job's cluster network and its subnet, creating it if no
-// member has yet. A network of that name that is not locked down the way this runtime
-// makes them is refused: a job must not be let out through a network someone else made.
+// clusterNetwork returns the ID of the job's cluster network and its subnet, creating it
+// if no member has yet. Members on one engine may create it at once, and the engine's
+// duplicate-name check is not atomic; its address allocation is. So every member tries
+// the job's candidate subnets in the same order and moves past one only when another
+// network (not the job's) holds it: of two members racing, one creates the network and
+// the other's create fails on the subnet, then finds the network. Should a duplicate
+// appear anyway, the earliest created wins and a member whose own lost removes it. A
+// network of that name that is not locked down the way this runtime makes them is
+// refused: a job must not be let out through a network someone else made.
 func (r *Runtime) clusterNetwork(ctx context.Context, c runtime.Cluster) (string, netip.Prefix, error) {
 	name := ClusterNetworkName(c.ID)
-	for attempt := 0; attempt < 3; attempt++ {
-		nw, err := r.cli.NetworkInspect(ctx, name, network.InspectOptions{})
-		if err == nil {
-			subnet, err := checkClusterNetwork(nw, c.ID)
-			return name, subnet, err
-		}
-		if !errdefs.IsNotFound(err) {
-			return "", netip.Prefix{}, fmt.Errorf("cluster network %s: %w", name, err)
-		}
-		for _, subnet := range clusterSubnets(c.ID) {
-			internal := true
-			_, err = r.cli.NetworkCreate(ctx, name, network.CreateOptions{
-				Driver:   "bridge",
-				Internal: internal,
-				IPAM:     &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet.String()}}},
-				Options:  map[string]string{inhibitIPv4: "true"},
-				Labels:   map[string]string{LabelCluster: c.ID, LabelInstance: r.cfg.Instance},
-			})
-			if err == nil || errdefs.IsConflict(err) || strings.Contains(err.Error(), "already exists") {
-				break // made, or made by another member meanwhile: inspect it
+	var mine string
+	use := func(nw network.Inspect) (string, netip.Prefix, error) {
+		if mine != "" && mine != nw.ID {
+			if err := r.cli.NetworkRemove(ctx, mine); err != nil && !errdefs.IsNotFound(err) {
+				r.log.Warn("duplicate cluster network not removed", "network", name, "id", shortID(mine), "err", err)
 			}
-			if !strings.Contains(err.Error(), "overlap") {
-				return "", netip.Prefix{}, fmt.Errorf("cluster network %s: create: %w", name, err)
-			}
-			err = nil // that subnet is taken on this host: try the next
 		}
+		p, err := checkClusterNetwork(nw, c.ID)
+		return nw.ID, p, err
+	}
+	for _, subnet := range clusterSubnets(c.ID) {
+		nw, found, err := r.findClusterNetwork(ctx, name)
 		if err != nil {
+			return "", netip.Prefix{}, err
+		}
+		if found {
+			return use(nw)
+		}
+		resp, err := r.cli.NetworkCreate(ctx, name, network.CreateOptions{
+			Driver:   "bridge",
+			Internal: true,
+			IPAM:     &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet.String()}}},
+			Options:  map[string]string{inhibitIPv4: "true"},
+			Labels:   map[string]string{LabelCluster: c.ID, LabelInstance: r.cfg.Instance},
+		})
+		if err == nil {
+			mine = resp.ID
+			if nw, found, err := r.findClusterNetwork(ctx, name); err == nil && found {
+				return use(nw)
+			}
+			return "", netip.Prefix{}, fmt.Errorf("cluster network %s: created, then not found", name)
+		}
+		if !strings.Contains(err.Error(), "overlap") && !errdefs.IsConflict(err) && !strings.Contains(err.Error(), "already exists") {
 			return "", netip.Prefix{}, fmt.Errorf("cluster network %s: create: %w", name, err)
 		}
+		// The subnet is taken: by the job's network (another member's, perhaps not
+		// listed yet), or by another network, and then the next candidate is tried.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			nw, found, err := r.findClusterNetwork(ctx, name)
+			if err != nil {
+				return "", netip.Prefix{}, err
+			}
+			if found {
+				return use(nw)
+			}
+			holder, err := r.subnetHolder(ctx, subnet)
+			if err != nil {
+				return "", netip.Prefix{}, err
+			}
+			if holder != "" && holder != name || time.Now().After(deadline) {
+				break // another network's: try the next subnet
+			}
+			select {
+			case <-ctx.Done():
+				return "", netip.Prefix{}, ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
 	}
-	return "", netip.Prefix{}, fmt.Errorf("cluster network %s: neither found nor created", name)
+	return "", netip.Prefix{}, fmt.Errorf("cluster network %s: neither found nor created (every candidate subnet taken)", name)
+}
+
+// subnetHolder names the network that holds a subnet, "" when none is listed.
+func (r *Runtime) subnetHolder(ctx context.Context, subnet netip.Prefix) (string, error) {
+	list, err := r.cli.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		return "", fmt.Errorf("list networks: %w", err)
+	}
+	for _, nw := range list {
+		for _, c := range nw.IPAM.Config {
+			if p, err := netip.ParsePrefix(c.Subnet); err == nil && p.Overlaps(subnet) {
+				return nw.Name, nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// findClusterNetwork returns the network of that exact name created first, if any.
+func (r *Runtime) findClusterNetwork(ctx context.Context, name string) (network.Inspect, bool, error) {
+	list, err := r.cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", name))})
+	if err != nil {
+		return network.Inspect{}, false, fmt.Errorf("cluster network %s: %w", name, err)
+	}
+	var best network.Inspect
+	found := false
+	for _, nw := range list {
+		if nw.Name != name { // the filter matches substrings
+			continue
+		}
+		if !found || nw.Created.Before(best.Created) || nw.Created.Equal(best.Created) && nw.ID < best.ID {
+			best, found = nw, true
+		}
+	}
+	return best, found, nil
 }
 
 // checkClusterNetwork accepts only a network that this code would have made for the job.
@@ -119,7 +191,7 @@ func checkClusterNetwork(nw network.Inspect, id string) (netip.Prefix, error) {
 // joinCluster puts a container config on the job's cluster network with the rendezvous
 // environment, and returns the endpoint settings for ContainerCreate.
 func (r *Runtime) joinCluster(ctx context.Context, c runtime.Cluster, cfg *container.Config, hc *container.HostConfig) (*network.NetworkingConfig, error) {
-	name, subnet, err := r.clusterNetwork(ctx, c)
+	netID, subnet, err := r.clusterNetwork(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -138,18 +210,18 @@ func (r *Runtime) joinCluster(ctx context.Context, c runtime.Cluster, cfg *conta
 	cfg.Env = env
 	cfg.NetworkDisabled = false
 	cfg.Hostname = "rank" + strconv.Itoa(c.NodeRank)
-	hc.NetworkMode = container.NetworkMode(name)
+	hc.NetworkMode = container.NetworkMode(netID)
 	if hc.Sysctls == nil {
 		hc.Sysctls = map[string]string{}
 	}
 	hc.Sysctls["net.ipv4.ip_local_port_range"] = fmt.Sprintf("%d %d", c.PortBase, c.PortBase+c.PortCount-1)
 	return &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-		name: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: self.String()}},
+		netID: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: self.String()}},
 	}}, nil
 }
 
 // leaveCluster removes the job's cluster network once no member's container is on it;
-// while another member's is, the engine refuses and the last one out removes it.
+// while another member's is, it stays and the last one out removes it.
 func (r *Runtime) leaveCluster(c *runtime.Cluster) {
 	if c == nil {
 		return
@@ -157,11 +229,21 @@ func (r *Runtime) leaveCluster(c *runtime.Cluster) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 30*time.Second)
 	defer cancel()
 	name := ClusterNetworkName(c.ID)
-	nw, err := r.cli.NetworkInspect(ctx, name, network.InspectOptions{})
-	if err != nil || nw.Labels[LabelCluster] != c.ID || len(nw.Containers) > 0 {
+	list, err := r.cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelCluster+"="+c.ID))})
+	if err != nil {
 		return
 	}
-	if err := r.cli.NetworkRemove(ctx, name); err != nil && !errdefs.IsNotFound(err) && !errors.Is(err, context.Canceled) {
-		r.log.Debug("cluster network kept", "network", name, "err", err)
+	for _, nw := range list {
+		if nw.Name != name {
+			continue
+		}
+		// The list does not say who is attached: ask for the network itself.
+		ins, err := r.cli.NetworkInspect(ctx, nw.ID, network.InspectOptions{})
+		if err != nil || len(ins.Containers) > 0 {
+			continue
+		}
+		if err := r.cli.NetworkRemove(ctx, nw.ID); err != nil && !errdefs.IsNotFound(err) && !errors.Is(err, context.Canceled) {
+			r.log.Debug("cluster network kept", "network", name, "err", err)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/errdefs"
 
@@ -30,8 +31,17 @@ func member(t *testing.T) *docker.Runtime {
 	return openRuntime(t, testConfig(conformance.Options{StateDir: filepath.Join(d, "state"), LogDir: filepath.Join(d, "logs")}))
 }
 
+// clusterID names a test's multi-rig job; what a failed run leaves of its network goes.
 func clusterID(t *testing.T) string {
-	return fmt.Sprintf("cl%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	id := fmt.Sprintf("cl%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	t.Cleanup(func() {
+		cli := engine(t)
+		list, _ := cli.NetworkList(context.Background(), network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", docker.LabelCluster+"="+id))})
+		for _, nw := range list {
+			cli.NetworkRemove(context.Background(), nw.ID)
+		}
+	})
+	return id
 }
 
 // hostListener listens on every host address: a service of the host a job must not reach.
@@ -86,8 +96,8 @@ func logOf(t *testing.T, rt *docker.Runtime, id string) string {
 func TestClusterMembersReachOnlyEachOther(t *testing.T) {
 	img := probeImage(t)
 	cli := engine(t)
+	id := clusterID(t) // first: its cleanup runs after the members' containers are gone
 	rt0, rt1 := member(t), member(t)
-	id := clusterID(t)
 	port := hostListener(t)
 	// Reachable from the test: it is a real service on every host address.
 	for _, a := range hostAddrs(t) {
@@ -204,8 +214,8 @@ func TestClusterMembersReachOnlyEachOther(t *testing.T) {
 func TestClusterRefusesOpenNetwork(t *testing.T) {
 	img := probeImage(t)
 	cli := engine(t)
-	rt := member(t)
 	id := clusterID(t)
+	rt := member(t)
 	name := docker.ClusterNetworkName(id)
 	if _, err := cli.NetworkCreate(context.Background(), name, network.CreateOptions{Driver: "bridge",
 		Labels: map[string]string{docker.LabelCluster: id}}); err != nil {
