@@ -28,6 +28,7 @@ func newRootCmd() *cobra.Command {
 		newIPFSCmd(),
 		newDevchainCmd(),
 		newWalletCmd(),
+		newValidatorCmd(),
 		newPeersCmd(),
 		newMarketCmd(),
 		newDoctorCmd(),

@@ -3,11 +3,14 @@ package seal
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -362,5 +365,28 @@ func BenchmarkOpen(b *testing.B) {
 		if _, err := io.Copy(io.Discard, r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestOpenFile(t *testing.T) {
+	k, b := testKey(t), testBinding()
+	src, pub := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(src, "model.pt"), []byte("weights"), 0o644)
+	f, _ := os.Create(filepath.Join(pub, FileName))
+	h := sha256.New()
+	if err := SealTree(io.MultiWriter(f, h), src, k, b); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	sum := "0x" + hex.EncodeToString(h.Sum(nil))
+	dst := t.TempDir()
+	if err := OpenFile(pub, dst, k, b, sum); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dst, "model.pt")); string(got) != "weights" {
+		t.Fatalf("opened %q", got)
+	}
+	if err := OpenFile(pub, t.TempDir(), k, b, strings.Repeat("00", 32)); !errors.Is(err, ErrHashMismatch) {
+		t.Fatalf("other hash: %v, want %v", err, ErrHashMismatch)
 	}
 }

@@ -1,9 +1,14 @@
 package seal
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/gpunode/gpunode/internal/treetar"
 )
@@ -43,4 +48,33 @@ func OpenTree(r io.Reader, dst string, k Key, want Binding, limit int64) error {
 	// tar stops at its end marker; the rest of the stream must still authenticate.
 	_, err = io.Copy(io.Discard, sr)
 	return err
+}
+
+// ErrHashMismatch means a sealed checkpoint is not the one whose hash is on chain.
+var ErrHashMismatch = errors.New("sealed checkpoint does not match its hash on chain")
+
+// OpenFile opens the sealed checkpoint in the file path, or in the file FileName of the
+// directory path, into the existing empty directory dst: it checks the ciphertext's
+// sha256 against resultHash (hex, as submitted on chain), then opens it with k for want.
+func OpenFile(path, dst string, k Key, want Binding, resultHash string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		path = filepath.Join(path, FileName)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return err
+	}
+	if got, want := hex.EncodeToString(h.Sum(nil)), strings.TrimPrefix(strings.ToLower(resultHash), "0x"); got != want {
+		return fmt.Errorf("%w: %s hashes to %s, the chain says %s", ErrHashMismatch, path, got, want)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	return OpenTree(f, dst, k, want, max(n, 1))
 }

@@ -2,8 +2,10 @@ package market
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"time"
 
@@ -336,3 +338,44 @@ func (v *V2) Expire(ctx context.Context, id *big.Int) (*types.Receipt, error) {
 
 // Now is the chain's time (the latest block's timestamp).
 func (v *V2) Now(ctx context.Context) (time.Time, error) { return v.m.Now(ctx) }
+
+// V2Dial is how a command reaches JobMarketV2 without a daemon.
+type V2Dial struct {
+	URL      string
+	ChainID  uint64 // 0: ask the endpoint
+	Contract common.Address
+	// StartBlock is where event searches begin (the deployment block).
+	StartBlock uint64
+	// Confirmations is the depth a transaction waits for.
+	Confirmations uint64
+}
+
+// DialV2 connects to JobMarketV2 as key's account (nil key: read-only). Close the
+// returned V2 when done.
+func DialV2(ctx context.Context, d V2Dial, key *ecdsa.PrivateKey, log *slog.Logger) (*V2, error) {
+	if d.URL == "" || d.Contract == (common.Address{}) {
+		return nil, ErrNoV2
+	}
+	c, err := Dial(ClientConfig{URL: d.URL, Retries: 3}, log, nil)
+	if err != nil {
+		return nil, err
+	}
+	if d.ChainID == 0 {
+		id, err := c.ChainID(ctx)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		d.ChainID = id.Uint64()
+	}
+	m := &Market{cfg: Config{ChainID: d.ChainID, JobMarketV2: d.Contract.Hex(), StartBlock: d.StartBlock}, log: log, client: c}
+	if key != nil {
+		tc := DefaultTxConfig()
+		tc.ChainID, tc.Confirmations, tc.PollInterval = d.ChainID, max(d.Confirmations, 1), 200*time.Millisecond
+		m.tx = NewTxManager(tc, c, key, log, nil)
+	}
+	return m.V2()
+}
+
+// Close closes a V2 made by DialV2.
+func (v *V2) Close() { v.m.client.Close() }
