@@ -32,7 +32,7 @@ func newDrainCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&socket, "api-socket", socket, "the daemon's control socket")
+	apiSocketVar(cmd.Flags(), &socket)
 	cmd.Flags().StringVar(&reason, "reason", "", "why, shown in status")
 	return cmd
 }
@@ -52,7 +52,7 @@ func newCordonCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&socket, "api-socket", socket, "the daemon's control socket")
+	apiSocketVar(cmd.Flags(), &socket)
 	cmd.Flags().StringVar(&reason, "reason", "", "why, shown in status")
 	return cmd
 }
@@ -72,6 +72,6 @@ func newUncordonCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&socket, "api-socket", socket, "the daemon's control socket")
+	apiSocketVar(cmd.Flags(), &socket)
 	return cmd
 }

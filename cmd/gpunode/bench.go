@@ -183,7 +183,7 @@ func newBenchShowCmd() *cobra.Command {
 			return benchmark.WriteTable(cmd.OutOrStdout(), r)
 		},
 	}
-	cmd.Flags().StringVar(&socket, "api-socket", api.DefaultSocket, "the daemon's control API socket")
+	apiSocketVar(cmd.Flags(), &socket)
 	return cmd
 }
 

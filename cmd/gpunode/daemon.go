@@ -32,7 +32,7 @@ func (f *configFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.file, "config", "", "config file (default "+node.DefaultConfigFile+" if it exists)")
 	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the node's state (overrides data_dir)")
-	fl.StringVar(&f.apiSocket, "api-socket", "", "unix socket of the control API (overrides api.socket)")
+	apiSocketVar(fl, &f.apiSocket)
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", `address of /metrics, "" to disable (overrides metrics.listen)`)
 	fl.StringVar(&f.uiListen, "ui-listen", "", `address of the web dashboard, "" to disable (overrides ui.listen)`)
 	fl.BoolVar(&f.benchOnStart, "benchmark-on-start", true, "measure the rig at start when its report is missing or stale (overrides benchmark.on_start)")

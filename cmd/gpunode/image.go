@@ -17,7 +17,7 @@ func newImageCmd() *cobra.Command {
 		Use:   "image",
 		Short: "Pull, list and prune the node's job images",
 	}
-	cmd.PersistentFlags().StringVar(&socket, "api-socket", api.DefaultSocket, "control API socket of the daemon")
+	apiSocketVar(cmd.PersistentFlags(), &socket)
 
 	var allowTag bool
 	pull := &cobra.Command{

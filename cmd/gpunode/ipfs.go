@@ -18,7 +18,7 @@ func newIPFSCmd() *cobra.Command {
 		Use:   "ipfs",
 		Short: "Add, fetch and list content on the node's IPFS (through the daemon)",
 	}
-	cmd.PersistentFlags().StringVar(&socket, "api-socket", api.DefaultSocket, "control API socket of the daemon")
+	apiSocketVar(cmd.PersistentFlags(), &socket)
 
 	var name string
 	add := &cobra.Command{

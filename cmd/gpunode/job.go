@@ -37,8 +37,8 @@ func newJobListCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&posted, "posted", false, "list the jobs this node posted (as a researcher), as the chain records them")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if posted {
-			var list []api.ChainJob
-			if err := api.NewClient(*socket).Get(cmd.Context(), "/v1/market/posted", &list); err != nil {
+			list, err := api.NewClient(*socket).PostedJobs(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -58,15 +58,14 @@ func newJobListCmd() *cobra.Command {
 		}
 		c := api.NewClient(*socket)
 		var list []jobs.Job
-		if err := c.Get(cmd.Context(), "/v1/jobs", &list); err != nil {
+		if err := c.Jobs(cmd.Context(), &list); err != nil {
 			return err
 		}
 		if asJSON {
 			return writeJSON(cmd.OutOrStdout(), list)
 		}
 		// What each job earned, from the node's ledger of chain events.
-		var ledger []api.LedgerEntry
-		c.Get(cmd.Context(), "/v1/market/ledger", &ledger)
+		ledger, _ := c.Ledger(cmd.Context())
 		earned := map[string]string{}
 		for _, e := range ledger {
 			if e.Kind == "reward" {
@@ -112,7 +111,7 @@ the result. A researcher's node, which posted the job, shows the chain part.`,
 		c := api.NewClient(*socket)
 		var st jobStatus
 		var d jobs.Detail
-		nodeErr := c.Get(cmd.Context(), "/v1/jobs/"+args[0], &d)
+		nodeErr := c.Job(cmd.Context(), args[0], &d)
 		if nodeErr == nil {
 			st.Node = &d
 		} else if errors.Is(nodeErr, api.ErrNotRunning) {

@@ -25,7 +25,7 @@ func newLogsCmd() *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&socket, "api-socket", api.DefaultSocket, "control API socket of the daemon")
+	apiSocketVar(cmd.Flags(), &socket)
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming until the job ends")
 	return cmd
 }

@@ -31,7 +31,7 @@ func newPeersCmd() *cobra.Command {
 			return printPeers(cmd.OutOrStdout(), p)
 		},
 	}
-	cmd.Flags().StringVar(&socket, "api-socket", api.DefaultSocket, "unix socket of the node's control API")
+	apiSocketVar(cmd.Flags(), &socket)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
 	return cmd
 }
@@ -74,7 +74,7 @@ func newMarketCmd() *cobra.Command {
 			return printMarket(cmd.OutOrStdout(), m)
 		},
 	}
-	cmd.Flags().StringVar(&socket, "api-socket", api.DefaultSocket, "unix socket of the node's control API")
+	apiSocketVar(cmd.Flags(), &socket)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
 	return cmd
 }

@@ -190,7 +190,7 @@ manifest's evaluation image), and the caps its evaluation would run with.`,
 	fl.StringVar(&fee, "fee", "", "validator fee of the job, in wei (or the token's unit), with --as-validator")
 	fl.BoolVar(&asJSON, "json", false, "print the decision as JSON")
 	fl.BoolVar(&daemon, "daemon", false, "ask the running daemon, with its policy in force and the node's current state")
-	fl.StringVar(&socket, "api-socket", socket, "the daemon's control socket, with --daemon")
+	apiSocketVar(fl, &socket)
 	return cmd
 }
 
@@ -212,7 +212,7 @@ func newPolicyReloadCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&socket, "api-socket", socket, "the daemon's control socket")
+	apiSocketVar(cmd.Flags(), &socket)
 	return cmd
 }
 
@@ -237,7 +237,7 @@ func newPolicyRejectionsCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&socket, "api-socket", socket, "the daemon's control socket")
+	apiSocketVar(cmd.Flags(), &socket)
 	return cmd
 }
 

@@ -160,6 +160,6 @@ func newPoolPushCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&socket, "api-socket", socket, "the daemon's control socket")
+	apiSocketVar(cmd.Flags(), &socket)
 	return cmd
 }

@@ -246,11 +246,11 @@ withdraw'). Once a provider has accepted, the job runs its course or expires.`,
 	}
 	socket := apiFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		var res api.PostJobResult
-		if err := api.NewClient(*socket).Post(cmd.Context(), "/v1/market/jobs/"+args[0]+"/cancel", struct{}{}, &res); err != nil {
+		res, err := api.NewClient(*socket).CancelJob(cmd.Context(), args[0])
+		if err != nil {
 			return fmt.Errorf("cancel job %s: %w", args[0], err)
 		}
-		_, err := fmt.Fprintf(cmd.OutOrStdout(), "cancelled job %s in tx %s: the escrow is credited back\n", res.JobID, res.TxHash)
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "cancelled job %s in tx %s: the escrow is credited back\n", res.JobID, res.TxHash)
 		return err
 	}
 	return cmd

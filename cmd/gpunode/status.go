@@ -17,8 +17,17 @@ import (
 // apiFlag adds --api-socket to a command that talks to the daemon.
 func apiFlag(cmd *cobra.Command) *string {
 	s := new(string)
-	cmd.Flags().StringVar(s, "api-socket", api.DefaultSocket, "unix socket of the node's control API")
+	apiSocketVar(cmd.Flags(), s)
 	return s
+}
+
+// apiSocketVar declares --api-socket on a flag set, into p: the flag's one declaration,
+// with one default and one help text, for the daemon (which listens on the socket) and
+// for every command that talks to it.
+func apiSocketVar(fs interface {
+	StringVar(p *string, name, value, usage string)
+}, p *string) {
+	fs.StringVar(p, "api-socket", api.DefaultSocket, api.SocketFlagUsage)
 }
 
 func newStatusCmd() *cobra.Command {

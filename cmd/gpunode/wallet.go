@@ -229,7 +229,7 @@ the key, sends the transaction (so it does not compete with the daemon's own for
 otherwise it is signed here with a key from the keystore.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if viaDaemon != "" {
+			if cmd.Flags().Changed("api-socket") {
 				r, err := api.NewClient(viaDaemon).Withdraw(cmd.Context(), api.WithdrawRequest{Token: f.token})
 				if err != nil {
 					return err
@@ -290,7 +290,7 @@ otherwise it is signed here with a key from the keystore.`,
 			return err
 		},
 	}
-	withdraw.Flags().StringVar(&viaDaemon, "api-socket", "", "withdraw through the daemon listening on this socket")
+	apiSocketVar(withdraw.Flags(), &viaDaemon)
 	cmd.AddCommand(withdraw)
 	return cmd
 }

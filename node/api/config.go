@@ -25,7 +25,7 @@ type Config struct {
 const DefaultSocket = "/run/gpunode/api.sock"
 
 // SocketFlagUsage is the help text of every command's --api-socket flag.
-const SocketFlagUsage = "control API socket of the daemon"
+const SocketFlagUsage = "unix socket of the daemon's control API (gpunode daemon: overrides api.socket)"
 
 // Default returns the default API configuration.
 func Default() Config { return Config{Socket: DefaultSocket} }

@@ -33,8 +33,8 @@ func Reachability(enabled bool, peers *api.P2PPeers) Result {
 func daemonPeers(ctx context.Context, socket string) *api.P2PPeers {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var peers api.P2PPeers
-	if err := api.NewClient(socket).Get(ctx, "/v1/p2p/peers", &peers); err != nil {
+	peers, err := api.NewClient(socket).P2PPeers(ctx)
+	if err != nil {
 		return nil
 	}
 	return &peers
