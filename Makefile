@@ -8,7 +8,7 @@ PREFIX    ?= /usr/local
 # Tool builds (kubo, solc) are cached here and reused by every test run on this machine.
 export GPUNODE_CACHE ?= $(HOME)/.cache/gpunode
 
-.PHONY: all build run demo test test-go setup setup-run lint install deb generate contracts clean
+.PHONY: all build run demo test test-unit test-go setup setup-run lint install deb generate contracts clean
 
 all: build
 
@@ -41,9 +41,16 @@ run:
 demo: setup build
 	bash scripts/demo.sh $(BIN) $(RUN_DIR)/demo
 
-## test: install what is missing, then run every test suite
+## test: install what is missing, then run the unit tier and every test suite (the
+## integration tier: build tag integration)
 test: setup
+	@$(MAKE) --no-print-directory test-unit
 	bash scripts/test.sh
+
+## test-unit: the unit tier, the tests that need no external component (no dockerd,
+## registry, kubo, Prometheus, chromium, root); under a minute, prints its time
+test-unit:
+	bash scripts/test-unit.sh
 
 ## gpu-check: on a GPU rig, check the node's GPU paths against the real driver, toolkit and
 ## engine (build tag gpu) and write the report to gpu-check-report.txt; see the README's
@@ -57,6 +64,7 @@ gpu-check:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
 
 ## install: binary, systemd unit and a default config (root)
 install: build

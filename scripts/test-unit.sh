@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs the unit tier: every test that needs no external component (no dockerd,
+# registry, kubo, Prometheus, chromium, network namespaces, root or compiled harness
+# images). It skips nothing: the tests that need such a component, and the few that
+# take tens of seconds, are in files built only with the `integration` tag, which
+# scripts/test.sh passes. Budget: under a minute on a 2-core machine with a warm build
+# cache; the time is printed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+# Packages with test files in this tier (the others hold only integration tests).
+mapfile -t pkgs < <(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...)
+# Most of these tests wait on timers and sockets, not the CPU: four packages at once.
+go test -count=1 -p 4 -timeout 5m "$@" "${pkgs[@]}"
+echo "unit tier: ${#pkgs[@]} packages in $(($(date +%s) - start))s"
