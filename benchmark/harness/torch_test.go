@@ -1,3 +1,5 @@
+//go:build integration
+
 package harness
 
 import (
@@ -81,18 +83,6 @@ func TestTorchCPU(t *testing.T) {
 		t.Errorf("scores %+v", r.Scores)
 	}
 	t.Logf("torch-cpu: %s, rig score %.4f TFLOPS", r.Harness, r.Scores.Rig)
-}
-
-// TestHarnessCrash: a harness that dies mid-run gives an error, not a partial score.
-func TestHarnessCrash(t *testing.T) {
-	b, err := New(Config{Device: "cpu", Python: "/bin/sh"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// /bin/sh runs harness.py as a shell script: garbage out, non-zero exit.
-	if _, err := b.Capabilities(context.Background()); err == nil {
-		t.Fatal("a harness that is not one was accepted")
-	}
 }
 
 // TestTimingArithmetic runs harness.py's timing code (batches of launches lasting at
