@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 import (
@@ -131,15 +133,5 @@ func leaveCredit(t *testing.T, dep devchain.Deployment, i int) {
 	}
 	if _, err := tm.Send(ctx, dep.JobMarket, nil, m.PackCancelJob(ev.JobId)); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestEtherOf(t *testing.T) {
-	for wei, want := range map[string]string{
-		"0": "0.000000 ETH", "1000000000000000000": "1.000000 ETH", "1250000000000000000": "1.250000 ETH", "x": "x wei",
-	} {
-		if got := etherOf(wei); got != want {
-			t.Errorf("etherOf(%s) = %q, want %q", wei, got, want)
-		}
 	}
 }
