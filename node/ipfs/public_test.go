@@ -1,3 +1,5 @@
+//go:build integration
+
 package ipfs
 
 import (
@@ -143,25 +145,5 @@ func TestPublicDHT(t *testing.T) {
 	// The DHT works: a node with the public DHT off is not announced there.
 	if got := findProviders(t, b, hidden); strings.Contains(got, off.host.ID().String()) {
 		t.Errorf("content of a node with public_dht off was announced on the public DHT: %q", got)
-	}
-}
-
-func TestResolvePublicDHT(t *testing.T) {
-	for _, c := range []struct {
-		mode     string
-		chainID  uint64
-		hasChain bool
-		want     string
-	}{
-		{PublicDHTAuto, 1, true, PublicDHTOn},
-		{PublicDHTAuto, 8453, true, PublicDHTOn},
-		{PublicDHTAuto, 1337, true, PublicDHTOff},
-		{PublicDHTAuto, 0, false, PublicDHTOff},
-		{PublicDHTOn, 1337, true, PublicDHTOn},
-		{PublicDHTOff, 1, true, PublicDHTOff},
-	} {
-		if got := ResolvePublicDHT(c.mode, c.chainID, c.hasChain); got != c.want {
-			t.Errorf("ResolvePublicDHT(%s, %d, %v) = %s, want %s", c.mode, c.chainID, c.hasChain, got, c.want)
-		}
 	}
 }
