@@ -1,24 +1,17 @@
 package policy
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/gpunode/gpunode/internal/testenv"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -435,26 +428,6 @@ func TestDrain(t *testing.T) {
 	h.Uncordon()
 	if rj := h.Rejections(); len(rj) != 3 || rj[0].Failed[0].Kind != KindAdmission {
 		t.Errorf("rejections listed: %+v", rj)
-	}
-}
-
-func TestMetricsLint(t *testing.T) {
-	f := newFixture(t, "version = 1\n", 0)
-	problems, err := testutil.GatherAndLint(f.reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("metric %s: %s", p.Metric, p.Text)
-	}
-	// promtool, as Prometheus itself would judge the scrape.
-	f.h.Offer(testRequest(t))
-	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(f.reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	cmd := exec.Command(testenv.LookPath(t, "promtool", "prometheus"), "check", "metrics")
-	cmd.Stdin = rec.Body
-	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
 
