@@ -32,60 +32,6 @@ func TestLoneNodeListsItself(t *testing.T) {
 	}
 }
 
-func TestTwentyHostsLearnEveryRecord(t *testing.T) {
-	const n = 20
-	nodes := startCluster(t, n)
-	start := time.Now()
-	last := time.Now()
-	ok := waitFor(convergeBound, func() bool {
-		if time.Since(last) > time.Second {
-			last = time.Now()
-			var counts []int
-			for _, nd := range nodes {
-				counts = append(counts, nd.Market().Len(time.Now()))
-			}
-			t.Logf("%s: records per host %v", time.Since(start).Round(time.Second), counts)
-		}
-		for _, nd := range nodes {
-			if nd.Market().Len(time.Now()) != n {
-				return false
-			}
-		}
-		return true
-	})
-	if !ok {
-		for i, nd := range nodes {
-			t.Logf("node %d: %d records, %d peers", i, nd.Market().Len(time.Now()), len(nd.Host().Network().Peers()))
-		}
-		t.Fatalf("not every host learned all %d records within %s", n, convergeBound)
-	}
-	t.Logf("%d hosts converged in %s", n, time.Since(start).Round(time.Millisecond))
-
-	// A change is published on its own and reaches everyone.
-	nodes[7].rig.setFree(3)
-	ok = waitFor(convergeBound, func() bool {
-		for _, nd := range nodes {
-			e, found := nd.Market().Get(nodes[7].ID(), time.Now())
-			if !found || e.Record.Capacity.FreeGPUs != 3 {
-				return false
-			}
-		}
-		return true
-	})
-	if !ok {
-		for i, nd := range nodes {
-			e, found := nd.Market().Get(nodes[7].ID(), time.Now())
-			t.Logf("node %d: has node 7's record %v, seq %d, free %d", i, found, e.Record.Seq, e.Record.Capacity.FreeGPUs)
-		}
-		t.Fatalf("capacity change of node 7 did not reach every host within %s", convergeBound)
-	}
-	for i, nd := range nodes {
-		if got := testutil.ToFloat64(nd.metrics.invalid.WithLabelValues("bad_signature")); got != 0 {
-			t.Errorf("node %d counted %v bad signatures among honest hosts", i, got)
-		}
-	}
-}
-
 // badPeer is a host that speaks gossipsub on the capacity topic without the validator,
 // so it can publish what an honest node never would.
 type badPeer struct {
