@@ -171,7 +171,7 @@ unbonding period.`,
 	}
 	reg.Flags().StringVar(&peerID, "peer-id", "", "libp2p peer ID to register (default: the daemon's)")
 	reg.Flags().StringVar(&stake, "stake", "", "stake to add, in wei or with an eth suffix (default: the registry's minimum)")
-	reg.Flags().StringVar(&socket, "api-socket", api.DefaultSocket, "unix socket of the node's control API (for its peer ID)")
+	apiSocketVar(reg.Flags(), &socket)
 
 	var amount string
 	stk := &cobra.Command{
