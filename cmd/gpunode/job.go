@@ -107,7 +107,21 @@ the result. A researcher's node, which posted the job, shows the chain part.`,
 	}
 	socket := apiFlag(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	v2 := addV2Read(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if v2.set() {
+			// A JobMarketV2 job: its state and the drawn validators' commits and reveals.
+			id, err := jobNumber(args[0])
+			if err != nil {
+				return err
+			}
+			v, err := dialRead(cmd, v2)
+			if err != nil {
+				return err
+			}
+			defer v.Close()
+			return printV2Job(cmd.Context(), cmd.OutOrStdout(), v, id)
+		}
 		c := api.NewClient(*socket)
 		var st jobStatus
 		var d jobs.Detail

@@ -111,6 +111,7 @@ func newJobFetchCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 	}
 	socket := apiFlag(cmd)
+	v2 := addV2Read(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		dir, err := filepath.Abs(args[1])
 		if err != nil {
@@ -120,6 +121,19 @@ func newJobFetchCmd() *cobra.Command {
 			return fmt.Errorf("%s is not empty: fetch into a new or empty folder, so the hash covers only the checkpoint", dir)
 		}
 		c := api.NewClient(*socket)
+		if v2.set() {
+			// A JobMarketV2 job: the checkpoint is sealed; its key is on chain once paid.
+			id, err := jobNumber(args[0])
+			if err != nil {
+				return err
+			}
+			v, err := dialRead(cmd, v2)
+			if err != nil {
+				return err
+			}
+			defer v.Close()
+			return fetchSealed(cmd.Context(), cmd.OutOrStdout(), c, v, id, dir)
+		}
 		res, err := c.JobResult(cmd.Context(), args[0])
 		if err != nil {
 			return err

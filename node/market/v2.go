@@ -14,6 +14,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/job/seal"
 )
 
 // ErrNoV2 means the chain configuration names no JobMarketV2.
@@ -379,3 +380,30 @@ func DialV2(ctx context.Context, d V2Dial, key *ecdsa.PrivateKey, log *slog.Logg
 
 // Close closes a V2 made by DialV2.
 func (v *V2) Close() { v.m.client.Close() }
+
+// SealedResult is what the chain says of a job's sealed checkpoint.
+type SealedResult struct {
+	CID        string
+	ResultHash common.Hash // sha256 of the ciphertext
+	KeyHash    common.Hash // keccak256(K)
+	Provider   common.Address
+	// Key is K once the provider (or a validator) released it on payment.
+	Key      common.Hash
+	Released bool
+}
+
+// SealedResult reads job id's sealed checkpoint and, once released, its key.
+func (v *V2) SealedResult(ctx context.Context, id *big.Int) (SealedResult, error) {
+	sub, err := v.Submitted(ctx, id)
+	if err != nil {
+		return SealedResult{}, err
+	}
+	r := SealedResult{CID: sub.CheckpointCID, ResultHash: sub.ResultHash, KeyHash: sub.KeyHash, Provider: sub.Provider}
+	r.Key, r.Released, err = v.ReleasedKey(ctx, id)
+	return r, err
+}
+
+// Binding is what job id's sealed checkpoint must be bound to, made by provider.
+func (v *V2) Binding(id *big.Int, provider common.Address) seal.Binding {
+	return seal.Binding{ChainID: v.ChainID(), Contract: v.contract, JobID: id, Provider: provider}
+}
