@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,8 +150,17 @@ func (c *chain) send(from account, to common.Address, value *big.Int, data []byt
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if err := c.client.SendTransaction(ctx, signed); err != nil {
-		return nil, contracts.Revert(err)
+	// The pool checks balances against the head it last saw, which can lag the block just
+	// mined (an account funded in it still looks empty): retry that for a bounded while.
+	for i := 0; ; i++ {
+		err = c.client.SendTransaction(ctx, signed)
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "insufficient funds for gas") || i == 200 {
+			return nil, contracts.Revert(err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	r := c.mined(signed.Hash())
 	if r.Status != types.ReceiptStatusSuccessful {

@@ -15,7 +15,8 @@ func newDevchainCmd() *cobra.Command {
 		Use:   "devchain",
 		Short: "Run an in-process Ethereum dev chain with the JobMarket deployed (development only)",
 		Long: `devchain starts a go-ethereum chain in this process, serving JSON-RPC on loopback.
-It mines a block every --block-period, deploys the JobMarket contract and a test token,
+It mines a block every --block-period, deploys the JobMarket and JobMarketV2 contracts
+(v2: 1 ETH minimum validator stake, 0.5 ETH slash, 7 days unbonding) and a test token,
 funds dev accounts, and writes the chain id, RPC URL, contract addresses and the dev
 account keys (public knowledge: never send real value to them) to --out.`,
 		Args: cobra.NoArgs,
