@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -11,8 +10,8 @@ import (
 	"github.com/gpunode/gpunode/benchmark"
 	"github.com/gpunode/gpunode/benchmark/cpu"
 	"github.com/gpunode/gpunode/benchmark/harness"
+	"github.com/gpunode/gpunode/node/benchrig"
 	"github.com/gpunode/gpunode/node/jobs"
-	"github.com/gpunode/gpunode/node/p2p"
 )
 
 // openBenchmark builds the benchmark service: the CPU backend always, and the PyTorch
@@ -20,12 +19,11 @@ import (
 // GPUs. Its report lives in <data_dir>/benchmark, where `gpunode bench` keeps it too,
 // signed by the node's identity key (its peer ID).
 func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (*benchmark.Service, *harness.Backend, error) {
-	key, err := p2p.SigningKey(cfg.Layout().Identity())
+	key, err := benchrig.Key(cfg.Layout())
 	if err != nil {
-		return nil, nil, fmt.Errorf("benchmark: %w", err)
+		return nil, nil, err
 	}
-	bcfg := benchmark.Default()
-	bcfg.StateDir = cfg.Layout().Benchmark()
+	bcfg := benchrig.Config(cfg.Layout())
 	// At start only when the report is missing or stale ([benchmark] on_start), and
 	// only once no job runs (SetIdle); `gpunode bench` or POST /v1/benchmark any time.
 	bcfg.OnStart = cfg.Benchmark.OnStart
@@ -36,8 +34,7 @@ func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (
 	backends := []benchmark.Backend{cb}
 	var hb *harness.Backend
 	if gpus != nil && !gpus.Simulated() && len(gpus.Allocatable()) > 0 && jobs != nil {
-		hcfg := harnessConfig(cfg, gpus.Allocatable())
-		hb, err = harness.New(hcfg, harness.RuntimeContainers{Jobs: jobs})
+		hb, err = benchrig.Harness(cfg.Layout(), harnessBase(cfg), gpus.Allocatable(), jobs)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -48,17 +45,18 @@ func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (
 	return svc, hb, err
 }
 
-// harnessConfig is the harness on the given GPUs, its run folders under the data
-// directory: dockerd must be able to mount them, and under the unit's PrivateTmp= the
-// node's /tmp is a private one that dockerd does not see.
-func harnessConfig(cfg Config, gpus []string) harness.Config {
+// harnessBase is the harness's default configuration on the configured base image.
+func harnessBase(cfg Config) harness.Config {
 	hcfg := harness.Default()
-	hcfg.GPUs = gpus
 	if cfg.GPU.HarnessBaseImage != "" {
 		hcfg.BaseImage = cfg.GPU.HarnessBaseImage
 	}
-	hcfg.WorkDir = cfg.Layout().Harness()
 	return hcfg
+}
+
+// harnessConfig is the daemon's harness on the given GPUs.
+func harnessConfig(cfg Config, gpus []string) harness.Config {
+	return benchrig.HarnessConfig(cfg.Layout(), harnessBase(cfg), gpus)
 }
 
 // benchmarkHolder is the allocator's name for the benchmark's hold on the GPUs.

@@ -211,3 +211,22 @@ func FuzzParseJobID(f *testing.F) {
 		}
 	})
 }
+
+// TestMake: an offer carries the terms and the job, a fresh id each time, and stands for
+// TTL; the desk of a rig takes it as a well-formed offer of that job.
+func TestMake(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	a := Make("1", "bafym", Terms{GPUs: 2, PricePerGPUHour: "5", MaxDuration: time.Hour}, now)
+	b := Make("1", "bafym", Terms{}, now)
+	if a.ID == b.ID || len(a.ID) != 16 {
+		t.Errorf("ids %q %q: want fresh 8-byte ids", a.ID, b.ID)
+	}
+	if a.Version != p2p.OfferVersion || a.JobID != "1" || a.ManifestCID != "bafym" || a.GPUs != 2 || a.PricePerGPUHour != "5" ||
+		a.MaxDurationSeconds != 3600 || a.ExpiresAt != now.Add(TTL).Unix() {
+		t.Errorf("offer %+v", a)
+	}
+	d := New(&fakeMarket{poster: sponsor}, &fakeJobs{state: jobs.Accepting})
+	if got := d.Decide(context.Background(), "peer", a); !got.Accepted {
+		t.Errorf("the desk declined a made offer: %+v", got)
+	}
+}
