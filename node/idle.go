@@ -2,7 +2,6 @@ package node
 
 import (
 	"errors"
-	"path/filepath"
 
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/runtime/idle"
@@ -12,8 +11,8 @@ import (
 // idle image it is inert, and only its metrics (all zero) show.
 func (n *Node) openIdle() error {
 	var rt idle.Runtime
-	if r, ok := n.deps.Runtime.(idle.Runtime); ok {
-		rt = r
+	if n.deps.Runtime != nil {
+		rt = n.deps.Runtime
 	}
 	if n.cfg.Idle.Enabled() && rt == nil {
 		return errors.New("idle: an idle image is configured but the node has no container runtime to run it")
@@ -21,7 +20,7 @@ func (n *Node) openIdle() error {
 	w, err := idle.New(n.cfg.Idle, idle.Deps{
 		Runtime:    rt,
 		GPUs:       jobGPUs(n.deps.GPUs),
-		Dir:        filepath.Join(n.cfg.DataDir, "idle"),
+		Dir:        n.cfg.Layout().Idle(),
 		Busy:       n.jobNeedsRig,
 		Registerer: n.reg,
 	}, n.log)

@@ -57,6 +57,8 @@ type Runtime interface {
 	Close() error
 	// The control API serves the image cache and job logs.
 	RuntimeBackend
+	// The idle workload runs its containers on it.
+	idle.Runtime
 }
 
 // Market is what the node needs of the chain side.

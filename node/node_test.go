@@ -43,6 +43,18 @@ func (f *fakeRuntime) Run(ctx context.Context) error {
 func (f *fakeRuntime) GPUStack() []docker.Component { return f.stack }
 func (f *fakeRuntime) Close() error                 { return nil }
 
+// The fake engine runs no containers: the nodes of these tests have no idle workload.
+var errNoContainers = errors.New("the fake engine runs no containers")
+
+func (f *fakeRuntime) Start(context.Context, runtime.Spec) (runtime.Handle, error) {
+	return runtime.Handle{}, errNoContainers
+}
+func (f *fakeRuntime) Wait(context.Context, string) (runtime.Result, error) {
+	return runtime.Result{}, errNoContainers
+}
+func (f *fakeRuntime) Stop(context.Context, string) error                { return errNoContainers }
+func (f *fakeRuntime) Recover(context.Context) ([]runtime.Handle, error) { return nil, nil }
+
 // startNode runs a node until the test ends; stop stops it and returns Run's error.
 func startNode(t *testing.T, deps Deps) (n *Node, stop func() error) {
 	t.Helper()

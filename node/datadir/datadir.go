@@ -42,6 +42,9 @@ func (l Layout) RuntimeState() string { return l.join("runtime", "jobs") }
 // RuntimeLogs is the container runtime's default log folder.
 func (l Layout) RuntimeLogs() string { return l.join("runtime", "logs") }
 
+// Idle holds the operator's idle workload's run folders.
+func (l Layout) Idle() string { return l.join("idle") }
+
 // PoolPolicy is the default file of the pool's signed policy.
 func (l Layout) PoolPolicy() string { return l.join("pool-policy.signed") }
 
