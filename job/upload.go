@@ -10,10 +10,11 @@ import (
 )
 
 // UploadFiles replaces each input given as a local file or folder (relative to dir, the
-// manifest's folder) by the CID add returns for its path, in order (the job's inputs,
-// then the evaluation's), and returns the manifest as it is to be posted, checked by
-// Decode. The manifest is changed in place.
-func (m *Manifest) UploadFiles(dir string, add func(path string) (cid string, err error)) ([]byte, error) {
+// manifest's folder) by the CID add returns for it, in order (the job's inputs, then the
+// evaluation's), and returns the manifest as it is to be posted, checked by Decode. add
+// is given the input's file as the manifest names it and its path on this machine. The
+// manifest is changed in place.
+func (m *Manifest) UploadFiles(dir string, add func(file, path string) (cid string, err error)) ([]byte, error) {
 	var inputs []*Input
 	for i := range m.Inputs {
 		inputs = append(inputs, &m.Inputs[i])
@@ -32,7 +33,7 @@ func (m *Manifest) UploadFiles(dir string, add func(path string) (cid string, er
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("inputs[%d].file: %w", i, err)
 		}
-		cid, err := add(p)
+		cid, err := add(in.File, p)
 		if err != nil {
 			return nil, fmt.Errorf("add input %s to IPFS: %w", in.File, err)
 		}

@@ -33,7 +33,10 @@ func TestUploadFiles(t *testing.T) {
 	var added []string
 	cids := []string{"bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzda", "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdb"}
 	m := load()
-	raw, err := m.UploadFiles(dir, func(p string) (string, error) {
+	raw, err := m.UploadFiles(dir, func(file, p string) (string, error) {
+		if want := map[string]string{"train.csv": filepath.Join(dir, "train.csv"), abs: abs}[file]; want != p {
+			t.Errorf("input %s at %s, want %s", file, p, want)
+		}
 		added = append(added, p)
 		return cids[len(added)-1], nil
 	})
@@ -53,15 +56,15 @@ func TestUploadFiles(t *testing.T) {
 
 	m = load()
 	m.Inputs[2].File = "absent.csv"
-	if _, err := m.UploadFiles(dir, func(string) (string, error) { return cids[0], nil }); err == nil || !strings.Contains(err.Error(), "inputs[2].file") {
+	if _, err := m.UploadFiles(dir, func(string, string) (string, error) { return cids[0], nil }); err == nil || !strings.Contains(err.Error(), "inputs[2].file") {
 		t.Errorf("missing file: %v", err)
 	}
 	m = load()
-	if _, err := m.UploadFiles(dir, func(string) (string, error) { return "", errors.New("ipfs down") }); err == nil || !strings.Contains(err.Error(), "add input train.csv") {
+	if _, err := m.UploadFiles(dir, func(string, string) (string, error) { return "", errors.New("ipfs down") }); err == nil || !strings.Contains(err.Error(), "add input train.csv") {
 		t.Errorf("failed upload: %v", err)
 	}
 	m = load()
-	if _, err := m.UploadFiles(dir, func(string) (string, error) { return "not a cid", nil }); err == nil {
+	if _, err := m.UploadFiles(dir, func(string, string) (string, error) { return "not a cid", nil }); err == nil {
 		t.Error("a manifest with an invalid CID was returned for posting")
 	}
 	if got := PostedPath("/x/job.json"); got != "/x/job.posted.json" {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -21,7 +22,7 @@ import (
 func openBenchmark(cfg Config, log *slog.Logger, gpus GPUs, jobs harness.Jobs) (*benchmark.Service, *harness.Backend, error) {
 	key, err := benchrig.Key(cfg.Layout())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("benchmark: %w", err)
 	}
 	bcfg := benchrig.Config(cfg.Layout())
 	// At start only when the report is missing or stale ([benchmark] on_start), and

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -18,7 +17,8 @@ import (
 	"github.com/gpunode/gpunode/benchmark/cpu"
 	"github.com/gpunode/gpunode/benchmark/harness"
 	"github.com/gpunode/gpunode/node/api"
-	"github.com/gpunode/gpunode/node/p2p"
+	"github.com/gpunode/gpunode/node/benchrig"
+	"github.com/gpunode/gpunode/node/datadir"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
 )
@@ -42,11 +42,12 @@ harness on PyTorch's CPU backend).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			layout := datadir.New(dataDir)
 			var key ed25519.PrivateKey
 			var err error
 			if keyPath == "" {
 				// The node's identity: reports are signed by the key its peer ID names.
-				key, err = p2p.SigningKey(p2p.IdentityPath(dataDir))
+				key, err = benchrig.Key(layout)
 			} else {
 				key, err = benchmark.LoadOrCreateKey(keyPath)
 			}
@@ -65,27 +66,26 @@ harness on PyTorch's CPU backend).`,
 				if !cmd.Flags().Changed("image") && backend == "cuda" {
 					image = harness.Default().Image
 				}
-				var ctrs harness.Containers
-				if image != "" {
-					hcfg.Image = image
-					// dockerd mounts the run folder: not a private /tmp of ours.
-					hcfg.WorkDir = filepath.Join(dataDir, "benchmark", "harness")
-					var closeRT func()
-					ctrs, hcfg.GPUs, closeRT, err = benchContainers(dataDir, hcfg.Device == "cuda")
-					if err != nil {
-						return err
-					}
-					defer closeRT()
+				if image == "" {
+					b, err = harness.New(hcfg, nil)
+					break
 				}
-				b, err = harness.New(hcfg, ctrs)
+				hcfg.Image = image
+				var gpus []string
+				var rt *docker.Runtime
+				if gpus, rt, err = benchContainers(layout, hcfg.Device == "cuda"); err != nil {
+					return err
+				}
+				defer rt.Close()
+				b, err = benchrig.Harness(layout, hcfg, gpus, rt)
 			default:
 				return fmt.Errorf("unknown backend %q: want cpu, cuda or torch-cpu", backend)
 			}
 			if err != nil {
 				return err
 			}
-			cfg := benchmark.Default()
-			cfg.Profile, cfg.Backend, cfg.StateDir = benchmark.Profile(profile), backend, filepath.Join(dataDir, "benchmark")
+			cfg := benchrig.Config(layout)
+			cfg.Profile, cfg.Backend = benchmark.Profile(profile), backend
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			svc, err := benchmark.New(cfg, log, key, b)
 			if err != nil {
@@ -123,7 +123,7 @@ harness on PyTorch's CPU backend).`,
 			if err := benchmark.WriteTable(out, r, refs...); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "signed report kept in %s\n", filepath.Join(cfg.StateDir, "last-report.json"))
+			fmt.Fprintf(out, "signed report kept in %s\n", layout.BenchmarkReport())
 			return nil
 		},
 	}
@@ -187,33 +187,28 @@ func newBenchShowCmd() *cobra.Command {
 	return cmd
 }
 
-// benchContainers opens the container runtime for the harness image (its own instance,
-// so that a running daemon does not adopt these containers) and, for CUDA, the GPUs to
-// attach by UUID.
-func benchContainers(dataDir string, cuda bool) (harness.Containers, []string, func(), error) {
+// benchContainers opens the container runtime for the harness image (benchrig.Runtime:
+// its own instance, so that a running daemon does not adopt these containers) and, for
+// CUDA, lists the GPUs to attach by UUID.
+func benchContainers(l datadir.Layout, cuda bool) ([]string, *docker.Runtime, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var uuids []string
 	if cuda {
 		inv, err := gpu.Open(gpu.Default(), log)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("cuda backend: %w; measure the CPU with --backend cpu", err)
+			return nil, nil, fmt.Errorf("cuda backend: %w; measure the CPU with --backend cpu", err)
 		}
 		uuids = inv.Allocatable()
 		inv.Close()
 		if len(uuids) == 0 {
-			return nil, nil, nil, errors.New("cuda backend: the NVIDIA driver lists no GPU")
+			return nil, nil, errors.New("cuda backend: the NVIDIA driver lists no GPU")
 		}
 	}
-	rcfg := docker.Default()
-	rcfg.Instance = "gpunode-bench"
-	rcfg.StateDir = filepath.Join(dataDir, "benchmark", "runtime", "jobs")
-	rcfg.LogDir = filepath.Join(dataDir, "benchmark", "runtime", "logs")
-	rcfg.ImageCacheBytes = 0
-	rt, err := docker.New(rcfg, log)
+	rt, err := benchrig.Runtime(l, log)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("container runtime: %w", err)
+		return nil, nil, err
 	}
-	return harness.RuntimeContainers{Jobs: rt}, uuids, func() { rt.Close() }, nil
+	return uuids, rt, nil
 }
 
 func readReport(path string) (*benchmark.Report, error) {

@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -18,7 +16,7 @@ import (
 	"github.com/gpunode/gpunode/job"
 	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/node/api"
-	"github.com/gpunode/gpunode/node/p2p"
+	"github.com/gpunode/gpunode/node/offers"
 	"github.com/gpunode/gpunode/node/validator"
 )
 
@@ -185,13 +183,8 @@ taking it, or declined and why. The reward is still paid from the job's escrow.`
 		if cj.ManifestCID == "" {
 			return fmt.Errorf("job %s: its manifest is not known to this node's chain client", args[0])
 		}
-		nonce := make([]byte, 8)
-		rand.Read(nonce)
-		d, err := c.P2POffer(cmd.Context(), peerID, api.Offer{
-			Version: p2p.OfferVersion, ID: hex.EncodeToString(nonce), ManifestCID: cj.ManifestCID, GPUs: gpus,
-			PricePerGPUHour: price, MaxDurationSeconds: int64(maxDuration.Seconds()), JobID: cj.JobID,
-			ExpiresAt: time.Now().Add(5 * time.Minute).Unix(),
-		})
+		offer := offers.Make(cj.JobID, cj.ManifestCID, offers.Terms{GPUs: gpus, PricePerGPUHour: price, MaxDuration: maxDuration}, time.Now())
+		d, err := c.P2POffer(cmd.Context(), peerID, api.Offer(offer))
 		if err != nil {
 			return err
 		}
@@ -208,41 +201,18 @@ taking it, or declined and why. The reward is still paid from the job's escrow.`
 // with their CIDs, and writes the manifest to post beside the original; it returns its
 // bytes and path.
 func uploadInputs(cmd *cobra.Command, c *api.Client, man *job.Manifest, path string) ([]byte, string, error) {
-	dir := filepath.Dir(path)
-	var inputs []*job.Input
-	for i := range man.Inputs {
-		inputs = append(inputs, &man.Inputs[i])
-	}
-	for i := range man.Evaluation.Inputs {
-		inputs = append(inputs, &man.Evaluation.Inputs[i])
-	}
-	for i, in := range inputs {
-		if in.File == "" {
-			continue
-		}
-		p := in.File
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
-		}
-		if _, err := os.Stat(p); err != nil {
-			return nil, "", fmt.Errorf("inputs[%d].file: %w", i, err)
-		}
+	raw, err := man.UploadFiles(filepath.Dir(path), func(file, p string) (string, error) {
 		added, err := c.IPFSUpload(cmd.Context(), p, filepath.Base(p))
 		if err != nil {
-			return nil, "", fmt.Errorf("add input %s to IPFS: %w", in.File, err)
+			return "", err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "input %s: %s\n", in.File, added.CID)
-		in.CID, in.File = added.CID, ""
-	}
-	raw, err := json.MarshalIndent(man, "", "  ")
+		fmt.Fprintf(cmd.OutOrStdout(), "input %s: %s\n", file, added.CID)
+		return added.CID, nil
+	})
 	if err != nil {
 		return nil, "", err
 	}
-	raw = append(raw, '\n')
-	if _, err := job.Decode(bytes.NewReader(raw)); err != nil {
-		return nil, "", fmt.Errorf("manifest with the uploaded inputs: %w", err)
-	}
-	posted := strings.TrimSuffix(path, filepath.Ext(path)) + ".posted.json"
+	posted := job.PostedPath(path)
 	if err := os.WriteFile(posted, raw, 0o644); err != nil {
 		return nil, "", fmt.Errorf("keep the manifest to post: %w", err)
 	}

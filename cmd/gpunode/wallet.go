@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"os"
-	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/params"
@@ -249,40 +247,11 @@ otherwise it is signed here with a key from the keystore.`,
 			if err != nil {
 				return err
 			}
-			w := f.wallet()
-			list, err := w.List()
-			if err != nil {
-				return err
-			}
-			addr := common.HexToAddress(f.account)
-			if f.account == "" {
-				if len(list) != 1 {
-					return fmt.Errorf("keystore %s holds %d keys: pick one with --account", f.keystore, len(list))
-				}
-				addr = list[0]
-			}
-			key, err := w.Unlock(addr, pw)
-			if err != nil {
-				return err
-			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-			c, err := market.Dial(market.ClientConfig{URL: url, Retries: 3}, log, nil)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
-			defer cancel()
-			if chainID == 0 {
-				id, err := c.ChainID(ctx)
-				if err != nil {
-					return err
-				}
-				chainID = id.Uint64()
-			}
-			tc := market.DefaultTxConfig()
-			tc.ChainID, tc.Confirmations, tc.PollInterval = chainID, f.confirm, 200*time.Millisecond
-			r, amount, err := market.Withdraw(ctx, market.NewTxManager(tc, c, key, log, nil), c, contract, token)
+			r, amount, err := market.WithdrawOffline(cmd.Context(), market.OfflineWithdrawal{
+				RPCURL: url, ChainID: chainID, Contract: contract, Token: token,
+				Wallet: f.wallet(), Account: f.account, Password: pw, Confirmations: f.confirm,
+			}, log)
 			if err != nil {
 				return err
 			}

@@ -19,11 +19,7 @@ import (
 
 // Key is the key reports are signed with: the node's identity, which its peer ID names.
 func Key(l datadir.Layout) (ed25519.PrivateKey, error) {
-	key, err := p2p.SigningKey(l.Identity())
-	if err != nil {
-		return nil, fmt.Errorf("benchmark: %w", err)
-	}
-	return key, nil
+	return p2p.SigningKey(l.Identity())
 }
 
 // Config is the benchmark service's default configuration, its reports kept in the data
