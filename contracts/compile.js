@@ -12,7 +12,7 @@ if (!out) {
   process.exit(2);
 }
 const here = __dirname;
-const files = ['src/JobMarket.sol', 'src/JobMarketV2.sol', 'test/Mocks.sol'];
+const files = ['src/JobMarket.sol', 'src/JobMarketV2.sol', 'src/PoolPayouts.sol', 'test/Mocks.sol'];
 const sources = {};
 for (const f of files) sources[f] = { content: fs.readFileSync(path.join(here, f), 'utf8') };
 

@@ -1,6 +1,7 @@
 // Package contracts holds gpunode's Solidity contracts (the JobMarket escrow and provider
 // registry, and JobMarketV2 with its staked validator registry, commit-reveal attestations
-// and sealed checkpoints), their compiled artifacts, and helpers to deploy them and to turn their
+// and sealed checkpoints; PoolPayouts, a miner pool's Merkle distributor of its members' pay),
+// their compiled artifacts, and helpers to deploy them and to turn their
 // revert data into Go errors. The Go bindings are generated into contracts/bindings by
 // `make contracts` (go run ./contracts/internal/gen).
 package contracts
@@ -20,6 +21,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/contracts/bindings/payouts"
 )
 
 // DeployJobMarket sends the transaction that creates a JobMarket. The caller waits for it
@@ -92,7 +94,7 @@ type dataError interface {
 // known is every ABI whose errors Revert can name.
 var known = func() []*abi.ABI {
 	var out []*abi.ABI
-	for _, md := range []*bind.MetaData{&bindings.JobMarketMetaData, &bindings.JobMarketV2MetaData} {
+	for _, md := range []*bind.MetaData{&bindings.JobMarketMetaData, &bindings.JobMarketV2MetaData, &payouts.PoolPayoutsMetaData} {
 		a, err := md.ParseABI()
 		if err != nil {
 			panic(err)

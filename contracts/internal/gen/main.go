@@ -27,6 +27,7 @@ var bindingSets = []struct {
 }{
 	{"bindings", "bindings", []string{"JobMarket", "JobMarketV2"}},
 	{"bindings/mocks", "mocks", []string{"MockToken", "FeeToken", "FalseToken", "ReentrantAttacker"}},
+	{"bindings/payouts", "payouts", []string{"PoolPayouts"}},
 }
 
 func main() {
