@@ -17,6 +17,7 @@ import (
 	"github.com/gpunode/gpunode/node/metrics"
 	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/policy"
+	"github.com/gpunode/gpunode/node/pool"
 	"github.com/gpunode/gpunode/node/ui"
 	"github.com/gpunode/gpunode/node/validator"
 	"github.com/gpunode/gpunode/runtime/docker"
@@ -47,6 +48,9 @@ type Config struct {
 	// Idle is the operator's idle workload (a miner): it runs whenever the rig has no
 	// job and gives way within its stop timeout when one is accepted. None by default.
 	Idle idle.Config `toml:"idle"`
+	// Pool is a miner pool's money: the fee the coordinator keeps of each job's reward
+	// before splitting the rest among the members that worked on it.
+	Pool pool.Config `toml:"pool"`
 	// Benchmark is when the daemon measures the rig by itself.
 	Benchmark BenchmarkConfig `toml:"benchmark"`
 	// Datasets are the operator's private data sets: tag → host directory. A job asking
@@ -89,6 +93,7 @@ func Default() Config {
 		Runtime: runtimeDefaults(),
 		Jobs:    jobs.Default(),
 		Idle:    idle.Default(),
+		Pool:    pool.Default(),
 		P2P:     p2p.Default(),
 		IPFS:    ipfs.Default(),
 		Policy:  policy.Default(),
@@ -159,6 +164,7 @@ func (c Config) Check(file string) error {
 	errs = append(errs, configfile.Problems(file, "runtime", c.Resolved().Runtime.Validate())...)
 	errs = append(errs, configfile.Problems(file, "jobs", c.Jobs.Validate())...)
 	errs = append(errs, configfile.Problems(file, "idle", c.Idle.Validate())...)
+	errs = append(errs, configfile.Problems(file, "pool", c.Pool.Validate())...)
 	errs = append(errs, configfile.Problems(file, "p2p", c.P2P.Validate())...)
 	errs = append(errs, configfile.Problems(file, "ipfs", c.IPFS.Validate())...)
 	errs = append(errs, configfile.Problems(file, "policy", c.Resolved().Policy.Validate())...)

@@ -67,6 +67,7 @@ func TestCheckReportsEveryValueProblem(t *testing.T) {
 	cfg.GPU.Simulate = "h100x4"
 	cfg.API.Socket = ""
 	cfg.Idle.Image = "miner:latest"
+	cfg.Pool.FeeBPS = 20000
 	err := cfg.Check("f.toml")
 	for _, w := range []string{
 		`f.toml: data_dir: "relative/dir" must be an absolute path`,
@@ -76,6 +77,7 @@ func TestCheckReportsEveryValueProblem(t *testing.T) {
 		`f.toml: api.socket: must not be empty`,
 		`f.toml: idle.image: "miner:latest" has no digest`,
 		`f.toml: idle.command: must not be empty`,
+		`f.toml: pool.fee_bps: 20000 is above 10000`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("error lacks %q:\n%v", w, err)
