@@ -2,6 +2,8 @@ package idle_test
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -80,4 +82,11 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	if _, err := idle.New(c, idle.Deps{}, testLogger()); err == nil || !strings.Contains(err.Error(), "idle config") {
 		t.Fatalf("New with a tag-only image: %v, want an idle config error", err)
 	}
+}
+
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
 }

@@ -1,3 +1,5 @@
+//go:build integration
+
 package idle_test
 
 import (
@@ -7,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,13 +27,6 @@ import (
 	"github.com/gpunode/gpunode/runtime/conformance"
 	"github.com/gpunode/gpunode/runtime/docker"
 )
-
-func testLogger() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 func engine(t *testing.T) *client.Client {
 	t.Helper()
