@@ -93,3 +93,10 @@ func axpy(s float32, x, y []float32) {
 		y[i] += s * x[i]
 	}
 }
+
+// MatMul computes the row-major n×n product c = a·b with the backend's sgemm (the
+// challenge prover's kernel). Row-major a·b is column-major bᵀ·aᵀ, hence the swap.
+func (b *Backend) MatMul(a, bm, c []float32, n int) {
+	setThreads(b.threads)
+	sgemm(false, false, n, n, n, 1, bm, n, a, n, 0, c, n)
+}

@@ -265,7 +265,7 @@ func (b *Backend) Run(ctx context.Context, plan benchmark.Plan, progress func(be
 		io.Copy(io.Discard, pr)
 		done <- parsed{res, err}
 	}()
-	runErr := b.run(ctx, pj, []string{"--plan", "/out/plan.json"}, pw)
+	runErr := b.run(ctx, pj, []string{"--plan", "/in/plan.json"}, pw)
 	pw.Close()
 	p := <-done
 	if p.err != nil {
@@ -283,9 +283,20 @@ func (b *Backend) Run(ctx context.Context, plan benchmark.Plan, progress func(be
 // ResultsFile is the copy of the output lines the harness writes in OutputDir.
 const ResultsFile = "results.jsonl"
 
-// run starts the harness with args, the plan (if any) at /out/plan.json on the host and
-// /in/plan.json in a container, stdout to out.
+// run starts the harness with args, the plan (if any) at /in/plan.json, stdout to out.
 func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Writer) error {
+	var inputs map[string][]byte
+	if plan != nil {
+		inputs = map[string][]byte{"plan.json": plan}
+	}
+	return b.runFiles(ctx, inputs, args, out, nil)
+}
+
+// runFiles starts the harness with args, the inputs as files in /in (an argument
+// "/in/NAME" names one; on the host it becomes the file's path there) and an empty
+// writable /out (likewise), stdout to out; collect, if set, reads /out's files on the host
+// after the harness exited and before they are removed.
+func (b *Backend) runFiles(ctx context.Context, inputs map[string][]byte, args []string, out io.Writer, collect func(outDir string) error) error {
 	if b.cfg.WorkDir != "" {
 		if err := os.MkdirAll(b.cfg.WorkDir, 0o750); err != nil {
 			return fmt.Errorf("harness work dir: %w", err)
@@ -296,13 +307,24 @@ func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Wr
 		return err
 	}
 	defer os.RemoveAll(dir)
-	// Writable by the container's user whatever it is (results.jsonl); the plan is not
+	// Writable by the container's user whatever it is (results.jsonl); the inputs are not
 	// secret, and the folder is removed after the run.
 	if err := os.Chmod(dir, 0o777); err != nil {
 		return err
 	}
-	if plan != nil {
-		if err := os.WriteFile(filepath.Join(dir, "plan.json"), plan, 0o644); err != nil {
+	// In a container the inputs are read-only at /in: /out belongs to the runtime, which
+	// gives the job an empty, size-capped folder and copies it out after.
+	in, outDir := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+	for _, d := range []string{in, outDir} {
+		if err := os.Mkdir(d, 0o777); err != nil {
+			return err
+		}
+		if err := os.Chmod(d, 0o777); err != nil { // the container's user writes /out
+			return err
+		}
+	}
+	for name, data := range inputs {
+		if err := os.WriteFile(filepath.Join(in, name), data, 0o644); err != nil {
 			return err
 		}
 	}
@@ -317,8 +339,10 @@ func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Wr
 			return err
 		}
 		for i, a := range args {
-			if a == "/out/plan.json" {
-				args[i] = filepath.Join(dir, "plan.json")
+			if rest, ok := strings.CutPrefix(a, "/in/"); ok {
+				args[i] = filepath.Join(in, rest)
+			} else if a == "/out" {
+				args[i] = outDir
 			}
 		}
 		cmd := exec.CommandContext(ctx, b.cfg.Python, append([]string{script}, args...)...)
@@ -326,33 +350,24 @@ func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Wr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("harness %s: %w: %s", b.cfg.Python, err, stderr.String())
 		}
-		return nil
+	} else {
+		if err := b.runImage(ctx, in, outDir, inputs != nil, args, out, &stderr); err != nil {
+			return err
+		}
 	}
+	if collect != nil {
+		return collect(outDir)
+	}
+	return nil
+}
+
+func (b *Backend) runImage(ctx context.Context, in, outDir string, haveInputs bool, args []string, out io.Writer, stderr *tail) error {
 	image, err := b.image(ctx)
 	if err != nil {
 		return err
 	}
-	// In a container the plan is an input, read-only at /in: /out belongs to the
-	// runtime, which gives the job an empty, size-capped folder and copies it out after.
-	in, outDir := filepath.Join(dir, "in"), filepath.Join(dir, "out")
-	for _, d := range []string{in, outDir} {
-		if err := os.Mkdir(d, 0o777); err != nil {
-			return err
-		}
-		if err := os.Chmod(d, 0o777); err != nil { // the container's user writes /out
-			return err
-		}
-	}
 	var mounts []Mount
-	if plan != nil {
-		if err := os.WriteFile(filepath.Join(in, "plan.json"), plan, 0o644); err != nil {
-			return err
-		}
-		for i, a := range args {
-			if a == "/out/plan.json" {
-				args[i] = "/in/plan.json"
-			}
-		}
+	if haveInputs {
 		mounts = append(mounts, Mount{Source: in, Target: "/in", ReadOnly: true})
 	}
 	spec := ContainerSpec{
@@ -378,7 +393,7 @@ func (b *Backend) run(ctx context.Context, plan []byte, args []string, out io.Wr
 			spec.GPUs = []string{"all"}
 		}
 	}
-	code, err := b.containers.RunContainer(ctx, spec, out, &stderr)
+	code, err := b.containers.RunContainer(ctx, spec, out, stderr)
 	if err != nil {
 		return fmt.Errorf("harness image %s: %w", b.cfg.Image, err)
 	}

@@ -239,6 +239,84 @@ def result(index, device, timing, times, batch):
             "median_ms": statistics.median(times), "max_ms": times[-1]}
 
 
+# The challenge prover (PROTOCOL.md, "Challenge protocol"): A and B from the challenger's
+# seed with the counter-based generator, C = A·B on the device, C's rows written for the
+# node, which commits to them and answers the challenger.
+
+M32 = 0xFFFFFFFF
+PRNG_DOMAIN = b"gpunode/challenge/1 prng"
+INPUT_BITS = {"fp32": 24, "tf32": 11, "fp16": 11, "bf16": 8}
+
+
+def stream_key(seed, tag, t):
+    import hashlib
+    import struct
+    k = hashlib.sha256(PRNG_DOMAIN + seed + tag + struct.pack("<I", t)).digest()
+    return int.from_bytes(k[0:4], "little"), int.from_bytes(k[4:8], "little")
+
+
+def mul32(x, c):
+    """x·c mod 2³² on int64 tensors with 0 ≤ x < 2³², in 16-bit halves of c: no product
+    exceeds 2⁴⁹, so nothing overflows int64."""
+    return ((((x * (c >> 16)) & 0xFFFF) << 16) + x * (c & 0xFFFF)) & M32
+
+
+def lowbias32(x):
+    x = x ^ (x >> 16)
+    x = mul32(x, 0x7feb352d)
+    x = x ^ (x >> 15)
+    x = mul32(x, 0x846ca68b)
+    return x ^ (x >> 16)
+
+
+def challenge_matrix(torch, dev, seed, tag, t, n, bits, chunk=1 << 22):
+    """Matrix tag (b"A" or b"B") of product t: n×n float32, row-major."""
+    k0, k1 = stream_key(seed, tag, t)
+    out = torch.empty(n * n, dtype=torch.float32, device=dev)
+    for s in range(0, n * n, chunk):
+        e = min(n * n, s + chunk)
+        i = torch.arange(s, e, dtype=torch.int64, device=dev)
+        w = lowbias32(lowbias32((i + k0) & M32) ^ k1)
+        out[s:e] = ((w >> (32 - bits)) - (1 << (bits - 1))).to(torch.float32) * (2.0 ** (1 - bits))
+    return out.view(n, n)
+
+
+def run_challenge(torch, dev, ch, out_dir, hash_inputs):
+    import hashlib
+    seed = bytes.fromhex(ch["seed"])
+    n, prec, count = ch["n"], ch["precision"], ch["count"]
+    if len(seed) != 32 or prec not in INPUT_BITS or not 1 <= count <= 8 or n < 16 or n & (n - 1):
+        raise ValueError("bad challenge %r" % ch)
+    bits = INPUT_BITS[prec]
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
+        # Sums in fp32 as the tolerances assume (PROTOCOL.md), not in 16 bits.
+        for flag in ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction"):
+            if hasattr(torch.backends.cuda.matmul, flag):
+                setattr(torch.backends.cuda.matmul, flag, False)
+    elif prec != "fp32":
+        raise ValueError("%s challenges need a CUDA device" % prec)
+    dt = dtype_of(torch, prec)
+    products = []
+    for t in range(count):
+        t0 = time.perf_counter()
+        a = challenge_matrix(torch, dev, seed, b"A", t, n, bits)
+        b = challenge_matrix(torch, dev, seed, b"B", t, n, bits)
+        c = torch.matmul(a.to(dt), b.to(dt)).to(torch.float32)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        ms = (time.perf_counter() - t0) * 1e3
+        name = "c%d.bin" % t
+        # Row-major, little-endian fp32: what the node hashes into the commitment.
+        c.cpu().contiguous().numpy().astype("<f4").tofile(os.path.join(out_dir, name))
+        p = {"t": t, "file": name, "ms": ms}
+        if hash_inputs:
+            p["a_sha256"] = hashlib.sha256(a.cpu().contiguous().numpy().astype("<f4").tobytes()).hexdigest()
+            p["b_sha256"] = hashlib.sha256(b.cpu().contiguous().numpy().astype("<f4").tobytes()).hexdigest()
+        products.append(p)
+    emit({"type": "challenge", "products": products})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--plan", help="plan JSON file (benchmark.Plan)")
@@ -246,6 +324,9 @@ def main():
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda")
     ap.add_argument("--gpus", default="", help="comma-separated CUDA device indexes (default: all)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for --device cpu (default: torch's)")
+    ap.add_argument("--challenge", default="", help="challenge JSON file: compute its products (PROTOCOL.md)")
+    ap.add_argument("--out-dir", default="/out", help="where --challenge writes C's rows")
+    ap.add_argument("--hash-inputs", action="store_true", help="with --challenge, also print SHA-256 of A and B")
     ap.add_argument("--out", default="", help="also write the lines to this file (for runtimes that mix stdout and stderr)")
     args = ap.parse_args()
     if args.out:
@@ -265,8 +346,18 @@ def main():
     if args.probe:
         emit({"type": "done", "results": 0})
         return
+    if args.challenge:
+        try:
+            with open(args.challenge) as f:
+                ch = json.load(f)
+            dev = torch.device("cuda:%d" % gpus[0]) if args.device == "cuda" else torch.device("cpu")
+            with torch.no_grad():
+                run_challenge(torch, dev, ch, args.out_dir, args.hash_inputs)
+        except Exception as e:  # noqa: BLE001
+            fail("challenge: %s: %s" % (type(e).__name__, e))
+        return
     if not args.plan:
-        fail("--plan is required unless --probe")
+        fail("--plan is required unless --probe or --challenge")
     try:
         with open(args.plan) as f:
             plan = json.load(f)
