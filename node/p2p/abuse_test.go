@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	ethcrypto "github.com/ethereum/go-ethereum/crypto"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -263,5 +265,58 @@ func TestSyncOldRecordsNotAbuse(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(victim.metrics.invalid.WithLabelValues(string(capacity.ReasonTooOld))); got < maxInvalidSync {
 		t.Errorf("expired records counted %v", got)
+	}
+}
+
+// TestGossipFloodGraylisted: a peer that floods a node with a thousand invalid records
+// as fast as its gossipsub sends them (its outbound queue made large enough to hold
+// them all) gets no more than a validation queue's worth checked: it is graylisted
+// after the first two, what it sends after that is dropped unchecked, and honest
+// records still arrive.
+func TestGossipFloodGraylisted(t *testing.T) {
+	nodes := startCluster(t, 2)
+	victim := nodes[1]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const flood = 1000
+	bad := newBadPeer(t, ctx, pubsub.WithPeerOutboundQueueSize(2*flood))
+	if err := connect(ctx, victim, bad); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool {
+		return slices.Contains(bad.topic.ListPeers(), victim.ID()) && slices.Contains(victim.topic.ListPeers(), bad.id)
+	}) {
+		t.Fatal("the flooding peer and its victim did not see each other on the topic")
+	}
+	checked := func() float64 {
+		return testutil.ToFloat64(victim.metrics.invalid.WithLabelValues(string(capacity.ReasonMalformed)))
+	}
+	for i := 0; i < flood; i++ {
+		if err := bad.topic.Publish(ctx, []byte(fmt.Sprintf("garbage %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !waitFor(10*time.Second, func() bool { return victim.Scores()[bad.id] < graylistThreshold }) {
+		t.Fatalf("flooding peer scored %v, want below the graylist threshold %v", victim.Scores()[bad.id], float64(graylistThreshold))
+	}
+	// Let what was already queued drain: the count stops growing.
+	last, since := checked(), time.Now()
+	waitFor(10*time.Second, func() bool {
+		if c := checked(); c != last {
+			last, since = c, time.Now()
+		}
+		return time.Since(since) > time.Second
+	})
+	t.Logf("%v of %d invalid records checked", last, flood)
+	if last < 2 || last > validateQueue {
+		t.Errorf("%v of %d invalid records from one peer checked, want 2..%d (the validation queue)", last, flood, validateQueue)
+	}
+	// Honest records still arrive.
+	nodes[0].rig.setFree(3)
+	if !waitFor(10*time.Second, func() bool {
+		e, ok := victim.Market().Get(nodes[0].ID(), time.Now())
+		return ok && e.Record.Capacity.FreeGPUs == 3
+	}) {
+		t.Error("an honest record did not reach the flooded node within 10s")
 	}
 }

@@ -1,6 +1,8 @@
 package p2p
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"sort"
 	"sync"
 	"time"
@@ -21,7 +23,10 @@ type Market struct {
 
 	mu      sync.Mutex
 	entries map[peer.ID]*Entry
-	purged  time.Time
+	// held indexes the entries by the digest of their envelope, so that a market-sync
+	// answer's envelopes already held are skipped without verifying them again.
+	held   map[[sha256.Size]byte]peer.ID
+	purged time.Time
 }
 
 // Entry is one peer's record as this node knows it.
@@ -33,22 +38,20 @@ type Entry struct {
 
 	Received time.Time
 	Expires  time.Time
+
+	sum [sha256.Size]byte
+	// relayed is set once gossipsub has passed the record on from this node.
+	relayed bool
 }
 
 func newMarket(ttl time.Duration, max int) *Market {
-	return &Market{ttl: ttl, max: max, entries: make(map[peer.ID]*Entry)}
+	return &Market{ttl: ttl, max: max, entries: make(map[peer.ID]*Entry), held: make(map[[sha256.Size]byte]peer.ID)}
 }
 
 const droppedMarketFull = "market_full"
 
-// full reports whether a record of id would be dropped for want of room. Expired
-// entries are forgotten first, at most once a second.
-func (m *Market) full(id peer.ID, now time.Time) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.fullLocked(id, now)
-}
-
+// fullLocked reports whether a record of id would be dropped for want of room.
+// Expired entries are forgotten first, at most once a second.
 func (m *Market) fullLocked(id peer.ID, now time.Time) bool {
 	if _, ok := m.entries[id]; ok || len(m.entries) < m.max {
 		return false
@@ -57,34 +60,65 @@ func (m *Market) fullLocked(id peer.ID, now time.Time) bool {
 		m.purged = now
 		for pid, e := range m.entries {
 			if !now.Before(e.Expires) {
-				delete(m.entries, pid)
+				m.deleteLocked(pid, e)
 			}
 		}
 	}
 	return len(m.entries) >= m.max
 }
 
-// stale reports whether seq is not newer than what is known of id.
-func (m *Market) stale(id peer.ID, seq uint64) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.entries[id]
-	return ok && seq <= e.Record.Seq
+func (m *Market) deleteLocked(id peer.ID, e *Entry) {
+	delete(m.entries, id)
+	if m.held[e.sum] == id {
+		delete(m.held, e.sum)
+	}
 }
 
-// put stores rec unless a newer one is already known or the view is full; it reports
-// whether it did, and if not, the reason.
-func (m *Market) put(id peer.ID, rec *capacity.Record, env []byte, now time.Time) (bool, string) {
+// holds reports whether env is byte for byte the envelope of a record in the view.
+func (m *Market) holds(env []byte) bool {
+	sum := sha256.Sum256(env)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id, ok := m.held[sum]
+	return ok && bytes.Equal(m.entries[id].Envelope, env)
+}
+
+// admission is what the view made of a verified record.
+type admission int
+
+const (
+	admitted   admission = iota // newer than what was known of its peer: stored
+	admitRelay                  // the record held, until now only known from market sync: pass it on
+	admitStale                  // not newer than what is known of its peer
+	admitFull                   // a new peer, and the view is at max
+)
+
+// admit stores rec, a verified record of id, unless a newer one is already known or
+// the view is full. gossiped says it came through gossipsub, which forwards the records
+// it is told to accept: a record already held is accepted again (passed on) only if it
+// came through market sync and was never relayed, so that a gossip copy arriving after
+// the sync copy still travels on, and a replayed copy does not.
+func (m *Market) admit(id peer.ID, rec *capacity.Record, env []byte, now time.Time, gossiped bool) admission {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e, ok := m.entries[id]; ok && rec.Seq <= e.Record.Seq {
-		return false, string(capacity.ReasonStaleSeq)
+		if gossiped && rec.Seq == e.Record.Seq && !e.relayed && bytes.Equal(env, e.Envelope) {
+			e.relayed = true
+			return admitRelay
+		}
+		return admitStale
 	}
 	if m.fullLocked(id, now) {
-		return false, droppedMarketFull
+		return admitFull
 	}
-	m.entries[id] = &Entry{Record: *rec, Envelope: env, Received: now, Expires: rec.Time().Add(m.ttl)}
-	return true, ""
+	if e, ok := m.entries[id]; ok {
+		m.deleteLocked(id, e)
+	}
+	e := &Entry{Record: *rec, Envelope: env, Received: now, Expires: rec.Time().Add(m.ttl),
+		sum: sha256.Sum256(env), relayed: gossiped}
+	m.entries[id] = e
+	m.held[e.sum] = id
+	return admitted
 }
 
 // Get returns id's live record.
@@ -105,7 +139,7 @@ func (m *Market) List(now time.Time) []Entry {
 	out := make([]Entry, 0, len(m.entries))
 	for id, e := range m.entries {
 		if !now.Before(e.Expires) {
-			delete(m.entries, id)
+			m.deleteLocked(id, e)
 			continue
 		}
 		out = append(out, *e)

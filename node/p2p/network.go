@@ -71,8 +71,8 @@ type Deps struct {
 	Now func() time.Time
 }
 
-// testPubsubOptions lets tests trace gossipsub.
-var testPubsubOptions []pubsub.Option
+// testPubsubOptions lets tests trace gossipsub; it is given the host's peer ID.
+var testPubsubOptions = func(peer.ID) []pubsub.Option { return nil }
 
 // Network is the node's libp2p presence.
 type Network struct {
@@ -102,10 +102,12 @@ type Network struct {
 	// reach is AutoNAT's verdict (a network.Reachability), see watchReachability.
 	reach atomic.Int32
 
-	mu        sync.Mutex
-	seq       uint64
-	published *capacity.Capacity
-	scores    map[peer.ID]float64
+	mu          sync.Mutex
+	seq         uint64
+	published   *capacity.Capacity
+	publishedAt time.Time // of the last publication, whatever prompted it
+	reached     int       // topic peers the last publication went out to
+	scores      map[peer.ID]float64
 }
 
 // Scoring thresholds: a peer below GraylistThreshold has its messages dropped and is
@@ -158,6 +160,19 @@ func ScoreParams() (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresholds) {
 	}
 	return params, thresholds
 }
+
+// Gossipsub's queues. Both default to 32, which the publications of a busy network
+// overflow on a loaded machine: a message that finds the validation queue full is
+// dropped before it is checked, and one that finds a peer's outbound queue full is not
+// sent to it (BenchmarkPropagation50 counted thousands of both). They bound memory,
+// not work: the validation queue holds at most validateQueue messages of at most
+// 4·capacity.MaxSize (8 MiB), an outbound queue references messages already held, and a
+// peer sending invalid records is graylisted after two of them whatever the queue
+// length (TestGossipFloodGraylisted).
+const (
+	validateQueue = 256
+	outboundQueue = 256
+)
 
 // New builds the host, DHT and gossip from cfg. Nothing is published until Run.
 func New(ctx context.Context, cfg Config, deps Deps) (_ *Network, err error) {
@@ -247,7 +262,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Network, err error) {
 		pubsub.WithDiscovery(drouting.NewRoutingDiscovery(n.dht)),
 		pubsub.WithPeerExchange(true),
 		pubsub.WithFloodPublish(true),
-	}, testPubsubOptions...)...)
+		pubsub.WithValidateQueueSize(validateQueue),
+		pubsub.WithPeerOutboundQueueSize(outboundQueue),
+	}, testPubsubOptions(n.host.ID())...)...)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: gossipsub: %w", err)
 	}
@@ -405,7 +422,7 @@ func (n *Network) Run(ctx context.Context) error {
 	n.runCtx.Store(&ctx)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { n.bootstrap(ctx); return nil })
-	g.Go(func() error { return n.receive(ctx) })
+	g.Go(func() error { return n.drain(ctx) })
 	g.Go(func() error { return n.watchJoins(ctx) })
 	g.Go(func() error { return n.publishLoop(ctx) })
 	g.Go(func() error { return n.antiEntropy(ctx) })
@@ -529,37 +546,66 @@ func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 	}
 }
 
-// watchJoins republishes soon after a peer joins the topic, so that a new node learns
-// every record within seconds instead of a republish interval. Joins are coalesced.
+// watchJoins reacts to peers joining the topic. A node whose last publication reached
+// fewer than announceReach topic peers republishes soon after a join (joins are
+// coalesced), so that its record gets out once it has neighbours; and a node that has
+// just got its first neighbours pulls the market from the first joinPulls of them.
+// Nodes already in the network do neither: a newcomer pulls from them, and their
+// records reached the network when they were published. Were every node to republish
+// whenever any peer joined, each join would flood the topic with one record per node,
+// and a network of n nodes starting up would carry n² publications.
 func (n *Network) watchJoins(ctx context.Context) error {
 	h, err := n.topic.EventHandler()
 	if err != nil {
 		return fmt.Errorf("p2p: topic events: %w", err)
 	}
 	defer h.Cancel()
+	pulls := 0
 	for {
 		ev, err := h.NextPeerEvent(ctx)
 		if err != nil {
 			return ctx.Err()
 		}
-		if ev.Type == pubsub.PeerJoin {
-			n.Refresh()
-			n.syncFrom(ctx, ev.Peer)
+		switch ev.Type {
+		case pubsub.PeerJoin:
+			n.mu.Lock()
+			announce := n.reached < announceReach
+			n.mu.Unlock()
+			if announce {
+				n.Refresh()
+			}
+			if pulls < joinPulls && n.syncFrom(ctx, ev.Peer) {
+				pulls++
+			}
+		case pubsub.PeerLeave:
+			if len(n.topic.ListPeers()) == 0 {
+				// Alone again: start over as a newcomer when peers come back.
+				pulls = 0
+				n.mu.Lock()
+				n.reached = 0
+				n.mu.Unlock()
+			}
 		}
 	}
 }
 
+const (
+	// announceReach is how many topic peers a publication must go out to for the node
+	// to stop republishing on joins: gossipsub's mesh degree, past which the record
+	// travels on through the mesh.
+	announceReach = 6
+	// joinPulls is how many neighbours a newcomer pulls the market from.
+	joinPulls = 3
+)
+
 func (n *Network) publishLoop(ctx context.Context) error {
 	snap := time.NewTicker(time.Duration(n.cfg.SnapshotInterval))
 	defer snap.Stop()
-	var last time.Time
 	const joinDebounce = 500 * time.Millisecond
 	publish := func(force bool) {
 		if err := n.publish(ctx, force); err != nil && ctx.Err() == nil {
 			n.log.Warn("publish capacity record", "err", err)
-			return
 		}
-		last = n.now()
 	}
 	publish(true)
 	for {
@@ -573,9 +619,16 @@ func (n *Network) publishLoop(ctx context.Context) error {
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+			select { // a join during the pause is covered by this publication
+			case <-n.publishNow:
+			default:
+			}
 			publish(true)
 		case <-snap.C:
-			publish(n.now().Sub(last) >= time.Duration(n.cfg.RepublishInterval))
+			n.mu.Lock()
+			due := n.now().Sub(n.publishedAt) >= time.Duration(n.cfg.RepublishInterval)
+			n.mu.Unlock()
+			publish(due)
 		}
 	}
 }
@@ -605,33 +658,29 @@ func (n *Network) publish(ctx context.Context, force bool) error {
 		EthAddress: n.ethAddr, EthSignature: n.ethSig, Capacity: c,
 	}
 	n.published = &c
+	n.publishedAt = now
+	// Flood publishing sends the record to every topic peer.
+	n.reached = len(n.topic.ListPeers())
 	n.mu.Unlock()
 	b, err := capacity.Seal(rec, n.key)
 	if err != nil {
 		return err
 	}
-	// The local publication runs through the validator too and reaches the node's
-	// own subscription, which files it in the market view like any other.
+	// The local publication runs through the validator too, which files it in the
+	// market view like any other.
 	return n.topic.Publish(ctx, b)
 }
 
-// validate is the gossipsub validator of the capacity topic. Invalid records are
-// rejected, which costs the peer that delivered them score; stale ones are ignored,
-// since an honest peer may relay an older record that crossed a newer one in flight.
+// validate is the gossipsub validator of the capacity topic; it also files accepted
+// records in the market view, so that no queue stands between a verified record and the
+// view. Invalid records are rejected, which costs the peer that delivered them score;
+// stale ones are ignored, since an honest peer may relay an older record that crossed
+// a newer one in flight.
 func (n *Network) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	rec, err := capacity.Open(msg.GetData(), n.now(), time.Duration(n.cfg.RecordTTL), maxSkew)
 	if err == nil && rec.PeerID != msg.GetFrom().String() {
 		err = &capacity.Error{Reason: capacity.ReasonPeerMismatch,
 			Err: fmt.Errorf("record of %s published by %s", rec.PeerID, msg.GetFrom())}
-	}
-	if err == nil && n.market.stale(msg.GetFrom(), rec.Seq) {
-		n.metrics.invalid.WithLabelValues(string(capacity.ReasonStaleSeq)).Inc()
-		return pubsub.ValidationIgnore
-	}
-	if err == nil && n.market.full(msg.GetFrom(), n.now()) {
-		// A valid record the view has no room for: not the relaying peer's fault.
-		n.metrics.dropped.WithLabelValues(droppedMarketFull).Inc()
-		return pubsub.ValidationIgnore
 	}
 	if err != nil {
 		reason := capacity.ReasonOf(err)
@@ -639,40 +688,45 @@ func (n *Network) validate(_ context.Context, from peer.ID, msg *pubsub.Message)
 		n.log.Debug("refused capacity record", "from", from, "publisher", msg.GetFrom(), "reason", reason, "err", err)
 		return pubsub.ValidationReject
 	}
-	msg.ValidatorData = rec
-	return pubsub.ValidationAccept
+	switch n.admit(msg.GetFrom(), rec, msg.GetData(), true) {
+	case admitted, admitRelay:
+		return pubsub.ValidationAccept
+	default:
+		// Stale, or valid but without room in the view: not the relaying peer's fault.
+		return pubsub.ValidationIgnore
+	}
 }
 
-func (n *Network) receive(ctx context.Context) error {
+// drain empties the topic subscription. The node subscribes to be part of the topic's
+// mesh; the records themselves reach the market view through the validator.
+func (n *Network) drain(ctx context.Context) error {
 	for {
-		msg, err := n.sub.Next(ctx)
-		if err != nil {
+		if _, err := n.sub.Next(ctx); err != nil {
 			return ctx.Err()
 		}
-		rec, ok := msg.ValidatorData.(*capacity.Record)
-		if !ok {
-			continue
-		}
-		n.store(msg.GetFrom(), rec, msg.GetData())
 	}
 }
 
-// store puts a verified record in the market view.
-func (n *Network) store(id peer.ID, rec *capacity.Record, env []byte) {
+// admit offers a verified record to the market view and counts the outcome. A stale
+// record is counted only when it came by gossip: market sync passes on every record
+// its peer holds, most of them known already.
+func (n *Network) admit(id peer.ID, rec *capacity.Record, env []byte, gossiped bool) admission {
 	now := n.now()
-	if ok, why := n.market.put(id, rec, env, now); !ok {
-		if why == droppedMarketFull {
-			n.metrics.dropped.WithLabelValues(why).Inc()
-		} else {
-			// Lost a race with a newer record validated concurrently.
-			n.metrics.invalid.WithLabelValues(why).Inc()
+	a := n.market.admit(id, rec, env, now, gossiped)
+	switch a {
+	case admitted:
+		n.metrics.accepted.Inc()
+		if n.deps.OnRecord != nil {
+			n.deps.OnRecord(rec, now)
 		}
-		return
+	case admitStale:
+		if gossiped {
+			n.metrics.invalid.WithLabelValues(string(capacity.ReasonStaleSeq)).Inc()
+		}
+	case admitFull:
+		n.metrics.dropped.WithLabelValues(droppedMarketFull).Inc()
 	}
-	n.metrics.accepted.Inc()
-	if n.deps.OnRecord != nil {
-		n.deps.OnRecord(rec, now)
-	}
+	return a
 }
 
 // Connected reports whether a connection to id is open.

@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/record"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/node/p2p/capacity"
 )
 
@@ -41,7 +42,7 @@ type badPeer struct {
 	topic *pubsub.Topic
 }
 
-func newBadPeer(t *testing.T, ctx context.Context) *badPeer {
+func newBadPeer(t *testing.T, ctx context.Context, extra ...pubsub.Option) *badPeer {
 	t.Helper()
 	key, _, _ := lcrypto.GenerateEd25519Key(nil)
 	h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
@@ -49,7 +50,7 @@ func newBadPeer(t *testing.T, ctx context.Context) *badPeer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	var opts []pubsub.Option
+	opts := extra
 	if os.Getenv("GPUNODE_P2P_TRACE") != "" {
 		opts = append(opts, pubsub.WithRawTracer(tracer{bad: true}))
 	}
@@ -305,4 +306,80 @@ func (b *badPeer) seal(t *testing.T, r *capacity.Record) []byte {
 
 func connect(ctx context.Context, nd *testNode, b *badPeer) error {
 	return nd.Host().Connect(ctx, peer.AddrInfo{ID: b.id, Addrs: b.host.Addrs()})
+}
+
+// TestNewcomerDoesNotMakeOthersRepublish: a node joining a settled network learns every
+// record by pulling the market from its first neighbours and gets its own record out
+// by gossip, while the nodes already there publish nothing new. (Each join used to
+// make every node republish, so that n nodes starting up carried n² publications.)
+func TestNewcomerDoesNotMakeOthersRepublish(t *testing.T) {
+	const n = 8
+	quiet := func(c *Config, _ *Deps) {
+		c.RepublishInterval = configfile.Duration(time.Hour)
+		c.RecordTTL = configfile.Duration(2 * time.Hour)
+	}
+	nodes := startCluster(t, n, quiet)
+	settled := func(nd *testNode) bool {
+		nd.mu.Lock()
+		defer nd.mu.Unlock()
+		return nd.reached >= announceReach
+	}
+	if !waitFor(convergeBound, func() bool {
+		for _, nd := range nodes {
+			if nd.Market().Len(time.Now()) != n || !settled(nd) {
+				return false
+			}
+		}
+		return true
+	}) {
+		for i, nd := range nodes {
+			t.Logf("node %d: %d records, settled %v", i, nd.Market().Len(time.Now()), settled(nd))
+		}
+		t.Fatalf("%d nodes did not converge within %s", n, convergeBound)
+	}
+	// A publication prompted by the last joins may still be on its way.
+	seqs := map[peer.ID]uint64{}
+	stable := time.Now()
+	if !waitFor(convergeBound, func() bool {
+		changed := false
+		for _, nd := range nodes {
+			nd.mu.Lock()
+			changed = changed || seqs[nd.ID()] != nd.seq
+			seqs[nd.ID()] = nd.seq
+			nd.mu.Unlock()
+		}
+		if changed {
+			stable = time.Now()
+		}
+		return time.Since(stable) > 2*time.Second
+	}) {
+		t.Fatal("the nodes kept publishing")
+	}
+	newcomer := startNode(t, n, nodes[0].Addrs(), quiet)
+	if !waitFor(convergeBound, func() bool {
+		if newcomer.Market().Len(time.Now()) != n+1 {
+			return false
+		}
+		for _, nd := range nodes {
+			if _, ok := nd.Market().Get(newcomer.ID(), time.Now()); !ok {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Logf("newcomer holds %d records", newcomer.Market().Len(time.Now()))
+		for i, nd := range nodes {
+			_, ok := nd.Market().Get(newcomer.ID(), time.Now())
+			t.Logf("node %d has the newcomer's record: %v", i, ok)
+		}
+		t.Fatalf("the newcomer and the network did not learn each other's records within %s", convergeBound)
+	}
+	for i, nd := range nodes {
+		nd.mu.Lock()
+		seq := nd.seq
+		nd.mu.Unlock()
+		if seq != seqs[nd.ID()] {
+			t.Errorf("node %d republished when the newcomer joined", i)
+		}
+	}
 }

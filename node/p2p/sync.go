@@ -54,12 +54,13 @@ func (n *Network) handleSync(s network.Stream) {
 }
 
 // syncFrom pulls the records of peer id in the background, unless enough pulls are
-// already running (the next join or anti-entropy round will catch up).
-func (n *Network) syncFrom(ctx context.Context, id peer.ID) {
+// already running (the next join or anti-entropy round will catch up). It reports
+// whether it started the pull.
+func (n *Network) syncFrom(ctx context.Context, id peer.ID) bool {
 	select {
 	case n.syncSlots <- struct{}{}:
 	default:
-		return
+		return false
 	}
 	go func() {
 		defer func() { <-n.syncSlots }()
@@ -67,6 +68,7 @@ func (n *Network) syncFrom(ctx context.Context, id peer.ID) {
 			n.log.Debug("market sync", "peer", id, "err", err)
 		}
 	}()
+	return true
 }
 
 func (n *Network) pull(ctx context.Context, id peer.ID) error {
@@ -91,6 +93,9 @@ func (n *Network) pull(ctx context.Context, id peer.ID) error {
 			s.Reset()
 			return err
 		}
+		if n.market.holds(b) {
+			continue // the usual case: a record this node has, verified when it came
+		}
 		rec, err := capacity.Open(b, n.now(), time.Duration(n.cfg.RecordTTL), maxSkew)
 		if err != nil {
 			reason := capacity.ReasonOf(err)
@@ -106,10 +111,7 @@ func (n *Network) pull(ctx context.Context, id peer.ID) error {
 			continue
 		}
 		pid, _ := peer.Decode(rec.PeerID)
-		if n.market.stale(pid, rec.Seq) {
-			continue // the usual case: we already have it
-		}
-		n.store(pid, rec, b)
+		n.admit(pid, rec, b, false)
 	}
 	s.Reset()
 	return nil

@@ -42,6 +42,6 @@ func (t tracer) SendRPC(rpc *pubsub.RPC, p peer.ID) {
 
 func init() {
 	if os.Getenv("GPUNODE_P2P_TRACE") != "" {
-		testPubsubOptions = append(testPubsubOptions, pubsub.WithRawTracer(tracer{}))
+		testPubsubOptions = func(peer.ID) []pubsub.Option { return []pubsub.Option{pubsub.WithRawTracer(tracer{})} }
 	}
 }
