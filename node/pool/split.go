@@ -1,8 +1,15 @@
-// Package pool holds a miner pool's money rules: how the pay the pool earns for a job is
-// split among the members that worked on it (GPU-seconds × score, less the pool's fee),
-// and how the split is published for the members to withdraw through the PoolPayouts
-// contract (a Merkle distributor: the coordinator publishes a root over the members'
-// amounts, funded with their sum, and each member claims its own with its proof).
+// Package pool is a miner pool: its protocols and its money rules.
+//
+// Members report their inventory to the pool's coordinator in signed heartbeats
+// (/gpunode/pool/heartbeat/1.0.0); the coordinator lists them, notices the ones whose
+// heartbeats stop (Gone), and assigns jobs to live ones in signed dispatches
+// (/gpunode/pool/dispatch/1.0.0), which a member takes from its coordinator alone.
+//
+// The pay the pool earns for a job is split among the members that worked on it
+// (GPU-seconds × score, less the pool's fee: Divide), and published for the members to
+// withdraw through the PoolPayouts contract (a Merkle distributor: the coordinator
+// publishes a root over the members' amounts, funded with their sum, and each member
+// claims its own with its proof: NewEpoch).
 package pool
 
 import (
