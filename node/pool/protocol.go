@@ -260,13 +260,13 @@ type Member struct {
 	log         *slog.Logger
 	now         func() time.Time
 
-	mu      sync.Mutex
-	seq     uint64
+	mu  sync.Mutex
+	seq uint64
 	// lastSeq and lastTime are the coordinator's last dispatch taken: a copy of an old
 	// one has both no greater (a restarted coordinator counts from 1 again, later).
 	lastSeq  uint64
 	lastTime int64
-	refused *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 }
 
 // NewMember takes dispatches on h (identity key) from coordinator alone, answering with
