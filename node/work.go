@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/gpunode/gpunode/contracts/bindings"
@@ -41,6 +42,8 @@ type work struct {
 	store     *store.Store
 	machine   *jobs.Machine
 	registrar *provider.Registrar
+	// v2 is the node's side of JobMarketV2, nil when the chain has none.
+	v2        *workV2
 	duties    *duties.Judge
 	ledger    *earnings.Ledger
 	sponsored *sponsored.Jobs
@@ -76,14 +79,30 @@ type workDeps struct {
 	RetryGap time.Duration
 	// Idle is the operator's idle workload, held while jobs run; nil: none.
 	Idle jobs.Idler
+	// Host is the node's libp2p host, where a JobMarketV2 provider answers key requests
+	// and a validator asks for keys; nil when the p2p network is off.
+	Host host.Host
+	// Logs opens a job's container log (hashed when a failed job is given back on v2).
+	Logs provider.Logs
 }
 
 // openWork builds the node's job side, each part complete.
 func openWork(cfg Config, d workDeps, log *slog.Logger) *work {
+	var chain jobs.Chain = provider.NewChain(d.Market, jobs.Records{Store: d.Store}, log)
+	v2, err := openWorkV2(cfg, d, log)
+	if err != nil {
+		log.Warn("JobMarketV2 unavailable: taking and judging v1 jobs only", "err", err)
+	}
+	var sealer jobs.Sealer
+	if v2 != nil {
+		chain = provider.Router{V1: chain, V2: v2.chain, Jobs: jobs.Records{Store: d.Store}}
+		sealer = v2.keys
+	}
 	machine := jobs.New(cfg.Jobs, jobs.Deps{
 		RigScore:  d.Score,
 		Store:     d.Store,
-		Chain:     provider.NewChain(d.Market, jobs.Records{Store: d.Store}, log),
+		Sealer:    sealer,
+		Chain:     chain,
 		Content:   d.Content,
 		Runtime:   d.Runtime,
 		Admitter:  d.Admitter,
@@ -99,6 +118,9 @@ func openWork(cfg Config, d workDeps, log *slog.Logger) *work {
 		if d.DutyPolicy != nil {
 			v.SetConsent(validator.PolicyConsent(d.DutyPolicy))
 		}
+		if v2 != nil && v2.keySource != nil {
+			v.SetSealed(v2.keySource, duties.NewCommitReveal(v2.m), d.Market.Account())
+		}
 		val = v
 	}
 	return &work{
@@ -106,6 +128,7 @@ func openWork(cfg Config, d workDeps, log *slog.Logger) *work {
 		store:     d.Store,
 		machine:   machine,
 		registrar: provider.NewRegistrar(d.Market, d.PeerID, d.Report, log),
+		v2:        v2,
 		duties: duties.New(duties.Deps{Store: d.Store, Content: d.Content, Validator: val, Policy: d.DutyPolicy,
 			RetryGap: d.RetryGap, Log: log}),
 		ledger:    earnings.New(d.Market, d.Store, d.Market.Config().AutoWithdraw(), log),
@@ -124,6 +147,9 @@ func (w *work) handle(ctx context.Context, e market.Event) error {
 	if err != nil {
 		w.log.Warn("undecodable chain event", "event", e.ID(), "err", err)
 		return nil
+	}
+	if e.V2 {
+		return w.handleV2(ctx, ev)
 	}
 	switch v := ev.(type) {
 	case *bindings.JobMarketJobPosted:
@@ -175,6 +201,13 @@ func (w *work) run(ctx context.Context) error {
 		defer wg.Done()
 		w.registrar.Run(ctx, w.measured, w.reports)
 	}()
+	if w.v2 != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.v2.registrar.Run(ctx, w.measured, w.reports)
+		}()
+	}
 	for {
 		err := w.machine.Run(ctx)
 		if err == nil || ctx.Err() != nil {
@@ -243,6 +276,7 @@ func (n *Node) workDeps(m *market.Market, st *store.Store, content jobs.Content,
 	}
 	if n.deps.Network != nil {
 		d.PeerID = n.deps.Network.ID().String()
+		d.Host = n.deps.Network.Host()
 	}
 	if n.deps.Benchmark != nil {
 		d.Measured, d.Reports = n.deps.Benchmark.Measured(), n.deps.Benchmark.NewReports()

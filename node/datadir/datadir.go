@@ -36,6 +36,9 @@ func (l Layout) Jobs() string { return l.join("jobs") }
 // Validator holds the validator's per-duty folders.
 func (l Layout) Validator() string { return l.join("validator") }
 
+// SealKeys holds the keys of the checkpoints the node sealed as a JobMarketV2 provider.
+func (l Layout) SealKeys() string { return l.join("sealkeys") }
+
 // RuntimeState is the container runtime's default state folder.
 func (l Layout) RuntimeState() string { return l.join("runtime", "jobs") }
 

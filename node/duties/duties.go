@@ -48,6 +48,8 @@ type duty struct {
 	FeeWei        string       `json:"fee_wei,omitempty"`
 	CheckpointCID string       `json:"checkpoint_cid,omitempty"`
 	ResultHash    string       `json:"result_hash,omitempty"`
+	// Sealed is set for a JobMarketV2 result (SubmittedSealed).
+	Sealed *validator.Sealed `json:"sealed,omitempty"`
 }
 
 func load(st *store.Store, id string) (duty, error) {
@@ -228,7 +230,7 @@ func (j *Judge) validate(ctx context.Context, id string) error {
 	}
 	sum := sha256.Sum256(raw)
 	task := validator.Task{JobID: id, CheckpointCID: d.CheckpointCID, ResultHash: d.ResultHash, Threshold: d.Threshold,
-		Sponsor: d.Posting.Sponsor, Token: d.Posting.Token, FeeWei: d.FeeWei}
+		Sponsor: d.Posting.Sponsor, Token: d.Posting.Token, FeeWei: d.FeeWei, Sealed: d.Sealed}
 	if hex.EncodeToString(sum[:]) == d.Posting.ManifestHash {
 		if man, err := job.Decode(strings.NewReader(string(raw))); err == nil {
 			task.EvalImage, task.EvalCommand, task.Metric = man.Evaluation.Image, man.Evaluation.Command, man.Evaluation.Metric

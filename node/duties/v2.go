@@ -2,8 +2,12 @@ package duties
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -12,6 +16,7 @@ import (
 	"github.com/gpunode/gpunode/contracts"
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/node/market"
+	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/node/validator"
 )
 
@@ -40,7 +45,7 @@ func NewCommitReveal(m MarketV2) *CommitReveal { return &CommitReveal{m: m, Poll
 
 // seat returns the job's drawn list and this account's bit in it.
 func (c *CommitReveal) seat(ctx context.Context, id string) (*big.Int, []common.Address, uint16, error) {
-	n, ok := new(big.Int).SetString(id, 10)
+	n, ok := new(big.Int).SetString(strings.TrimPrefix(id, validator.V2Prefix), 10)
 	if !ok {
 		return nil, nil, 0, fmt.Errorf("job %q: not a decimal job id", id)
 	}
@@ -109,4 +114,26 @@ func (c *CommitReveal) Reveal(ctx context.Context, id string, score uint32, salt
 		case <-time.After(c.Poll):
 		}
 	}
+}
+
+// SubmittedSealed starts judging a JobMarketV2 job's sealed result, for a job this node
+// has a duty of (recorded by Named when it was drawn); others are not its to judge.
+func (j *Judge) SubmittedSealed(ctx context.Context, id, cid string, resultHash common.Hash, s validator.Sealed) error {
+	_, err := j.d.Store.Advance(Key(id), Posted, Submitted, "sealed result "+cid, func(sj *store.Job) error {
+		var d duty
+		if err := json.Unmarshal(sj.Data, &d); err != nil {
+			return err
+		}
+		d.CheckpointCID, d.ResultHash, d.Sealed = cid, hex.EncodeToString(resultHash[:]), &s
+		sj.Data, _ = json.Marshal(d)
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	j.spawn(ctx, id)
+	return nil
 }

@@ -58,6 +58,13 @@ type Posting struct {
 	Deadline     time.Time `json:"deadline,omitempty"`
 	// Source is "chain" or "offer".
 	Source string `json:"source"`
+	// Sealed marks a JobMarketV2 job: its output is sealed before it is published
+	// (Deps.Sealer), and its validators are drawn at acceptance.
+	Sealed bool `json:"sealed,omitempty"`
+	// ValidatorCount is how many validators a JobMarketV2 job draws at acceptance, and
+	// LowerIsBetter its metric's direction on chain.
+	ValidatorCount int  `json:"validator_count,omitempty"`
+	LowerIsBetter  bool `json:"lower_is_better,omitempty"`
 	// Validators, BondWei and Token are the contract's terms of a job from the chain: who
 	// judges the result, and what the provider locks on accepting.
 	Validators []string `json:"validators,omitempty"`

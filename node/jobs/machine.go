@@ -111,8 +111,8 @@ type Deps struct {
 	// RigScore is the rig's benchmark score (its DL hashrate, in TFLOPS), checked against
 	// a manifest's resources.min_score; nil or 0 when never measured.
 	RigScore func() float64
-	// Sealer seals the output before it is published (JobMarket v2); nil publishes it
-	// in the clear (v1).
+	// Sealer seals the output of a JobMarketV2 job (Posting.Sealed) before it is
+	// published; v1 jobs' outputs are published in the clear.
 	Sealer Sealer
 }
 
@@ -612,7 +612,10 @@ func (m *Machine) publish(ctx context.Context, id string, rec Record) (cid, hash
 		m.log.Warn("output entry not published", "job_id", id, "entry", s)
 	}
 	dir := staged
-	if m.deps.Sealer != nil {
+	if rec.Posting.Sealed && m.deps.Sealer == nil {
+		return "", "", "", fmt.Errorf("%w: a JobMarketV2 job, and this node seals no output", ErrPermanent)
+	}
+	if rec.Posting.Sealed {
 		// The sealed file alone is published: without the key it reveals only its size.
 		dir = filepath.Join(m.deps.WorkDir, id, "sealed")
 		if err := os.RemoveAll(dir); err != nil {

@@ -120,10 +120,15 @@ func (r *rig) restart() {
 	r.start()
 }
 
-func (r *rig) post(id string, manifest []byte) Posting {
+func (r *rig) post(id string, manifest []byte) Posting { return r.postWith(id, manifest, nil) }
+
+func (r *rig) postWith(id string, manifest []byte, edit func(*Posting)) Posting {
 	cid := r.content.put(manifest)
 	sum := sha256.Sum256(manifest)
 	p := Posting{ID: id, Sponsor: "0xsponsor", ManifestCID: cid, ManifestHash: hex.EncodeToString(sum[:]), RewardWei: "1000", Source: "chain"}
+	if edit != nil {
+		edit(&p)
+	}
 	if err := r.m.Discover(r.t.Context(), p); err != nil {
 		r.t.Fatal(err)
 	}

@@ -102,7 +102,14 @@ func (m *Machine) checkTerms(p Posting, man *job.Manifest) string {
 		return fmt.Sprintf("threshold mismatch: the chain's threshold is %d, the manifest's %g makes %d (threshold × 10⁶): validators would judge the job by another bar than its manifest says",
 			p.Threshold, man.Evaluation.Threshold, want)
 	}
-	if n := len(p.Validators); p.Quorum < 1 || p.Quorum > n {
+	n := len(p.Validators)
+	if p.Sealed {
+		n = p.ValidatorCount
+		if p.LowerIsBetter != man.Evaluation.LowerIsBetter() {
+			return fmt.Sprintf("metric direction mismatch: the chain says lower is better %v, the manifest's direction is %q", p.LowerIsBetter, man.Evaluation.Direction)
+		}
+	}
+	if p.Quorum < 1 || p.Quorum > n {
 		return fmt.Sprintf("quorum %d of %d validators: no result could ever pass", p.Quorum, n)
 	}
 	if min := time.Duration(m.cfg.MinAttestWindow); time.Duration(p.AttestWindowSeconds)*time.Second < min {

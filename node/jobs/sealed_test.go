@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/synctest"
 
@@ -28,8 +29,11 @@ func TestJobOutputSealed(t *testing.T) {
 		}
 		r.deps.Sealer = ks
 		r.start()
-		r.post("7", manifestJSON(nil))
+		p := r.postWith("7", manifestJSON(nil), func(p *Posting) { p.Sealed = true })
 		j := r.waitState("7", Submitted)
+		if !j.Posting.Sealed || p.ID != "7" {
+			t.Fatalf("posting %+v", j.Posting)
+		}
 		pub := r.content.published[j.OutputCID]
 		entries, _ := os.ReadDir(pub)
 		if len(entries) != 1 || entries[0].Name() != seal.FileName {
@@ -53,6 +57,20 @@ func TestJobOutputSealed(t *testing.T) {
 		}
 		if got, _ := os.ReadFile(filepath.Join(out, "model.bin")); string(got) != "weights" {
 			t.Fatalf("opened checkpoint holds %q", got)
+		}
+	})
+}
+
+// A v1 job on a node that seals is still published in the clear; a v2 job on a node that
+// cannot seal fails rather than publish its output.
+func TestJobOutputSealedOnlyForV2(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, writeCheckpoint)
+		r.start()
+		r.postWith("8", manifestJSON(nil), func(p *Posting) { p.Sealed = true })
+		j := r.waitState("8", Failed)
+		if !strings.Contains(j.Reason, "seals no output") || len(r.content.published) != 0 {
+			t.Fatalf("reason %q, published %v", j.Reason, r.content.published)
 		}
 	})
 }

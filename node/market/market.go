@@ -71,8 +71,12 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, onEvent Handle
 	if onEvent == nil {
 		onEvent = func(context.Context, Event) error { return nil }
 	}
+	var v2 common.Address
+	if cfg.JobMarketV2 != "" {
+		v2 = common.HexToAddress(cfg.JobMarketV2)
+	}
 	mk.watcher = NewWatcher(WatcherConfig{
-		Contract: mk.contract, StartBlock: cfg.StartBlock, Confirmations: cfg.Confirmations, PollInterval: cfg.PollInterval,
+		Contract: mk.contract, ContractV2: v2, StartBlock: cfg.StartBlock, Confirmations: cfg.Confirmations, PollInterval: cfg.PollInterval,
 	}, client, FileCursor(cfg.CursorFile), onEvent, log, m)
 	key, err := cfg.unlock()
 	switch {
@@ -148,6 +152,9 @@ func (m *Market) Run(ctx context.Context) error {
 // DecodeEvent returns the typed binding for a JobMarket event (*bindings.JobMarketJobPosted
 // and so on); an error for a log the ABI does not know or cannot decode.
 func DecodeEvent(e Event) (any, error) {
+	if e.V2 {
+		return decodeEventV2(e)
+	}
 	a := bindings.NewJobMarket()
 	l := &e.Log
 	switch e.Name {

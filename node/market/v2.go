@@ -407,3 +407,87 @@ func (v *V2) SealedResult(ctx context.Context, id *big.Int) (SealedResult, error
 func (v *V2) Binding(id *big.Int, provider common.Address) seal.Binding {
 	return seal.Binding{ChainID: v.ChainID(), Contract: v.contract, JobID: id, Provider: provider}
 }
+
+// decodeEventV2 decodes a JobMarketV2 log into its binding type.
+func decodeEventV2(e Event) (any, error) {
+	a := bindings.NewJobMarketV2()
+	l := &e.Log
+	switch e.Name {
+	case "ProviderRegistered":
+		return a.UnpackProviderRegisteredEvent(l)
+	case "ValidatorRegistered":
+		return a.UnpackValidatorRegisteredEvent(l)
+	case "Staked":
+		return a.UnpackStakedEvent(l)
+	case "Unstaking":
+		return a.UnpackUnstakingEvent(l)
+	case "StakeWithdrawn":
+		return a.UnpackStakeWithdrawnEvent(l)
+	case "Slashed":
+		return a.UnpackSlashedEvent(l)
+	case "JobPosted":
+		return a.UnpackJobPostedEvent(l)
+	case "JobCancelled":
+		return a.UnpackJobCancelledEvent(l)
+	case "JobAccepted":
+		return a.UnpackJobAcceptedEvent(l)
+	case "ResultSubmitted":
+		return a.UnpackResultSubmittedEvent(l)
+	case "Committed":
+		return a.UnpackCommittedEvent(l)
+	case "Revealed":
+		return a.UnpackRevealedEvent(l)
+	case "JobDecided":
+		return a.UnpackJobDecidedEvent(l)
+	case "KeyReleased":
+		return a.UnpackKeyReleasedEvent(l)
+	case "JobCompleted":
+		return a.UnpackJobCompletedEvent(l)
+	case "JobReturned":
+		return a.UnpackJobReturnedEvent(l)
+	case "JobExpired":
+		return a.UnpackJobExpiredEvent(l)
+	case "Withdrawn":
+		return a.UnpackWithdrawnEvent(l)
+	}
+	return nil, fmt.Errorf("log %s: not a known JobMarketV2 event", e.ID())
+}
+
+// Provider reads account's v2 provider record: whether it is registered, and the hash
+// of the benchmark report it registered with.
+func (v *V2) Provider(ctx context.Context, account common.Address) (bool, common.Hash, error) {
+	out, err := v.call(ctx, v.abi.PackProviderOf(account))
+	if err != nil {
+		return false, common.Hash{}, fmt.Errorf("provider %s: %w", account, err)
+	}
+	p, err := v.abi.UnpackProviderOf(out)
+	if err != nil {
+		return false, common.Hash{}, fmt.Errorf("provider %s: %w", account, err)
+	}
+	return p.RegisteredAt.Sign() > 0, p.ReportHash, nil
+}
+
+// ProviderPeer returns the libp2p peer ID provider registered last, checked against the
+// hash the contract keeps.
+func (v *V2) ProviderPeer(ctx context.Context, provider common.Address) (string, error) {
+	ev, ok := v.abi.GetABI().Events["ProviderRegistered"]
+	if !ok {
+		return "", errors.New("no ProviderRegistered event in JobMarketV2")
+	}
+	logs, err := v.m.client.FilterLogs(ctx, ethereum.FilterQuery{
+		FromBlock: new(big.Int).SetUint64(v.m.cfg.StartBlock),
+		Addresses: []common.Address{v.contract},
+		Topics:    [][]common.Hash{{ev.ID}, {common.BytesToHash(provider[:])}},
+	})
+	if err != nil {
+		return "", fmt.Errorf("provider %s: %w", provider, err)
+	}
+	if len(logs) == 0 {
+		return "", fmt.Errorf("provider %s: not registered on JobMarketV2", provider)
+	}
+	reg, err := v.abi.UnpackProviderRegisteredEvent(&logs[len(logs)-1])
+	if err != nil {
+		return "", err
+	}
+	return reg.PeerId, nil
+}

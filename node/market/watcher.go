@@ -87,7 +87,10 @@ func (f FileCursor) Save(p Position) error {
 type Event struct {
 	// Name is the Solidity event name ("JobPosted", ...), empty for a log the ABI does not know.
 	Name string
-	Log  types.Log
+	// V2 marks a log of the JobMarketV2 (WatcherConfig.ContractV2): decode it with
+	// DecodeEvent, which picks that contract's ABI.
+	V2  bool
+	Log types.Log
 }
 
 // ID identifies the event on the chain: block hash and log index.
@@ -108,6 +111,8 @@ type LogSource interface {
 type WatcherConfig struct {
 	// Contract is the JobMarket address.
 	Contract common.Address
+	// ContractV2 is the JobMarketV2 address, watched too; zero when none.
+	ContractV2 common.Address
 	// StartBlock is where to begin when no position was saved (the deployment block).
 	StartBlock uint64
 	// Confirmations is how many blocks must follow a log's block before it is handled;
@@ -159,7 +164,17 @@ func NewWatcher(cfg WatcherConfig, src LogSource, cursor CursorStore, h Handler,
 	return &Watcher{cfg: cfg, src: src, cursor: cursor, handle: h, log: log.With("component", "market.watcher"), metrics: m}
 }
 
-var marketABI = bindings.NewJobMarket().GetABI()
+var (
+	marketABI   = bindings.NewJobMarket().GetABI()
+	marketV2ABI = bindings.NewJobMarketV2().GetABI()
+)
+
+func (w *Watcher) addresses() []common.Address {
+	if w.cfg.ContractV2 == (common.Address{}) {
+		return []common.Address{w.cfg.Contract}
+	}
+	return []common.Address{w.cfg.Contract, w.cfg.ContractV2}
+}
 
 // Run watches until ctx ends. RPC errors are logged, counted and retried with backoff;
 // they never end Run.
@@ -256,7 +271,7 @@ func (w *Watcher) Round(ctx context.Context) error {
 		logs, err := w.src.FilterLogs(ctx, ethereum.FilterQuery{
 			FromBlock: new(big.Int).SetUint64(pos.Block),
 			ToBlock:   new(big.Int).SetUint64(to),
-			Addresses: []common.Address{w.cfg.Contract},
+			Addresses: w.addresses(),
 		})
 		if err != nil {
 			return fmt.Errorf("logs %d-%d: %w", pos.Block, to, err)
@@ -266,8 +281,12 @@ func (w *Watcher) Round(ctx context.Context) error {
 				continue
 			}
 			ev := Event{Log: l}
+			a := marketABI
+			if w.cfg.ContractV2 != (common.Address{}) && l.Address == w.cfg.ContractV2 {
+				ev.V2, a = true, marketV2ABI
+			}
 			if len(l.Topics) > 0 {
-				if e, err := marketABI.EventByID(l.Topics[0]); err == nil {
+				if e, err := a.EventByID(l.Topics[0]); err == nil {
 					ev.Name = e.Name
 				}
 			}

@@ -9,16 +9,25 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
 )
 
 // Report publishes the node's signed benchmark report and returns its CID and the sha256
 // of its bytes; an empty CID when the node has no report yet.
 type Report func(ctx context.Context) (cid string, sum common.Hash, err error)
 
+// Registry is where a provider registers: the JobMarket (Market) or the JobMarketV2
+// (market.V2).
+type Registry interface {
+	Account() common.Address
+	Provider(ctx context.Context, account common.Address) (registered bool, reportHash common.Hash, err error)
+	RegisterProvider(ctx context.Context, peerID, reportCID string, reportHash common.Hash) (*types.Receipt, error)
+}
+
 // Registrar registers the node as a provider on chain (acceptJob refuses unregistered
 // accounts) with its signed benchmark report, and again when the report changes.
 type Registrar struct {
-	m      Market
+	m      Registry
 	peerID string
 	report Report
 	log    *slog.Logger
@@ -30,7 +39,7 @@ type Registrar struct {
 // NewRegistrar returns the registrar of the node's account in m under its libp2p peerID
 // ("" when the p2p network is off: registering then fails saying so), with the reports
 // report publishes (nil: the node has no benchmark).
-func NewRegistrar(m Market, peerID string, report Report, log *slog.Logger) *Registrar {
+func NewRegistrar(m Registry, peerID string, report Report, log *slog.Logger) *Registrar {
 	return &Registrar{m: m, peerID: peerID, report: report, log: log.With("component", "chain")}
 }
 

@@ -3,10 +3,12 @@ package provider
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -16,6 +18,7 @@ import (
 	"github.com/gpunode/gpunode/job/seal"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
+	"github.com/gpunode/gpunode/node/validator"
 )
 
 // MarketV2 is what the provider role needs of JobMarketV2 (market.V2).
@@ -58,8 +61,12 @@ func NewChainV2(m MarketV2, keys Keys, logs Logs, log *slog.Logger) *ChainV2 {
 	return &ChainV2{m: m, keys: keys, logs: logs, log: log.With("component", "chain_v2")}
 }
 
+// V2Key is the node's name of JobMarketV2 job id ("v2-7"), apart from the JobMarket's
+// job of the same number.
+func V2Key(id *big.Int) string { return validator.V2Prefix + id.String() }
+
 func (c *ChainV2) view(ctx context.Context, id string) (*big.Int, bindings.JobMarketV2Job, error) {
-	n, err := JobID(id)
+	n, err := JobID(strings.TrimPrefix(id, validator.V2Prefix))
 	if err != nil {
 		return nil, bindings.JobMarketV2Job{}, err
 	}
@@ -240,4 +247,88 @@ func (d Draw) IsDrawn(ctx context.Context, jobID *big.Int, validator common.Addr
 		}
 	}
 	return false, nil
+}
+
+// Router is the machine's jobs.Chain on a node in both markets: a JobMarketV2 job
+// (Posting.Sealed) goes to V2, any other to V1.
+type Router struct {
+	V1, V2 jobs.Chain
+	Jobs   Jobs
+}
+
+var _ jobs.Chain = Router{}
+
+func (r Router) pick(id string) (jobs.Chain, error) {
+	j, err := r.Jobs.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if j.Posting.Sealed {
+		if r.V2 == nil {
+			return nil, fmt.Errorf("%w: job %s is on JobMarketV2, which this node does not reach", jobs.ErrPermanent, id)
+		}
+		return r.V2, nil
+	}
+	return r.V1, nil
+}
+
+// Accept implements jobs.Chain.
+func (r Router) Accept(ctx context.Context, id string) (string, error) {
+	c, err := r.pick(id)
+	if err != nil {
+		return "", err
+	}
+	return c.Accept(ctx, id)
+}
+
+// Submit implements jobs.Chain.
+func (r Router) Submit(ctx context.Context, id, cid, hash string) (string, error) {
+	c, err := r.pick(id)
+	if err != nil {
+		return "", err
+	}
+	return c.Submit(ctx, id, cid, hash)
+}
+
+// Abandon implements jobs.Chain.
+func (r Router) Abandon(ctx context.Context, id, reason string) (string, error) {
+	c, err := r.pick(id)
+	if err != nil {
+		return "", err
+	}
+	return c.Abandon(ctx, id, reason)
+}
+
+// Outcome implements jobs.Chain.
+func (r Router) Outcome(ctx context.Context, id string) (jobs.Outcome, error) {
+	c, err := r.pick(id)
+	if err != nil {
+		return jobs.OutcomePending, err
+	}
+	return c.Outcome(ctx, id)
+}
+
+// PostingV2 is a JobMarketV2 JobPosted event as the job machine takes it.
+func PostingV2(v *bindings.JobMarketV2JobPosted) jobs.Posting {
+	p := v.Params
+	return jobs.Posting{
+		ID:           V2Key(v.JobId),
+		Sponsor:      v.Sponsor.Hex(),
+		ManifestCID:  p.ManifestCID,
+		ManifestHash: hex.EncodeToString(p.ManifestHash[:]),
+		RewardWei:    p.Reward.String(),
+		Deadline:     time.Unix(p.AcceptBy.Int64(), 0).UTC(),
+		Source:       "chain",
+		Sealed:       true,
+		BondWei:      p.Bond.String(),
+		Token:        v.Token.Hex(),
+		Threshold:    p.Threshold,
+		Quorum:       int(p.Quorum),
+
+		ValidatorCount: int(p.ValidatorCount),
+		LowerIsBetter:  p.LowerIsBetter,
+
+		RunWindowSeconds:    p.RunWindow,
+		AttestWindowSeconds: uint32(p.CommitWindow.Uint64() + p.RevealWindow.Uint64()),
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -56,7 +57,7 @@ func (ks *KeyStore) path(jobID *big.Int) string {
 }
 
 func parseJobID(id string) (*big.Int, error) {
-	n, ok := new(big.Int).SetString(id, 10)
+	n, ok := new(big.Int).SetString(strings.TrimPrefix(id, "v2-"), 10)
 	if !ok || n.Sign() < 0 || n.BitLen() > 256 {
 		return nil, fmt.Errorf("job %q: not a decimal job id", id)
 	}

@@ -22,6 +22,10 @@ import (
 	"github.com/gpunode/gpunode/node/store"
 )
 
+// V2Prefix starts the node's name of a JobMarketV2 job ("v2-7"): the two contracts
+// number their jobs each from 1.
+const V2Prefix = "v2-"
+
 // SealedFile is the name of the sealed checkpoint in the directory a provider publishes.
 const SealedFile = seal.FileName
 
@@ -110,7 +114,7 @@ func (v *Validator) validateSealed(ctx context.Context, t Task) (Verdict, error)
 	if v.keys == nil || v.cr == nil {
 		return Verdict{}, fmt.Errorf("job %s: a sealed result, and this validator judges none (no key source or commit-reveal chain)", t.JobID)
 	}
-	jobID, ok := new(big.Int).SetString(t.JobID, 10)
+	jobID, ok := new(big.Int).SetString(strings.TrimPrefix(t.JobID, V2Prefix), 10)
 	if !ok {
 		return Verdict{}, fmt.Errorf("job %q: not a decimal job id", t.JobID)
 	}
@@ -287,7 +291,7 @@ func (v *Validator) key(ctx context.Context, t Task) (seal.Key, string, error) {
 // ParseSealed fills s.Binding from its spelled-out fields and job id.
 func (s *Sealed) parse(jobID string) error {
 	chain, ok1 := new(big.Int).SetString(s.ChainID, 10)
-	id, ok2 := new(big.Int).SetString(jobID, 10)
+	id, ok2 := new(big.Int).SetString(strings.TrimPrefix(jobID, V2Prefix), 10)
 	if !ok1 || !ok2 || !common.IsHexAddress(s.Contract) || !common.IsHexAddress(s.Provider) {
 		return errors.New("sealed task: bad chain id, job id, contract or provider")
 	}
