@@ -10,6 +10,19 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 # Packages with test files in this tier (the others hold only integration tests).
 mapfile -t pkgs < <(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...)
+# A few tests need no external component but take ten seconds or more each on two
+# cores (whole dev-chain lifecycles, many libp2p hosts): the unit tier leaves them out
+# by name to stay under a minute, and make test's integration tier runs them.
+slow=(
+	TestV2SealedJobEndToEnd             # node/provider: a sealed job through a dev chain
+	TestV2Lifecycle                     # contracts, node/market: every JobMarketV2 path
+	TestV2NoFundsStuck                  # contracts: every timeout exit of JobMarketV2
+	TestConcurrentAttestations          # node/market: attestations racing on a dev chain
+	TestInvalidRecordsRejectedAndScored # node/p2p: a cluster learning and scoring records
+	TestChainJobPaid                    # node: a job through the dev chain to payment
+	TestValidatorDeclinesDuty           # node: a validator duty through the dev chain
+)
+skip=$(IFS='|'; echo "^(${slow[*]})\$")
 # Most of these tests wait on timers and sockets, not the CPU: four packages at once.
-go test -count=1 -p 4 -timeout 5m "$@" "${pkgs[@]}"
+go test -count=1 -p 4 -timeout 5m -skip "$skip" "$@" "${pkgs[@]}"
 echo "unit tier: ${#pkgs[@]} packages in $(($(date +%s) - start))s"
