@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/gpunode/gpunode/node/capcheck"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -53,6 +54,8 @@ type Config struct {
 	Pool pool.Config `toml:"pool"`
 	// Benchmark is when the daemon measures the rig by itself.
 	Benchmark BenchmarkConfig `toml:"benchmark"`
+	// Challenge is the capacity challenges the node answers and poses.
+	Challenge capcheck.Config `toml:"challenge"`
 	// Datasets are the operator's private data sets: tag → host directory. A job asking
 	// for local:TAG gets it read-only, with no network; it never leaves the rig.
 	Datasets map[string]string `toml:"datasets"`
@@ -102,6 +105,7 @@ func Default() Config {
 		Validator: validator.Default(),
 		UI:        ui.Default(),
 		Benchmark: BenchmarkConfig{OnStart: true},
+		Challenge: capcheck.Default(),
 	}
 }
 
@@ -171,6 +175,7 @@ func (c Config) Check(file string) error {
 	errs = append(errs, configfile.Problems(file, "market", c.Resolved().Market.Validate())...)
 	errs = append(errs, configfile.Problems(file, "validator", c.Validator.Validate())...)
 	errs = append(errs, configfile.Problems(file, "ui", c.UI.Validate())...)
+	errs = append(errs, configfile.Problems(file, "challenge", c.Challenge.Validate())...)
 	for tag, dir := range c.Datasets {
 		if !filepath.IsAbs(dir) {
 			errs = append(errs, fmt.Errorf("%s: datasets.%s: %q must be an absolute path", file, tag, dir))

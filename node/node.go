@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gpunode/gpunode/node/capcheck"
 	"io"
 	"log/slog"
 	"net/http"
@@ -103,6 +104,8 @@ type Node struct {
 	poolTopic func(ctx context.Context) error
 	// idle is the operator's idle workload, inert without an idle image.
 	idle *idle.Workload
+	// challenges answers and poses capacity challenges; nil off the network.
+	challenges *capcheck.Service
 }
 
 // Open builds a node's real adapters from cfg. A machine without the NVIDIA driver is not
@@ -156,6 +159,9 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 			n.setCheck("p2p", fmt.Errorf("not on the network: %w", err))
 		} else {
 			n.setCheck("p2p", nil)
+			if err := n.openChallenges(harnessBackend); err != nil {
+				n.setCheck("challenge", err)
+			}
 		}
 	}
 	if err := n.openContent(); err != nil {

@@ -92,6 +92,11 @@ type (
 		Cancel(ctx context.Context, id string) (api.PostJobResult, error)
 		JobResult(ctx context.Context, id string) (api.JobResult, error)
 	}
+	// ChallengeBackend poses capacity challenges and knows their verdicts.
+	ChallengeBackend interface {
+		Challenge(ctx context.Context, req api.ChallengeRequest) (api.ChallengeResult, error)
+		Verified(peerID string) *api.P2PVerified
+	}
 	// LedgerBackend is the node's money and the jobs it posted, as its store keeps them.
 	LedgerBackend interface {
 		Ledger() ([]api.LedgerEntry, error)
@@ -110,6 +115,7 @@ type Backends struct {
 	P2P       P2PBackend
 	Market    MarketBackend
 	Ledger    LedgerBackend
+	Challenge ChallengeBackend
 }
 
 // Body caps of the routes that take less than apiserver.MaxBody.
@@ -134,7 +140,7 @@ func Routes(b Backends, log *slog.Logger) []apiserver.Route {
 		unavailable = []api.Class{api.ErrNotFound, api.ErrUnavailable}
 		tx          = []api.Class{api.ErrNotFound, api.ErrConflict, api.ErrUnavailable}
 	)
-	st, pol, jb, rt, bench, ip, nw, mk, led := b.Status, b.Policy, b.Jobs, b.Runtime, b.Benchmark, b.IPFS, b.P2P, b.Market, b.Ledger
+	st, pol, jb, rt, bench, ip, nw, mk, led, cc := b.Status, b.Policy, b.Jobs, b.Runtime, b.Benchmark, b.IPFS, b.P2P, b.Market, b.Ledger, b.Challenge
 	var uploadCap int64 = 1 // an upload route needs a cap; without IPFS it reads nothing
 	if ip != nil {
 		uploadCap = ip.UploadLimit()
@@ -411,8 +417,21 @@ func Routes(b Backends, log *slog.Logger) []apiserver.Route {
 			if nw == nil {
 				return api.P2PMarket{}, off("p2p network")
 			}
-			return nw.MarketView(), nil
+			view := nw.MarketView()
+			if cc != nil {
+				for i := range view.Records {
+					view.Records[i].Verified = cc.Verified(view.Records[i].PeerID)
+				}
+			}
+			return view, nil
 		})},
+		{Pattern: "POST /v1/p2p/challenge", Client: "Challenge", Errors: unavailable, MaxBody: smallBody,
+			Handler: apiserver.Handle(func(ctx C, _ P, in api.ChallengeRequest) (api.ChallengeResult, error) {
+				if cc == nil {
+					return api.ChallengeResult{}, off("p2p network")
+				}
+				return cc.Challenge(ctx, in)
+			})},
 		{Pattern: "POST /v1/p2p/offers", Client: "P2POffer", Errors: unavailable, MaxBody: 2 * p2p.MaxOfferSize,
 			Handler: apiserver.Handle(func(ctx C, _ P, in api.OfferRequest) (api.OfferDecision, error) {
 				if nw == nil {
@@ -537,6 +556,9 @@ func (n *Node) backends() Backends {
 	}
 	if n.deps.Network != nil {
 		b.P2P = n.deps.Network
+	}
+	if n.challenges != nil {
+		b.Challenge = n.challenges
 	}
 	if n.ipfs != nil {
 		b.IPFS = n.ipfs

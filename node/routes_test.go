@@ -70,7 +70,15 @@ type (
 	fakeP2PB    struct{ *routeFakes }
 	fakeMarketB struct{ *routeFakes }
 	fakeLedgerB struct{ *routeFakes }
+	fakeChalB   struct{ *routeFakes }
 )
+
+func (f fakeChalB) Challenge(_ context.Context, req api.ChallengeRequest) (api.ChallengeResult, error) {
+	return api.ChallengeResult{PeerID: req.PeerID, Verdict: "passed", Passed: true, VerifiedTFLOPS: 1}, f.call("Challenge " + req.PeerID)
+}
+func (f fakeChalB) Verified(peerID string) *api.P2PVerified {
+	return &api.P2PVerified{TFLOPS: 2, Passed: true}
+}
 
 func (f fakeStatusB) Status() api.Status { f.call("Status"); return api.Status{State: "running"} }
 func (f fakeStatusB) DoctorReport() (json.RawMessage, error) {
@@ -328,11 +336,24 @@ var clientCalls = map[string]func(ctx context.Context, c *api.Client) error{
 	"IPFSUnpin":   func(ctx context.Context, c *api.Client) error { return c.IPFSUnpin(ctx, "bafy") },
 	"IPFSGC":      func(ctx context.Context, c *api.Client) error { _, err := c.IPFSGC(ctx); return err },
 	"P2PPeers":    func(ctx context.Context, c *api.Client) error { _, err := c.P2PPeers(ctx); return err },
-	"P2PMarket":   func(ctx context.Context, c *api.Client) error { _, err := c.P2PMarket(ctx); return err },
+	"P2PMarket": func(ctx context.Context, c *api.Client) error {
+		m, err := c.P2PMarket(ctx)
+		if err == nil && (len(m.Records) != 1 || m.Records[0].Verified == nil || m.Records[0].Verified.TFLOPS != 2) {
+			return fmt.Errorf("market %+v: no verified figure", m)
+		}
+		return err
+	},
 	"P2POffer": func(ctx context.Context, c *api.Client) error {
 		d, err := c.P2POffer(ctx, "peer", api.Offer{ID: "o1"})
 		if err == nil && (!d.Accepted || d.ID != "o1") {
 			return fmt.Errorf("decision %+v", d)
+		}
+		return err
+	},
+	"Challenge": func(ctx context.Context, c *api.Client) error {
+		r, err := c.Challenge(ctx, api.ChallengeRequest{PeerID: "peer"})
+		if err == nil && (!r.Passed || r.PeerID != "peer") {
+			return fmt.Errorf("result %+v", r)
 		}
 		return err
 	},
@@ -354,7 +375,7 @@ var clientCalls = map[string]func(ctx context.Context, c *api.Client) error{
 
 func fakeBackends(f *routeFakes, last *benchmark.Report) Backends {
 	return Backends{Status: fakeStatusB{f}, Policy: fakePolicyB{f}, Jobs: fakeJobsB{f}, Runtime: fakeRuntimeB{f},
-		Benchmark: fakeBenchB{f, last}, IPFS: fakeIPFSB{f}, P2P: fakeP2PB{f}, Market: fakeMarketB{f}, Ledger: fakeLedgerB{f}}
+		Benchmark: fakeBenchB{f, last}, IPFS: fakeIPFSB{f}, P2P: fakeP2PB{f}, Market: fakeMarketB{f}, Ledger: fakeLedgerB{f}, Challenge: fakeChalB{f}}
 }
 
 // serveRoutes serves the route table over b on a fresh socket.

@@ -144,8 +144,8 @@ type Challenge struct {
 	Params
 	Seed       [32]byte
 	Issued     time.Time // millisecond precision on the wire
-	Rig        string    // the rig's peer ID (bytes)
-	Challenger string    // the challenger's peer ID (bytes)
+	Rig        string    // the rig's peer ID, in its text form
+	Challenger string    // the challenger's peer ID, in its text form
 	Nonce      uint64    // hashcash nonce (Stamp)
 }
 

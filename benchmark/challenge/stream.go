@@ -23,35 +23,62 @@ const lateGrace = 5 * time.Second
 
 // Serve answers one challenge exchange on rw from peer (as the transport authenticated
 // it): pings, then a challenge, refused with busy's reason while the rig is busy or with
-// the guard's reason, else committed and answered. It returns the challenge it answered
-// (nil if none) and the error that ended the exchange.
-func Serve(ctx context.Context, rw io.ReadWriter, peer string, be Backend, g *Guard, busy func() string) (*Challenge, error) {
+// the guard's reason, else committed and answered; last, the challenger may send its
+// signed attestation of the outcome. It returns the challenge it answered (nil if none),
+// the attestation (nil if none came; the caller checks whom it names) and the error that
+// ended the exchange.
+func Serve(ctx context.Context, rw io.ReadWriter, peer string, be Backend, g *Guard, busy func() string) (*Challenge, *Attestation, error) {
+	ch, br, err := serve(ctx, rw, peer, be, g, busy)
+	if err != nil || ch == nil {
+		return ch, nil, err
+	}
+	if d, ok := rw.(deadliner); ok {
+		d.SetReadDeadline(time.Now().Add(time.Minute))
+	}
+	b, err := ReadFrame(br, 2+MaxAttestationSize)
+	if err != nil {
+		return ch, nil, nil // the challenger sent none: not an error of the exchange
+	}
+	if messageType(b) != typeAttestation {
+		return ch, nil, bad("message type %d after the answer, want an attestation", messageType(b))
+	}
+	a, err := DecodeAttestation(b[2:])
+	return ch, a, err
+}
+
+// SendAttestation sends the challenger's attestation to the rig, the last message of an
+// exchange.
+func SendAttestation(w io.Writer, a *Attestation) error {
+	return WriteFrame(w, append([]byte{Version, typeAttestation}, a.Encode()...))
+}
+
+func serve(ctx context.Context, rw io.ReadWriter, peer string, be Backend, g *Guard, busy func() string) (*Challenge, *bufio.Reader, error) {
 	br := bufio.NewReader(rw)
 	var msg []byte
 	for pings := 0; ; pings++ {
 		b, err := ReadFrame(br, MaxChallengeSize)
 		if err != nil {
-			return nil, fmt.Errorf("read challenge: %w", err)
+			return nil, nil, fmt.Errorf("read challenge: %w", err)
 		}
 		if messageType(b) != typePing {
 			msg = b
 			break
 		}
 		if pings >= maxPings || len(b) != pingSize {
-			return nil, bad("more than %d pings, or a bad one", maxPings)
+			return nil, nil, bad("more than %d pings, or a bad one", maxPings)
 		}
 		b[1] = typePong
 		if err := WriteFrame(rw, b); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	ch, err := DecodeChallenge(msg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	refuse := func(reason string) (*Challenge, error) {
+	refuse := func(reason string) (*Challenge, *bufio.Reader, error) {
 		WriteFrame(rw, (&Refusal{Reason: reason}).Encode())
-		return ch, fmt.Errorf("%w: %s", ErrRefused, reason)
+		return ch, nil, fmt.Errorf("%w: %s", ErrRefused, reason)
 	}
 	if busy != nil {
 		if why := busy(); why != "" {
@@ -68,24 +95,24 @@ func Serve(ctx context.Context, rw io.ReadWriter, peer string, be Backend, g *Gu
 		return refuse("prover failed: " + err.Error())
 	}
 	if err := WriteFrame(rw, cm.Encode()); err != nil {
-		return ch, err
+		return ch, nil, err
 	}
 	if d, ok := rw.(deadliner); ok {
 		d.SetReadDeadline(time.Now().Add(time.Minute))
 	}
 	b, err := ReadFrame(br, MaxQuerySize)
 	if err != nil {
-		return ch, fmt.Errorf("read query: %w", err)
+		return ch, nil, fmt.Errorf("read query: %w", err)
 	}
 	q, err := DecodeQuery(b)
 	if err != nil {
-		return ch, err
+		return ch, nil, err
 	}
 	ans, err := s.Answer(q)
 	if err != nil {
-		return ch, err
+		return ch, nil, err
 	}
-	return ch, WriteFrame(rw, ans.Encode())
+	return ch, br, WriteFrame(rw, ans.Encode())
 }
 
 // Exchange is a challenger's record of one challenge: what it asked, what it paid for the

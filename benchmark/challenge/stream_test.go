@@ -23,7 +23,7 @@ func exchange(t *testing.T, be Backend, g *Guard, busy func() string, p Params, 
 	defer b.Close()
 	served := make(chan error, 1)
 	go func() {
-		_, err := Serve(t.Context(), b, from, be, g, busy)
+		_, _, err := Serve(t.Context(), b, from, be, g, busy)
 		b.Close()
 		served <- err
 	}()

@@ -14,13 +14,14 @@ import (
 
 // Message types (the second byte of every message; the first is Version).
 const (
-	typeChallenge  = 1
-	typeCommitment = 2
-	typeQuery      = 3
-	typeAnswer     = 4
-	typeRefusal    = 5
-	typePing       = 6
-	typePong       = 7
+	typeChallenge   = 1
+	typeCommitment  = 2
+	typeQuery       = 3
+	typeAnswer      = 4
+	typeRefusal     = 5
+	typePing        = 6
+	typePong        = 7
+	typeAttestation = 8
 )
 
 // Message size limits.

@@ -138,7 +138,7 @@ harness on PyTorch's CPU backend).`,
 	f.StringVar(&python, "python", "python3", "Python with PyTorch, for the cuda and torch-cpu backends (in the image, or on the host without one)")
 	f.StringVar(&image, "image", "", "harness image to run through the container runtime (default \""+harness.LocalImage+"\" for cuda: built here from the embedded Dockerfile on --base-image; \"\" runs the host's Python)")
 	f.StringVar(&base, "base-image", harness.DefaultBase, "base of the locally built harness image, a PyTorch CUDA image; pin it by digest (repo@sha256:…)")
-	cmd.AddCommand(newBenchVerifyCmd(), newBenchShowCmd())
+	cmd.AddCommand(newBenchVerifyCmd(), newBenchShowCmd(), newBenchChallengeCmd())
 	return cmd
 }
 

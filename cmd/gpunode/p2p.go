@@ -85,7 +85,7 @@ func printMarket(w io.Writer, m api.P2PMarket) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tGPUS\tSCORE\tPRICE (wei/GPU-h)\tFREE\tAGE")
+	fmt.Fprintln(tw, "PEER\tGPUS\tSCORE\tVERIFIED\tPRICE (wei/GPU-h)\tFREE\tAGE")
 	for _, r := range m.Records {
 		var gpus []string
 		for _, g := range r.GPUs {
@@ -99,7 +99,13 @@ func printMarket(w io.Writer, m api.P2PMarket) error {
 			id += " (self)"
 		}
 		age := (time.Duration(r.AgeSeconds) * time.Second).String()
-		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%s\t%d/%d\t%s\n", id, strings.Join(gpus, ", "), r.Score, r.PricePerGPUHour, r.FreeGPUs, r.TotalGPUs, age)
+		verified := "-"
+		if v := r.Verified; v != nil && v.Passed {
+			verified = fmt.Sprintf("%.4f (%s n=%d)", v.TFLOPS, v.Precision, v.N)
+		} else if v != nil {
+			verified = "failed (" + v.Failed + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%s\t%s\t%d/%d\t%s\n", id, strings.Join(gpus, ", "), r.Score, verified, r.PricePerGPUHour, r.FreeGPUs, r.TotalGPUs, age)
 	}
 	return tw.Flush()
 }

@@ -40,21 +40,23 @@ type P2PMarket struct {
 
 // P2PRecord is one capacity record.
 type P2PRecord struct {
-	PeerID          string   `json:"peer_id"`
-	Self            bool     `json:"self,omitempty"`
-	EthAddress      string   `json:"eth_address"`
-	GPUs            []P2PGPU `json:"gpus"`
-	TotalGPUs       int      `json:"total_gpus"`
-	FreeGPUs        int      `json:"free_gpus"`
-	Score           float64  `json:"score"`
-	ReportCID       string   `json:"report_cid,omitempty"`
-	PricePerGPUHour string   `json:"price_per_gpu_hour"`
-	JobKinds        []string `json:"job_kinds,omitempty"`
-	DatasetTags     []string `json:"dataset_tags,omitempty"`
-	SoftwareVersion string   `json:"software_version"`
-	Seq             uint64   `json:"seq"`
-	AgeSeconds      float64  `json:"age_s"`
-	ExpiresIn       float64  `json:"expires_in_s"`
+	PeerID     string   `json:"peer_id"`
+	Self       bool     `json:"self,omitempty"`
+	EthAddress string   `json:"eth_address"`
+	GPUs       []P2PGPU `json:"gpus"`
+	TotalGPUs  int      `json:"total_gpus"`
+	FreeGPUs   int      `json:"free_gpus"`
+	Score      float64  `json:"score"`
+	// Verified is the capacity challenges verified (nil: never challenged).
+	Verified        *P2PVerified `json:"verified,omitempty"`
+	ReportCID       string       `json:"report_cid,omitempty"`
+	PricePerGPUHour string       `json:"price_per_gpu_hour"`
+	JobKinds        []string     `json:"job_kinds,omitempty"`
+	DatasetTags     []string     `json:"dataset_tags,omitempty"`
+	SoftwareVersion string       `json:"software_version"`
+	Seq             uint64       `json:"seq"`
+	AgeSeconds      float64      `json:"age_s"`
+	ExpiresIn       float64      `json:"expires_in_s"`
 }
 
 // P2PGPU is one GPU model of a record and how many of it the rig has.

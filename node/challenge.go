@@ -1,0 +1,65 @@
+package node
+
+import (
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gpunode/gpunode/benchmark/challenge"
+	"github.com/gpunode/gpunode/benchmark/cpu"
+	"github.com/gpunode/gpunode/benchmark/harness"
+	"github.com/gpunode/gpunode/node/capcheck"
+	"github.com/gpunode/gpunode/node/jobs"
+)
+
+// openChallenges starts the capacity challenges on the network's host: the rig answers
+// with the harness on its GPUs (the CPU backend without them) while no job runs, and
+// the node can challenge others.
+func (n *Node) openChallenges(hb *harness.Backend) error {
+	nw := n.deps.Network
+	var prover challenge.Backend
+	if hb != nil {
+		prover = harness.Prover{Backend: hb}
+	} else {
+		cb, err := cpu.New(cpu.Default())
+		if err != nil {
+			return err
+		}
+		prover = challenge.CPU{Backend: cb}
+	}
+	svc, err := capcheck.New(n.cfg.Challenge, capcheck.Deps{
+		Host:   nw.Host(),
+		Prover: capcheck.Prover(prover),
+		Busy: func() string {
+			if n.work == nil {
+				return ""
+			}
+			list, err := n.work.machine.List()
+			if err != nil {
+				return ""
+			}
+			for _, j := range list {
+				switch j.State {
+				case jobs.Accepting, jobs.Accepted, jobs.Preparing, jobs.Running, jobs.Uploading, jobs.Submitting:
+					return fmt.Sprintf("busy: job %s holds the GPUs", j.ID)
+				}
+			}
+			return ""
+		},
+		Claimed: func(id peer.ID) float64 {
+			for _, r := range nw.MarketView().Records {
+				if r.PeerID == id.String() {
+					return r.Score
+				}
+			}
+			return 0
+		},
+		Registerer: n.reg,
+		Log:        n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("challenge: %w", err)
+	}
+	n.challenges = svc
+	return nil
+}
