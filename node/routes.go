@@ -126,8 +126,20 @@ const (
 
 // Routes is the control API: every /v1/… route the daemon serves, the api.Client method
 // that calls it, and the error classes it answers with besides invalid_argument and
-// internal. To add a route: add its wire types and client method to node/api, the
-// method it needs to its backend interface above, and one entry here.
+// internal.
+//
+// To add a route:
+//  1. node/api: its request and answer types and the api.Client method (escape path
+//     values with url.PathEscape);
+//  2. here: the method it needs, on its backend interface (or a new backend in
+//     Backends, set in Node.backends), returning api types or converting the lower
+//     package's types here; errors carry their class (api.WithClass, or map the
+//     package's sentinels here);
+//  3. here: one entry — Pattern, Client, Errors, Kind and MaxBody when not the
+//     defaults, and the handler: apiserver.Get / Handle for JSON, Streamed for a
+//     stream, Uploaded for a raw body;
+//  4. routes_test.go: a call of the client method in clientCalls and the fake's method;
+//     TestRouteTable then checks the entry.
 func Routes(b Backends, log *slog.Logger) []apiserver.Route {
 	type (
 		R    = apiserver.Route
