@@ -82,7 +82,7 @@ func TestServiceBenchmarkKeepsSignedReport(t *testing.T) {
 	dir := t.TempDir()
 	s := newTestService(t, dir, &fakeBackend{})
 	var last, total int
-	r, err := s.Benchmark(context.Background(), Quick, "fake", func(done, n int, _ Result) { last, total = done, n })
+	r, err := s.Benchmark(t.Context(), Quick, "fake", func(done, n int, _ Result) { last, total = done, n })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestServiceBenchmarkKeepsSignedReport(t *testing.T) {
 	}
 	// A running service picks up a report another process (`gpunode bench`) kept.
 	other := newTestService(t, dir, &fakeBackend{})
-	r2, err := other.Benchmark(context.Background(), Quick, "fake", nil)
+	r2, err := other.Benchmark(t.Context(), Quick, "fake", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestServiceBenchmarkKeepsSignedReport(t *testing.T) {
 	if got := newTestService(t, dir, &fakeBackend{}).Last(); got != nil {
 		t.Fatal("tampered kept report was trusted")
 	}
-	if _, err := s.Benchmark(context.Background(), Quick, "nope", nil); err == nil || !strings.Contains(err.Error(), "fake") {
+	if _, err := s.Benchmark(t.Context(), Quick, "nope", nil); err == nil || !strings.Contains(err.Error(), "fake") {
 		t.Errorf("unknown backend: %v", err)
 	}
 }
@@ -135,7 +135,7 @@ func TestServiceBenchmarkKeepsSignedReport(t *testing.T) {
 func TestServiceOneRunAtATime(t *testing.T) {
 	fb := &fakeBackend{block: make(chan struct{})}
 	s := newTestService(t, t.TempDir(), fb)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	if s.Last() != nil {
 		t.Fatal("a report before any run")
@@ -191,7 +191,7 @@ func TestServiceMetrics(t *testing.T) {
 	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
 		t.Fatalf("before a report: %d metrics, %v", n, err)
 	}
-	r, err := s.Benchmark(context.Background(), Quick, "fake", nil)
+	r, err := s.Benchmark(t.Context(), Quick, "fake", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

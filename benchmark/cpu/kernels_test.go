@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -254,7 +253,7 @@ func TestBackendRunsPlan(t *testing.T) {
 		{Class: benchmark.ClassAllReduce, Set: benchmark.SetTraining, Precision: benchmark.FP32, AllReduce: &benchmark.AllReduce{Floats: 1000, Workers: 2}},
 	}}
 	var seen int
-	res, err := b.Run(context.Background(), tiny, func(benchmark.Result) { seen++ })
+	res, err := b.Run(t.Context(), tiny, func(benchmark.Result) { seen++ })
 	if err != nil {
 		t.Fatal(err)
 	}

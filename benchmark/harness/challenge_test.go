@@ -54,7 +54,7 @@ func TestChallengeInContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	p := challenge.Params{N: 256, Precision: benchmark.FP32, Count: 2, Deadline: 3 * time.Minute}
 	var seed [32]byte

@@ -78,7 +78,7 @@ func buildCIImage(t *testing.T) string {
 	}
 	defer cli.Close()
 	const tag = "gpunode-harness-ci:test"
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	scratch := "scratch"
 	resp, err := cli.ImageBuild(ctx, BuildContext(), build.ImageBuildOptions{
@@ -124,7 +124,7 @@ func TestContainerEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	hw, err := b.Hardware(ctx)
 	if err != nil {

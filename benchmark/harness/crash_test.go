@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"context"
 	"testing"
 )
 
@@ -12,7 +11,7 @@ func TestHarnessCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	// /bin/sh runs harness.py as a shell script: garbage out, non-zero exit.
-	if _, err := b.Capabilities(context.Background()); err == nil {
+	if _, err := b.Capabilities(t.Context()); err == nil {
 		t.Fatal("a harness that is not one was accepted")
 	}
 }

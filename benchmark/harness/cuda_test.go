@@ -93,7 +93,7 @@ func TestCUDARig(t *testing.T) {
 		t.Fatal(err)
 	}
 	var last, total int
-	r, err := benchmark.Run(context.Background(), b, benchmark.Quick, func(done, n int, _ benchmark.Result) { last, total = done, n })
+	r, err := benchmark.Run(t.Context(), b, benchmark.Quick, func(done, n int, _ benchmark.Result) { last, total = done, n })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func TestReservedGPUs(t *testing.T) {
 	}
 	res := &fakeReserver{gpus: []string{"GPU-a"}}
 	b.SetReserver(res)
-	if _, err := b.Capabilities(context.Background()); err != nil {
+	if _, err := b.Capabilities(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if len(ctrs.gpus) != 1 || !slices.Equal(ctrs.gpus[0], []string{"GPU-a"}) || res.released != 1 {
@@ -51,7 +51,7 @@ func TestReservedGPUs(t *testing.T) {
 	busy := &fakeReserver{err: errors.New("1 of 2 GPUs are leased to jobs")}
 	b2, _ := New(Config{Device: "cuda", Image: "example.invalid/harness:x", Python: "python3"}, ctrs)
 	b2.SetReserver(busy)
-	if _, err := b2.Capabilities(context.Background()); err == nil || !strings.Contains(err.Error(), "leased to jobs") {
+	if _, err := b2.Capabilities(t.Context()); err == nil || !strings.Contains(err.Error(), "leased to jobs") {
 		t.Errorf("harness on leased GPUs: %v", err)
 	}
 	if len(ctrs.gpus) != 1 {

@@ -55,7 +55,7 @@ func TestRuntimeEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	hw, err := b.Hardware(ctx)
 	if err != nil {
@@ -108,7 +108,7 @@ func removeImage(t *testing.T, ref string) {
 		return
 	}
 	defer cli.Close()
-	cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true})
+	cli.ImageRemove(t.Context(), ref, image.RemoveOptions{Force: true})
 }
 
 func (o *outputDirs) BuildImage(ctx context.Context, tag string, buildContext io.Reader, args map[string]string) (string, error) {

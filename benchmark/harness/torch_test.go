@@ -21,7 +21,7 @@ const hostPython = "/usr/bin/python3"
 
 func requireTorch(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, hostPython, "-c", "import torch").CombinedOutput(); err != nil {
 		t.Fatalf("%s cannot import torch (%v: %s): it comes from Debian's python3-torch package; %s", hostPython, err, out, testenv.Setup)
@@ -36,7 +36,7 @@ func TestTorchCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	caps, err := b.Capabilities(ctx)
 	if err != nil {
@@ -94,7 +94,7 @@ func TestTimingArithmetic(t *testing.T) {
 	if err := os.WriteFile(script, Script, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, hostPython, "testdata/timing_test.py", script).CombinedOutput()
 	if err != nil {
