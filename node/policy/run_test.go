@@ -11,7 +11,7 @@ import (
 // next keeps the policy that was in force.
 func TestRunReloads(t *testing.T) {
 	f := newFixture(t, "version = 1\n[limits]\nmax_gpus = 2\n", 0)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	reload := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- f.h.Run(ctx, reload) }()

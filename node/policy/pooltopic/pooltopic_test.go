@@ -79,7 +79,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // pool's topic and a member node applies it; a newer one replaces it; a tampered one sent
 // by a third peer is rejected and counted; the member's operator cannot loosen it locally.
 func TestPoolPolicyOverLibp2p(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	pub, priv, err := policy.GenerateKey()
 	if err != nil {
