@@ -189,7 +189,7 @@ func TestWatchHealthRecordsXID(t *testing.T) {
 		FreeFunc: func() nvml.Return { return nvml.SUCCESS },
 	}
 	srv.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) { return set, nvml.SUCCESS }
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
 	go func() { done <- inv.WatchHealth(ctx, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
 	deadline := time.Now().Add(5 * time.Second)

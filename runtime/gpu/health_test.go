@@ -12,25 +12,8 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
+	"github.com/gpunode/gpunode/internal/testkit"
 )
-
-// syncBuffer is a log sink the watcher writes to while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // eventFeed is an event set that delivers the events sent on it.
 func eventFeed(events chan nvml.EventData) *mock.EventSet {
@@ -60,8 +43,8 @@ func TestXIDClasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
+	var logs testkit.Buffer
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
 	go func() { done <- inv.WatchHealth(ctx, slog.New(slog.NewTextHandler(&logs, nil))) }()
 	app := []uint64{13, 31, 43, 45, 68, 109}
@@ -126,7 +109,7 @@ func TestWatchHealthNeverStopsTheNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := inv.WatchHealth(context.Background(), log); err != nil {
+		if err := inv.WatchHealth(t.Context(), log); err != nil {
 			t.Errorf("watcher error would stop the node: %v", err)
 		}
 	})
@@ -158,7 +141,7 @@ func TestWatchHealthNeverStopsTheNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
 		go func() { done <- inv.WatchHealth(ctx, log) }()
 		deadline := time.Now().Add(10 * time.Second)
