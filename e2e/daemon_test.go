@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -11,12 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/internal/testkit"
+	"github.com/gpunode/gpunode/node"
 	"github.com/gpunode/gpunode/node/api"
 )
 
@@ -25,25 +25,8 @@ type daemon struct {
 	cmd     *exec.Cmd
 	socket  string
 	metrics string
-	stderr  *syncBuffer
+	stderr  *testkit.Buffer
 	done    chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func freeAddr(t *testing.T) string {
@@ -71,7 +54,7 @@ func startDaemonIn(t *testing.T, dir string, args ...string) *daemon {
 	d := &daemon{
 		socket:  filepath.Join(dir, "api.sock"),
 		metrics: freeAddr(t),
-		stderr:  &syncBuffer{},
+		stderr:  &testkit.Buffer{},
 		done:    make(chan error, 1),
 	}
 	all := append([]string{"daemon", "--data-dir", filepath.Join(dir, "data"), "--api-socket", d.socket, "--metrics-listen", d.metrics, "--ui-listen", "", "--benchmark-on-start=false"}, args...)
@@ -267,9 +250,9 @@ func TestConfigCommands(t *testing.T) {
 // TestMissingDockerIsReported: a node whose container engine does not answer keeps
 // running and says what is missing and how to fix it.
 func TestMissingDockerIsReported(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "gpunode.toml")
-	os.WriteFile(cfg, []byte("[runtime]\nhost = \"unix:///nonexistent/docker.sock\"\n"), 0o644)
-	d := startDaemon(t, "--config", cfg)
+	c := node.Default()
+	c.Runtime.Host = "unix:///nonexistent/docker.sock"
+	d := startDaemon(t, "--config", writeConfig(t, c))
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		out, err := gpunode(t, "status", "--api-socket", d.socket)

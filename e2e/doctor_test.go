@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/node"
 	"github.com/gpunode/gpunode/node/doctor"
 )
 
@@ -69,23 +69,12 @@ func TestDoctor(t *testing.T) {
 	dir := t.TempDir()
 	keystore, _ := importKey(t, dir, d.Accounts[1].PrivateKey)
 	config := func(engine string) string {
-		p := filepath.Join(dir, fmt.Sprintf("gpunode-%d.toml", len(engine)))
-		cfg := fmt.Sprintf(`data_dir = %q
-[api]
-socket = %q
-[runtime]
-host = %q
-instance = "doctor-e2e"
-[p2p]
-listen_addrs = ["/ip4/127.0.0.1/tcp/%s"]
-[market]
-deployment = %q
-keystore = %q
-`, filepath.Join(dir, "data"), filepath.Join(dir, "api.sock"), engine, strings.Split(freeAddr(t), ":")[1], dep, keystore)
-		if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
+		c := node.Default()
+		c.DataDir, c.API.Socket = filepath.Join(dir, "data"), filepath.Join(dir, "api.sock")
+		c.Runtime.Host, c.Runtime.Instance = engine, "doctor-e2e"
+		c.P2P.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/" + strings.Split(freeAddr(t), ":")[1]}
+		c.Market.Deployment, c.Market.Keystore = dep, keystore
+		return writeConfig(t, c)
 	}
 	t.Cleanup(func() { exec.Command("docker", "image", "rm", "--force", "gpunode-preflight:doctor-e2e").Run() })
 

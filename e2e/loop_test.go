@@ -29,6 +29,7 @@ import (
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/contracts/devchain"
 	"github.com/gpunode/gpunode/examples/digits"
+	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/node/api"
@@ -152,32 +153,24 @@ func startLoop(t *testing.T) *loop {
 	newMember := func(name string, account int, boot []string) *member {
 		dir := t.TempDir()
 		keystore, pw := importKey(t, dir, l.dep.Accounts[account].PrivateKey)
-		cfg := p2pConfig(t, "127.0.0.1", boot)
-		b, _ := os.ReadFile(cfg)
-		b = fmt.Appendf(b, `[runtime]
-instance = "e2e-%s-%s"
-dataset_allowlist = [%q]
-docker_config = "/nonexistent/config.json"
-[jobs]
-prepare_timeout = "20s"
-outcome_poll = "500ms"
-retry_base = "500ms"
-retry_max = "4s"
-max_attempts = 3
-[market]
-deployment = %q
-keystore = %q
-password_file = %q
-confirmations = 1
-poll_interval = "250ms"
-[datasets]
-digits = %q
-`, name, filepath.Base(dir), l.datasets, depFile, keystore, pw, l.datasets)
+		c := loopbackConfig("127.0.0.1", boot)
+		c.Runtime.Instance = "e2e-" + name + "-" + filepath.Base(dir)
+		c.Runtime.DatasetAllowlist = []string{l.datasets}
+		c.Runtime.DockerConfig = "/nonexistent/config.json"
+		c.Jobs.PrepareTimeout = configfile.Duration(20 * time.Second)
+		c.Jobs.OutcomePoll = configfile.Duration(500 * time.Millisecond)
+		c.Jobs.RetryBase = configfile.Duration(500 * time.Millisecond)
+		c.Jobs.RetryMax = configfile.Duration(4 * time.Second)
+		c.Jobs.MaxAttempts = 3
+		c.Market.Deployment, c.Market.Keystore, c.Market.PasswordFile = depFile, keystore, pw
+		c.Market.Confirmations = 1
+		c.Market.PollInterval = 250 * time.Millisecond
+		c.Datasets = map[string]string{"digits": l.datasets}
 		// The operator shares the digits dataset with the researcher, and only with them.
 		policy := filepath.Join(dir, "policy.toml")
 		os.WriteFile(policy, fmt.Appendf(nil, "version = 1\n[datasets]\ndigits = [%q]\n", l.dep.Accounts[1].Address.Hex()), 0o644)
-		b = fmt.Appendf(b, "[policy]\nfile = %q\n", policy)
-		os.WriteFile(cfg, b, 0o644)
+		c.Policy.File = policy
+		cfg := writeConfig(t, c)
 		m := &member{name: name, dir: dir, cfg: cfg, account: l.dep.Accounts[account].Address}
 		t.Cleanup(func() { leaveNothing(dir, "e2e-"+name+"-"+filepath.Base(dir)) })
 		return m

@@ -4,39 +4,12 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gpunode/gpunode/node/api"
 )
-
-// p2pConfig is a config file that keeps a daemon's network on one loopback address.
-func p2pConfig(t *testing.T, ip string, bootstrap []string) string {
-	t.Helper()
-	var quoted []string
-	for _, b := range bootstrap {
-		quoted = append(quoted, fmt.Sprintf("%q", b))
-	}
-	body := fmt.Sprintf(`[p2p]
-listen_addrs = ["/ip4/%s/tcp/0"]
-bootstrap_peers = [%s]
-dht_mode = "server"
-mdns = false
-autonat = false
-relay = false
-hole_punching = false
-nat_port_map = false
-`, ip, strings.Join(quoted, ", "))
-	path := filepath.Join(t.TempDir(), "gpunode.toml")
-	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // TestThreeDaemonsFindEachOther: three daemons on 127.0.0.1-3 meet through one
 // bootstrap address, and `gpunode market` on each lists the other two.

@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpunode/gpunode/node"
 	"github.com/gpunode/gpunode/node/api"
 )
 
@@ -38,7 +38,6 @@ func TestDaemonPolicy(t *testing.T) {
 	}
 	poolPolicy := filepath.Join(dir, "pool.toml")
 	local := filepath.Join(dir, "local.toml")
-	config := filepath.Join(dir, "gpunode.toml")
 	write := func(name, s string) {
 		t.Helper()
 		if err := os.WriteFile(name, []byte(s), 0o600); err != nil {
@@ -47,7 +46,9 @@ func TestDaemonPolicy(t *testing.T) {
 	}
 	write(poolPolicy, "version = 1\n[limits]\nmax_gpus = 4\n")
 	write(local, "version = 1\n[limits]\nmax_gpus = 2\n[datasets]\n\"medical-ct\" = [\"*\"]\n")
-	write(config, fmt.Sprintf("[policy]\nfile = %q\npool_key = %q\n", local, strings.TrimSpace(string(pub))))
+	c := node.Default()
+	c.Policy.File, c.Policy.PoolKey = local, strings.TrimSpace(string(pub))
+	config := writeConfig(t, c)
 	run(true, "pool", "sign", poolPolicy, "--key", filepath.Join(dir, "pool.key"), "--seq", "3")
 
 	d := startDaemon(t, "--config", config)
@@ -153,16 +154,15 @@ func TestPoolPolicyBetweenDaemons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	poolSection := fmt.Sprintf("[policy]\npool_key = %q\npool_policy_file = %q\n", strings.TrimSpace(string(pub)), filepath.Join(t.TempDir(), "pool.signed"))
-	withPool := func(cfg string) string {
-		b, _ := os.ReadFile(cfg)
-		os.WriteFile(cfg, append(b, []byte(poolSection)...), 0o644)
-		return cfg
+	// Each member keeps the signed pool policy it received in a file of its own.
+	withPool := func(c node.Config) string {
+		c.Policy.PoolKey = strings.TrimSpace(string(pub))
+		c.Policy.PoolPolicyFile = filepath.Join(t.TempDir(), "pool.signed")
+		return writeConfig(t, c)
 	}
-	first := startDaemon(t, "--config", withPool(p2pConfig(t, "127.0.0.1", nil)))
+	first := startDaemon(t, "--config", withPool(loopbackConfig("127.0.0.1", nil)))
 	boot := loopbackAddr(t, first)
-	poolSection = fmt.Sprintf("[policy]\npool_key = %q\npool_policy_file = %q\n", strings.TrimSpace(string(pub)), filepath.Join(t.TempDir(), "pool.signed"))
-	second := startDaemon(t, "--config", withPool(p2pConfig(t, "127.0.0.2", []string{boot})))
+	second := startDaemon(t, "--config", withPool(loopbackConfig("127.0.0.2", []string{boot})))
 
 	policyFile := filepath.Join(dir, "pool.toml")
 	os.WriteFile(policyFile, []byte("version = 1\n[limits]\nmax_gpus = 4\n"), 0o600)

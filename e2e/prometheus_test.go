@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/internal/testkit"
 )
 
 // prometheus is a real Prometheus server (Debian's package) started by a test.
@@ -44,7 +45,7 @@ scrape_configs:
 	p := &prometheus{addr: freeAddr(t)}
 	cmd := exec.Command(bin, "--config.file="+path, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+p.addr, "--log.level=warn")
-	var logs syncBuffer
+	var logs testkit.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/internal/testkit"
 )
 
 // devchainProcess runs `gpunode devchain` on a free port and returns its deployment file.
@@ -20,7 +21,7 @@ func devchainProcess(t *testing.T, args ...string) string {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "devchain.json")
 	cmd := exec.Command(testenv.Binary(t), append([]string{"devchain", "--listen", freeAddr(t), "--out", out}, args...)...)
-	var logs syncBuffer
+	var logs testkit.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -54,10 +55,9 @@ func TestResearcherPostsJob(t *testing.T) {
 		t.Fatalf("deployment %s: %v", raw, err)
 	}
 	keystore, pw := importKey(t, t.TempDir(), d.Accounts[1].PrivateKey)
-	cfg := p2pConfig(t, "127.0.0.1", nil)
-	b, _ := os.ReadFile(cfg)
-	b = append(b, []byte("[market]\ndeployment = \""+dep+"\"\nkeystore = \""+keystore+"\"\npassword_file = \""+pw+"\"\nconfirmations = 1\n")...)
-	os.WriteFile(cfg, b, 0o644)
+	c := loopbackConfig("127.0.0.1", nil)
+	c.Market.Deployment, c.Market.Keystore, c.Market.PasswordFile, c.Market.Confirmations = dep, keystore, pw, 1
+	cfg := writeConfig(t, c)
 	node := startDaemon(t, "--config", cfg)
 	sock := "--api-socket=" + node.socket
 
