@@ -3,7 +3,6 @@
 package docker_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -48,7 +47,7 @@ func BenchmarkStartOverhead(b *testing.B) {
 	cfg.StopGrace = 0
 	rt := openRuntime(b, cfg)
 	defer rt.Close()
-	ctx := context.Background()
+	ctx := b.Context()
 	spec := func(i int) runtime.Spec {
 		return runtime.Spec{
 			JobID: fmt.Sprintf("bench-%d-%d", os.Getpid(), i), Image: img,

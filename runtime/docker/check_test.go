@@ -26,7 +26,7 @@ func TestCheck(t *testing.T) {
 	ref := pushUnique(t, addr, "gpunode/check", "v1")
 	var instance string
 	rt := registryRuntime(t, func(c *docker.Config) { instance = c.Instance })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	spec := func(id string) runtime.Spec {
 		return runtime.Spec{JobID: id, Image: ref, Command: []string{"/payload"}, OutputDir: filepath.Join(t.TempDir(), "out")}

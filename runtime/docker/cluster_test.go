@@ -81,7 +81,7 @@ func hostAddrs(t *testing.T) []string {
 }
 
 func logOf(t *testing.T, rt *docker.Runtime, id string) string {
-	rc, err := rt.Logs(context.Background(), id, false)
+	rc, err := rt.Logs(t.Context(), id, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestClusterMembersReachOnlyEachOther(t *testing.T) {
 		}
 	}
 	envVerbs := []string{"env:MASTER_ADDR", "env:MASTER_PORT", "env:WORLD_SIZE", "env:RANK", "env:NODE_RANK", "env:NNODES", "env:NPROC_PER_NODE", "env:GLOO_SOCKET_IFNAME"}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 
 	// Rank 1 first: it makes the network, and rank 0's address is fixed by it.
@@ -200,7 +200,7 @@ func TestClusterMembersReachOnlyEachOther(t *testing.T) {
 	// The last member out removes the network.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		_, err := cli.NetworkInspect(context.Background(), docker.ClusterNetworkName(id), network.InspectOptions{})
+		_, err := cli.NetworkInspect(t.Context(), docker.ClusterNetworkName(id), network.InspectOptions{})
 		if errdefs.IsNotFound(err) {
 			break
 		}
@@ -219,7 +219,7 @@ func TestClusterRefusesOpenNetwork(t *testing.T) {
 	id := clusterID(t)
 	rt := member(t)
 	name := docker.ClusterNetworkName(id)
-	if _, err := cli.NetworkCreate(context.Background(), name, network.CreateOptions{Driver: "bridge",
+	if _, err := cli.NetworkCreate(t.Context(), name, network.CreateOptions{Driver: "bridge",
 		Labels: map[string]string{docker.LabelCluster: id}}); err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestClusterRefusesOpenNetwork(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not locked down") {
 		t.Fatalf("start on an open network: %v, want refused as not locked down", err)
 	}
-	if _, ierr := cli.NetworkInspect(context.Background(), name, network.InspectOptions{}); ierr != nil {
+	if _, ierr := cli.NetworkInspect(t.Context(), name, network.InspectOptions{}); ierr != nil {
 		t.Fatalf("the squatting network was removed: %v", ierr)
 	}
 	var exists error = runtime.ErrJobExists

@@ -138,13 +138,13 @@ func TestKill9(t *testing.T) {
 			}
 			first.Wait()
 			name := jobContainer(t, cfg.Instance, spec.JobID).ID
-			ins, err := cli.ContainerInspect(context.Background(), name)
+			ins, err := cli.ContainerInspect(t.Context(), name)
 			if err != nil {
 				t.Fatalf("container gone after the runtime was killed: %v", err)
 			}
 			if tc.finishBefore {
 				waitFor(t, "the job to finish while the runtime is down", 60*time.Second, func() bool {
-					ins, err = cli.ContainerInspect(context.Background(), name)
+					ins, err = cli.ContainerInspect(t.Context(), name)
 					return err == nil && !ins.State.Running
 				})
 			} else if !ins.State.Running {
@@ -188,7 +188,7 @@ func TestKill9(t *testing.T) {
 			if b, _ := os.ReadFile(res.LogFile); string(b) != wantLog {
 				t.Errorf("log = %q, want %q", b, wantLog)
 			}
-			if _, err := cli.ContainerInspect(context.Background(), name); err == nil {
+			if _, err := cli.ContainerInspect(t.Context(), name); err == nil {
 				t.Error("container not removed after its result was collected")
 			}
 		})
@@ -204,7 +204,7 @@ func TestRecoverCrashWindows(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(conformance.Options{StateDir: filepath.Join(dir, "s"), LogDir: filepath.Join(dir, "l")})
 	rt := openRuntime(t, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	preparing := runtime.Spec{JobID: "died-preparing", Image: img, Command: []string{"/probe", "append:/out/runs=run"}, OutputDir: filepath.Join(dir, "o1")}
 	if err := rt.CrashWhilePreparing(preparing); err != nil {

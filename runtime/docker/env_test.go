@@ -41,7 +41,7 @@ func probeImageWithEnv(t *testing.T, env ...string) string {
 func probeImageFrom(t *testing.T, name, lines string) string {
 	t.Helper()
 	cli := engine(t)
-	base, err := cli.ImageInspect(context.Background(), probeImage(t))
+	base, err := cli.ImageInspect(t.Context(), probeImage(t))
 	if err != nil || len(base.RepoTags) == 0 {
 		t.Fatalf("probe image: %v %v", err, base.RepoTags)
 	}
@@ -62,7 +62,7 @@ func probeImageFrom(t *testing.T, name, lines string) string {
 func jobContainer(t *testing.T, instance, jobID string) container.InspectResponse {
 	t.Helper()
 	cli := engine(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		list, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
@@ -98,7 +98,7 @@ func TestCPUJobGetsNoGPUs(t *testing.T) {
 		JobID: "cpu-job", Image: img, AllowTag: true, OutputDir: filepath.Join(dir, "out"),
 		Command: []string{"/probe", "env:NVIDIA_VISIBLE_DEVICES", "env:NVIDIA_DRIVER_CAPABILITIES", "env:LD_LIBRARY_PATH", "sleep:2m"},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	if _, err := rt.Start(ctx, spec); err != nil {
 		t.Fatal(err)
@@ -164,7 +164,7 @@ func TestJobEnvRefused(t *testing.T) {
 				JobID: "env-refused", Image: img, AllowTag: true, Env: tc.env, OutputDir: filepath.Join(dir, "out"),
 				Command: []string{"/probe", "write:/out/ran=1"},
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
 			// The dry run before the node takes the job refuses it already.
 			if _, err := rt.Check(ctx, spec, 0); err == nil || !strings.Contains(err.Error(), tc.says) {

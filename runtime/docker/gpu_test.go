@@ -41,7 +41,7 @@ func TestGPUWithoutToolkit(t *testing.T) {
 				JobID: "gpu-" + strings.ToLower(tc.name), Image: img, GPUs: []string{tc.gpu},
 				Command: []string{"/probe", "write:/out/ran=1"}, OutputDir: filepath.Join(dir, "out"),
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
 			_, err := rt.Start(ctx, spec)
 			if !errors.Is(err, runtime.ErrNoGPURuntime) {

@@ -59,7 +59,7 @@ func probeImage(t testing.TB) string {
 		// instead of piling up new ones.
 		sum := sha256.Sum256(bin)
 		tag := probeRepo + ":" + hex.EncodeToString(sum[:6])
-		if ins, err := cli.ImageInspect(context.Background(), tag); err == nil {
+		if ins, err := cli.ImageInspect(t.Context(), tag); err == nil {
 			probeID = ins.ID
 			return
 		}
@@ -146,7 +146,7 @@ type buildError struct {
 func (e *buildError) Error() string { return e.err.Error() + "\n" + string(e.out) }
 
 func bridgeGateway(t testing.TB, cli *client.Client) []string {
-	nw, err := cli.NetworkInspect(context.Background(), "bridge", network.InspectOptions{})
+	nw, err := cli.NetworkInspect(t.Context(), "bridge", network.InspectOptions{})
 	if err != nil {
 		t.Fatalf("inspect bridge network: %v", err)
 	}
@@ -206,7 +206,7 @@ func removeInstance(t testing.TB, instance string) {
 		return
 	}
 	defer cli.Close()
-	ctx := context.Background()
+	ctx := t.Context()
 	list, _ := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", docker.LabelInstance+"="+instance))})
 	for _, c := range list {
 		_ = cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})

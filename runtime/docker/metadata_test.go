@@ -36,7 +36,7 @@ func TestImageMetadataIgnored(t *testing.T) {
 	cfg := testConfig(conformance.Options{StateDir: filepath.Join(dir, "s"), LogDir: filepath.Join(dir, "l")})
 	rt := openRuntime(t, cfg)
 	defer rt.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
 	volumesBefore := volumeNames(t)
@@ -117,7 +117,7 @@ func readLog(t *testing.T, path string) string {
 
 func volumeNames(t *testing.T) map[string]bool {
 	t.Helper()
-	list, err := engine(t).VolumeList(context.Background(), volume.ListOptions{})
+	list, err := engine(t).VolumeList(t.Context(), volume.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func preflightRuntime(t *testing.T) *Runtime {
 // fix. Either way it leaves no container behind and pulls nothing.
 func TestPreflightContainer(t *testing.T) {
 	r := preflightRuntime(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if err := r.tryContainer(ctx, nil); err != nil {
 		t.Fatalf("a container that reaches its entrypoint was not taken as working: %v", err)
@@ -72,7 +72,7 @@ func TestPreflightContainer(t *testing.T) {
 // release, says which and how to fix it, and shows every component for status.
 func TestPreflightVersions(t *testing.T) {
 	r := preflightRuntime(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, tt := range []struct {
 		name, toolkit, runc string
 		says                []string

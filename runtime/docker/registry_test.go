@@ -70,7 +70,7 @@ func pushUnique(t *testing.T, addr, repo, tag string) string {
 	if out, err := exec.Command("docker", "push", ref).CombinedOutput(); err != nil {
 		t.Fatalf("docker push %s: %v\n%s", ref, err, out)
 	}
-	ins, err := cli.ImageInspect(context.Background(), ref)
+	ins, err := cli.ImageInspect(t.Context(), ref)
 	if err != nil || len(ins.RepoDigests) == 0 {
 		t.Fatalf("pushed image has no repo digest: %v %v", ins.RepoDigests, err)
 	}
@@ -81,7 +81,7 @@ func pushUnique(t *testing.T, addr, repo, tag string) string {
 
 func removeImage(t *testing.T, id string) {
 	cli := engine(t)
-	if _, err := cli.ImageRemove(context.Background(), id, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+	if _, err := cli.ImageRemove(t.Context(), id, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
 		t.Logf("remove image %s: %v", id, err)
 	}
 }
@@ -102,7 +102,7 @@ func TestPullByDigest(t *testing.T) {
 	addr := startRegistry(t, storage, false)
 	ref := pushUnique(t, addr, "gpunode/pull", "v1")
 	rt := registryRuntime(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
 	t.Run("TagRefused", func(t *testing.T) {
@@ -207,7 +207,7 @@ func TestDigestMismatch(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 
 	rt := registryRuntime(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	lying := ln.Addr().String() + "/gpunode/mismatch@" + digestA
 	im, err := rt.Pull(ctx, lying, false, nil)
@@ -274,7 +274,7 @@ func TestRegistryAuth(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt := registryRuntime(t, tc.mod)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 			defer cancel()
 			im, err := rt.Pull(ctx, ref, false, nil)
 			if tc.ok {
@@ -310,7 +310,7 @@ func TestPrepareTimeout(t *testing.T) {
 	t.Cleanup(func() { close(stall); srv.Close() })
 
 	rt := registryRuntime(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	spec := runtime.Spec{
 		JobID: "prepare-timeout", Image: ln.Addr().String() + "/gpunode/slow@sha256:" + strings.Repeat("cd", 32),

@@ -24,7 +24,7 @@ import (
 // have had before names had a random suffix, in no record of this node.
 func staleContainer(t *testing.T, cli *client.Client, img, instance, jobID string) string {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	resp, err := cli.ContainerCreate(ctx, &container.Config{
 		Image:      img,
 		Entrypoint: []string{"/probe", "write:/stale=1"},
@@ -47,7 +47,7 @@ func TestStaleContainer(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(conformance.Options{StateDir: filepath.Join(dir, "s"), LogDir: filepath.Join(dir, "l")})
 	rt := openRuntime(t, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
 	staleRun := staleContainer(t, cli, img, cfg.Instance, "1")
