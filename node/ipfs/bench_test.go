@@ -3,7 +3,6 @@
 package ipfs
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,7 +20,7 @@ func BenchmarkAdd1GiB(b *testing.B) {
 	file := filepath.Join(b.TempDir(), "1GiB.bin")
 	writeRandom(b, file, size, 77)
 	syncFile(b, file) // its dirty pages are not the adders' work
-	ctx := context.Background()
+	ctx := b.Context()
 	var gTotal, sTotal, kTotal time.Duration
 	gpunodeAdd := func(sync bool) (string, time.Duration) {
 		b.StopTimer()
@@ -76,7 +75,7 @@ func BenchmarkTransfer256MiB(b *testing.B) {
 	file := filepath.Join(b.TempDir(), "256MiB.bin")
 	writeRandom(b, file, size, 78)
 	syncFile(b, file)
-	ctx := context.Background()
+	ctx := b.Context()
 	var gTotal, kTotal time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()

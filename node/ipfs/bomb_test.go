@@ -21,7 +21,7 @@ import (
 // and two small nodes to fetch.
 func dagBomb(t *testing.T, n *Node) cid.Cid {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	leaf := dag.NewRawNode(make([]byte, 1<<20))
 	level := func(childSize uint64, linked func(*dag.ProtoNode)) *dag.ProtoNode {
 		fsn := ft.NewFSNode(ft.TFile)
@@ -63,7 +63,7 @@ func dagBomb(t *testing.T, n *Node) cid.Cid {
 // written nothing of it, and fetched no more than its few unique blocks.
 func TestDAGBomb(t *testing.T) {
 	testenv.Attack(t, "ipfs", "DAG bomb: one 1 MiB block linked 10^6 times")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	h1, h2 := newHost(t), newHost(t)
 	attacker := newNode(t, "", h1, nil)
@@ -101,7 +101,7 @@ func TestDAGBomb(t *testing.T) {
 // TestLogicalLimits: entries and depth are counted with repeated links too.
 func TestLogicalLimits(t *testing.T) {
 	testenv.Attack(t, "ipfs", "DAG with repeated directory links and deep nesting")
-	ctx := context.Background()
+	ctx := t.Context()
 	n := newNode(t, "", newHost(t), func(c *Config) { c.MaxFetchEntries = 100; c.MaxFetchDepth = 8 })
 	// A directory with 20 links to a directory of 20 empty files: 420 entries.
 	file := dag.NodeWithData(ft.FilePBData(nil, 0))

@@ -3,7 +3,6 @@
 package ipfs
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,7 +63,7 @@ func TestCIDMatchesKubo(t *testing.T) {
 		paths = append(paths, filepath.Join(dir, f.name))
 	}
 	n := newNode(t, "", newHost(t), nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, p := range paths {
 		t.Run(filepath.Base(p), func(t *testing.T) {
 			want := k.onlyHash(p)

@@ -12,7 +12,7 @@ import (
 // TestContent covers the adapter the job state machine uses: Get of a small file is
 // bounded, Fetch returns a file's own path or a directory, Publish gives the CID.
 func TestContent(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	h1, h2 := newHost(t), newHost(t)
 	pub := newNode(t, "", h1, nil).Content()

@@ -41,7 +41,7 @@ func sameFile(t testing.TB, a, b string) {
 // TestFetchBetweenNodes fetches a directory from one embedded node to another over
 // bitswap and checks the read-only input cache.
 func TestFetchBetweenNodes(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	src := t.TempDir()
 	writeRandom(t, filepath.Join(src, "model.bin"), 3<<20, 1)
@@ -93,7 +93,7 @@ func TestFetchBetweenNodes(t *testing.T) {
 // the node resumes after a restart on the same directory without fetching again the
 // blocks it had stored.
 func TestFetchResumesAfterRestart(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	srcFile := filepath.Join(t.TempDir(), "dataset.bin")
 	writeRandom(t, srcFile, 40<<20, 3) // 160 leaves
@@ -149,7 +149,7 @@ func countBlocks(t testing.TB, dir string) int {
 		t.Fatal(err)
 	}
 	n := 0
-	if err := s.walk(context.Background(), func(mh.Multihash) error { n++; return nil }); err != nil {
+	if err := s.walk(t.Context(), func(mh.Multihash) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -158,7 +158,7 @@ func countBlocks(t testing.TB, dir string) int {
 // TestBadBlockRejected checks acceptance 3: a block whose bytes do not match its CID
 // is never stored, and one corrupted on disk is detected, dropped and fetched again.
 func TestBadBlockRejected(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	s, err := openBlockStore(t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func TestBadBlockRejected(t *testing.T) {
 // TestGCKeepsPinned checks that garbage collection deletes exactly the blocks of
 // unpinned content, and that the storage cap is enforced.
 func TestGCKeepsPinned(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	tmp := t.TempDir()
 	keep, drop := filepath.Join(tmp, "keep"), filepath.Join(tmp, "drop")
 	writeRandom(t, keep, 1<<20, 1)
@@ -269,7 +269,7 @@ func TestGCKeepsPinned(t *testing.T) {
 
 // TestFetchCap checks that a fetch stops at max_fetch_bytes.
 func TestFetchCap(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	src := filepath.Join(t.TempDir(), "big.bin")
 	writeRandom(t, src, 3<<20, 81)

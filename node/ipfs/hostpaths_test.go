@@ -30,7 +30,7 @@ func serveAPI(_ *testing.T, n *Node) hostPaths { return hostPaths{n} }
 // publish the node's keys (add) or to write where the daemon may (get): every such
 // request is refused, and nothing of the node's state ends up in the blockstore.
 func TestHostPathRoutes(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	state := t.TempDir() // the node's data dir
 	keystore := filepath.Join(state, "keystore")

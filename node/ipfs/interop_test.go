@@ -19,7 +19,7 @@ import (
 // TestKuboInterop checks acceptance 2: kubo fetches over bitswap what gpunode added,
 // gpunode fetches what kubo added, on loopback, and both sides' bytes match.
 func TestKuboInterop(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	k := newKubo(t)
 	k.start()
@@ -60,7 +60,7 @@ func TestKuboInterop(t *testing.T) {
 // TestKuboMode runs the component against a kubo daemon through its RPC API: the
 // CID is the one the embedded importer computes, and fetch and pins go through kubo.
 func TestKuboMode(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	k := newKubo(t)
 	k.start()
@@ -111,7 +111,7 @@ func TestKuboMode(t *testing.T) {
 // daemon: it pins from the origins the node gives. After the node is gone, kubo
 // still has every block: the checkpoint outlived the rig.
 func TestRemotePinning(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	k := newKubo(t)
 	k.start()

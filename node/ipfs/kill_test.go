@@ -21,7 +21,7 @@ func TestFetchResumesAfterKill(t *testing.T) {
 		fetchChild(t)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	srcFile := filepath.Join(t.TempDir(), "dataset.bin")
 	writeRandom(t, srcFile, 64<<20, 5) // 256 leaves
@@ -94,7 +94,7 @@ func fetchChild(t *testing.T) {
 	connect(t, h, *info)
 	n := newNode(t, dir, h, nil)
 	n.afterBlock = func(Progress) { time.Sleep(20 * time.Millisecond) }
-	_, err = n.Fetch(context.Background(), mustCID(t, os.Getenv("GPUNODE_IPFS_CID")))
+	_, err = n.Fetch(t.Context(), mustCID(t, os.Getenv("GPUNODE_IPFS_CID")))
 	t.Logf("child fetch finished: %v", err)
 }
 

@@ -202,7 +202,7 @@ func newNode(t testing.TB, dir string, h host.Host, mod func(*Config)) *Node {
 
 func connect(t testing.TB, h host.Host, to peer.AddrInfo) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	if err := h.Connect(ctx, to); err != nil {
 		t.Fatalf("connect to %s: %v", to.ID, err)

@@ -1,7 +1,6 @@
 package ipfs
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,7 +10,7 @@ import (
 )
 
 func TestMetrics(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	h1, h2 := newHost(t), newHost(t)
 	a := newNode(t, "", h1, func(c *Config) { c.MaxStorageBytes = 1 << 30 })
 	b := newNode(t, "", h2, func(c *Config) { c.MaxStorageBytes = 1 << 30 })

@@ -3,7 +3,6 @@
 package ipfs
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -126,7 +125,7 @@ func TestPublicDHT(t *testing.T) {
 	add := func(n *Node, name string, seed uint64) string {
 		path := filepath.Join(dir, name)
 		writeRandom(t, path, 64<<10, seed)
-		res, err := n.Add(context.Background(), path, name)
+		res, err := n.Add(t.Context(), path, name)
 		if err != nil {
 			t.Fatal(err)
 		}

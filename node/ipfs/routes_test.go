@@ -32,7 +32,7 @@ var (
 // serving this component.
 func TestCLIThroughAPI(t *testing.T) {
 	bin := testenv.Binary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	h1, h2 := newHost(t), newHost(t)
 	src := newNode(t, "", h1, nil)

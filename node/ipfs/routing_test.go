@@ -46,7 +46,7 @@ func (r nodeRouter) FindProvidersAsync(ctx context.Context, c cid.Cid, count int
 // TestProvideAndFind checks that an added root is provided, and that a node with no
 // connection to the provider finds it through the router and fetches from it.
 func TestProvideAndFind(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	mem := &memRouter{providers: make(map[string][]peer.AddrInfo)}
 	open := func(h host.Host) *Node {
