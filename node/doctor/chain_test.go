@@ -1,7 +1,6 @@
 package doctor
 
 import (
-	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
@@ -33,7 +32,7 @@ func devChain(t *testing.T) (devchain.Deployment, *market.Client) {
 }
 
 func TestChainRPC(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	d, c := devChain(t)
 	want(t, ChainRPC(ctx, c, ChainConfig{URL: d.RPCURL, ID: d.ChainID}), OK, fmt.Sprintf("answers, chain %d", d.ChainID), "")
 	want(t, ChainRPC(ctx, c, ChainConfig{URL: d.RPCURL, ID: 1}), Fail, fmt.Sprintf("serves chain %d, the node is configured for chain 1", d.ChainID), FixChainID)
@@ -50,7 +49,7 @@ func TestChainRPC(t *testing.T) {
 }
 
 func TestClock(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	d, c := devChain(t)
 	// On the dev chain the check is skipped: a mining dev chain's time runs ahead.
 	want(t, Clock(ctx, c, ChainConfig{URL: d.RPCURL, ID: d.ChainID}, time.Now()), Skip, "stamps its blocks ahead of real time", "")
@@ -65,7 +64,7 @@ func TestClock(t *testing.T) {
 }
 
 func TestWallet(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	d, c := devChain(t)
 	cfg := ChainConfig{URL: d.RPCURL, ID: d.ChainID}
 	funded := d.Accounts[0].Address

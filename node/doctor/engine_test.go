@@ -35,7 +35,7 @@ func probe(t *testing.T, host, quota string) *docker.Runtime {
 
 func TestDocker(t *testing.T) {
 	testenv.RequireDocker(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	want(t, Docker(ctx, probe(t, "", ""), nil), OK, "answers", "")
 	// A socket path where no engine listens.
 	silent := probe(t, "unix://"+filepath.Join(t.TempDir(), "docker.sock"), "")
@@ -47,7 +47,7 @@ func TestDocker(t *testing.T) {
 // failure on a CPU-only rig.
 func TestRuncOfThisEngine(t *testing.T) {
 	testenv.RequireDocker(t)
-	res := Runc(context.Background(), probe(t, "", ""), nil, nil)
+	res := Runc(t.Context(), probe(t, "", ""), nil, nil)
 	if res.Status != OK && res.Status != Warn {
 		t.Fatalf("runc of this engine, CPU-only: %+v", res)
 	}
@@ -64,7 +64,7 @@ func (s gpuStarter) TryGPUs(context.Context, []string) error { return s.err }
 
 func TestGPUContainer(t *testing.T) {
 	testenv.RequireDocker(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	// The real engine here has no NVIDIA Container Toolkit: it cannot attach a GPU.
 	want(t, GPUContainer(ctx, probe(t, "", ""), someGPUs, nil), Fail, "could not select device driver", FixGPUContainer)
 	want(t, GPUContainer(ctx, gpuStarter{}, someGPUs, nil), OK, "a container started with 1 GPUs", "")

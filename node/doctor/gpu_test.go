@@ -161,7 +161,7 @@ func TestToolkit(t *testing.T) {
 		{"cpu-only", toolOutputs{}, nil, Skip, "CPU-only", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			want(t, Toolkit(context.Background(), tc.out, tc.gpus), tc.status, tc.detail, tc.fix)
+			want(t, Toolkit(t.Context(), tc.out, tc.gpus), tc.status, tc.detail, tc.fix)
 		})
 	}
 }
@@ -184,7 +184,7 @@ func TestRunc(t *testing.T) {
 		{"engine down", toolOutputs{"runc": "1.2.8"}, nil, errors.New("down"), Skip, "does not answer", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			want(t, Runc(context.Background(), tc.out, tc.gpus, tc.engine), tc.status, tc.detail, tc.fix)
+			want(t, Runc(t.Context(), tc.out, tc.gpus, tc.engine), tc.status, tc.detail, tc.fix)
 		})
 	}
 }

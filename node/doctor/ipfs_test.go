@@ -3,7 +3,6 @@
 package doctor
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,7 +17,7 @@ import (
 )
 
 func TestIPFS(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	dir := t.TempDir()
 	want(t, IPFS(ctx, IPFSConfig{Mode: "embedded", Dir: dir}), OK, "embedded store "+dir+" is writable", "")
 	want(t, IPFS(ctx, IPFSConfig{Mode: "embedded", Dir: filepath.Join(dir, "ipfs")}), OK, "will be created in "+dir, "")
@@ -69,7 +68,7 @@ func startKubo(t *testing.T) string {
 			if ma, err := multiaddr.NewMultiaddr(strings.TrimSpace(string(b))); err == nil {
 				port, _ := ma.ValueForProtocol(multiaddr.P_TCP)
 				api := "http://127.0.0.1:" + port
-				if kuboID(context.Background(), api) == nil {
+				if kuboID(t.Context(), api) == nil {
 					return api
 				}
 			}

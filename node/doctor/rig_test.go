@@ -3,7 +3,6 @@
 package doctor
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,7 +28,7 @@ func TestRunSimulatedRig(t *testing.T) {
 	cfg.P2P.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))}
 	t.Cleanup(func() { exec.Command("docker", "image", "rm", "--force", "gpunode-preflight:doctor-test-run").Run() })
 
-	rep := Run(context.Background(), cfg, DefaultOptions(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rep := Run(t.Context(), cfg, DefaultOptions(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	got := map[string]Result{}
 	for _, c := range rep.Checks {
 		if _, dup := got[c.Name]; dup {
