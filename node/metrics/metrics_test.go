@@ -20,7 +20,7 @@ func TestServeMetrics(t *testing.T) {
 	_, inv := mockRig(t)
 	reg := NewRegistry(testStart)
 	reg.MustRegister(NewGPUCollector(inv, "rig1", quiet))
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- ServeListener(ctx, ln, reg, quiet) }()
 	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
