@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -162,7 +161,7 @@ func TestValidate(t *testing.T) {
 func TestServeRefusesShortToken(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(f, []byte("short\n"), 0o600)
-	err := Serve(context.Background(), Config{Listen: "127.0.0.1:0", TokenFile: f}, newBackend(""), slog.New(slog.DiscardHandler))
+	err := Serve(t.Context(), Config{Listen: "127.0.0.1:0", TokenFile: f}, newBackend(""), slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "at least 16") {
 		t.Fatalf("Serve with a short token: %v", err)
 	}
