@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	routedhost "github.com/libp2p/go-libp2p/p2p/host/routed"
 
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/node/duties"
@@ -274,9 +276,13 @@ func (n *Node) workDeps(m *market.Market, st *store.Store, content jobs.Content,
 	if n.deps.GPUs != nil {
 		d.Usable = n.deps.GPUs.Usable
 	}
+	if r := n.deps.Runtime; r != nil {
+		d.Logs = func(ctx context.Context, id string) (io.ReadCloser, error) { return r.Logs(ctx, id, false) }
+	}
 	if n.deps.Network != nil {
 		d.PeerID = n.deps.Network.ID().String()
-		d.Host = n.deps.Network.Host()
+		// Routed: a validator finds the provider it asks for a key through the DHT.
+		d.Host = routedhost.Wrap(n.deps.Network.Host(), n.deps.Network.Routing())
 	}
 	if n.deps.Benchmark != nil {
 		d.Measured, d.Reports = n.deps.Benchmark.Measured(), n.deps.Benchmark.NewReports()

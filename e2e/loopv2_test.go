@@ -1,0 +1,185 @@
+//go:build integration
+
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/params"
+
+	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/contracts/devchain"
+	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/node/market"
+)
+
+// v2As reaches the loop's JobMarketV2 as dev account i.
+func (l *loop) v2As(t *testing.T, i int) *market.V2 {
+	t.Helper()
+	key, err := crypto.ToECDSA(common.FromHex(l.dep.Accounts[i].PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := market.DialV2(context.Background(), market.V2Dial{URL: l.dep.RPCURL, ChainID: l.dep.ChainID, Contract: l.dep.JobMarketV2,
+		StartBlock: l.dep.DeployBlock, Confirmations: 1}, key, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	return v
+}
+
+// TestJobLoopV2 runs the job loop on JobMarketV2 with real processes: the dev chain, a
+// researcher, a provider and three staked validators, two of them daemons registered
+// through the CLI and the third offline. The provider trains on its private dataset,
+// publishes the checkpoint sealed and delivers its key to the drawn validators over
+// libp2p; they commit and reveal; the offline validator is slashed and the job still
+// passes; the provider releases the key on chain, which pays it; the researcher opens
+// the checkpoint with that key, and sees the commits and reveals with job status.
+func TestJobLoopV2(t *testing.T) {
+	l := startLoop(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	depFile := filepath.Join(t.TempDir(), "devchain.json")
+	if err := devchain.WriteDeployment(depFile, l.dep); err != nil {
+		t.Fatal(err)
+	}
+
+	// Validators 3 and 4 stake the minimum with their daemons' peer IDs; account 0 stakes
+	// too and never runs a node.
+	for _, m := range []*member{l.v1, l.v2} {
+		out, err := gpunode(t, "validator", "register", "--deployment", depFile, "--keystore", filepath.Join(m.dir, "keystore"),
+			"--password-file", filepath.Join(m.dir, "pw"), "--light-kdf", "--api-socket", m.d.socket)
+		if err != nil || !strings.Contains(out, "registered: tx 0x") {
+			t.Fatalf("validator register (%s): %v\n%s", m.name, err, out)
+		}
+	}
+	offline := l.v2As(t, 0)
+	if _, err := offline.RegisterValidator(ctx, "12D3KooWOfflineValidatorNeverRunsANodeAtAll", big.NewInt(params.Ether)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The researcher puts the held-out data and the manifest on IPFS and posts the job:
+	// three validators drawn, two reveals decide.
+	heldout := filepath.Join(t.TempDir(), "digits.csv.gz")
+	os.WriteFile(heldout, l.dataset, 0o644)
+	var added string
+	l.waitFor(t, "the researcher's IPFS", time.Minute, func() (bool, string) {
+		a, err := l.sponsor.api().IPFSUpload(ctx, heldout, "")
+		added = a.CID
+		return err == nil, "upload"
+	})
+	manifest := l.manifest(t, func(m map[string]any) {
+		m["version"] = 2
+		m["inputs"] = []any{map[string]any{"dataset": "digits", "path": "/data"}}
+		ev := m["evaluation"].(map[string]any)
+		ev["direction"] = "higher"
+		ev["inputs"] = []any{map[string]any{"cid": added, "path": "/heldout/digits.csv.gz"}}
+	})
+	mpath := filepath.Join(t.TempDir(), "job.json")
+	os.WriteFile(mpath, manifest, 0o644)
+	mcid, err := l.sponsor.api().IPFSUpload(ctx, mpath, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(manifest)
+	sponsor := l.v2As(t, 1)
+	now, err := sponsor.Now(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewardWei, feeWei := wei(reward), wei(fee)
+	id, _, err := sponsor.PostJob(ctx, bindings.JobMarketV2JobParams{
+		Reward: rewardWei, ValidatorFee: feeWei, Bond: big.NewInt(0), Threshold: 900000, ValidatorCount: 3, Quorum: 2,
+		AcceptBy: big.NewInt(now.Add(time.Hour).Unix()), RunWindow: 600,
+		// The dev chain's clock runs a second per block (4 a real second here): 240 chain
+		// seconds give the validators a minute to fetch, open, evaluate and commit.
+		CommitWindow: big.NewInt(240), RevealWindow: big.NewInt(600),
+		ManifestCID: mcid.CID, ManifestHash: sum,
+	}, new(big.Int).Add(rewardWei, new(big.Int).Mul(feeWei, big.NewInt(3))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "v2-" + id.String()
+	l.wait(t, key, 5*time.Minute, jobs.Submitted, jobs.Paid)
+	d := l.wait(t, key, 5*time.Minute, jobs.Paid)
+	if d.KeyHash == "" {
+		t.Errorf("the provider's record has no key hash: %+v", d.Record)
+	}
+
+	// On chain: completed, the key released, two reveals that pass, the offline one slashed.
+	j, err := sponsor.Job(ctx, id)
+	if err != nil || market.JobState(j.State) != market.V2Completed {
+		t.Fatalf("job on chain: %s, %v", market.V2StateName(j.State), err)
+	}
+	votes, err := sponsor.Votes(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range votes {
+		switch v.Validator {
+		case offline.Account():
+			if v.Revealed || v.Slashed == nil || v.Slashed.Sign() <= 0 {
+				t.Errorf("the offline validator: %+v, want slashed", v)
+			}
+		case l.v1.account, l.v2.account:
+			if !v.Revealed || !v.Pass || v.Score < 900000 {
+				t.Errorf("validator %s: %+v, want a passing reveal", v.Validator.Hex(), v)
+			}
+		default:
+			t.Errorf("drawn %s, neither of the three staked validators", v.Validator.Hex())
+		}
+	}
+
+	// The researcher opens the checkpoint with the key from the chain, and sees the votes.
+	dir := filepath.Join(t.TempDir(), "checkpoint")
+	out, err := l.sponsor.cli(t, "job", "fetch", id.String(), dir, "--deployment", depFile)
+	if err != nil || !strings.Contains(out, "opened into") {
+		t.Fatalf("job fetch: %v\n%s", err, out)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) == 0 {
+		t.Fatal("the fetched checkpoint is empty")
+	}
+	out, err = gpunode(t, "job", "status", id.String(), "--deployment", depFile)
+	if err != nil || !strings.Contains(out, "completed") || strings.Count(out, " yes ") < 2 {
+		t.Fatalf("job status:\n%v\n%s", err, out)
+	}
+	// What the provider published is sealed: the model's bytes are nowhere in it.
+	sealed := filepath.Join(t.TempDir(), "sealed")
+	if err := l.sponsor.api().IPFSDownload(ctx, d.OutputCID, sealed); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(sealed, "checkpoint.sealed"))
+	model, _ := os.ReadFile(filepath.Join(dir, firstFile(t, dir)))
+	if len(b) == 0 || (len(model) >= 32 && strings.Contains(string(b), string(model[:32]))) {
+		t.Fatal("the published checkpoint is not sealed")
+	}
+	t.Logf("v2 job %s paid; key hash %s; sealed checkpoint %s (%s)", id, d.KeyHash, d.OutputCID, hex.EncodeToString(sum[:4]))
+}
+
+func firstFile(t *testing.T, dir string) string {
+	t.Helper()
+	var name string
+	filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && name == "" {
+			name, _ = filepath.Rel(dir, p)
+		}
+		return nil
+	})
+	if name == "" {
+		t.Fatal("no file in the checkpoint")
+	}
+	return name
+}
