@@ -143,10 +143,12 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Machine {
 }
 
 // IsJobID tells whether a record of the store is one of the machine's jobs. Jobs are
-// named by their on-chain id, a decimal number; the node's other roles keep their
-// records in the same store under prefixed names ("duty-7", "validate-7"), which the
-// machine neither lists nor resumes.
+// named by their on-chain id, a decimal number, and JobMarketV2 jobs by theirs after
+// "v2-" (both contracts number from 1); the node's other roles keep their records in the
+// same store under other prefixed names ("duty-7", "validate-7"), which the machine
+// neither lists nor resumes.
 func IsJobID(id string) bool {
+	id = strings.TrimPrefix(id, "v2-")
 	if id == "" || len(id) > 78 || id[0] == '0' {
 		return false
 	}

@@ -74,3 +74,11 @@ func TestJobOutputSealedOnlyForV2(t *testing.T) {
 		}
 	})
 }
+
+func TestIsJobID(t *testing.T) {
+	for id, want := range map[string]bool{"7": true, "v2-7": true, "v2-": false, "v2-07": false, "v3-7": false, "duty-7": false, "validate-v2-7": false, "0": false} {
+		if IsJobID(id) != want {
+			t.Errorf("IsJobID(%q) = %v, want %v", id, !want, want)
+		}
+	}
+}
