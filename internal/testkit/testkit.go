@@ -13,23 +13,28 @@ import (
 	"time"
 )
 
-// Tick is the pause between two checks of Eventually's condition.
-const Tick = 10 * time.Millisecond
+// The pause between two checks of Eventually's condition starts at MinTick and
+// doubles up to MaxTick: a condition that holds soon is seen soon, and a long wait on a
+// daemon or an engine does not poll it a hundred times a second.
+const (
+	MinTick = 5 * time.Millisecond
+	MaxTick = 100 * time.Millisecond
+)
 
-// Eventually checks cond until it returns true, pausing Tick between checks, and fails
-// the test with the message format and args make if timeout passes first. Arguments
-// are formatted when the test fails, so a Buffer or a Lazy among them shows its
-// content at that moment.
+// Eventually checks cond until it returns true, pausing between checks, and fails the
+// test with the message format and args make if timeout passes first. Arguments are
+// formatted when the test fails, so a Buffer or a Lazy among them shows its content at
+// that moment.
 //
 // Inside a testing/synctest bubble the pauses cost no real time.
 func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for !cond() {
+	for tick := MinTick; !cond(); tick = min(2*tick, MaxTick) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not within %s: %s", timeout, fmt.Sprintf(format, args...))
 		}
-		time.Sleep(Tick)
+		time.Sleep(tick)
 	}
 }
 

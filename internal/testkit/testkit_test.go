@@ -61,8 +61,8 @@ func TestEventuallyReturnsOnceTheConditionHolds(t *testing.T) {
 		if n := calls.Load(); n != 5 {
 			t.Fatalf("condition checked %d times, want 5", n)
 		}
-		if got, want := time.Since(start), 4*Tick; got != want {
-			t.Fatalf("waited %s, want %s (four pauses)", got, want)
+		if got, want := time.Since(start), MinTick+2*MinTick+4*MinTick+8*MinTick; got != want {
+			t.Fatalf("waited %s, want %s (four pauses, each twice the last)", got, want)
 		}
 	})
 }
@@ -80,7 +80,7 @@ func TestEventuallyFailsAfterTimeoutWithTheLatestState(t *testing.T) {
 		if !stopped {
 			t.Fatal("Eventually returned although the condition never held")
 		}
-		if elapsed := time.Since(start); elapsed < time.Second || elapsed > time.Second+2*Tick {
+		if elapsed := time.Since(start); elapsed < time.Second || elapsed > time.Second+MaxTick {
 			t.Fatalf("gave up after %s, want about 1s", elapsed)
 		}
 		want := fmt.Sprintf("n=%d", n)
