@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/node/policy"
 )
 
@@ -63,18 +64,6 @@ func newNode(t *testing.T, poolKey string, local string) *node {
 	return &node{holder: h, reg: reg, cfg: cfg}
 }
 
-// waitFor polls cond for at most 30 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 300; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 // TestPoolPolicyOverLibp2p: the pool operator's node publishes a signed policy on the
 // pool's topic and a member node applies it; a newer one replaces it; a tampered one sent
 // by a third peer is rejected and counted; the member's operator cannot loosen it locally.
@@ -118,7 +107,7 @@ func TestPoolPolicyOverLibp2p(t *testing.T) {
 	if err := op.holder.ApplyPoolUpdate(sign(10, poolPolicy)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "member to apply seq 10", func() bool { return member.holder.Set().PoolSeq == 10 })
+	testkit.Eventually(t, 30*time.Second, func() bool { return member.holder.Set().PoolSeq == 10 }, "member to apply seq 10")
 	if got := member.holder.Set().Pool.Limits.MaxGPUs; got != 4 {
 		t.Errorf("member's pool max_gpus = %d", got)
 	}
@@ -130,7 +119,7 @@ func TestPoolPolicyOverLibp2p(t *testing.T) {
 	if err := op.holder.ApplyPoolUpdate(sign(11, strings.Replace(poolPolicy, "max_gpus = 4", "max_gpus = 3", 1))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "member to apply seq 11", func() bool { return member.holder.Set().PoolSeq == 11 })
+	testkit.Eventually(t, 30*time.Second, func() bool { return member.holder.Set().PoolSeq == 11 }, "member to apply seq 11")
 
 	// A third peer sends a tampered policy: higher seq, looser limit, old signature.
 	evilTopic, err := evilPS.Join(policy.Topic(pub))
@@ -138,11 +127,11 @@ func TestPoolPolicyOverLibp2p(t *testing.T) {
 		t.Fatal(err)
 	}
 	tampered := strings.Replace(string(sign(12, poolPolicy)), `"seq": 12`, `"seq": 99`, 1)
-	waitFor(t, "the tampered policy to be rejected", func() bool {
+	testkit.Eventually(t, 30*time.Second, func() bool {
 		_ = evilTopic.Publish(ctx, []byte(tampered))
 		n, _ := badSignatures(member.reg)
 		return n >= 1
-	})
+	}, "the tampered policy to be rejected")
 	if s := member.holder.Set(); s.PoolSeq != 11 || s.Pool.Limits.MaxGPUs != 3 {
 		t.Errorf("tampered policy changed the member: seq %d max_gpus %d", s.PoolSeq, s.Pool.Limits.MaxGPUs)
 	}
