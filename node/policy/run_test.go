@@ -4,38 +4,40 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
+	"testing/synctest"
 )
 
 // TestRunReloads: Run reloads on each value from its reload channel; a broken file on the
-// next keeps the policy that was in force.
+// next keeps the policy that was in force. In a synctest bubble each reload is checked
+// once Run waits again, with no polling.
 func TestRunReloads(t *testing.T) {
-	f := newFixture(t, "version = 1\n[limits]\nmax_gpus = 2\n", 0)
-	ctx, cancel := context.WithCancel(t.Context())
-	reload := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- f.h.Run(ctx, reload) }()
-	defer func() { cancel(); <-done }()
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, "version = 1\n[limits]\nmax_gpus = 2\n", 0)
+		ctx, cancel := context.WithCancel(t.Context())
+		reload := make(chan struct{})
+		done := make(chan error, 1)
+		go func() { done <- f.h.Run(ctx, reload) }()
+		defer func() { cancel(); <-done }()
 
-	hup := func(want float64, result string) {
-		t.Helper()
-		reload <- struct{}{}
-		for deadline := time.Now().Add(10 * time.Second); counter(t, f.reg, "gpunode_policy_reloads_total", "result", result) < want; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %s reload", result)
+		hup := func(want float64, result string) {
+			t.Helper()
+			reload <- struct{}{}
+			synctest.Wait() // Run has reloaded and waits for the next value
+			if got := counter(t, f.reg, "gpunode_policy_reloads_total", "result", result); got != want {
+				t.Fatalf("%v %s reloads, want %v", got, result, want)
 			}
 		}
-	}
-	f.write(t, f.local, "version = 1\n[limits]\nmax_gpus = 1\n")
-	hup(1, "ok")
-	if got := f.h.Set().Local.Limits.MaxGPUs; got != 1 {
-		t.Fatalf("after a reload max_gpus = %d, want 1", got)
-	}
-	f.write(t, f.local, "version = 1\n[limits\n")
-	hup(1, "error")
-	if got := f.h.Set().Local.Limits.MaxGPUs; got != 1 {
-		t.Errorf("after a broken reload max_gpus = %d, want the previous 1", got)
-	}
+		f.write(t, f.local, "version = 1\n[limits]\nmax_gpus = 1\n")
+		hup(1, "ok")
+		if got := f.h.Set().Local.Limits.MaxGPUs; got != 1 {
+			t.Fatalf("after a reload max_gpus = %d, want 1", got)
+		}
+		f.write(t, f.local, "version = 1\n[limits\n")
+		hup(1, "error")
+		if got := f.h.Set().Local.Limits.MaxGPUs; got != 1 {
+			t.Errorf("after a broken reload max_gpus = %d, want the previous 1", got)
+		}
+	})
 }
 
 func TestAdvert(t *testing.T) {
