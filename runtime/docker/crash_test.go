@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/runtime"
 	"github.com/gpunode/gpunode/runtime/conformance"
 	"github.com/gpunode/gpunode/runtime/docker"
@@ -86,18 +87,6 @@ func startChild(t *testing.T, a childArgs) *exec.Cmd {
 	return cmd
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s", d, what)
-}
-
 // TestKill9 kills the runtime's process with SIGKILL while a job runs, restarts it, and
 // checks the job completes exactly once with its output and log intact — both when
 // the job is still running at restart and when it finished while nothing watched it.
@@ -129,10 +118,10 @@ func TestKill9(t *testing.T) {
 
 			first := startChild(t, a)
 			logFile := filepath.Join(cfg.LogDir, spec.JobID+".log")
-			waitFor(t, "the job to run and log", 60*time.Second, func() bool {
+			testkit.Eventually(t, 60*time.Second, func() bool {
 				b, _ := os.ReadFile(logFile)
 				return strings.Contains(string(b), "epoch 1")
-			})
+			}, "the job to run and log")
 			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
@@ -143,10 +132,10 @@ func TestKill9(t *testing.T) {
 				t.Fatalf("container gone after the runtime was killed: %v", err)
 			}
 			if tc.finishBefore {
-				waitFor(t, "the job to finish while the runtime is down", 60*time.Second, func() bool {
+				testkit.Eventually(t, 60*time.Second, func() bool {
 					ins, err = cli.ContainerInspect(t.Context(), name)
 					return err == nil && !ins.State.Running
-				})
+				}, "the job to finish while the runtime is down")
 			} else if !ins.State.Running {
 				t.Fatalf("job finished before the restart; the test is too slow to show re-attach")
 			}
