@@ -67,6 +67,9 @@ func (n *Node) openNetwork(ctx context.Context, mk *market.Market, offers p2p.Of
 		return err
 	}
 	n.deps.Network = nw
+	if err := n.openPool(nw); err != nil {
+		return fmt.Errorf("pool: %w", err)
+	}
 	if n.cfg.Policy.PoolKey != "" {
 		pool, err := policy.ParsePublicKey(n.cfg.Policy.PoolKey)
 		if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/metrics"
 	"github.com/gpunode/gpunode/node/policy"
+	"github.com/gpunode/gpunode/node/pool"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/node/ui"
 	"github.com/gpunode/gpunode/runtime/docker"
@@ -106,6 +107,10 @@ type Node struct {
 	idle *idle.Workload
 	// challenges answers and poses capacity challenges; nil off the network.
 	challenges *capcheck.Service
+	// poolCoordinator lists the pool's members on a coordinator; poolMember reports to
+	// the coordinator on a member. Both nil outside a pool.
+	poolCoordinator *pool.Coordinator
+	poolMember      *pool.Member
 }
 
 // Open builds a node's real adapters from cfg. A machine without the NVIDIA driver is not
@@ -316,6 +321,7 @@ func (n *Node) Run(ctx context.Context, reload <-chan struct{}) error {
 		g.Go(func() error { return n.poolTopic(gctx) })
 	}
 	g.Go(func() error { return n.idle.Run(gctx) })
+	g.Go(func() error { return n.runPool(gctx) })
 	g.Go(func() error { return n.supervise(gctx) })
 	err = g.Wait()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/gpunode/gpunode/benchmark"
 	"github.com/gpunode/gpunode/job"
@@ -97,6 +98,10 @@ type (
 		Challenge(ctx context.Context, req api.ChallengeRequest) (api.ChallengeResult, error)
 		Verified(peerID string) *api.P2PVerified
 	}
+	// PoolBackend is the pool coordinator's view of its members.
+	PoolBackend interface {
+		Members() api.PoolMembers
+	}
 	// LedgerBackend is the node's money and the jobs it posted, as its store keeps them.
 	LedgerBackend interface {
 		Ledger() ([]api.LedgerEntry, error)
@@ -116,6 +121,7 @@ type Backends struct {
 	Market    MarketBackend
 	Ledger    LedgerBackend
 	Challenge ChallengeBackend
+	Pool      PoolBackend
 }
 
 // Body caps of the routes that take less than apiserver.MaxBody.
@@ -152,7 +158,7 @@ func Routes(b Backends, log *slog.Logger) []apiserver.Route {
 		unavailable = []api.Class{api.ErrNotFound, api.ErrUnavailable}
 		tx          = []api.Class{api.ErrNotFound, api.ErrConflict, api.ErrUnavailable}
 	)
-	st, pol, jb, rt, bench, ip, nw, mk, led, cc := b.Status, b.Policy, b.Jobs, b.Runtime, b.Benchmark, b.IPFS, b.P2P, b.Market, b.Ledger, b.Challenge
+	st, pol, jb, rt, bench, ip, nw, mk, led, cc, pl := b.Status, b.Policy, b.Jobs, b.Runtime, b.Benchmark, b.IPFS, b.P2P, b.Market, b.Ledger, b.Challenge, b.Pool
 	var uploadCap int64 = 1 // an upload route needs a cap; without IPFS it reads nothing
 	if ip != nil {
 		uploadCap = ip.UploadLimit()
@@ -170,6 +176,14 @@ func Routes(b Backends, log *slog.Logger) []apiserver.Route {
 				return nil, off("status")
 			}
 			return st.DoctorReport()
+		})},
+
+		// The pool, on its coordinator.
+		{Pattern: "GET /v1/pool/members", Client: "PoolMembers", Errors: notFound, Handler: apiserver.Get(func(C, P) (api.PoolMembers, error) {
+			if pl == nil {
+				return api.PoolMembers{}, off("pool coordinator ([pool] coordinator = true)")
+			}
+			return pl.Members(), nil
 		})},
 
 		// Policy and admission.
@@ -577,6 +591,9 @@ func (n *Node) backends() Backends {
 	}
 	if n.work != nil {
 		b.Jobs, b.Ledger = n.work.machine, n.work
+	}
+	if n.poolCoordinator != nil {
+		b.Pool = poolMembers{n.poolCoordinator, time.Duration(n.cfg.Pool.HeartbeatBound)}
 	}
 	return b
 }

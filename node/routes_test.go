@@ -80,6 +80,14 @@ func (f fakeChalB) Verified(peerID string) *api.P2PVerified {
 	return &api.P2PVerified{TFLOPS: 2, Passed: true}
 }
 
+// fakePoolB is the pool coordinator's backend.
+type fakePoolB struct{ *routeFakes }
+
+func (f fakePoolB) Members() api.PoolMembers {
+	f.call("Members")
+	return api.PoolMembers{Coordinator: "me", Members: []api.PoolMember{{PeerID: "m1", Alive: true}}}
+}
+
 func (f fakeStatusB) Status() api.Status { f.call("Status"); return api.Status{State: "running"} }
 func (f fakeStatusB) DoctorReport() (json.RawMessage, error) {
 	return json.RawMessage(`{"ok":true}`), f.call("DoctorReport")
@@ -343,6 +351,13 @@ var clientCalls = map[string]func(ctx context.Context, c *api.Client) error{
 		}
 		return err
 	},
+	"PoolMembers": func(ctx context.Context, c *api.Client) error {
+		m, err := c.PoolMembers(ctx)
+		if err == nil && (m.Coordinator != "me" || len(m.Members) != 1 || !m.Members[0].Alive) {
+			return fmt.Errorf("members %+v", m)
+		}
+		return err
+	},
 	"P2POffer": func(ctx context.Context, c *api.Client) error {
 		d, err := c.P2POffer(ctx, "peer", api.Offer{ID: "o1"})
 		if err == nil && (!d.Accepted || d.ID != "o1") {
@@ -375,7 +390,7 @@ var clientCalls = map[string]func(ctx context.Context, c *api.Client) error{
 
 func fakeBackends(f *routeFakes, last *benchmark.Report) Backends {
 	return Backends{Status: fakeStatusB{f}, Policy: fakePolicyB{f}, Jobs: fakeJobsB{f}, Runtime: fakeRuntimeB{f},
-		Benchmark: fakeBenchB{f, last}, IPFS: fakeIPFSB{f}, P2P: fakeP2PB{f}, Market: fakeMarketB{f}, Ledger: fakeLedgerB{f}, Challenge: fakeChalB{f}}
+		Benchmark: fakeBenchB{f, last}, IPFS: fakeIPFSB{f}, P2P: fakeP2PB{f}, Market: fakeMarketB{f}, Ledger: fakeLedgerB{f}, Challenge: fakeChalB{f}, Pool: fakePoolB{f}}
 }
 
 // serveRoutes serves the route table over b on a fresh socket.

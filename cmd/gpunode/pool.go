@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,9 +19,9 @@ import (
 func newPoolCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pool",
-		Short: "Pool operators: keys and signed pool policies",
+		Short: "Pool operators: keys, signed pool policies, members",
 	}
-	cmd.AddCommand(newPoolKeygenCmd(), newPoolSignCmd(), newPoolVerifyCmd(), newPoolPushCmd())
+	cmd.AddCommand(newPoolKeygenCmd(), newPoolSignCmd(), newPoolVerifyCmd(), newPoolPushCmd(), newPoolMembersCmd())
 	return cmd
 }
 
@@ -162,4 +164,52 @@ func newPoolPushCmd() *cobra.Command {
 	}
 	apiSocketVar(cmd.Flags(), &socket)
 	return cmd
+}
+
+func newPoolMembersCmd() *cobra.Command {
+	socket := api.DefaultSocket
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "members",
+		Short: "List the pool's members and their inventory (on the pool's coordinator)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := api.NewClient(socket).PoolMembers(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("pool members: %w", err)
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), m)
+			}
+			return printPoolMembers(cmd.OutOrStdout(), m)
+		},
+	}
+	apiSocketVar(cmd.Flags(), &socket)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	return cmd
+}
+
+// printPoolMembers prints one line per member; a member whose heartbeats stopped is
+// marked gone.
+func printPoolMembers(w io.Writer, m api.PoolMembers) error {
+	fmt.Fprintf(w, "Coordinator %s (members name it as pool.coordinator_peer); gone after %s without a heartbeat\n",
+		m.Coordinator, time.Duration(m.HeartbeatBoundSecs*float64(time.Second)))
+	if len(m.Members) == 0 {
+		_, err := fmt.Fprintln(w, "No member has reported yet.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tSTATE\tACCOUNT\tGPUS\tFREE\tMODEL\tSCORE\tADMISSION\tLAST SEEN")
+	for _, p := range m.Members {
+		state := "alive"
+		if !p.Alive {
+			state = "GONE"
+		}
+		model := p.GPUModel
+		if model == "" {
+			model = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%.2f\t%s\t%s\n", p.PeerID, state, p.Account, p.GPUs, p.FreeGPUs, model, p.Score, p.Admission, p.LastSeen.Format(time.RFC3339))
+	}
+	return tw.Flush()
 }

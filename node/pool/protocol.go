@@ -80,6 +80,9 @@ func NewCoordinator(h host.Host, key crypto.PrivKey, bound time.Duration, log *s
 // Close stops serving heartbeats.
 func (c *Coordinator) Close() { c.h.RemoveStreamHandler(HeartbeatProtocol) }
 
+// ID is the coordinator's peer ID, which members name as their coordinator.
+func (c *Coordinator) ID() peer.ID { return c.h.ID() }
+
 func reason(err error) string {
 	switch {
 	case errors.Is(err, ErrForged):

@@ -18,26 +18,53 @@ import (
 	"math"
 	"math/big"
 	"sort"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gpunode/gpunode/internal/configfile"
 )
 
-// Config is the pool's money configuration ([pool] in the node's file).
+// Config is the node's part in a pool ([pool] in the node's file).
 type Config struct {
+	// Coordinator makes this node its pool's coordinator: members report to it.
+	Coordinator bool `toml:"coordinator"`
+	// CoordinatorPeer, on a member, is the coordinator's libp2p peer ID: the node
+	// reports its inventory to it, and takes dispatches from it alone. Empty: no pool.
+	CoordinatorPeer string `toml:"coordinator_peer"`
+	// Heartbeat is how often a member reports; HeartbeatBound is how long the
+	// coordinator waits for a member's next report before it counts the member gone.
+	Heartbeat      configfile.Duration `toml:"heartbeat"`
+	HeartbeatBound configfile.Duration `toml:"heartbeat_bound"`
 	// FeeBPS is the pool's fee, in basis points (1/100 of a percent) of each job's reward,
 	// kept by the coordinator before the split: 500 = 5 %. At most 10000.
 	FeeBPS uint32 `toml:"fee_bps"`
 }
 
-// Default returns the shipped configuration: no fee.
-func Default() Config { return Config{} }
+// Default returns the shipped configuration: in no pool, no fee.
+func Default() Config {
+	return Config{Heartbeat: configfile.Duration(15 * time.Second), HeartbeatBound: configfile.Duration(time.Minute)}
+}
 
 // Validate reports every problem with the configuration.
 func (c Config) Validate() []error {
+	var errs []error
 	if c.FeeBPS > MaxBPS {
-		return []error{fmt.Errorf("fee_bps: %d is above %d (100 %%)", c.FeeBPS, MaxBPS)}
+		errs = append(errs, fmt.Errorf("fee_bps: %d is above %d (100 %%)", c.FeeBPS, MaxBPS))
 	}
-	return nil
+	if c.Heartbeat <= 0 || c.HeartbeatBound < 2*c.Heartbeat {
+		errs = append(errs, fmt.Errorf("heartbeat_bound: %s must be at least twice heartbeat (%s), so that one lost report does not count a member gone", time.Duration(c.HeartbeatBound), time.Duration(c.Heartbeat)))
+	}
+	if c.CoordinatorPeer != "" {
+		if c.Coordinator {
+			errs = append(errs, errors.New("coordinator_peer: a coordinator reports to no other"))
+		}
+		if _, err := peer.Decode(c.CoordinatorPeer); err != nil {
+			errs = append(errs, fmt.Errorf("coordinator_peer: %q is not a peer ID: %v", c.CoordinatorPeer, err))
+		}
+	}
+	return errs
 }
 
 // MaxBPS is 100 % in basis points.

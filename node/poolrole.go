@@ -1,0 +1,101 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/p2p"
+	"github.com/gpunode/gpunode/node/pool"
+)
+
+// openPool starts the node's part in a pool on its p2p host: the coordinator's heartbeat
+// service, or a member's heartbeats and dispatch handler. A member takes no dispatched
+// job yet: running pool jobs is not built, and it says so in its answer.
+func (n *Node) openPool(nw *p2p.Network) error {
+	cfg := n.cfg.Pool
+	if !cfg.Coordinator && cfg.CoordinatorPeer == "" {
+		return nil
+	}
+	h := nw.Host()
+	key := h.Peerstore().PrivKey(h.ID())
+	if key == nil {
+		return errors.New("pool: the p2p host has no private key")
+	}
+	if cfg.Coordinator {
+		c, err := pool.NewCoordinator(h, key, time.Duration(cfg.HeartbeatBound), n.log, n.reg)
+		if err != nil {
+			return err
+		}
+		n.poolCoordinator = c
+		n.log.Info("pool coordinator: members report here", "coordinator_peer", h.ID().String())
+		return nil
+	}
+	co, err := peer.Decode(cfg.CoordinatorPeer)
+	if err != nil {
+		return fmt.Errorf("pool.coordinator_peer: %w", err)
+	}
+	m, err := pool.NewMember(h, key, co, n.poolInventory, func(context.Context, pool.Dispatch) (bool, string) {
+		return false, "this member does not run pool-dispatched jobs yet"
+	}, n.log, n.reg)
+	if err != nil {
+		return err
+	}
+	n.poolMember = m
+	return nil
+}
+
+// poolInventory is what a member reports in its heartbeats.
+func (n *Node) poolInventory() pool.Heartbeat {
+	st := n.Status()
+	hb := pool.Heartbeat{GPUs: len(st.GPUs), FreeGPUs: len(st.GPUs), Admission: "active"}
+	if st.Chain != nil && common.IsHexAddress(st.Chain.Account) {
+		hb.Account = common.HexToAddress(st.Chain.Account)
+	}
+	if len(st.GPUs) > 0 {
+		hb.GPUModel = st.GPUs[0].Name
+	}
+	if n.work != nil {
+		hb.FreeGPUs = min(n.work.machine.FreeGPUs(), hb.GPUs)
+	}
+	if st.Benchmark != nil {
+		hb.Score = st.Benchmark.RigScore
+	}
+	if st.Admission != nil {
+		hb.Admission = st.Admission.State
+	}
+	return hb
+}
+
+// runPool sends a member's heartbeats until ctx ends.
+func (n *Node) runPool(ctx context.Context) error {
+	if n.poolMember == nil {
+		<-ctx.Done()
+		return nil
+	}
+	defer n.poolMember.Close()
+	return n.poolMember.Run(ctx, time.Duration(n.cfg.Pool.Heartbeat))
+}
+
+// poolMembers serves GET /v1/pool/members from the coordinator.
+type poolMembers struct {
+	c     *pool.Coordinator
+	bound time.Duration
+}
+
+func (p poolMembers) Members() api.PoolMembers {
+	out := api.PoolMembers{Coordinator: p.c.ID().String(), HeartbeatBoundSecs: p.bound.Seconds(), Members: []api.PoolMember{}}
+	for _, m := range p.c.Members() {
+		out.Members = append(out.Members, api.PoolMember{
+			PeerID: m.Member, Account: m.Account.Hex(), GPUs: m.GPUs, FreeGPUs: m.FreeGPUs, GPUModel: m.GPUModel,
+			Score: m.Score, Verified: m.Verified, Admission: m.Admission, Running: m.Running,
+			LastSeen: m.LastSeen.UTC(), Alive: m.Alive,
+		})
+	}
+	return out
+}
