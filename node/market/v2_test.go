@@ -172,3 +172,74 @@ func TestV2Lifecycle(t *testing.T) {
 		t.Fatalf("job after the key release: %s", V2StateName(job.State))
 	}
 }
+
+// TestWatcherFollowsV2: the watcher hands over JobMarketV2 logs beside the JobMarket's,
+// marked and decoded with v2's ABI (the two contracts share event signatures).
+func TestWatcherFollowsV2(t *testing.T) {
+	dep := devchain.StartTest(t, 20*time.Millisecond)
+	depFile := filepath.Join(t.TempDir(), "dep.json")
+	devchain.WriteDeployment(depFile, dep)
+	dir := t.TempDir()
+	w := NewWallet(filepath.Join(dir, "ks"), true)
+	if _, err := w.ImportHex(dep.Accounts[2].PrivateKey, "pw"); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "pw"), []byte("pw"), 0o600)
+	cfg := Default()
+	cfg.Deployment, cfg.Keystore, cfg.PasswordFile = depFile, w.Dir(), filepath.Join(dir, "pw")
+	cfg.CursorFile, cfg.Confirmations, cfg.PollInterval = filepath.Join(dir, "c.json"), 1, 20*time.Millisecond
+	got := make(chan any, 16)
+	m, err := New(cfg, discard(), nil, func(_ context.Context, e Event) error {
+		v, err := DecodeEvent(e)
+		if err != nil {
+			t.Errorf("decode %s (v2 %v): %v", e.Name, e.V2, err)
+			return nil
+		}
+		if _, isV2 := v.(*bindings.JobMarketV2ProviderRegistered); e.V2 != isV2 && e.Name == "ProviderRegistered" {
+			t.Errorf("%s from %s decoded as %T", e.Name, e.Log.Address.Hex(), v)
+		}
+		got <- v
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	v2, err := m.V2()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same event signature on both contracts: each arrives decoded with its own ABI.
+	if _, err := m.RegisterProvider(ctx, "12D3KooWv1", "", common.Hash{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v2.RegisterProvider(ctx, "12D3KooWv2", "", common.Hash{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v2.RegisterValidator(ctx, "12D3KooWv2", big.NewInt(params.Ether)); err != nil {
+		t.Fatal(err)
+	}
+	var v1Reg, v2Reg, v2Val bool
+	for !(v1Reg && v2Reg && v2Val) {
+		select {
+		case v := <-got:
+			switch e := v.(type) {
+			case *bindings.JobMarketProviderRegistered:
+				v1Reg = e.PeerId == "12D3KooWv1"
+			case *bindings.JobMarketV2ProviderRegistered:
+				v2Reg = e.PeerId == "12D3KooWv2"
+			case *bindings.JobMarketV2ValidatorRegistered:
+				v2Val = e.Stake.Cmp(big.NewInt(params.Ether)) == 0
+			}
+		case <-ctx.Done():
+			t.Fatalf("events: v1 registration %v, v2 registration %v, v2 validator %v", v1Reg, v2Reg, v2Val)
+		}
+	}
+	if peer, err := v2.ProviderPeer(ctx, v2.Account()); err != nil || peer != "12D3KooWv2" {
+		t.Fatalf("provider peer on v2: %q, %v", peer, err)
+	}
+}
