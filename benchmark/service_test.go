@@ -7,8 +7,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -71,7 +70,7 @@ func newTestService(t *testing.T, dir string, b Backend) *Service {
 	cfg := Default()
 	cfg.StateDir = dir
 	cfg.Backend = "fake"
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), key, b)
+	s, err := New(cfg, testkit.Discard(), key, b)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"io"
-	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gpunode/gpunode/internal/testkit"
 )
 
 // rigBackend is fakeBackend on a rig whose driver can change and whose runs can fail.
@@ -46,7 +46,7 @@ func newStartService(t *testing.T, dir string, b Backend, onStart bool) *Service
 	_, key, _ := ed25519.GenerateKey(nil)
 	cfg := Default()
 	cfg.StateDir, cfg.Backend, cfg.OnStart = dir, "fake", onStart
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), key, b)
+	s, err := New(cfg, testkit.Discard(), key, b)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ package harness
 import (
 	"context"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/gpunode/gpunode/benchmark"
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/runtime"
 	"github.com/gpunode/gpunode/runtime/docker"
 )
@@ -32,7 +32,7 @@ func TestRuntimeEndToEnd(t *testing.T) {
 	cfg.Instance = "benchmark-test"
 	cfg.StateDir, cfg.LogDir = filepath.Join(dir, "jobs"), filepath.Join(dir, "logs")
 	cfg.ImageCacheBytes = 0
-	rt, err := docker.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rt, err := docker.New(cfg, testkit.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
