@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/runtime/conformance"
 	"github.com/gpunode/gpunode/runtime/docker"
 )
@@ -159,12 +160,7 @@ func bridgeGateway(t testing.TB, cli *client.Client) []string {
 	return out
 }
 
-func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func testLogger(t testing.TB) *slog.Logger { return testkit.Logger(t) }
 
 // instanceFor derives the label instance from the state dir, so that a runtime
 // reopened on the same state dir (a restart) finds its containers and no other test's.

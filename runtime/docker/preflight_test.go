@@ -5,8 +5,6 @@ package docker
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/runtime"
 )
 
@@ -30,7 +29,7 @@ func preflightRuntime(t *testing.T) *Runtime {
 	cfg.Instance = "test-preflight-" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")
 	cfg.StateDir, cfg.LogDir = filepath.Join(dir, "s"), filepath.Join(dir, "l")
 	cfg.DockerConfig = "/nonexistent/config.json"
-	r, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r, err := New(cfg, testkit.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package gpu
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +11,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
+	"github.com/gpunode/gpunode/internal/testkit"
 )
 
 // withTelemetry assigns the telemetry methods the dgxa100 mock leaves unset.
@@ -128,7 +127,7 @@ func TestRealNVMLWithoutDriver(t *testing.T) {
 	for _, p := range []string{"/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1", "/usr/lib64/libnvidia-ml.so.1", "/usr/lib/libnvidia-ml.so.1"} {
 		if _, err := os.Stat(p); err == nil {
 			t.Logf("NVIDIA driver present (%s): checking the real inventory instead", p)
-			inv, err := Open(Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			inv, err := Open(Config{}, testkit.Discard())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,14 +135,14 @@ func TestRealNVMLWithoutDriver(t *testing.T) {
 			return
 		}
 	}
-	_, err := Open(Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, err := Open(Config{}, testkit.Discard())
 	if !errors.Is(err, ErrNoDriver) {
 		t.Fatalf("without a driver: err = %v, want ErrNoDriver", err)
 	}
 }
 
 func TestSimulation(t *testing.T) {
-	inv, err := Open(Config{Simulate: "dgxa100"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	inv, err := Open(Config{Simulate: "dgxa100"}, testkit.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +190,7 @@ func TestWatchHealthRecordsXID(t *testing.T) {
 	srv.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) { return set, nvml.SUCCESS }
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
-	go func() { done <- inv.WatchHealth(ctx, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	go func() { done <- inv.WatchHealth(ctx, testkit.Discard()) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		s, err := inv.Sample(4)

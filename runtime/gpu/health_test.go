@@ -2,7 +2,6 @@ package gpu
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -101,7 +100,7 @@ func TestXIDClasses(t *testing.T) {
 // cannot register and an event wait that reports a lost GPU leave the node running; the
 // lost GPU is found and taken out.
 func TestWatchHealthNeverStopsTheNode(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testkit.Discard()
 	t.Run("no event set", func(t *testing.T) {
 		srv := withTelemetry(dgxa100.New())
 		srv.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) { return nil, nvml.ERROR_UNKNOWN }

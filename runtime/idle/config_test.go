@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gpunode/gpunode/internal/configfile"
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/runtime/idle"
 )
 
@@ -88,5 +89,5 @@ func testLogger() *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return slog.New(slog.DiscardHandler)
+	return testkit.Discard()
 }

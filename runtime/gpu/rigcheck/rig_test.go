@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/gpunode/gpunode/benchmark"
 	"github.com/gpunode/gpunode/benchmark/harness"
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/node/metrics"
 	"github.com/gpunode/gpunode/runtime/docker"
 	"github.com/gpunode/gpunode/runtime/gpu"
@@ -209,7 +209,7 @@ func metricsPerGPU(r *Report, inv *gpu.Inventory) {
 	s := r.Section("metrics")
 	reg := prometheus.NewPedanticRegistry()
 	host, _ := os.Hostname()
-	reg.MustRegister(metrics.NewGPUCollector(inv, host, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	reg.MustRegister(metrics.NewGPUCollector(inv, host, testkit.Discard()))
 	mfs, err := reg.Gather()
 	if err != nil {
 		s.Problem("gather", "%v", err)
@@ -241,7 +241,7 @@ func toolkit(r *Report, inv *gpu.Inventory) *docker.Runtime {
 	cfg.Instance = "gpunode-rigcheck"
 	cfg.StateDir, cfg.LogDir = filepath.Join(dir, "jobs"), filepath.Join(dir, "logs")
 	cfg.ImageCacheBytes = 0
-	rt, err := docker.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rt, err := docker.New(cfg, testkit.Discard())
 	if err != nil {
 		s.Problem("docker", "%v", err)
 		return nil
