@@ -4,8 +4,6 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/gpunode/gpunode/benchmark"
 	"github.com/gpunode/gpunode/contracts/devchain"
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/market"
 )
@@ -23,7 +22,7 @@ import (
 func devChain(t *testing.T) (devchain.Deployment, *market.Client) {
 	t.Helper()
 	d := devchain.StartTest(t, time.Second) // blocks are stamped max(now, parent+1s): faster ones run ahead of the clock
-	c, err := market.Dial(market.ClientConfig{URL: d.RPCURL, CallTimeout: 5 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	c, err := market.Dial(market.ClientConfig{URL: d.RPCURL, CallTimeout: 5 * time.Second}, testkit.Discard(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +37,7 @@ func TestChainRPC(t *testing.T) {
 	want(t, ChainRPC(ctx, c, ChainConfig{URL: d.RPCURL, ID: 1}), Fail, fmt.Sprintf("serves chain %d, the node is configured for chain 1", d.ChainID), FixChainID)
 
 	closedURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	closed, err := market.Dial(market.ClientConfig{URL: closedURL, CallTimeout: 5 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	closed, err := market.Dial(market.ClientConfig{URL: closedURL, CallTimeout: 5 * time.Second}, testkit.Discard(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,13 +5,12 @@ package doctor
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/runtime/docker"
 )
 
@@ -21,7 +20,7 @@ func probe(t *testing.T, host, quota string) *docker.Runtime {
 	cfg := docker.Default()
 	cfg.Host, cfg.OutputQuota = host, quota
 	cfg.Instance = "doctor-test"
-	r, err := docker.NewProbe(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r, err := docker.NewProbe(cfg, testkit.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}

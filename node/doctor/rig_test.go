@@ -4,13 +4,12 @@ package doctor
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/node"
 )
 
@@ -28,7 +27,7 @@ func TestRunSimulatedRig(t *testing.T) {
 	cfg.P2P.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))}
 	t.Cleanup(func() { exec.Command("docker", "image", "rm", "--force", "gpunode-preflight:doctor-test-run").Run() })
 
-	rep := Run(t.Context(), cfg, DefaultOptions(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rep := Run(t.Context(), cfg, DefaultOptions(), testkit.Discard())
 	got := map[string]Result{}
 	for _, c := range rep.Checks {
 		if _, dup := got[c.Name]; dup {
