@@ -19,6 +19,7 @@ import (
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/gpunode/gpunode/internal/testenv"
+	"github.com/gpunode/gpunode/internal/testkit"
 )
 
 // kuboBin returns the kubo binary built by scripts/setup.d/40-kubo.sh.
@@ -176,9 +177,7 @@ func newHost(t testing.TB) host.Host {
 	return h
 }
 
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func testLogger(t testing.TB) *slog.Logger { return testkit.Logger(t) }
 
 // newNode opens an embedded node in dir (a temporary one if empty) on host h.
 func newNode(t testing.TB, dir string, h host.Host, mod func(*Config)) *Node {
