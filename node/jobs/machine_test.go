@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,7 +23,7 @@ import (
 	"github.com/gpunode/gpunode/runtime"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = testkit.Discard()
 
 const image = "registry.local/trainer@sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
