@@ -2,8 +2,6 @@ package metrics
 
 import (
 	"bytes"
-	"io"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -14,10 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/runtime/gpu"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = testkit.Discard()
 
 // mockRig is go-nvml's dgxa100 mock with fixed telemetry and predictable UUIDs.
 func mockRig(t *testing.T) (*dgxa100.Server, *gpu.Inventory) {
