@@ -4,17 +4,17 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discard() *slog.Logger { return testkit.Discard() }
 
 const poolPolicy = `version = 1
 [images]

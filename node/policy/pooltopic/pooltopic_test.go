@@ -3,8 +3,6 @@ package pooltopic
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,7 +55,7 @@ func newNode(t *testing.T, poolKey string, local string) *node {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	h, err := policy.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
+	h, err := policy.New(cfg, testkit.Discard(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +89,7 @@ func TestPoolPolicyOverLibp2p(t *testing.T) {
 	op := newNode(t, poolKey, "")
 	member := newNode(t, poolKey, "version = 1\n[limits]\nmax_gpus = 2\n")
 	cfg := Config{Republish: 300 * time.Millisecond, Poll: 100 * time.Millisecond}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testkit.Discard()
 	errc := make(chan error, 2)
 	go func() { errc <- Run(ctx, cfg, opPS, opHost.ID(), pub, op.holder, log) }()
 	go func() { errc <- Run(ctx, cfg, memPS, memHost.ID(), pub, member.holder, log) }()
