@@ -2,7 +2,6 @@ package ui
 
 import (
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gpunode/gpunode/internal/testkit"
 )
 
 // backend stands for the control API: a few real routes of each kind, and a record of
@@ -161,7 +162,7 @@ func TestValidate(t *testing.T) {
 func TestServeRefusesShortToken(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(f, []byte("short\n"), 0o600)
-	err := Serve(t.Context(), Config{Listen: "127.0.0.1:0", TokenFile: f}, newBackend(""), slog.New(slog.DiscardHandler))
+	err := Serve(t.Context(), Config{Listen: "127.0.0.1:0", TokenFile: f}, newBackend(""), testkit.Discard())
 	if err == nil || !strings.Contains(err.Error(), "at least 16") {
 		t.Fatalf("Serve with a short token: %v", err)
 	}
