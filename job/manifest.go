@@ -76,9 +76,12 @@ type Resources struct {
 	GPUs         int     `json:"gpus"`
 	GPUMemoryMiB int64   `json:"gpu_memory_mib,omitempty"`
 	MinScore     float64 `json:"min_score,omitempty"`
-	CPUs         float64 `json:"cpus,omitempty"`
-	MemoryMiB    int64   `json:"memory_mib,omitempty"`
-	DiskMiB      int64   `json:"disk_mib,omitempty"`
+	// MinVerifiedScore is the throughput (TFLOPS) a capacity challenge must have verified
+	// of the rig (benchmark/challenge): a rig without such an attestation declines.
+	MinVerifiedScore float64 `json:"min_verified_score,omitempty"`
+	CPUs             float64 `json:"cpus,omitempty"`
+	MemoryMiB        int64   `json:"memory_mib,omitempty"`
+	DiskMiB          int64   `json:"disk_mib,omitempty"`
 }
 
 // Input is one read-only mount: exactly one of CID, Dataset and File is set.
@@ -303,6 +306,9 @@ func (m *Manifest) Validate() []error {
 	}
 	if r.MinScore > MaxMinScore || math.IsNaN(r.MinScore) {
 		bad("resources.min_score: %v out of range 0..%g", r.MinScore, MaxMinScore)
+	}
+	if r.MinVerifiedScore < 0 || r.MinVerifiedScore > MaxMinScore || math.IsNaN(r.MinVerifiedScore) {
+		bad("resources.min_verified_score: %v out of range 0..%g", r.MinVerifiedScore, MaxMinScore)
 	}
 	if len(m.Inputs) > 64 {
 		bad("inputs: more than 64")

@@ -68,6 +68,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"every reserved name at once", strings.Replace(v, `"SEED": "42"`, `"LD_PRELOAD": "a", "NVIDIA_VISIBLE_DEVICES": "all", "SEED": "1"`, 1), []string{"env LD_PRELOAD", "env NVIDIA_VISIBLE_DEVICES"}},
 		{"memory overflows bytes", strings.Replace(v, `"memory_mib": 65536`, `"memory_mib": 9007199254740992`, 1), []string{"memory_mib and gpu_memory_mib must be at most"}},
 		{"absurd amounts", strings.NewReplacer(`"cpus": 8`, `"cpus": 100000`, `"disk_mib": 102400`, `"disk_mib": 1099511627777`, `"min_score": 100`, `"min_score": 1e300`).Replace(v), []string{"resources.cpus", "resources.disk_mib", "resources.min_score"}},
+		{"min_verified_score out of range", strings.Replace(v, `"min_score": 100`, `"min_score": 100, "min_verified_score": -1`, 1), []string{"resources.min_verified_score"}},
 		{"a century", strings.Replace(v, `"6h"`, `"876000h"`, 1), []string{"max_duration: must be positive and at most"}},
 		{"output past a petabyte", strings.Replace(v, `"max_bytes": 1073741824`, `"max_bytes": 1125899906842625`, 1), []string{"output.max_bytes"}},
 		{"threshold past the contract", strings.Replace(v, `"threshold": 0.9`, `"threshold": 5000`, 1), []string{"evaluation.threshold"}},
@@ -126,6 +127,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"version":1,"network":{"mode":"egress","domains":["pypi.org"]}}`))
 	f.Add([]byte(`null`))
+	f.Add(bytes.Replace(valid, []byte(`"min_score": 100`), []byte(`"min_score": 100, "min_verified_score": 2.5`), 1))
 	f.Add([]byte(strings.NewReplacer(`"version": 1`, `"version": 2`, `"metric":`, `"direction": "lower", "metric":`).Replace(string(valid))))
 	f.Add(bytes.Replace(valid, []byte(`"memory_mib": 65536`), []byte(`"memory_mib": 17592186044416`), 1))
 	f.Fuzz(func(t *testing.T, b []byte) {

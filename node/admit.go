@@ -71,9 +71,9 @@ func PricePerGPUHour(rewardWei string, m *job.Manifest) *big.Int {
 // nodeState reads the rig's GPUs for the policy: model, hottest temperature, largest draw.
 // GPUs out of service are not counted. Each reading counts field by field: a GPU that
 // does not report its power (some GeForce cards) still reports its temperature.
-func nodeState(g GPUs) func() policy.NodeState {
+func nodeState(g GPUs, verified func() float64) func() policy.NodeState {
 	return func() policy.NodeState {
-		s := policy.NodeState{Now: time.Now()}
+		s := policy.NodeState{Now: time.Now(), VerifiedTFLOPS: verified()}
 		if g == nil {
 			return s
 		}

@@ -63,3 +63,18 @@ func (n *Node) openChallenges(hb *harness.Backend) error {
 	n.challenges = svc
 	return nil
 }
+
+// verifiedTFLOPS is the best throughput a passing attestation this rig holds verified, 0
+// without one: what manifests' resources.min_verified_score is checked against.
+func (n *Node) verifiedTFLOPS() float64 {
+	if n.challenges == nil {
+		return 0
+	}
+	best := 0.0
+	for _, a := range n.challenges.Received() {
+		if a.Passed {
+			best = max(best, a.TFLOPS)
+		}
+	}
+	return best
+}

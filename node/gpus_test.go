@@ -94,7 +94,7 @@ func TestNodeRunsOnSevenGPUs(t *testing.T) {
 	if len(st.GPUs) != 8 || st.GPUs[3].Healthy || st.GPUs[3].Error == "" || !st.GPUs[2].Healthy || st.GPUs[2].Sample == nil {
 		t.Errorf("status gpus: %+v", st.GPUs)
 	}
-	if ns := nodeState(deps.GPUs)(); ns.GPUs != 7 || ns.MaxGPUTempC != 60 {
+	if ns := nodeState(deps.GPUs, func() float64 { return 0 })(); ns.GPUs != 7 || ns.MaxGPUTempC != 60 {
 		t.Errorf("policy node state: %+v", ns)
 	}
 	// The health watcher could not create its event set: it said so and the node runs on.

@@ -250,7 +250,7 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	pol.ObserveNode(nodeState(deps.GPUs))
+	pol.ObserveNode(nodeState(deps.GPUs, n.verifiedTFLOPS))
 	n.policy = pol
 	if deps.Benchmark != nil {
 		if err := deps.Benchmark.Register(n.reg); err != nil {

@@ -157,6 +157,7 @@ func newJobOfferCmd() *cobra.Command {
 		peerID, price string
 		gpus          int
 		maxDuration   time.Duration
+		check         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "offer ID --peer PEER_ID",
@@ -173,6 +174,7 @@ taking it, or declined and why. The reward is still paid from the job's escrow.`
 	f.IntVar(&gpus, "gpus", 0, "GPUs the job needs (the rig declines if fewer are free)")
 	f.StringVar(&price, "price", "0", "offered price in wei per GPU-hour (the rig declines below its ask)")
 	f.DurationVar(&maxDuration, "max-duration", time.Hour, "the job's longest run")
+	f.BoolVar(&check, "challenge", true, "challenge the rig's claimed capacity first and offer nothing to a rig that fails")
 	cmd.MarkFlagRequired("peer")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		c := api.NewClient(*socket)
@@ -182,6 +184,20 @@ taking it, or declined and why. The reward is still paid from the job's escrow.`
 		}
 		if cj.ManifestCID == "" {
 			return fmt.Errorf("job %s: its manifest is not known to this node's chain client", args[0])
+		}
+		if check {
+			r, err := c.Challenge(cmd.Context(), api.ChallengeRequest{PeerID: peerID})
+			if err != nil {
+				return fmt.Errorf("challenge %s: %w (offer without it: --challenge=false)", peerID, err)
+			}
+			switch r.Verdict {
+			case "failed":
+				return fmt.Errorf("job %s: not offered: %s failed the capacity challenge (%s: %s)", cj.JobID, peerID, r.Failed, r.Reason)
+			case "passed":
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: verified %.4f TFLOPS (%s n=%d), claimed %.4f\n", peerID, r.VerifiedTFLOPS, r.Precision, r.N, r.ClaimedTFLOPS)
+			default:
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: not verified: %s\n", peerID, r.Reason)
+			}
 		}
 		offer := offers.Make(cj.JobID, cj.ManifestCID, offers.Terms{GPUs: gpus, PricePerGPUHour: price, MaxDuration: maxDuration}, time.Now())
 		d, err := c.P2POffer(cmd.Context(), peerID, api.Offer(offer))

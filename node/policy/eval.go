@@ -35,6 +35,9 @@ type NodeState struct {
 	// MaxGPUTempC and MaxGPUPowerW are the hottest GPU and the largest draw right now.
 	MaxGPUTempC  float64 `json:"max_gpu_temp_c"`
 	MaxGPUPowerW float64 `json:"max_gpu_power_w"`
+	// VerifiedTFLOPS is the best throughput a capacity challenge verified of this rig
+	// (a passing attestation it holds), 0 if none.
+	VerifiedTFLOPS float64 `json:"verified_tflops"`
 	// Now is the time of the decision.
 	Now time.Time `json:"now"`
 }
@@ -187,6 +190,10 @@ func (s *Set) Evaluate(r Request, st Stage) Decision {
 		checks = append(checks, l.p.evaluate(l.name, r, st)...)
 	}
 	checks = append(checks, datasetChecks(ls, r)...)
+	if min := r.Manifest.Resources.MinVerifiedScore; min > 0 {
+		checks = append(checks, Check{Layer: "node", Rule: "resources.min_verified_score", Kind: KindGPUs, Pass: r.Node.VerifiedTFLOPS >= min,
+			Detail: fmt.Sprintf("job needs %g TFLOPS verified by a capacity challenge; this rig holds %g (a peer verifies it with `gpunode bench challenge`)", min, r.Node.VerifiedTFLOPS)})
+	}
 	if st == Offer {
 		checks = append(checks, marketChecks(ls, r)...)
 	}

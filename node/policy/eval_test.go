@@ -231,6 +231,32 @@ func TestEvaluateDefaultAllowsPlainJob(t *testing.T) {
 	}
 }
 
+// TestMinVerifiedScore: a job asking for capacity verified by a challenge is declined by a
+// rig that holds no attestation of as much, taken by one that does.
+func TestMinVerifiedScore(t *testing.T) {
+	r := testRequest(t)
+	r.Manifest.Resources.MinVerifiedScore = 0.5
+	for _, c := range []struct {
+		verified float64
+		allow    bool
+	}{{0, false}, {0.49, false}, {0.5, true}, {3, true}} {
+		r.Node.VerifiedTFLOPS = c.verified
+		d := (&Set{}).Evaluate(r, Offer)
+		if d.Allow != c.allow {
+			t.Errorf("verified %g: allow %v, want %v:\n%s", c.verified, d.Allow, c.allow, explain(d))
+		}
+		found := false
+		for _, ch := range d.Checks {
+			if ch.Rule == "resources.min_verified_score" {
+				found = ch.Pass == c.allow && strings.Contains(ch.Detail, "gpunode bench challenge")
+			}
+		}
+		if !found {
+			t.Errorf("verified %g: no resources.min_verified_score check that says how to get verified:\n%s", c.verified, explain(d))
+		}
+	}
+}
+
 func TestEvaluateLayersMustAllAllow(t *testing.T) {
 	pool := mustParse(t, "[limits]\nmax_gpus = 4\n[sponsors]\ndeny = [\""+sponsorB+"\"]\n")
 	local := mustParse(t, "[limits]\nmax_gpus = 1\n")
