@@ -50,7 +50,12 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 // same state and socket.
 func startDaemonIn(t *testing.T, dir string, args ...string) *daemon {
 	t.Helper()
-	bin := testenv.Binary(t)
+	return startDaemonBin(t, testenv.Binary(t), dir, args...)
+}
+
+// startDaemonBin is startDaemonIn with another build of gpunode.
+func startDaemonBin(t *testing.T, bin, dir string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{
 		socket:  filepath.Join(dir, "api.sock"),
 		metrics: freeAddr(t),
