@@ -20,7 +20,7 @@ import (
 func TestBenchQuickCPU(t *testing.T) {
 	bin := testenv.Binary(t)
 	data := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, bin, "bench", "--profile", "quick", "--backend", "cpu", "--data-dir", data)

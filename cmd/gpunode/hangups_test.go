@@ -9,7 +9,7 @@ import (
 
 // TestHangupsReload: SIGHUP to the daemon's process becomes a reload, and ends nothing.
 func TestHangupsReload(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	reload := hangups(ctx) // subscribed on return: a SIGHUP no longer kills the test
 	for range 3 {

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"math/big"
@@ -101,7 +100,7 @@ func startDevchain(t *testing.T) devchain.Deployment {
 // leaveCredit has dev account i post and cancel a job worth 1.001 ETH.
 func leaveCredit(t *testing.T, dep devchain.Deployment, i int) {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c, err := market.Dial(market.ClientConfig{URL: dep.RPCURL}, log, nil)
 	if err != nil {
