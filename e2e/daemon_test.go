@@ -78,7 +78,7 @@ func startDaemonBin(t *testing.T, bin, dir string, args ...string) *daemon {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		_, err := api.NewClient(d.socket).Status(ctx)
 		cancel()
 		if err == nil {

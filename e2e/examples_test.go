@@ -141,7 +141,7 @@ func openDocker(t *testing.T, allow ...string) *docker.Runtime {
 
 func runJob(t *testing.T, rt *docker.Runtime, spec runtime.Spec) runtime.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	if _, err := rt.Start(ctx, spec); err != nil {
 		t.Fatalf("start %s: %v", spec.JobID, err)
@@ -215,7 +215,7 @@ func TestExampleTrainsOnPrivateDataAndValidates(t *testing.T) {
 		job, cid, hash string
 		pass           bool
 	}{{"good", "good", goodHash, true}, {"poor", "poor", poorHash, false}} {
-		verdict, err := v.Validate(context.Background(), validator.Task{
+		verdict, err := v.Validate(t.Context(), validator.Task{
 			JobID: tc.job, CheckpointCID: tc.cid, ResultHash: tc.hash, EvalImage: eval,
 			EvalCommand: []string{"/eval-bin", "-checkpoint", "/checkpoint", "-out", "/out"},
 			Metric:      "accuracy", Threshold: 900000,

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -72,7 +71,7 @@ func imageSize(t *testing.T, id string) int64 {
 // method and job id each calls on the JobMarket.
 func (l *loop) providerTxs(t *testing.T, from uint64) []providerTx {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	a, err := abi.JSON(strings.NewReader(bindings.JobMarketMetaData.ABI))
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +123,7 @@ type providerTx struct{ hash, method, jobID string }
 func TestHostileSponsor(t *testing.T) {
 	l := startLoop(t)
 	testenv.Attack(t, "jobs", "hostile jobs among a good one: the provider's balance and bond")
-	ctx := context.Background()
+	ctx := t.Context()
 	bigImage := pushImage(t, l.registry, paddedImage(t, exampleImage(t, "trainer"), 8<<20), "big")
 	maxImage := imageSize(t, exampleImage(t, "trainer")) + 4<<20
 	const goodBond, maxBond, greedyBond = "100000000000000000", "200000000000000000", "500000000000000000"

@@ -268,7 +268,7 @@ func (l *loop) postWith(t *testing.T, body []byte, hash string, edit func(r *api
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "bad.json")
 	os.WriteFile(path, body, 0o644)
-	added, err := l.sponsor.api().IPFSUpload(context.Background(), path, "")
+	added, err := l.sponsor.api().IPFSUpload(t.Context(), path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func (l *loop) postWith(t *testing.T, body []byte, hash string, edit func(r *api
 	if edit != nil {
 		edit(&req)
 	}
-	res, err := l.sponsor.api().PostJob(context.Background(), req)
+	res, err := l.sponsor.api().PostJob(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func (l *loop) chainJob(t *testing.T, id string) bindings.JobMarketJob {
 	t.Helper()
 	n, _ := new(big.Int).SetString(id, 10)
 	a := bindings.NewJobMarket()
-	out, err := l.eth.CallContract(context.Background(), ethereum.CallMsg{To: &l.dep.JobMarket, Data: a.PackGetJob(n)}, nil)
+	out, err := l.eth.CallContract(t.Context(), ethereum.CallMsg{To: &l.dep.JobMarket, Data: a.PackGetJob(n)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +346,7 @@ func (l *loop) chainJob(t *testing.T, id string) bindings.JobMarketJob {
 func (l *loop) credit(t *testing.T, who common.Address) *big.Int {
 	t.Helper()
 	a := bindings.NewJobMarket()
-	out, err := l.eth.CallContract(context.Background(), ethereum.CallMsg{To: &l.dep.JobMarket, Data: a.PackCredit(common.Address{}, who)}, nil)
+	out, err := l.eth.CallContract(t.Context(), ethereum.CallMsg{To: &l.dep.JobMarket, Data: a.PackCredit(common.Address{}, who)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func (l *loop) credit(t *testing.T, who common.Address) *big.Int {
 // submissions returns every ResultSubmitted event of job id.
 func (l *loop) submissions(t *testing.T, id string) []*bindings.JobMarketResultSubmitted {
 	t.Helper()
-	logs, err := l.eth.FilterLogs(context.Background(), ethereum.FilterQuery{FromBlock: big.NewInt(int64(l.dep.DeployBlock)), Addresses: []common.Address{l.dep.JobMarket}})
+	logs, err := l.eth.FilterLogs(t.Context(), ethereum.FilterQuery{FromBlock: big.NewInt(int64(l.dep.DeployBlock)), Addresses: []common.Address{l.dep.JobMarket}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +377,7 @@ func (l *loop) submissions(t *testing.T, id string) []*bindings.JobMarketResultS
 // gasCost is what transaction tx cost its sender in fees.
 func (l *loop) gasCost(t *testing.T, tx string) *big.Int {
 	t.Helper()
-	r, err := l.eth.TransactionReceipt(context.Background(), common.HexToHash(tx))
+	r, err := l.eth.TransactionReceipt(t.Context(), common.HexToHash(tx))
 	if err != nil {
 		t.Fatalf("receipt %s: %v", tx, err)
 	}
@@ -386,7 +386,7 @@ func (l *loop) gasCost(t *testing.T, tx string) *big.Int {
 
 func (l *loop) balance(t *testing.T, who common.Address) *big.Int {
 	t.Helper()
-	b, err := l.eth.BalanceAt(context.Background(), who, nil)
+	b, err := l.eth.BalanceAt(t.Context(), who, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +426,7 @@ func wei(s string) *big.Int {
 // side by side, and the provider killed twice in the middle of a job.
 func TestJobLoop(t *testing.T) {
 	l := startLoop(t)
-	ctx := context.Background()
+	ctx := t.Context()
 
 	localData := []any{map[string]any{"dataset": "digits", "path": "/data"}}
 

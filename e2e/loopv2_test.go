@@ -32,7 +32,7 @@ func (l *loop) v2As(t *testing.T, i int) *market.V2 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := market.DialV2(context.Background(), market.V2Dial{URL: l.dep.RPCURL, ChainID: l.dep.ChainID, Contract: l.dep.JobMarketV2,
+	v, err := market.DialV2(t.Context(), market.V2Dial{URL: l.dep.RPCURL, ChainID: l.dep.ChainID, Contract: l.dep.JobMarketV2,
 		StartBlock: l.dep.DeployBlock, Confirmations: 1}, key, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func (l *loop) v2As(t *testing.T, i int) *market.V2 {
 // the checkpoint with that key, and sees the commits and reveals with job status.
 func TestJobLoopV2(t *testing.T) {
 	l := startLoop(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	depFile := filepath.Join(t.TempDir(), "devchain.json")
 	if err := devchain.WriteDeployment(depFile, l.dep); err != nil {

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,7 @@ import (
 // TestThreeDaemonsFindEachOther: three daemons on 127.0.0.1-3 meet through one
 // bootstrap address, and `gpunode market` on each lists the other two.
 func TestThreeDaemonsFindEachOther(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	first := startDaemon(t, "--simulate-gpus", "dgxa100", "--config", p2pConfig(t, "127.0.0.1", nil))
 	var boot string
 	deadline := time.Now().Add(30 * time.Second)

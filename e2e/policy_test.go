@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -184,7 +183,7 @@ func TestPoolPolicyBetweenDaemons(t *testing.T) {
 	if out, err := gpunode(t, "pool", "push", signed, "--api-socket", first.socket); err != nil {
 		t.Fatalf("push: %v\n%s", err, out)
 	}
-	ctx := context.Background()
+	ctx := t.Context()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		st, err := api.NewClient(second.socket).Policy(ctx)
@@ -203,7 +202,7 @@ func loopbackAddr(t *testing.T, d *daemon) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		p, err := api.NewClient(d.socket).P2PPeers(context.Background())
+		p, err := api.NewClient(d.socket).P2PPeers(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
