@@ -53,7 +53,7 @@ func TestBenchmarkWired(t *testing.T) {
 		t.Fatal("status shows a benchmark before any ran")
 	}
 	c := api.NewClient(n.cfg.API.Socket)
-	ctx := context.Background()
+	ctx := t.Context()
 	waitSocket(t, n.cfg.API.Socket)
 	if _, err := c.RunBenchmark(ctx, api.BenchmarkRequest{}); err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func waitSocket(t *testing.T, socket string) {
 	c := api.NewClient(socket)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := c.Status(context.Background()); err == nil {
+		if _, err := c.Status(t.Context()); err == nil {
 			return
 		} else if time.Now().After(deadline) {
 			t.Fatalf("control API on %s: %v", socket, err)

@@ -194,7 +194,7 @@ func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *m
 	}
 	n.work = openWork(cfg, workDeps{Market: m, Store: st, Content: content, Runtime: rt, DutyPolicy: o.policy,
 		PeerID: fmt.Sprintf("12D3KooWtestpeer%d", account), RetryGap: 50 * time.Millisecond}, quietLog())
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { m.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; n.work.duties.Wait(); n.work.ledger.Wait() })
@@ -208,7 +208,7 @@ func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *m
 // chain side does.
 func (n *chainNode) open(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { n.work.machine.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -247,7 +247,7 @@ func waitJobState(t *testing.T, machine *jobs.Machine, id string, want jobs.Stat
 // job completes, and the provider's and validators' credits are exactly the contract's.
 func TestChainJobPaid(t *testing.T) {
 	dep := startDevchain(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
 
@@ -388,7 +388,7 @@ func dialClient(t *testing.T, dep devchain.Deployment) *market.Client {
 // answers the offer with that. Offers that do not name a posted job are declined.
 func TestOfferedJob(t *testing.T) {
 	dep := startDevchain(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
 	provider := newChainNode(t, dep, 1, content, nodeOpts{closed: true})
@@ -471,7 +471,7 @@ func TestOfferedJob(t *testing.T) {
 // accept deadline passes, and the whole escrow is credited back.
 func TestSponsorReclaims(t *testing.T) {
 	dep := startDevchain(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
 	sponsor := newChainNode(t, dep, 4, content)
@@ -517,7 +517,7 @@ func TestSponsorReclaims(t *testing.T) {
 // published.
 func TestProviderRegistersReport(t *testing.T) {
 	dep := startDevchain(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	provider := newChainNode(t, dep, 1, &memContent{blobs: map[string][]byte{}, trees: map[string]string{}})
 	var cid string
 	var hash common.Hash
@@ -558,7 +558,7 @@ func TestProviderRegistersReport(t *testing.T) {
 // sponsor the reward and the unearned fees.
 func TestValidatorsNoShow(t *testing.T) {
 	dep := startDevchain(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
 	jcfg := jobs.Default()

@@ -36,7 +36,7 @@ func parsePolicy(t *testing.T, body string) *policy.Set {
 // attestation.
 func TestValidatorDeclinesDuty(t *testing.T) {
 	dep := startDevchain(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
 	jcfg := jobs.Default()

@@ -26,7 +26,7 @@ const ledgerHelp = `# HELP gpunode_earned_wei_total Credited to the node by the 
 // the credit still on chain in that token) and in the metrics, apart from ETH.
 func TestTokenEarnings(t *testing.T) {
 	dep := startDevchain(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
 	provider, validator, sponsor := newChainNode(t, dep, 1, content), newChainNode(t, dep, 2, content), newChainNode(t, dep, 4, content)

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"slices"
@@ -134,14 +133,14 @@ func TestHarnessOutputUnderDataDir(t *testing.T) {
 func TestBenchmarkReservesGPUs(t *testing.T) {
 	m := jobs.New(jobs.Default(), jobs.Deps{GPUs: []string{"GPU-a", "MIG-b"}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	r := allocatorGPUs{m}
-	gpus, release, err := r.Reserve(context.Background())
+	gpus, release, err := r.Reserve(t.Context())
 	if err != nil || !slices.Equal(gpus, []string{"GPU-a", "MIG-b"}) {
 		t.Fatalf("reserve: %v %v", gpus, err)
 	}
 	if m.FreeGPUs() != 0 {
 		t.Errorf("%d GPUs free for jobs during the benchmark", m.FreeGPUs())
 	}
-	if _, _, err := r.Reserve(context.Background()); err != nil {
+	if _, _, err := r.Reserve(t.Context()); err != nil {
 		t.Errorf("the benchmark's own second reservation: %v", err)
 	}
 	release()

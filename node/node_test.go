@@ -68,7 +68,7 @@ func startNode(t *testing.T, deps Deps) (n *Node, stop func() error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx, nil) }()
 	var once sync.Once

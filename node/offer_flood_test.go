@@ -111,7 +111,7 @@ func offerNetwork(t *testing.T, bootstrap []string, edit func(*p2p.Config), offe
 	snapshot := func(context.Context) (capacity.Capacity, error) {
 		return capacity.Capacity{PricePerGPUHour: "0", SoftwareVersion: "test"}, nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	nw, err := p2p.New(ctx, cfg, p2p.Deps{DataDir: t.TempDir(), EthKey: key, Snapshot: snapshot, Offers: offers, Log: quietLog()})
 	if err != nil {
 		cancel()
@@ -130,7 +130,7 @@ func offerNetwork(t *testing.T, bootstrap []string, edit func(*p2p.Config), offe
 // the wire to the chain. The same job offered again costs no lookup at all.
 func TestOfferFloodChainCalls(t *testing.T) {
 	dep := startDevchain(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
 	counter, proxy := countRPC(t, dep.RPCURL)

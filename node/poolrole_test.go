@@ -36,7 +36,7 @@ func poolNode(t *testing.T, nw *p2p.Network, edit func(*pool.Config), deps Deps)
 	if err := n.openPool(nw); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx, nil) }()
 	stopped := false

@@ -405,7 +405,7 @@ func serveRoutes(t *testing.T, b Backends) *api.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -421,7 +421,7 @@ func TestRouteTable(t *testing.T) {
 	c := serveRoutes(t, fakeBackends(f, &benchmark.Report{Backend: "cpu"}))
 	none := serveRoutes(t, Backends{})
 	clientType := reflect.TypeOf(c)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 
 	tested := map[string]bool{}
@@ -484,7 +484,7 @@ func TestRouteTable(t *testing.T) {
 func TestRouteErrorMapping(t *testing.T) {
 	f := &routeFakes{}
 	c := serveRoutes(t, fakeBackends(f, nil))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	for _, tc := range []struct {
 		client string
