@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gpunode/gpunode/benchmark"
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/p2p"
 )
@@ -101,13 +103,9 @@ func TestOpenBenchmarkCPUOnly(t *testing.T) {
 func waitSocket(t *testing.T, socket string) {
 	t.Helper()
 	c := api.NewClient(socket)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := c.Status(t.Context()); err == nil {
-			return
-		} else if time.Now().After(deadline) {
-			t.Fatalf("control API on %s: %v", socket, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var err error
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		_, err = c.Status(t.Context())
+		return err == nil
+	}, "control API on %s: %v", socket, testkit.Lazy(func() string { return fmt.Sprint(err) }))
 }

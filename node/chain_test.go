@@ -25,6 +25,7 @@ import (
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/contracts/devchain"
 	"github.com/gpunode/gpunode/internal/configfile"
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/duties"
@@ -228,18 +229,15 @@ func testManifest(content *memContent) (string, [32]byte) {
 // ends in another state.
 func waitJobState(t *testing.T, machine *jobs.Machine, id string, want jobs.State, limit time.Duration) {
 	t.Helper()
-	for deadline := time.Now().Add(limit); ; time.Sleep(20 * time.Millisecond) {
-		j, err := machine.Get(id)
-		if err == nil && j.State == want {
-			return
-		}
-		if err == nil && j.State.Terminal() {
+	var j jobs.Job
+	var err error
+	testkit.Eventually(t, limit, func() bool {
+		j, err = machine.Get(id)
+		if err == nil && j.State != want && j.State.Terminal() {
 			t.Fatalf("job %s ended %s: %s", id, j.State, j.Reason)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s not %s after %s: %+v %v", id, want, limit, j, err)
-		}
-	}
+		return err == nil && j.State == want
+	}, "job %s not %s: %v", id, want, testkit.Lazy(func() string { return fmt.Sprintf("%+v %v", j, err) }))
 }
 
 // TestChainJobPaid runs a job through the real contract on a dev chain: a provider node

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/runtime"
 	"github.com/gpunode/gpunode/runtime/docker"
@@ -90,18 +92,17 @@ func startNode(t *testing.T, deps Deps) (n *Node, stop func() error) {
 
 func waitCheck(t *testing.T, n *Node, name string, ok bool) api.Check {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var found api.Check
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		for _, c := range n.Status().Checks {
 			if c.Name == name && c.OK == ok {
-				return c
+				found = c
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("check %s never became ok=%v: %+v", name, ok, n.Status().Checks)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false
+	}, "check %s never became ok=%v: %v", name, ok, testkit.Lazy(func() string { return fmt.Sprintf("%+v", n.Status().Checks) }))
+	return found
 }
 
 func TestToolkitPreflightOnRealGPUs(t *testing.T) {
