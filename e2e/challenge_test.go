@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpunode/gpunode/internal/configfile"
 	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/node/api"
 )
@@ -29,19 +30,14 @@ func cheatBinary(t *testing.T) string {
 	return bin
 }
 
-// challengeConfig is p2pConfig with small challenges, so that the test is quick.
+// challengeConfig is p2pConfig with small challenges, so that the test is quick, and
+// records republished every 2 s, so that a rig's new attestations travel quickly.
 func challengeConfig(t *testing.T, ip string, bootstrap []string) string {
 	t.Helper()
-	path := p2pConfig(t, ip, bootstrap)
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString("\n[challenge]\nn = 512\ndeadline_s = 120.0\n"); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	cfg := loopbackConfig(ip, bootstrap)
+	cfg.P2P.RepublishInterval = configfile.Duration(2 * time.Second)
+	cfg.Challenge.N = 512
+	return writeConfig(t, cfg)
 }
 
 // TestChallengeThreeDaemons: three daemons on loopback; the first challenges the second
@@ -134,6 +130,26 @@ func TestChallengeThreeDaemons(t *testing.T) {
 	}
 	if !ok {
 		t.Fatalf("the challenger's market does not show B verified and C failed: %+v", m)
+	}
+
+	// The honest rig's record carries the attestation: the cheat, which never challenged
+	// it, sees it verified by the first daemon.
+	idA := id(a)
+	ok = false
+	for end := time.Now().Add(60 * time.Second); !ok && time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		view, err := api.NewClient(c.socket).P2PMarket(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range view.Records {
+			if r.PeerID == idB && r.Verified != nil && r.Verified.Passed && r.Verified.By == idA && len(r.Attestations) == 1 {
+				ok = true
+			}
+		}
+		m = view
+	}
+	if !ok {
+		t.Fatalf("the honest rig's record, as a third node sees it, carries no attestation by the challenger: %+v", m)
 	}
 
 	// resources.min_verified_score: the honest rig holds a passing attestation and takes

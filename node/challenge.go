@@ -1,15 +1,19 @@
 package node
 
 import (
+	"encoding/json"
 	"fmt"
+	"sort"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/gpunode/gpunode/benchmark/challenge"
 	"github.com/gpunode/gpunode/benchmark/cpu"
 	"github.com/gpunode/gpunode/benchmark/harness"
+	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/capcheck"
 	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/node/p2p/capacity"
 )
 
 // openChallenges starts the capacity challenges on the network's host: the rig answers
@@ -77,4 +81,42 @@ func (n *Node) verifiedTFLOPS() float64 {
 		}
 	}
 	return best
+}
+
+// attestations are the passing attestations the capacity record carries: the best
+// capacity.MaxAttestations by verified throughput.
+func (n *Node) attestations() []json.RawMessage {
+	if n.challenges == nil {
+		return nil
+	}
+	var pass []*challenge.Attestation
+	for _, a := range n.challenges.Received() {
+		if a.Passed {
+			pass = append(pass, a)
+		}
+	}
+	sort.SliceStable(pass, func(i, j int) bool { return pass[i].TFLOPS > pass[j].TFLOPS })
+	var out []json.RawMessage
+	for _, a := range pass[:min(len(pass), capacity.MaxAttestations)] {
+		out = append(out, a.Encode())
+	}
+	return out
+}
+
+// recordVerified is the best passing attestation a market record carries for its rig.
+func recordVerified(r api.P2PRecord) *api.P2PVerified {
+	var best *challenge.Attestation
+	for _, raw := range r.Attestations {
+		a, err := challenge.DecodeAttestation(raw)
+		if err != nil || !a.Passed || a.Rig != r.PeerID {
+			continue
+		}
+		if best == nil || a.TFLOPS > best.TFLOPS {
+			best = a
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return &api.P2PVerified{TFLOPS: best.TFLOPS, Passed: true, Precision: string(best.Precision), N: best.N, By: best.Challenger, At: best.Time}
 }

@@ -116,6 +116,7 @@ func (n *Node) capacity(context.Context) (capacity.Capacity, error) {
 		c.FreeGPUs = n.work.machine.FreeGPUs()
 		c.Score.ReportCID = n.work.registrar.Published()
 	}
+	c.Attestations = n.attestations()
 	ad := n.policy.Advert(model)
 	if !ad.TakingJobs {
 		c.FreeGPUs = 0

@@ -449,6 +449,11 @@ func Routes(b Backends, log *slog.Logger) []apiserver.Route {
 					view.Records[i].Verified = cc.Verified(view.Records[i].PeerID)
 				}
 			}
+			for i, r := range view.Records {
+				if r.Verified == nil {
+					view.Records[i].Verified = recordVerified(r)
+				}
+			}
 			return view, nil
 		})},
 		{Pattern: "POST /v1/p2p/challenge", Client: "Challenge", Errors: unavailable, MaxBody: smallBody,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"syscall"
 	"testing"
 	"text/tabwriter"
@@ -75,35 +76,41 @@ func mustCPU(tb testing.TB, threads int) *cpu.Backend {
 
 // BenchmarkChallengeVsBackend prints the throughput a challenge verifies over a connection
 // beside the CPU backend's own benchmark figure for the same shape and precision (goal:
-// within 10 %). The two are interleaved and each keeps its best of several rounds: other
-// processes on a shared machine slow both alike.
+// within 10 %). The two are interleaved, five rounds each, and each keeps its best and its
+// median: other processes on a shared machine slow both alike. The verified figure
+// includes what the benchmark's does not: generating A and B and hashing C's rows.
 func BenchmarkChallengeVsBackend(b *testing.B) {
 	be := mustCPU(b, 0)
-	const n = 4096
+	const n, rounds = 4096, 5
 	plan := benchmark.Plan{Timing: benchmark.Timing{Warmup: 1, MinRepeats: 1, MaxRepeats: 1},
 		Problems: []benchmark.Problem{{Class: benchmark.ClassGEMM, Set: benchmark.SetTraining, Precision: benchmark.FP32, GEMM: &benchmark.GEMM{M: n, N: n, K: n}}}}
 	p := Params{N: n, Precision: benchmark.FP32, Count: 1, Deadline: 10 * time.Minute}
+	g := NewGuard(GuardConfig{Self: "rig", PeerEvery: time.Nanosecond, PeerBurst: rounds, TotalEvery: time.Nanosecond, TotalBurst: rounds, MaxN: MaxN, MaxCount: MaxCount, MaxPeers: 2}, nil)
 	for i := 0; i < b.N; i++ {
-		var verified, own float64
-		for range 3 {
+		var verified, own []float64
+		for range rounds {
 			res, err := be.Run(context.Background(), plan, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
-			own = max(own, plan.Problems[0].FLOPs()/(res[0].MinMS/1e3)/1e12)
-			a, c := net.Pipe()
-			g := NewGuard(GuardConfig{Self: "rig", PeerEvery: time.Nanosecond, PeerBurst: 9, TotalEvery: time.Nanosecond, TotalBurst: 9, MaxN: MaxN, MaxCount: MaxCount, MaxPeers: 9}, nil)
-			go Serve(context.Background(), c, "challenger", CPU{Backend: be}, g, nil)
-			ex, err := Run(context.Background(), a, p, "rig", "challenger", Options{})
-			a.Close()
-			c.Close()
+			own = append(own, plan.Problems[0].FLOPs()/(res[0].MinMS/1e3)/1e12)
+			x, y := net.Pipe()
+			go Serve(context.Background(), y, "challenger", CPU{Backend: be}, g, nil)
+			ex, err := Run(context.Background(), x, p, "rig", "challenger", Options{})
+			x.Close()
+			y.Close()
 			if err != nil || !ex.Result.Passed {
 				b.Fatalf("challenge: %v %+v", err, ex)
 			}
-			verified = max(verified, ex.Result.TFLOPS)
+			verified = append(verified, ex.Result.TFLOPS)
 		}
-		fmt.Printf("n=%d fp32 cpu: verified by challenge %.4f TFLOPS, backend's own benchmark %.4f TFLOPS: %.1f%%\n", n, verified, own, 100*verified/own)
-		b.ReportMetric(verified/own, "verified/own")
+		slices.Sort(verified)
+		slices.Sort(own)
+		bv, bo := verified[rounds-1], own[rounds-1]
+		mv, mo := verified[rounds/2], own[rounds/2]
+		fmt.Printf("n=%d fp32 cpu, best of %d: verified by challenge %.4f TFLOPS, backend's own benchmark %.4f TFLOPS: %.1f%%\n", n, rounds, bv, bo, 100*bv/bo)
+		fmt.Printf("n=%d fp32 cpu, median:    verified by challenge %.4f TFLOPS, backend's own benchmark %.4f TFLOPS: %.1f%%\n", n, mv, mo, 100*mv/mo)
+		b.ReportMetric(bv/bo, "verified/own")
 	}
 }
 

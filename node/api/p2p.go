@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -47,16 +48,19 @@ type P2PRecord struct {
 	TotalGPUs  int      `json:"total_gpus"`
 	FreeGPUs   int      `json:"free_gpus"`
 	Score      float64  `json:"score"`
-	// Verified is the capacity challenges verified (nil: never challenged).
-	Verified        *P2PVerified `json:"verified,omitempty"`
-	ReportCID       string       `json:"report_cid,omitempty"`
-	PricePerGPUHour string       `json:"price_per_gpu_hour"`
-	JobKinds        []string     `json:"job_kinds,omitempty"`
-	DatasetTags     []string     `json:"dataset_tags,omitempty"`
-	SoftwareVersion string       `json:"software_version"`
-	Seq             uint64       `json:"seq"`
-	AgeSeconds      float64      `json:"age_s"`
-	ExpiresIn       float64      `json:"expires_in_s"`
+	// Verified is the capacity challenges verified (nil: never challenged): this node's
+	// own verdict, else the best attestation the record carries.
+	Verified *P2PVerified `json:"verified,omitempty"`
+	// Attestations are the signed capacity attestations the record carries, verified.
+	Attestations    []json.RawMessage `json:"attestations,omitempty"`
+	ReportCID       string            `json:"report_cid,omitempty"`
+	PricePerGPUHour string            `json:"price_per_gpu_hour"`
+	JobKinds        []string          `json:"job_kinds,omitempty"`
+	DatasetTags     []string          `json:"dataset_tags,omitempty"`
+	SoftwareVersion string            `json:"software_version"`
+	Seq             uint64            `json:"seq"`
+	AgeSeconds      float64           `json:"age_s"`
+	ExpiresIn       float64           `json:"expires_in_s"`
 }
 
 // P2PGPU is one GPU model of a record and how many of it the rig has.

@@ -64,6 +64,7 @@ func (n *Network) MarketView() api.P2PMarket {
 			PricePerGPUHour: r.Capacity.PricePerGPUHour, JobKinds: r.Capacity.JobKinds,
 			DatasetTags: r.Capacity.DatasetTags, SoftwareVersion: r.Capacity.SoftwareVersion,
 			Seq: r.Seq, AgeSeconds: now.Sub(r.Time()).Seconds(), ExpiresIn: e.Expires.Sub(now).Seconds(),
+			Attestations: r.Capacity.Attestations,
 		})
 	}
 	return resp

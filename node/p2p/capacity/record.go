@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+
+	"github.com/gpunode/gpunode/benchmark/challenge"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -53,7 +55,13 @@ type Capacity struct {
 	DatasetTags []string `json:"dataset_tags,omitempty"`
 	// SoftwareVersion is the gpunode version.
 	SoftwareVersion string `json:"software_version"`
+	// Attestations are capacity attestations challengers signed for this rig
+	// (benchmark/challenge), at most MaxAttestations; each is verified on receipt.
+	Attestations []json.RawMessage `json:"attestations,omitempty"`
 }
+
+// MaxAttestations bounds the attestations a record carries.
+const MaxAttestations = 3
 
 // GPU is one GPU model on the rig.
 type GPU struct {
@@ -153,7 +161,15 @@ func (r *Record) Check() error {
 	if !isHex(r.EthSignature, 65) {
 		return errors.New("eth_sig: want 0x and 130 hex digits")
 	}
-	return r.Capacity.Check()
+	if err := r.Capacity.Check(); err != nil {
+		return err
+	}
+	for i, raw := range r.Capacity.Attestations {
+		if a, _ := challenge.DecodeAttestation(raw); a == nil || a.Rig != r.PeerID {
+			return fmt.Errorf("attestations[%d]: for another rig than %s", i, r.PeerID)
+		}
+	}
+	return nil
 }
 
 // Check validates a capacity snapshot.
@@ -203,6 +219,14 @@ func (c *Capacity) Check() error {
 	}
 	if len(c.SoftwareVersion) > maxString || !printable(c.SoftwareVersion) {
 		return errors.New("software_version: too long or not printable")
+	}
+	if len(c.Attestations) > MaxAttestations {
+		return fmt.Errorf("attestations: %d, at most %d", len(c.Attestations), MaxAttestations)
+	}
+	for i, raw := range c.Attestations {
+		if _, err := challenge.DecodeAttestation(raw); err != nil {
+			return fmt.Errorf("attestations[%d]: %w", i, err)
+		}
 	}
 	return nil
 }
