@@ -28,6 +28,8 @@ func newJobPostCmd() *cobra.Command {
 		quorum                              int
 		reward, fee, bond, token            string
 		acceptWithin, runWindow, attestWait time.Duration
+		validatorCount                      int
+		commitWindow, revealWindow          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "post MANIFEST",
@@ -48,12 +50,16 @@ fee in escrow. Validators attest the evaluation metric; the threshold is the man
 	f.DurationVar(&acceptWithin, "accept-within", time.Hour, "how long a provider has to accept")
 	f.DurationVar(&runWindow, "run-window", 6*time.Hour, "how long the provider has to submit, from acceptance")
 	f.DurationVar(&attestWait, "attest-window", time.Hour, "how long validators have to attest, from submission")
+	f.IntVar(&validatorCount, "validator-count", 0, "post on JobMarketV2: draw this many staked validators at acceptance (instead of --validators)")
+	f.DurationVar(&commitWindow, "commit-window", time.Hour, "JobMarketV2: how long drawn validators have to commit, from submission")
+	f.DurationVar(&revealWindow, "reveal-window", time.Hour, "JobMarketV2: how long they have to reveal, after the commit window")
 	cmd.Long += `
 
 Inputs given as "file" (a file or folder on this machine, relative to the manifest) are
 added to the node's IPFS first; the manifest posted names their CIDs instead, and is kept
 beside the original as NAME.posted.json.`
-	cmd.MarkFlagRequired("validators")
+	cmd.MarkFlagsOneRequired("validators", "validator-count")
+	cmd.MarkFlagsMutuallyExclusive("validators", "validator-count")
 	cmd.MarkFlagRequired("reward")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		raw, err := os.ReadFile(args[0])
@@ -69,7 +75,10 @@ beside the original as NAME.posted.json.`
 			return err
 		}
 		if quorum == 0 {
-			quorum = len(validators)
+			quorum = max(len(validators), validatorCount)
+		}
+		if validatorCount < 0 || validatorCount > math.MaxUint8 {
+			return fmt.Errorf("validator count %d: out of range", validatorCount)
 		}
 		if quorum > math.MaxUint8 {
 			return fmt.Errorf("quorum %d: too large", quorum)
@@ -92,11 +101,17 @@ beside the original as NAME.posted.json.`
 			RewardWei: reward, ValidatorFeeWei: fee, BondWei: bond, Token: token,
 			AcceptWithinSeconds: uint64(acceptWithin.Seconds()), RunWindowSeconds: uint32(runWindow.Seconds()),
 			AttestWindowSeconds: uint32(attestWait.Seconds()),
+			ValidatorCount:      uint8(validatorCount), LowerIsBetter: man.Evaluation.LowerIsBetter(),
+			CommitWindowSeconds: uint32(commitWindow.Seconds()), RevealWindowSeconds: uint32(revealWindow.Seconds()),
 		})
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(cmd.OutOrStdout(), "posted job %s\nmanifest %s (sha256 %x)\ntx %s\n", res.JobID, added.CID, sum, res.TxHash)
+		on := ""
+		if res.Contract != "" {
+			on = " on " + res.Contract
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "posted job %s%s\nmanifest %s (sha256 %x)\ntx %s\n", res.JobID, on, added.CID, sum, res.TxHash)
 		return err
 	}
 	return cmd

@@ -66,12 +66,22 @@ type PostJobRequest struct {
 	AcceptWithinSeconds uint64 `json:"accept_within_seconds"`
 	RunWindowSeconds    uint32 `json:"run_window_seconds"`
 	AttestWindowSeconds uint32 `json:"attest_window_seconds"`
+	// ValidatorCount, when set, posts the job on JobMarketV2: that many staked validators
+	// are drawn at acceptance (Validators stays empty), they commit within
+	// CommitWindowSeconds of the submission and reveal within RevealWindowSeconds after,
+	// and LowerIsBetter is the metric's direction. ETH jobs only.
+	ValidatorCount      uint8  `json:"validator_count,omitempty"`
+	LowerIsBetter       bool   `json:"lower_is_better,omitempty"`
+	CommitWindowSeconds uint32 `json:"commit_window_seconds,omitempty"`
+	RevealWindowSeconds uint32 `json:"reveal_window_seconds,omitempty"`
 }
 
 // PostJobResult is the answer to POST /v1/market/jobs.
 type PostJobResult struct {
 	JobID  string `json:"job_id"`
 	TxHash string `json:"tx_hash"`
+	// Contract is "JobMarketV2" for a job posted there, empty for the JobMarket.
+	Contract string `json:"contract,omitempty"`
 }
 
 // JobResult is the answer to GET /v1/market/jobs/{id}/result.

@@ -89,6 +89,9 @@ func (m *Market) Result(ctx context.Context, id *big.Int) (string, common.Hash, 
 // Post posts the job req describes, paid from the node's account, and waits for its
 // confirmation: what POST /v1/market/jobs does.
 func (m *Market) Post(ctx context.Context, req api.PostJobRequest) (api.PostJobResult, error) {
+	if req.ValidatorCount > 0 {
+		return m.postV2(ctx, req)
+	}
 	p, err := jobParams(req)
 	if err != nil {
 		return api.PostJobResult{}, api.WithClass(api.ErrInvalidArgument, err)

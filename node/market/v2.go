@@ -15,6 +15,7 @@ import (
 
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/job/seal"
+	"github.com/gpunode/gpunode/node/api"
 )
 
 // ErrNoV2 means the chain configuration names no JobMarketV2.
@@ -490,4 +491,55 @@ func (v *V2) ProviderPeer(ctx context.Context, provider common.Address) (string,
 		return "", err
 	}
 	return reg.PeerId, nil
+}
+
+// postV2 posts the job req describes on JobMarketV2 (req.ValidatorCount set), paid in
+// ETH from the node's account, and waits for its confirmation.
+func (m *Market) postV2(ctx context.Context, req api.PostJobRequest) (api.PostJobResult, error) {
+	invalid := func(format string, a ...any) (api.PostJobResult, error) {
+		return api.PostJobResult{}, api.WithClass(api.ErrInvalidArgument, fmt.Errorf(format, a...))
+	}
+	v, err := m.V2()
+	if err != nil {
+		return api.PostJobResult{}, api.WithClass(api.ErrInvalidArgument, err)
+	}
+	if len(req.Validators) > 0 {
+		return invalid("validators: a JobMarketV2 job draws its validators; give validator_count only")
+	}
+	if req.Token != "" && req.Token != (common.Address{}).Hex() {
+		return invalid("token: this node posts ETH jobs on JobMarketV2")
+	}
+	if req.Quorum < 1 || req.Quorum > req.ValidatorCount {
+		return invalid("quorum %d: want 1..%d (the validators drawn)", req.Quorum, req.ValidatorCount)
+	}
+	if req.CommitWindowSeconds == 0 || req.RevealWindowSeconds == 0 || req.CommitWindowSeconds >= 1<<24 || req.RevealWindowSeconds >= 1<<24 {
+		return invalid("commit and reveal windows: want 1 s to 194 days each")
+	}
+	// The v1 checks of amounts, hash and CID apply as they are.
+	v1 := req
+	v1.Validators, v1.Quorum = []string{(common.Address{1}).Hex()}, 1
+	p1, err := jobParams(v1)
+	if err != nil {
+		return api.PostJobResult{}, api.WithClass(api.ErrInvalidArgument, err)
+	}
+	if p1.ValidatorFee.BitLen() > 80 || p1.Reward.BitLen() > 96 || p1.Bond.BitLen() > 96 {
+		return invalid("reward, bond or validator fee too large for the contract")
+	}
+	now, err := m.Now(ctx)
+	if err != nil {
+		return api.PostJobResult{}, err
+	}
+	p := bindings.JobMarketV2JobParams{
+		Reward: p1.Reward, ValidatorFee: p1.ValidatorFee, Bond: p1.Bond, Threshold: req.Threshold,
+		LowerIsBetter: req.LowerIsBetter, ValidatorCount: req.ValidatorCount, Quorum: req.Quorum,
+		AcceptBy:  big.NewInt(now.Add(time.Duration(req.AcceptWithinSeconds) * time.Second).Unix()),
+		RunWindow: req.RunWindowSeconds, CommitWindow: big.NewInt(int64(req.CommitWindowSeconds)),
+		RevealWindow: big.NewInt(int64(req.RevealWindowSeconds)), ManifestCID: req.ManifestCID, ManifestHash: p1.ManifestHash,
+	}
+	value := new(big.Int).Add(p.Reward, new(big.Int).Mul(p.ValidatorFee, big.NewInt(int64(req.ValidatorCount))))
+	id, rec, err := v.PostJob(ctx, p, value)
+	if err != nil {
+		return api.PostJobResult{}, txError(err)
+	}
+	return api.PostJobResult{JobID: id.String(), TxHash: rec.TxHash.Hex(), Contract: "JobMarketV2"}, nil
 }

@@ -2,9 +2,11 @@ package market
 
 import (
 	"context"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/gpunode/gpunode/contracts"
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/contracts/devchain"
+	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/sealkey"
 	"github.com/gpunode/gpunode/node/validator"
 )
@@ -241,5 +244,43 @@ func TestWatcherFollowsV2(t *testing.T) {
 	}
 	if peer, err := v2.ProviderPeer(ctx, v2.Account()); err != nil || peer != "12D3KooWv2" {
 		t.Fatalf("provider peer on v2: %q, %v", peer, err)
+	}
+}
+
+// TestPostV2: POST /v1/market/jobs with validator_count posts on JobMarketV2, drawing
+// validators at acceptance; bad terms are refused before any transaction.
+func TestPostV2(t *testing.T) {
+	dep := devchain.StartTest(t, 20*time.Millisecond)
+	depFile := filepath.Join(t.TempDir(), "dep.json")
+	devchain.WriteDeployment(depFile, dep)
+	m := marketFor(t, dep, depFile, 1)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	req := api.PostJobRequest{ManifestCID: "bafymanifest", ManifestHash: strings.Repeat("ab", 32), Threshold: 250000,
+		ValidatorCount: 3, Quorum: 2, LowerIsBetter: true, RewardWei: "1000", ValidatorFeeWei: "10",
+		AcceptWithinSeconds: 3600, RunWindowSeconds: 600, CommitWindowSeconds: 60, RevealWindowSeconds: 60}
+	for name, bad := range map[string]func(r *api.PostJobRequest){
+		"validators named": func(r *api.PostJobRequest) { r.Validators = []string{dep.Accounts[2].Address.Hex()} },
+		"quorum above k":   func(r *api.PostJobRequest) { r.Quorum = 4 },
+		"no commit window": func(r *api.PostJobRequest) { r.CommitWindowSeconds = 0 },
+		"a token":          func(r *api.PostJobRequest) { r.Token = dep.Token.Hex() },
+		"fee over 80 bits": func(r *api.PostJobRequest) { r.ValidatorFeeWei = "1" + strings.Repeat("0", 30) },
+		"no manifest hash": func(r *api.PostJobRequest) { r.ManifestHash = "" },
+	} {
+		r := req
+		bad(&r)
+		if _, err := m.Post(ctx, r); !errors.Is(err, api.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want an invalid argument", name, err)
+		}
+	}
+	res, err := m.Post(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := m.V2()
+	id, _ := new(big.Int).SetString(res.JobID, 10)
+	p, err := v2.Posted(ctx, id)
+	if err != nil || res.Contract != "JobMarketV2" || p.Params.ValidatorCount != 3 || !p.Params.LowerIsBetter || p.Params.CommitWindow.Int64() != 60 {
+		t.Fatalf("posted %+v (%+v), %v", p, res, err)
 	}
 }
