@@ -201,7 +201,10 @@ func TestWriteSeeds(t *testing.T) {
 	good := s.seal(t, s.record(t))
 	r := s.record(t)
 	r.EthAddress, r.EthSignature, _ = Bind(newSigner(t).id, s.eth)
+	attested := s.record(t)
+	attested.Capacity.Attestations = append(attested.Capacity.Attestations, attestation(t, s, 1.5))
 	seeds := map[string][]byte{
+		"attested":    s.seal(t, attested),
 		"good":        good,
 		"bad_binding": s.seal(t, r),
 		"garbage":     []byte("\x0a\x02\x08\x01"),
