@@ -115,7 +115,7 @@ func rig(t *testing.T, cli *client.Client) *docker.Runtime {
 func spec(t *testing.T, img, id string, cluster *runtime.Cluster) runtime.Spec {
 	return runtime.Spec{
 		JobID: id, Image: img,
-		Command:    []string{hostPython, "/train.py", "--out", "/out", "--timeout", "120"},
+		Command:    []string{hostPython, "/train.py", "--out", "/out", "--timeout", "90"},
 		Env:        []string{"PYTHONDONTWRITEBYTECODE=1", "OMP_NUM_THREADS=1"},
 		Inputs:     hostMounts(),
 		OutputDir:  filepath.Join(t.TempDir(), "out"),

@@ -21,6 +21,7 @@ import gzip
 import json
 import os
 import socket
+import sys
 
 import torch
 import torch.distributed as dist
@@ -109,10 +110,32 @@ def main():
                        "train_accuracy": acc, "epochs": a.epochs}, f)
         print(f"rank 0: checkpoint written, train accuracy {acc:.4f}", flush=True)
     if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
+        finish(rank, world, a.timeout)
     if not in_sync:
         raise SystemExit("replicas diverged")
+    if distributed:
+        # Every collective has returned on every rank (finish saw to it): leave without
+        # the process group's teardown, which can wait for ever on a peer that already left.
+        sys.stdout.flush()
+        os._exit(0)
+
+
+def finish(rank, world, timeout):
+    """Leave together, through the rendezvous store rather than a last collective: a rank
+    that leaves right after a gloo barrier can reset its connections while its peer still
+    reads the barrier's last bytes, and that peer then waits for ever. Each rank says it is
+    done; rank 0, which serves the store, waits for all of them, lets them go, and leaves
+    last, once each has said it is leaving."""
+    store = dist.distributed_c10d._get_default_store()
+    wait = datetime.timedelta(seconds=timeout)
+    store.set(f"ddp/done/{rank}", "1")
+    if rank == 0:
+        store.wait([f"ddp/done/{r}" for r in range(world)], wait)
+        store.set("ddp/leave", "1")
+        store.wait([f"ddp/left/{r}" for r in range(1, world)], wait)
+    else:
+        store.wait(["ddp/leave"], wait)
+        store.set(f"ddp/left/{rank}", "1")
 
 
 if __name__ == "__main__":
