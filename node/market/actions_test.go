@@ -63,7 +63,7 @@ func TestMarketActions(t *testing.T) {
 	depFile := filepath.Join(t.TempDir(), "dep.json")
 	devchain.WriteDeployment(depFile, dep)
 	provider, validator := marketFor(t, dep, depFile, 1), marketFor(t, dep, depFile, 2)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
 	// The sponsor (dev account 3) posts.
@@ -110,7 +110,7 @@ func TestConcurrentAttestations(t *testing.T) {
 	devchain.WriteDeployment(depFile, dep)
 	provider := marketFor(t, dep, depFile, 1)
 	validators := []*Market{marketFor(t, dep, depFile, 2), marketFor(t, dep, depFile, 3)}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	vals := []common.Address{dep.Accounts[2].Address, dep.Accounts[3].Address}
 	postAs(ctx, t, provider, dep, 4, vals, new(big.Int))
@@ -162,7 +162,7 @@ func TestTokenBond(t *testing.T) {
 	depFile := filepath.Join(t.TempDir(), "dep.json")
 	devchain.WriteDeployment(depFile, dep)
 	provider := marketFor(t, dep, depFile, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	if _, err := provider.RegisterProvider(ctx, "12D3KooWProvider", "", common.Hash{}); err != nil {
 		t.Fatal(err)

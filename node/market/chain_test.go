@@ -47,7 +47,7 @@ func newTestChain(t *testing.T) *testChain {
 		t.Fatal(err)
 	}
 	sim.Commit()
-	r, err := c.client.TransactionReceipt(context.Background(), tx.Hash())
+	r, err := c.client.TransactionReceipt(t.Context(), tx.Hash())
 	if err != nil || r.Status != 1 {
 		t.Fatalf("deploy: %v", err)
 	}

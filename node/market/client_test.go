@@ -31,7 +31,7 @@ func TestChainUnreachable(t *testing.T) {
 	}
 	defer c.Close()
 	w := NewWatcher(WatcherConfig{PollInterval: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, c, &memCursor{}, func(context.Context, Event) error { return nil }, discard(), m)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	for i := 0; testutil.ToFloat64(m.rpcErrors) < 6; i++ {
@@ -79,7 +79,7 @@ func TestChainSlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_, err = c.BlockNumber(context.Background())
+	_, err = c.BlockNumber(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "after 2 attempts") {
 		t.Fatalf("got %v, want a timeout after 2 attempts", err)
 	}

@@ -63,7 +63,7 @@ func TestMarketService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	// Stop the service and the API before the test's folders are removed: they write
 	// their cursor and socket there until they return.
 	var running sync.WaitGroup
@@ -161,7 +161,7 @@ func TestWrongChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if err := m.Run(ctx); !errors.Is(err, ErrWrongChain) {
 		t.Fatalf("got %v, want ErrWrongChain", err)

@@ -1,7 +1,6 @@
 package market
 
 import (
-	"context"
 	"math/big"
 	"path/filepath"
 	"strings"
@@ -18,7 +17,7 @@ import (
 // withdraws nothing.
 func TestWithdrawOffline(t *testing.T) {
 	dep := startDevchain(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	depFile := filepath.Join(t.TempDir(), "dep.json")
 	if err := devchain.WriteDeployment(depFile, dep); err != nil {
 		t.Fatal(err)

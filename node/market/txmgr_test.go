@@ -72,11 +72,11 @@ func TestFeeBump(t *testing.T) {
 	stop := miner(sim, 10*time.Millisecond, 3000)
 	defer stop()
 	to := common.HexToAddress("0x2222")
-	r, err := tm.Send(context.Background(), to, big.NewInt(1), nil)
+	r, err := tm.Send(t.Context(), to, big.NewInt(1), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tx, _, err := sim.Client().TransactionByHash(context.Background(), r.TxHash)
+	tx, _, err := sim.Client().TransactionByHash(t.Context(), r.TxHash)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestFeeBump(t *testing.T) {
 	if n := testutil.ToFloat64(m.bumps); n < 3 {
 		t.Errorf("%v bumps, want at least 3 (1 → 1.5 → 2.25 → 3.4 → 5.1 gwei)", n)
 	}
-	head, _ := sim.Client().BlockNumber(context.Background())
+	head, _ := sim.Client().BlockNumber(t.Context())
 	if head+1 < r.BlockNumber.Uint64()+2 {
 		t.Errorf("returned at head %d for a receipt in block %d: not confirmed", head, r.BlockNumber)
 	}
@@ -103,7 +103,7 @@ func TestConcurrentSends(t *testing.T) {
 	stop := miner(c.sim, 10*time.Millisecond, 3000)
 	defer stop()
 	m := bindings.NewJobMarket()
-	_, err := tm.Send(context.Background(), c.market, nil, m.PackWithdraw(common.Address{}))
+	_, err := tm.Send(t.Context(), c.market, nil, m.PackWithdraw(common.Address{}))
 	if !contracts.IsRevert(err, "NothingToWithdraw") {
 		t.Fatalf("got %v, want NothingToWithdraw", err)
 	}

@@ -60,7 +60,7 @@ func TestWatcherRestart(t *testing.T) {
 	cfg := WatcherConfig{Contract: c.market, StartBlock: c.deploy, Confirmations: conf, MaxRange: 2}
 	rec := &recorder{}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	w := NewWatcher(cfg, c.client, cursor, rec.handler(2, cancel), discard(), NewMetrics(nil))
 	w.setPos(Position{Block: cfg.StartBlock})
 	if err := w.Round(ctx); err == nil {
@@ -74,7 +74,7 @@ func TestWatcherRestart(t *testing.T) {
 	}
 
 	// Restart: a new watcher resumes from the file.
-	ctx2, cancel2 := context.WithCancel(context.Background())
+	ctx2, cancel2 := context.WithCancel(t.Context())
 	defer cancel2()
 	w2 := NewWatcher(cfg, c.client, cursor, rec.handler(0, nil), discard(), nil)
 	p, ok, err := cursor.Load()
@@ -123,7 +123,7 @@ func TestWatcherReorg(t *testing.T) {
 	rec := &recorder{}
 	w := NewWatcher(cfg, c.client, &memCursor{}, rec.handler(0, nil), discard(), nil)
 	w.setPos(Position{Block: cfg.StartBlock})
-	ctx := context.Background()
+	ctx := t.Context()
 	if err := w.Round(ctx); err != nil {
 		t.Fatal(err)
 	}
