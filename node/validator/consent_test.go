@@ -1,7 +1,6 @@
 package validator
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +56,7 @@ func TestConsent(t *testing.T) {
 			good(&s.task)
 			tt.edit(&s.task)
 			for i := 0; i < 2; i++ {
-				v, err := s.v.Validate(context.Background(), s.task)
+				v, err := s.v.Validate(t.Context(), s.task)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -101,7 +100,7 @@ func TestImageCapNeedsChecker(t *testing.T) {
 	}
 	s := newSetup(t, writeResult(`{"version":1,"metrics":{"accuracy":0.95}}`))
 	s.v.SetConsent(PolicyConsent(&policy.Set{Local: p}))
-	v, err := s.v.Validate(context.Background(), s.task)
+	v, err := s.v.Validate(t.Context(), s.task)
 	if err != nil || !v.Declined || !strings.Contains(v.Reason, "cannot be checked") || s.rt.starts != 0 || s.chain.attests != 0 {
 		t.Errorf("verdict %+v %v after %d runs and %d attestations", v, err, s.rt.starts, s.chain.attests)
 	}

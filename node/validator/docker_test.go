@@ -39,7 +39,7 @@ import (
 // and returns its repo@digest.
 func pushEval(t *testing.T, cli *client.Client, probe []byte, ref string) string {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	id := make([]byte, 16)
 	rand.Read(id)
 	var buf bytes.Buffer
@@ -79,7 +79,7 @@ type engineEvents struct {
 }
 
 func watchEngine(t *testing.T, cli *client.Client, instance string) *engineEvents {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel)
 	e := &engineEvents{}
 	since := time.Now().Add(-time.Second).Format(time.RFC3339Nano)
@@ -210,7 +210,7 @@ allow = ["127.0.0.1:*/lab/*"]
 			EvalCommand: []string{"/probe", `write:/out/result.json={"version":1,"metrics":{"accuracy":0.95}}`},
 			Sponsor:     sponsor, FeeWei: "0"}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	const allowed, stranger = "0x1111111111111111111111111111111111111111", "0x2222222222222222222222222222222222222222"
 	for _, c := range []struct {

@@ -156,7 +156,7 @@ func TestValidate(t *testing.T) {
 			if tt.tamper {
 				s.task.ResultHash = strings.Repeat("0", 64)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
 			var v Verdict
 			var err error
@@ -200,11 +200,11 @@ func TestValidate(t *testing.T) {
 func TestValidateOnce(t *testing.T) {
 	s := newSetup(t, writeResult(`{"version":1,"metrics":{"accuracy":0.95}}`))
 	s.chain.failNext = 1
-	if _, err := s.v.Validate(context.Background(), s.task); err == nil {
+	if _, err := s.v.Validate(t.Context(), s.task); err == nil {
 		t.Fatal("attest failure not reported")
 	}
 	for i := 0; i < 2; i++ {
-		v, err := s.v.Validate(context.Background(), s.task)
+		v, err := s.v.Validate(t.Context(), s.task)
 		if err != nil || v.Score != 950000 {
 			t.Fatalf("retry %d: %+v %v", i, v, err)
 		}
@@ -217,7 +217,7 @@ func TestValidateOnce(t *testing.T) {
 func TestFetchFailureIsRetried(t *testing.T) {
 	s := newSetup(t, writeResult(`{"version":1,"metrics":{"accuracy":0.95}}`))
 	s.task.CheckpointCID = "bafymissing"
-	if _, err := s.v.Validate(context.Background(), s.task); err == nil || !strings.Contains(err.Error(), "fetch checkpoint") {
+	if _, err := s.v.Validate(t.Context(), s.task); err == nil || !strings.Contains(err.Error(), "fetch checkpoint") {
 		t.Fatalf("err = %v", err)
 	}
 	if s.chain.attests != 0 {
@@ -257,7 +257,7 @@ func TestEvalInputsMounted(t *testing.T) {
 	s := newSetup(t, writeResult(`{"version":1,"metrics":{"accuracy":0.95}}`))
 	s.v.content.(fakeContent).dirs["bafyheld"] = held
 	s.task.EvalInputs = []EvalInput{{CID: "bafyheld", Path: "/heldout"}}
-	if v, err := s.v.Validate(context.Background(), s.task); err != nil || !v.Pass {
+	if v, err := s.v.Validate(t.Context(), s.task); err != nil || !v.Pass {
 		t.Fatalf("verdict %+v, %v", v, err)
 	}
 	in := s.rt.specs[0].Inputs
@@ -267,7 +267,7 @@ func TestEvalInputsMounted(t *testing.T) {
 
 	s = newSetup(t, writeResult(`{"version":1,"metrics":{"accuracy":0.95}}`))
 	s.task.EvalInputs = []EvalInput{{CID: "bafygone", Path: "/heldout"}}
-	if _, err := s.v.Validate(context.Background(), s.task); err == nil || !strings.Contains(err.Error(), "fetch evaluation input bafygone") {
+	if _, err := s.v.Validate(t.Context(), s.task); err == nil || !strings.Contains(err.Error(), "fetch evaluation input bafygone") {
 		t.Errorf("missing eval input: %v", err)
 	}
 	if s.chain.attests != 0 {
