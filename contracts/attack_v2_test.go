@@ -569,7 +569,7 @@ func TestV2BadParams(t *testing.T) {
 		{minStake, slashAmount, new(big.Int)},
 	} {
 		code := append(common.FromHex(bindings.JobMarketV2MetaData.Bin), market2.PackConstructor(args[0], args[1], uint32(args[2].Uint64()))...)
-		if _, err := c.client.EstimateGas(context.Background(), ethereum.CallMsg{From: c.deployer.addr, Data: code}); err == nil {
+		if _, err := c.client.EstimateGas(t.Context(), ethereum.CallMsg{From: c.deployer.addr, Data: code}); err == nil {
 			t.Errorf("deploy with %v succeeded", args)
 		}
 	}

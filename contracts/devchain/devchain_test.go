@@ -21,7 +21,7 @@ import (
 // e2e does, and checks the registry; a stake under the minimum is refused.
 func TestRegisterValidator(t *testing.T) {
 	dep := devchain.StartTest(t, 50*time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	c, err := ethclient.DialContext(ctx, dep.RPCURL)
 	if err != nil {

@@ -38,7 +38,7 @@ func TestDevchainProcess(t *testing.T) {
 	bin := testenv.Binary(t)
 	out := filepath.Join(t.TempDir(), "devchain.json")
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "devchain", "--listen", listen, "--out", out, "--block-period", "200ms")
 	var stderr bytes.Buffer

@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,7 +21,7 @@ func TestGeneratedFilesAreFresh(t *testing.T) {
 		t.Fatalf("solc-js is not installed in contracts/node_modules (scripts/setup.d/30-contracts.sh runs npm ci there): %s", testenv.Setup)
 	}
 	out := t.TempDir()
-	if err := generate(context.Background(), dir, out); err != nil {
+	if err := generate(t.Context(), dir, out); err != nil {
 		t.Fatal(err)
 	}
 	var files []string
