@@ -152,7 +152,7 @@ func storeJob(t *testing.T, p jobs.Posting) *store.Store {
 // bond in ETH or in its token), once: a job this node holds already is not sent again,
 // and an id that is no chain job's is a permanent error.
 func TestAccept(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, c := range []struct {
 		name    string
 		posting jobs.Posting
@@ -196,7 +196,7 @@ func TestAccept(t *testing.T) {
 }
 
 func TestSubmitOnce(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	m := newFake(self)
 	ch := NewChain(m, jobs.Records{Store: storeJob(t, jobs.Posting{ID: "3"})}, quiet())
 	m.set(3, market.StateAccepted, self)
@@ -215,7 +215,7 @@ func TestSubmitOnce(t *testing.T) {
 // TestOutcome: the contract's states as the machine reads them; a submitted job whose
 // validators missed the attest deadline is expired by its provider.
 func TestOutcome(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, c := range []struct {
 		state  market.JobState
 		holder common.Address
@@ -247,7 +247,7 @@ func TestOutcome(t *testing.T) {
 // TestAbandon: a failed job is expired once its deadline passes; a job another provider
 // holds is not this node's to give back.
 func TestAbandon(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	m := newFake(self)
 	m.set(1, market.StateAccepted, self)
 	m.past = true
@@ -280,7 +280,7 @@ func TestAbandon(t *testing.T) {
 // unchanged, keeps the registered one when a new one cannot be published, and says why
 // it cannot register at all.
 func TestRegister(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	m := newFake(self)
 	var cid string
 	var hash common.Hash
@@ -330,7 +330,7 @@ func TestRegistrarRun(t *testing.T) {
 		return cid, common.BytesToHash([]byte(cid)), nil
 	}, quiet())
 	measured, reports := make(chan struct{}), make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { r.Run(ctx, measured, reports); close(done) }()
 	defer func() { cancel(); <-done }()
