@@ -103,7 +103,7 @@ func TestJudge(t *testing.T) {
 	p, c := posting("5")
 	v := &fakeValidator{verdict: validator.Verdict{Score: 950000, Pass: true}}
 	j := New(Deps{Store: st, Content: c, Validator: v, Log: quiet(), RetryGap: time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer func() { cancel(); j.Wait() }()
 	if err := j.Named(p, 900000, big.NewInt(10)); err != nil {
 		t.Fatal(err)
@@ -140,7 +140,7 @@ func TestJudgeRetriesAndResumes(t *testing.T) {
 	p, c := posting("8")
 	v := &fakeValidator{err: errors.New("registry down")}
 	j := New(Deps{Store: st, Content: c, Validator: v, Log: quiet(), RetryGap: time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	if err := j.Named(p, 1, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestJudgeRetriesAndResumes(t *testing.T) {
 	// A new judge over the same store (the node restarted) picks the duty up.
 	v2 := &fakeValidator{verdict: validator.Verdict{Score: 1}}
 	j2 := New(Deps{Store: st, Content: c, Validator: v2, Log: quiet()})
-	ctx2, cancel2 := context.WithCancel(context.Background())
+	ctx2, cancel2 := context.WithCancel(t.Context())
 	defer func() { cancel2(); j2.Wait() }()
 	if err := j2.Resume(ctx2); err != nil {
 		t.Fatal(err)
@@ -187,7 +187,7 @@ func TestJudgeDeclines(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(hist), "validator.sponsors") {
 		t.Errorf("history %v does not say why", hist)
 	}
-	if err := j.Submitted(context.Background(), &bindings.JobMarketResultSubmitted{JobId: big.NewInt(3)}); err != nil {
+	if err := j.Submitted(t.Context(), &bindings.JobMarketResultSubmitted{JobId: big.NewInt(3)}); err != nil {
 		t.Fatal(err)
 	}
 	j.Wait()
@@ -199,7 +199,7 @@ func TestJudgeDeclines(t *testing.T) {
 	st2 := openStore(t)
 	v2 := &fakeValidator{verdict: validator.Verdict{Declined: true, Reason: "validator.images.allow"}}
 	j2 := New(Deps{Store: st2, Content: c, Validator: v2, Log: quiet()})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer func() { cancel(); j2.Wait() }()
 	j2.Named(p, 1, nil)
 	j2.Submitted(ctx, &bindings.JobMarketResultSubmitted{JobId: big.NewInt(3)})
@@ -241,7 +241,7 @@ func TestAttester(t *testing.T) {
 	}
 	m := &attestMarket{self: common.HexToAddress("0xa1"), job: bindings.JobMarketJob{State: uint8(market.StateSubmitted)}}
 	a := NewAttester(m, st)
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := a.Attest(ctx, "4", 7); err != nil {
 		t.Fatal(err)
 	}
