@@ -83,7 +83,7 @@ func newLedger(t *testing.T, m *fakeMarket, at *big.Int) *Ledger {
 // TestLedger: rewards, fees and withdrawals are booked once per event in the job's
 // currency, summed apart by currency for status and metrics.
 func TestLedger(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	m := &fakeMarket{
 		jobs: map[int64]bindings.JobMarketJob{
 			1: {Reward: big.NewInt(700), ValidatorFee: big.NewInt(3)},
@@ -141,7 +141,7 @@ gpunode_withdrawn_wei_total{token="`+token.Hex()+`"} 0
 // TestAutoWithdraw: an ETH credit that reaches the configured amount is withdrawn; one
 // below it, or a credit in a token, is not.
 func TestAutoWithdraw(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	m := &fakeMarket{
 		jobs:   map[int64]bindings.JobMarketJob{1: {Reward: big.NewInt(40)}, 2: {Reward: big.NewInt(80)}, 3: {Reward: big.NewInt(500), Token: token}},
 		credit: map[common.Address]*big.Int{{}: big.NewInt(40), token: big.NewInt(500)},
