@@ -75,17 +75,17 @@ func TestReclaim(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s.Reclaim(context.Background())
+	s.Reclaim(t.Context())
 	for id, want := range map[string]string{"1": Settled, "2": Open, "3": Settled, "4": Open, "5": Open} {
 		if j, err := st.Get(Key(id)); err != nil || j.State != want {
 			t.Errorf("job %s: %+v %v, want %s", id, j, err, want)
 		}
 	}
-	s.Reclaim(context.Background())
+	s.Reclaim(t.Context())
 	if len(m.expired) != 1 || m.expired[0] != 1 {
 		t.Errorf("expired %v, want job 1 once", m.expired)
 	}
-	list, err := s.List(context.Background())
+	list, err := s.List(t.Context())
 	if err != nil || len(list) != 5 {
 		t.Fatalf("list %+v %v", list, err)
 	}
