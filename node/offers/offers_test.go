@@ -81,7 +81,7 @@ func offer(jobID, manifest string) p2p.Offer {
 // not take are declined with the reason; a posted job goes to the machine, and the answer
 // is how far the machine got.
 func TestDecide(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, c := range []struct {
 		name       string
 		offer      p2p.Offer
@@ -120,7 +120,7 @@ func TestDecide(t *testing.T) {
 // answered as queued.
 func TestDecideInTime(t *testing.T) {
 	d := New(&fakeMarket{poster: sponsor}, &fakeJobs{state: jobs.Accepting, after: time.Hour})
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	if got := d.Decide(ctx, "peer", offer("1", "bafym")); !got.Accepted || !strings.Contains(got.Reason, "still evaluating") {
 		t.Errorf("%+v", got)
@@ -133,8 +133,8 @@ func TestDecideLookupsCached(t *testing.T) {
 	m := &fakeMarket{poster: sponsor}
 	d := New(m, &fakeJobs{state: jobs.Declined})
 	for range 10 {
-		d.Decide(context.Background(), "peer", offer("1", "bafyforged"))
-		d.Decide(context.Background(), "peer", offer("77", "bafym"))
+		d.Decide(t.Context(), "peer", offer("1", "bafyforged"))
+		d.Decide(t.Context(), "peer", offer("77", "bafym"))
 	}
 	if n := m.lookups.Load(); n != 2 {
 		t.Errorf("%d lookups for two jobs offered ten times each, want 2", n)
@@ -159,7 +159,7 @@ func TestPostedCache(t *testing.T) {
 		}
 		return &bindings.JobMarketJobPosted{JobId: id}, nil
 	}
-	ctx := context.Background()
+	ctx := t.Context()
 	get := func(id int64) error { _, err := c.get(ctx, big.NewInt(id), lookup); return err }
 	fail = errors.New("rpc down")
 	if err := get(1); err == nil {
@@ -226,7 +226,7 @@ func TestMake(t *testing.T) {
 		t.Errorf("offer %+v", a)
 	}
 	d := New(&fakeMarket{poster: sponsor}, &fakeJobs{state: jobs.Accepting})
-	if got := d.Decide(context.Background(), "peer", a); !got.Accepted {
+	if got := d.Decide(t.Context(), "peer", a); !got.Accepted {
 		t.Errorf("the desk declined a made offer: %+v", got)
 	}
 }
