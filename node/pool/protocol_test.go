@@ -44,7 +44,7 @@ func newNode(t *testing.T) node {
 
 func connect(t *testing.T, a, b node) {
 	t.Helper()
-	if err := a.h.Connect(context.Background(), peer.AddrInfo{ID: b.h.ID(), Addrs: b.h.Addrs()}); err != nil {
+	if err := a.h.Connect(t.Context(), peer.AddrInfo{ID: b.h.ID(), Addrs: b.h.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
 }
