@@ -28,7 +28,7 @@ func start(t *testing.T, s *Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { s.Serve(ctx, ln); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -68,7 +68,7 @@ func TestClientServer(t *testing.T) {
 		t.Errorf("socket mode %v, want 0660", fi.Mode().Perm())
 	}
 	c := api.NewClient(socket)
-	ctx := context.Background()
+	ctx := t.Context()
 	var out map[string]string
 	if err := c.Get(ctx, "/v1/echo?q=hi", &out); err != nil || out["q"] != "hi" {
 		t.Fatalf("echo: %v %v", out, err)
@@ -133,7 +133,7 @@ func TestListenRefusesLiveSocketAndReplacesStaleOne(t *testing.T) {
 }
 
 func TestClientWithoutDaemon(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	_, err := api.NewClient(filepath.Join(t.TempDir(), "none.sock")).Status(ctx)
 	if !errors.Is(err, api.ErrNotRunning) {
@@ -172,7 +172,7 @@ func TestServerLimits(t *testing.T) {
 	s.readTimeout = 500 * time.Millisecond
 	start(t, s)
 	c := api.NewClient(socket)
-	ctx := context.Background()
+	ctx := t.Context()
 
 	big := strings.Repeat("x", MaxBody+1)
 	if err := c.Upload(ctx, "/v1/sink", "application/octet-stream", strings.NewReader(big), nil); !errors.Is(err, api.ErrTooLarge) {
