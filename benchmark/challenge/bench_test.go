@@ -39,7 +39,7 @@ func BenchmarkChallenge(b *testing.B) {
 			}
 			stamp := cpuTime() - c0
 			c0, t0 := cpuTime(), time.Now()
-			s, cm, err := Commit(context.Background(), be, ch)
+			s, cm, err := Commit(b.Context(), be, ch)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -89,14 +89,14 @@ func BenchmarkChallengeVsBackend(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		var verified, own []float64
 		for range rounds {
-			res, err := be.Run(context.Background(), plan, nil)
+			res, err := be.Run(b.Context(), plan, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			own = append(own, plan.Problems[0].FLOPs()/(res[0].MinMS/1e3)/1e12)
 			x, y := net.Pipe()
 			go Serve(context.Background(), y, "challenger", CPU{Backend: be}, g, nil)
-			ex, err := Run(context.Background(), x, p, "rig", "challenger", Options{})
+			ex, err := Run(b.Context(), x, p, "rig", "challenger", Options{})
 			x.Close()
 			y.Close()
 			if err != nil || !ex.Result.Passed {

@@ -1,7 +1,6 @@
 package challenge
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -26,7 +25,7 @@ func run(t testing.TB, be Backend, p Params, tm Timing) *Result {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	s, cm, err := Commit(context.Background(), be, ch)
+	s, cm, err := Commit(t.Context(), be, ch)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ type cheat struct {
 
 // honestProducts returns the challenge's correct products.
 func honestProducts(t testing.TB, ch *Challenge) [][]float32 {
-	cs, err := cpuProver(t).Compute(context.Background(), ch.Seed, ch.Params)
+	cs, err := cpuProver(t).Compute(t.Context(), ch.Seed, ch.Params)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func answer(t testing.TB, s *Session, q *Query) *Answer {
 func cheats(w float64) []cheat {
 	backend := func(name string, be func(t testing.TB) Backend, catch ...Check) cheat {
 		return cheat{name, catch, func(t testing.TB, _ *rand.Rand, ch *Challenge, q *Query) (*Commitment, *Answer) {
-			s, cm, err := Commit(context.Background(), be(t), ch)
+			s, cm, err := Commit(t.Context(), be(t), ch)
 			if err != nil {
 				t.Fatal(err)
 			}
