@@ -51,7 +51,7 @@ func TestChallengeOverLibp2p(t *testing.T) {
 	var busy string
 	a := newService(t, ha, regA, nil)
 	b := newService(t, hb, regB, func() string { return busy })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if err := ha.Connect(ctx, peer.AddrInfo{ID: hb.ID(), Addrs: hb.Addrs()}); err != nil {
 		t.Fatal(err)
