@@ -60,7 +60,7 @@ func TestDisabledIsInert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
 	if err := w.Hold(ctx, "1"); err != nil {
 		t.Fatal(err)
@@ -68,7 +68,7 @@ func TestDisabledIsInert(t *testing.T) {
 	if st := w.Status(); st.Enabled || st.Running || len(st.HeldBy) != 0 {
 		t.Fatalf("status = %+v, want disabled and idle", st)
 	}
-	rctx, rcancel := context.WithCancel(context.Background())
+	rctx, rcancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(rctx) }()
 	rcancel()

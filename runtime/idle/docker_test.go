@@ -41,7 +41,7 @@ func TestIdleGivesWayToJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	runErr := make(chan error, 1)
 	go func() { runErr <- w.Run(ctx) }()
 	defer func() {
@@ -116,7 +116,7 @@ func TestIdleGivesWayToJob(t *testing.T) {
 	runErr <- nil
 	evs.first(t, again.at, "die", again.job, 5*time.Second)
 	poll(t, "idle containers removed", 10*time.Second, func() bool {
-		list, err := cli.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", docker.LabelInstance+"="+instance))})
+		list, err := cli.ContainerList(t.Context(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", docker.LabelInstance+"="+instance))})
 		return err == nil && len(list) == 0
 	})
 	// Each run's record and log are forgotten; the job's stay.

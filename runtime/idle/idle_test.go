@@ -110,7 +110,7 @@ func (r *recorder) first(t *testing.T, since time.Time, action, job string, d ti
 }
 
 func watchEvents(t *testing.T, cli *client.Client, instance string) *recorder {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	msgs, errs := cli.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("type", "container"), filters.Arg("label", docker.LabelInstance+"="+instance))})
 	r := &recorder{}
