@@ -126,7 +126,7 @@ func spec(t *testing.T, img, id string, cluster *runtime.Cluster) runtime.Spec {
 }
 
 func logOf(t *testing.T, rt *docker.Runtime, id string) string {
-	rc, err := rt.Logs(context.Background(), id, false)
+	rc, err := rt.Logs(t.Context(), id, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestDDPAcrossTwoRigs(t *testing.T) {
 	// Registered first, so it runs after the rigs' containers are gone.
 	t.Cleanup(func() { removeClusterNetworks(cli, id) })
 	rigs := []*docker.Runtime{rig(t, cli), rig(t, cli)}
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
 
 	specs := make([]runtime.Spec, 2)
@@ -256,7 +256,7 @@ func TestDDPOnOneRig(t *testing.T) {
 	rt := rig(t, cli)
 	id := fmt.Sprintf("ddp1-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
 	s := spec(t, img, id, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	if _, err := rt.Start(ctx, s); err != nil {
 		t.Fatal(err)
