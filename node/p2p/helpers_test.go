@@ -118,29 +118,41 @@ func startNode(t testing.TB, i int, bootstrap []string, opts ...nodeOpt) *testNo
 	return tn
 }
 
-// startCluster starts n nodes; the first three are the others' bootstrap peers. Each
-// node is started once the previous one has reached a bootstrap peer, so that a loaded
-// machine does not time out 50 handshakes at once.
+// startCluster starts n nodes. Up to 50 nodes, the first three are the others'
+// bootstrap peers; in larger clusters node i bootstraps from nodes 0, i/2 and i-1, so
+// that three nodes do not take every handshake. Each node is started once it has
+// reached a bootstrap peer, so that a loaded machine does not time out many
+// handshakes at once.
 func startCluster(t testing.TB, n int, opts ...nodeOpt) []*testNode {
 	t.Helper()
 	var nodes []*testNode
-	var boot []string
+	// A node retries its bootstrap peers with backoff, each dial bounded by 15s; on a
+	// machine that many processes share, the handshakes of a cluster's fortieth or
+	// fiftieth node have been seen to take that long.
+	const reach = 2 * time.Minute
+	bootstrap := func(i int) []*testNode {
+		if n <= 50 || i <= 3 {
+			return nodes[:min(3, i)]
+		}
+		return []*testNode{nodes[0], nodes[i/2], nodes[i-1]}
+	}
 	for i := 0; i < n; i++ {
+		var boot []string
+		for _, b := range bootstrap(i) {
+			boot = append(boot, b.Addrs()...)
+		}
 		nd := startNode(t, i, boot, opts...)
-		if i > 0 && !waitFor(30*time.Second, func() bool {
-			for _, b := range nodes[:min(3, len(nodes))] {
+		if i > 0 && !waitFor(reach, func() bool {
+			for _, b := range bootstrap(i) {
 				if nd.Connected(b.ID()) {
 					return true
 				}
 			}
 			return false
 		}) {
-			t.Fatalf("node %d did not reach a bootstrap peer within 30s", i)
+			t.Fatalf("node %d did not reach a bootstrap peer within %s", i, reach)
 		}
 		nodes = append(nodes, nd)
-		if i < 3 {
-			boot = append(boot, nd.Addrs()...)
-		}
 	}
 	return nodes
 }
