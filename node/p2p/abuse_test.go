@@ -33,7 +33,7 @@ func floodOffers(t *testing.T, from, to *testNode, n int) ([]Decision, []error) 
 		o := goodOffer()
 		o.ID = fmt.Sprintf("flood-%d", i)
 		o.GPUs = 0
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		d, err := from.SendOffer(ctx, to.ID(), o)
 		cancel()
 		if err != nil {
@@ -125,7 +125,7 @@ func TestGraylist(t *testing.T) {
 	if !waitFor(10*time.Second, func() bool { return !rig.Connected(attacker.ID()) && !attacker.Connected(rig.ID()) }) {
 		t.Fatal("graylisted attacker still connected")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	if err := attacker.Host().Connect(ctx, peer.AddrInfo{ID: rig.ID(), Addrs: rig.Host().Addrs()}); err == nil && rig.Connected(attacker.ID()) {
 		t.Error("graylisted attacker reconnected")
@@ -156,7 +156,7 @@ func TestOfferStreamsPerPeer(t *testing.T) {
 	const n = 12
 	var streams []network.Stream
 	for i := 0; i < n; i++ {
-		s, err := attacker.Host().NewStream(context.Background(), rig.ID(), OfferProtocol)
+		s, err := attacker.Host().NewStream(t.Context(), rig.ID(), OfferProtocol)
 		if err != nil {
 			continue // refused at negotiation: fine
 		}
@@ -197,7 +197,7 @@ func TestSyncRequestsLimited(t *testing.T) {
 	}
 	answered, refused := 0, 0
 	for i := 0; i < 20; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		s, err := attacker.Host().NewStream(ctx, rig.ID(), SyncProtocol)
 		cancel()
 		if err != nil {
@@ -254,10 +254,10 @@ func TestSyncOldRecordsNotAbuse(t *testing.T) {
 			writeRaw(s, b)
 		}
 	})
-	if err := victim.Host().Connect(context.Background(), peer.AddrInfo{ID: peerNode.ID(), Addrs: peerNode.Host().Addrs()}); err != nil {
+	if err := victim.Host().Connect(t.Context(), peer.AddrInfo{ID: peerNode.ID(), Addrs: peerNode.Host().Addrs()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := victim.pull(context.Background(), peerNode.ID()); err != nil {
+	if err := victim.pull(t.Context(), peerNode.ID()); err != nil {
 		t.Fatal(err)
 	}
 	if victim.guard.graylisted(peerNode.ID()) {
@@ -276,7 +276,7 @@ func TestSyncOldRecordsNotAbuse(t *testing.T) {
 func TestGossipFloodGraylisted(t *testing.T) {
 	nodes := startCluster(t, 2)
 	victim := nodes[1]
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	const flood = 1000
 	bad := newBadPeer(t, ctx, pubsub.WithPeerOutboundQueueSize(2*flood))

@@ -2,7 +2,6 @@ package p2p
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -89,7 +88,7 @@ func TestRestartKeepsPeerID(t *testing.T) {
 	dir := t.TempDir()
 	eth, _ := crypto.GenerateKey()
 	deps := Deps{DataDir: dir, EthKey: eth, Snapshot: newRig(0).snapshot}
-	start := func() (*Network, error) { return New(context.Background(), loopbackConfig(), deps) }
+	start := func() (*Network, error) { return New(t.Context(), loopbackConfig(), deps) }
 	n1, err := start()
 	if err != nil {
 		t.Fatal(err)

@@ -95,7 +95,7 @@ func (d domainRecord) Domain() string { return d.domain }
 
 func TestInvalidRecordsRejectedAndScored(t *testing.T) {
 	nodes := startCluster(t, 5)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	direct := nodes[1:4] // every bad peer connects to these three only
 	join := func() *badPeer {

@@ -53,7 +53,7 @@ func TestOfferProtocol(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			o := goodOffer()
 			tt.edit(&o)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			d, err := pool.SendOffer(ctx, rig.ID(), o)
 			if err != nil {
@@ -72,7 +72,7 @@ func TestOfferProtocol(t *testing.T) {
 	}
 
 	// A malformed offer is answered with a decline naming the problem.
-	s, err := pool.Host().NewStream(context.Background(), rig.ID(), OfferProtocol)
+	s, err := pool.Host().NewStream(t.Context(), rig.ID(), OfferProtocol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestOfferProtocol(t *testing.T) {
 	s.Close()
 
 	// A sender that never finishes its offer is cut off at the offer timeout.
-	s, err = pool.Host().NewStream(context.Background(), rig.ID(), OfferProtocol)
+	s, err = pool.Host().NewStream(t.Context(), rig.ID(), OfferProtocol)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@
 package p2p
 
 import (
-	"context"
 	goruntime "runtime"
 	"strings"
 	"sync/atomic"
@@ -117,7 +116,7 @@ func TestSyncFlood(t *testing.T) {
 			}
 		}
 	})
-	if err := victim.Host().Connect(context.Background(), peer.AddrInfo{ID: attacker.ID(), Addrs: attacker.Host().Addrs()}); err != nil {
+	if err := victim.Host().Connect(t.Context(), peer.AddrInfo{ID: attacker.ID(), Addrs: attacker.Host().Addrs()}); err != nil {
 		t.Fatal(err)
 	}
 	heap := func() uint64 {
@@ -127,7 +126,7 @@ func TestSyncFlood(t *testing.T) {
 		return m.HeapAlloc
 	}
 	before := heap()
-	ctx := context.Background()
+	ctx := t.Context()
 	// The victim may pull on its own too when the attacker joins the topic: pull until
 	// 10,000 records went out.
 	for pulls := 0; next.Load() < total; pulls++ {
