@@ -23,7 +23,7 @@ const Setup = "run `make setup` (as root) or `make test`, which installs it"
 // install it when absent.
 func LookPath(t testing.TB, name, pkg string) string {
 	t.Helper()
-	requireIntegration(t, name)
+	RequireIntegration(t, name)
 	p, err := exec.LookPath(name)
 	if err != nil {
 		t.Fatalf("%s not found in PATH: it comes from Debian's %s package; %s", name, pkg, Setup)
@@ -43,7 +43,7 @@ func Cache() string {
 // RequireDocker fails the test unless a Docker engine answers.
 func RequireDocker(t testing.TB) {
 	t.Helper()
-	requireIntegration(t, "a Docker engine")
+	RequireIntegration(t, "a Docker engine")
 	LookPath(t, "docker", "docker.io")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -52,9 +52,9 @@ func RequireDocker(t testing.TB) {
 	}
 }
 
-// requireIntegration fails a unit-tier test that reaches for an external component:
+// RequireIntegration fails a unit-tier test that reaches for an external component:
 // such a test belongs in a file built with the integration tag.
-func requireIntegration(t testing.TB, what string) {
+func RequireIntegration(t testing.TB, what string) {
 	t.Helper()
 	if !Integration {
 		t.Fatalf("%s is an external component: this test belongs in the integration tier (a file starting with //go:build integration; run it with go test -tags integration)", what)
@@ -78,7 +78,7 @@ var (
 // Binary builds cmd/gpunode once per test process and returns its path.
 func Binary(t testing.TB) string {
 	t.Helper()
-	requireIntegration(t, "the gpunode binary")
+	RequireIntegration(t, "the gpunode binary")
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "gpunode-bin-")
 		if err != nil {

@@ -25,6 +25,7 @@ import (
 // kuboBin returns the kubo binary built by scripts/setup.d/40-kubo.sh.
 func kuboBin(t testing.TB) string {
 	t.Helper()
+	testenv.RequireIntegration(t, "kubo")
 	p := filepath.Join(testenv.Cache(), "bin", "ipfs")
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("kubo not found at %s: build it with `bash scripts/setup.d/40-kubo.sh` (about 7 minutes the first time); %s", p, testenv.Setup)
