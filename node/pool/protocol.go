@@ -18,12 +18,18 @@ import (
 )
 
 // The pool's protocols: members report to the coordinator on HeartbeatProtocol, the
-// coordinator assigns jobs on DispatchProtocol. Each stream carries one signed message
-// and one signed Ack back.
+// coordinator assigns jobs on DispatchProtocol, members hand a dispatched job's outcome
+// back on ResultProtocol. Each stream carries one signed message and one signed Ack back.
 const (
 	HeartbeatProtocol protocol.ID = "/gpunode/pool/heartbeat/1.0.0"
 	DispatchProtocol  protocol.ID = "/gpunode/pool/dispatch/1.0.0"
+	ResultProtocol    protocol.ID = "/gpunode/pool/result/1.0.0"
 )
+
+// ResultHandler decides whether the coordinator takes a member's result (checked for
+// signature, sender, pool and replay already): its answer is the Ack's Accepted and
+// Reason. It runs while the member waits, so it must be quick (record, do not fetch).
+type ResultHandler func(ctx context.Context, from peer.ID, r Result) (accepted bool, reason string)
 
 // streamTimeout bounds one exchange.
 const streamTimeout = 10 * time.Second
@@ -50,6 +56,10 @@ type Coordinator struct {
 	members map[peer.ID]*MemberInfo
 	seq     uint64
 	refused *prometheus.CounterVec
+	// results takes members' results; lastResult is each member's last result taken
+	// (seq, time) against replays.
+	results    ResultHandler
+	lastResult map[peer.ID][2]int64
 }
 
 // NewCoordinator serves heartbeats on h, whose identity key is key. A member whose last
@@ -62,7 +72,7 @@ func NewCoordinator(h host.Host, key crypto.PrivKey, bound time.Duration, log *s
 		return nil, errors.New("pool coordinator: the key is not the host's identity")
 	}
 	c := &Coordinator{h: h, key: key, bound: bound, log: log.With("component", "pool"), now: time.Now,
-		members: map[peer.ID]*MemberInfo{},
+		members: map[peer.ID]*MemberInfo{}, lastResult: map[peer.ID][2]int64{},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gpunode_pool_messages_refused_total",
 			Help: "Pool messages refused, by kind and reason (malformed, forged, other_pool, replayed).",
@@ -74,11 +84,23 @@ func NewCoordinator(h host.Host, key crypto.PrivKey, bound time.Duration, log *s
 		}
 	}
 	h.SetStreamHandler(HeartbeatProtocol, c.handleHeartbeat)
+	h.SetStreamHandler(ResultProtocol, c.handleResult)
 	return c, nil
 }
 
-// Close stops serving heartbeats.
-func (c *Coordinator) Close() { c.h.RemoveStreamHandler(HeartbeatProtocol) }
+// SetResultHandler sets what takes members' results. Until it is set, every result is
+// refused ("this coordinator takes no results").
+func (c *Coordinator) SetResultHandler(fn ResultHandler) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.results = fn
+}
+
+// Close stops serving heartbeats and results.
+func (c *Coordinator) Close() {
+	c.h.RemoveStreamHandler(HeartbeatProtocol)
+	c.h.RemoveStreamHandler(ResultProtocol)
+}
 
 // ID is the coordinator's peer ID, which members name as their coordinator.
 func (c *Coordinator) ID() peer.ID { return c.h.ID() }
@@ -147,6 +169,71 @@ func (c *Coordinator) acceptHeartbeat(st network.Stream, from peer.ID) (Heartbea
 	}
 	c.members[from] = &MemberInfo{Heartbeat: hb, LastSeen: now}
 	return hb, nil
+}
+
+func (c *Coordinator) handleResult(st network.Stream) {
+	defer st.Close()
+	_ = st.SetDeadline(time.Now().Add(streamTimeout))
+	from := st.Conn().RemotePeer()
+	r, err := c.openResult(st, from)
+	ack := Ack{Version: Version, From: c.h.ID().String(), Seq: r.Seq, JobID: r.JobID}
+	if err != nil {
+		c.refused.WithLabelValues(KindResult, reason(err)).Inc()
+		c.log.Warn("result refused", "peer", from, "err", err)
+		ack.Reason = err.Error()
+		if !runtimeValidJobID(ack.JobID) {
+			ack.JobID = ""
+		}
+	} else {
+		c.mu.Lock()
+		fn := c.results
+		c.mu.Unlock()
+		if fn == nil {
+			ack.Reason = "this coordinator takes no results"
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), streamTimeout/2)
+			ack.Accepted, ack.Reason = fn(ctx, from, r)
+			cancel()
+		}
+	}
+	if len(ack.Reason) > 512 {
+		ack.Reason = ack.Reason[:512]
+	}
+	s, serr := Sign(c.key, KindAck, ack)
+	if serr != nil || WriteFrame(st, s) != nil {
+		st.Reset()
+	}
+}
+
+func (c *Coordinator) openResult(st network.Stream, from peer.ID) (Result, error) {
+	s, err := ReadFrame(st)
+	if err != nil {
+		return Result{}, err
+	}
+	var r Result
+	// Signed by the peer at the other end of the stream, and naming it.
+	if err := s.Open(KindResult, from, &r); err != nil {
+		return Result{}, err
+	}
+	if r.Member != from.String() {
+		return r, fmt.Errorf("%w: peer %s sent a result for %s", ErrForged, from, r.Member)
+	}
+	if err := r.Validate(); err != nil {
+		return r, err
+	}
+	if r.Coordinator != c.h.ID().String() {
+		return r, fmt.Errorf("%w: %s", errOtherPool, r.Coordinator)
+	}
+	if err := checkTime(r.Time, c.now()); err != nil {
+		return r, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if last, ok := c.lastResult[from]; ok && int64(r.Seq) <= last[0] && r.Time <= last[1] {
+		return r, fmt.Errorf("%w: result seq %d after %d", errReplayed, r.Seq, last[0])
+	}
+	c.lastResult[from] = [2]int64{int64(r.Seq), r.Time}
+	return r, nil
 }
 
 // Members lists the members that ever reported, by peer ID, saying which are alive.
@@ -265,6 +352,8 @@ type Member struct {
 
 	mu  sync.Mutex
 	seq uint64
+	// rseq counts the results sent.
+	rseq uint64
 	// lastSeq and lastTime are the coordinator's last dispatch taken: a copy of an old
 	// one has both no greater (a restarted coordinator counts from 1 again, later).
 	lastSeq  uint64
@@ -323,6 +412,33 @@ func (m *Member) Beat(ctx context.Context) error {
 		return fmt.Errorf("heartbeat to %s refused: %s", m.coordinator, ack.Reason)
 	}
 	return nil
+}
+
+// SendResult reports a dispatched job's outcome to the coordinator and returns its
+// answer: Accepted false with a Reason when it refuses the result (the job was
+// reassigned, …). An error means the result did not get there, or the answer is not the
+// coordinator's.
+func (m *Member) SendResult(ctx context.Context, r Result) (Ack, error) {
+	m.mu.Lock()
+	m.rseq++
+	r.Seq = m.rseq
+	m.mu.Unlock()
+	r.Version, r.Coordinator, r.Member, r.Time = Version, m.coordinator.String(), m.h.ID().String(), m.now().UnixMilli()
+	if err := r.Validate(); err != nil {
+		return Ack{}, fmt.Errorf("result of job %s: %w", r.JobID, err)
+	}
+	s, err := Sign(m.key, KindResult, r)
+	if err != nil {
+		return Ack{}, err
+	}
+	ack, err := exchange(ctx, m.h, m.coordinator, ResultProtocol, s)
+	if err != nil {
+		return Ack{}, fmt.Errorf("result of job %s to %s: %w", r.JobID, m.coordinator, err)
+	}
+	if ack.Seq != r.Seq || ack.JobID != r.JobID {
+		return Ack{}, fmt.Errorf("result of job %s to %s: %w: the answer is for job %q seq %d", r.JobID, m.coordinator, ErrMalformed, ack.JobID, ack.Seq)
+	}
+	return ack, nil
 }
 
 // Run sends a heartbeat every interval until ctx ends.

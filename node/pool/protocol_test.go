@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -304,6 +305,240 @@ func FuzzOpenDispatch(f *testing.F) {
 		}
 		if !bytes.Equal(body, s.Body) {
 			t.Fatal("body changed")
+		}
+		if err := got.Validate(); err != nil && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("unclassified error %v", err)
+		}
+	})
+}
+
+// results records what a coordinator was handed, refusing jobs in refuse.
+type results struct {
+	mu     sync.Mutex
+	got    []Result
+	from   []peer.ID
+	refuse map[string]string
+}
+
+func (r *results) take(_ context.Context, from peer.ID, res Result) (bool, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if why, ok := r.refuse[res.JobID]; ok {
+		return false, why
+	}
+	r.got = append(r.got, res)
+	r.from = append(r.from, from)
+	return true, ""
+}
+
+func (r *results) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
+func doneResult(jobID string) Result {
+	return Result{JobID: jobID, DispatchSeq: 1, Status: ResultDone, CID: "bafkreigh2akiscaildc", Hash: strings.Repeat("cd", 32), WallSeconds: 12.5, GPUs: 2}
+}
+
+// A member hands a result back: the coordinator's handler gets it with the sender, and
+// its answer (taken or refused with a reason) comes back signed. Before a handler is
+// set, results are refused.
+func TestResultExchange(t *testing.T) {
+	co, mem := newNode(t), newNode(t)
+	connect(t, mem, co)
+	c, err := NewCoordinator(co.h, co.key, time.Minute, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var took jobs
+	m, err := NewMember(mem.h, mem.key, co.h.ID(), inventory(2, 2), took.accept, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	ack, err := m.SendResult(ctx, doneResult("5"))
+	if err != nil || ack.Accepted || !strings.Contains(ack.Reason, "takes no results") {
+		t.Fatalf("result before a handler: %+v %v", ack, err)
+	}
+	got := results{refuse: map[string]string{"6": "job reassigned to another member"}}
+	c.SetResultHandler(got.take)
+	ack, err = m.SendResult(ctx, doneResult("5"))
+	if err != nil || !ack.Accepted || ack.JobID != "5" || ack.From != co.h.ID().String() {
+		t.Fatalf("result: %+v %v", ack, err)
+	}
+	if got.count() != 1 || got.from[0] != mem.h.ID() || got.got[0].Member != mem.h.ID().String() || got.got[0].CID != "bafkreigh2akiscaildc" || got.got[0].WallSeconds != 12.5 {
+		t.Fatalf("coordinator got %+v from %v", got.got, got.from)
+	}
+	ack, err = m.SendResult(ctx, doneResult("6"))
+	if err != nil || ack.Accepted || ack.Reason != "job reassigned to another member" {
+		t.Fatalf("refused result answered %+v %v", ack, err)
+	}
+	// A rank-1 result publishes nothing; a failed one says why.
+	ack, err = m.SendResult(ctx, Result{JobID: "7", Status: ResultDone, Rank: 1, WallSeconds: 3})
+	if err != nil || !ack.Accepted {
+		t.Fatalf("rank 1 result: %+v %v", ack, err)
+	}
+	ack, err = m.SendResult(ctx, Result{JobID: "8", Status: ResultFailed, Reason: "container exited 1"})
+	if err != nil || !ack.Accepted {
+		t.Fatalf("failed result: %+v %v", ack, err)
+	}
+	// The member refuses to send a malformed result itself.
+	if _, err := m.SendResult(ctx, Result{JobID: "9", Status: ResultDone}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("done result without a checkpoint: %v", err)
+	}
+	if got.count() != 3 {
+		t.Fatalf("coordinator took %d results, want 3", got.count())
+	}
+}
+
+// A peer that signs a result naming another member, a result for another pool, a
+// result signed by a key that is not the sender's, and a replayed result are all refused
+// and counted; the handler never sees them.
+func TestForgedResultRefused(t *testing.T) {
+	co, mem, evil := newNode(t), newNode(t), newNode(t)
+	connect(t, mem, co)
+	connect(t, evil, co)
+	c, err := NewCoordinator(co.h, co.key, time.Minute, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got results
+	c.SetResultHandler(got.take)
+	ctx := t.Context()
+	send := func(t *testing.T, key crypto.PrivKey, r Result) Ack {
+		t.Helper()
+		s, err := Sign(key, KindResult, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := exchange(ctx, evil.h, co.h.ID(), ResultProtocol, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack
+	}
+	base := doneResult("11")
+	base.Version, base.Coordinator, base.Seq, base.Time = Version, co.h.ID().String(), 1, time.Now().UnixMilli()
+	t.Run("result naming another member", func(t *testing.T) {
+		r := base
+		r.Member = mem.h.ID().String()
+		if ack := send(t, evil.key, r); ack.Accepted || !strings.Contains(ack.Reason, "sent a result for") {
+			t.Fatalf("forged result answered %+v", ack)
+		}
+	})
+	t.Run("result signed by the member's key over evil's stream", func(t *testing.T) {
+		r := base
+		r.Member = mem.h.ID().String()
+		if ack := send(t, mem.key, r); ack.Accepted || !strings.Contains(ack.Reason, "not signed by the peer") {
+			t.Fatalf("result signed by another key answered %+v", ack)
+		}
+	})
+	t.Run("result for another pool", func(t *testing.T) {
+		r := base
+		r.Member, r.Coordinator = evil.h.ID().String(), mem.h.ID().String()
+		if ack := send(t, evil.key, r); ack.Accepted || !strings.Contains(ack.Reason, "another pool") {
+			t.Fatalf("other pool's result answered %+v", ack)
+		}
+	})
+	t.Run("malformed result", func(t *testing.T) {
+		r := base
+		r.Member, r.Status = evil.h.ID().String(), "paid"
+		if ack := send(t, evil.key, r); ack.Accepted || !strings.Contains(ack.Reason, "status") {
+			t.Fatalf("malformed result answered %+v", ack)
+		}
+	})
+	if got.count() != 0 {
+		t.Fatalf("the handler took %+v", got.got)
+	}
+	t.Run("replayed result", func(t *testing.T) {
+		r := base
+		r.Member = evil.h.ID().String()
+		if ack := send(t, evil.key, r); !ack.Accepted {
+			t.Fatalf("honest result refused: %s", ack.Reason)
+		}
+		if ack := send(t, evil.key, r); ack.Accepted || !strings.Contains(ack.Reason, "older than one already seen") {
+			t.Fatalf("replayed result answered %+v", ack)
+		}
+	})
+	if got.count() != 1 {
+		t.Fatalf("the handler took %d results, want the one honest", got.count())
+	}
+	for reason, want := range map[string]float64{"forged": 2, "other_pool": 1, "malformed": 1, "replayed": 1} {
+		if n := testutil.ToFloat64(c.refused.WithLabelValues(KindResult, reason)); n != want {
+			t.Errorf("%s results counted %v, want %v", reason, n, want)
+		}
+	}
+}
+
+func TestResultValidate(t *testing.T) {
+	co, mem := newNode(t), newNode(t)
+	ok := doneResult("3")
+	ok.Version, ok.Coordinator, ok.Member, ok.Seq, ok.Time = Version, co.h.ID().String(), mem.h.ID().String(), 1, time.Now().UnixMilli()
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid result: %v", err)
+	}
+	for name, c := range map[string]struct {
+		mut  func(*Result)
+		want string
+	}{
+		"version":             {func(r *Result) { r.Version = 2 }, "version"},
+		"coordinator":         {func(r *Result) { r.Coordinator = "x" }, "coordinator"},
+		"job id":              {func(r *Result) { r.JobID = "../x" }, "job id"},
+		"status":              {func(r *Result) { r.Status = "" }, "status"},
+		"done without cid":    {func(r *Result) { r.CID = "" }, "without its checkpoint"},
+		"bad cid":             {func(r *Result) { r.CID = "a/b" }, "cid"},
+		"bad hash":            {func(r *Result) { r.Hash = "zz" }, "hash"},
+		"rank":                {func(r *Result) { r.Rank = 64 }, "rank"},
+		"negative rank":       {func(r *Result) { r.Rank = -1 }, "rank"},
+		"NaN wall":            {func(r *Result) { r.WallSeconds = math.NaN() }, "wall seconds"},
+		"negative wall":       {func(r *Result) { r.WallSeconds = -1 }, "wall seconds"},
+		"gpus":                {func(r *Result) { r.GPUs = 2000 }, "gpus"},
+		"failed with a cid":   {func(r *Result) { r.Status, r.Reason = ResultFailed, "x" }, "with a checkpoint"},
+		"declined, no reason": {func(r *Result) { r.Status, r.CID, r.Hash = ResultDeclined, "", "" }, "without a reason"},
+		"long reason":         {func(r *Result) { r.Reason = strings.Repeat("x", 513) }, "reason"},
+	} {
+		r := ok
+		c.mut(&r)
+		if err := r.Validate(); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want ErrMalformed about %q", name, err, c.want)
+		}
+	}
+}
+
+// FuzzOpenResult: whatever a member sends, decoding refuses it with ErrMalformed or
+// ErrForged, or yields a result whose validation is classified.
+func FuzzOpenResult(f *testing.F) {
+	key, _, _ := crypto.GenerateEd25519Key(nil)
+	id, _ := peer.IDFromPrivateKey(key)
+	r := doneResult("12")
+	r.Version, r.Coordinator, r.Member, r.Seq, r.Time = Version, id.String(), id.String(), 1, time.Now().UnixMilli()
+	s, _ := Sign(key, KindResult, r)
+	var buf bytes.Buffer
+	WriteFrame(&buf, s)
+	f.Add(buf.Bytes())
+	failed := r
+	failed.Status, failed.CID, failed.Hash, failed.Reason, failed.Rank = ResultFailed, "", "", "oom", 3
+	s, _ = Sign(key, KindResult, failed)
+	buf.Reset()
+	WriteFrame(&buf, s)
+	f.Add(buf.Bytes())
+	f.Add([]byte{0, 0, 0, 2, '{', '}'})
+	f.Add(append([]byte{0, 0, 0, 52}, `{"kind":"result","body":{"wall_seconds":1e400},"sig":"AQ=="}`[:52]...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := ReadFrame(bytes.NewReader(b))
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("unclassified error %v", err)
+			}
+			return
+		}
+		var got Result
+		if err := s.Open(KindResult, id, &got); err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrForged) {
+				t.Fatalf("unclassified error %v", err)
+			}
+			return
 		}
 		if err := got.Validate(); err != nil && !errors.Is(err, ErrMalformed) {
 			t.Fatalf("unclassified error %v", err)

@@ -38,6 +38,7 @@ const (
 	KindHeartbeat = "heartbeat"
 	KindDispatch  = "dispatch"
 	KindAck       = "ack"
+	KindResult    = "result"
 )
 
 // Signed is a message and its sender's signature.
@@ -95,7 +96,45 @@ type Dispatch struct {
 	Cluster *runtime.Cluster `json:"cluster,omitempty"`
 }
 
-// Ack is a member's answer to a dispatch, or the coordinator's to a heartbeat.
+// Statuses of a Result.
+const (
+	// ResultDone: the member ran the job to its end; rank 0 of the job published its
+	// checkpoint (CID, Hash), any other rank publishes nothing.
+	ResultDone = "done"
+	// ResultFailed: the member started the job and gives it back (Reason says why).
+	ResultFailed = "failed"
+	// ResultDeclined: the member acked the dispatch but then would not run the job
+	// (its policy, a dry run…); the coordinator reassigns it at once.
+	ResultDeclined = "declined"
+)
+
+// Result is a member's report on a job dispatched to it, sent to the coordinator on
+// ResultProtocol. The coordinator answers with an Ack saying whether it took it.
+type Result struct {
+	Version     int    `json:"version"`
+	Coordinator string `json:"coordinator"`
+	Member      string `json:"member"`
+	// Seq increases with every result of a member's run; Time is when it was sent (unix ms).
+	Seq  uint64 `json:"seq"`
+	Time int64  `json:"time"`
+	// JobID is the job's on-chain ID; DispatchSeq the Seq of the dispatch it answers.
+	JobID       string `json:"job_id"`
+	DispatchSeq uint64 `json:"dispatch_seq"`
+	// Status is done, failed or declined.
+	Status string `json:"status"`
+	// CID and Hash name the published checkpoint and its tree hash (rank 0, done).
+	CID  string `json:"cid,omitempty"`
+	Hash string `json:"hash,omitempty"`
+	// Rank is the member's node rank in a multi-rig job (0 for one rig).
+	Rank int `json:"rank"`
+	// WallSeconds is how long the job ran on the member, GPUs how many it used.
+	WallSeconds float64 `json:"wall_seconds"`
+	GPUs        int     `json:"gpus"`
+	// Reason says why a job failed or was declined.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Ack is a member's answer to a dispatch, or the coordinator's to a heartbeat or result.
 type Ack struct {
 	Version int `json:"version"`
 	// From is the sender's peer ID; Seq echoes the message answered.
@@ -193,6 +232,51 @@ func (d Dispatch) Validate() error {
 		if errs := d.Cluster.WithDefaults().Validate(); len(errs) > 0 {
 			return fmt.Errorf("%w: %w", ErrMalformed, errors.Join(errs...))
 		}
+	}
+	return nil
+}
+
+// Validate checks a result's fields (not its signature).
+func (r Result) Validate() error {
+	if r.Version != Version {
+		return fmt.Errorf("%w: result version %d, want %d", ErrMalformed, r.Version, Version)
+	}
+	if _, err := checkPeer("coordinator", r.Coordinator); err != nil {
+		return err
+	}
+	if _, err := checkPeer("member", r.Member); err != nil {
+		return err
+	}
+	switch {
+	case !runtime.ValidJobID(r.JobID):
+		return fmt.Errorf("%w: job id %q", ErrMalformed, r.JobID)
+	case r.Rank < 0 || r.Rank >= runtime.MaxNodes:
+		return fmt.Errorf("%w: rank %d, want 0-%d", ErrMalformed, r.Rank, runtime.MaxNodes-1)
+	case math.IsNaN(r.WallSeconds) || math.IsInf(r.WallSeconds, 0) || r.WallSeconds < 0 || r.WallSeconds > 1e9:
+		return fmt.Errorf("%w: wall seconds %v", ErrMalformed, r.WallSeconds)
+	case r.GPUs < 0 || r.GPUs > 1024:
+		return fmt.Errorf("%w: gpus %d", ErrMalformed, r.GPUs)
+	case len(r.Reason) > 512:
+		return fmt.Errorf("%w: reason of %d bytes", ErrMalformed, len(r.Reason))
+	case r.CID != "" && !cidRe.MatchString(r.CID):
+		return fmt.Errorf("%w: cid %q", ErrMalformed, r.CID)
+	case r.Hash != "" && !hashRe.MatchString(r.Hash):
+		return fmt.Errorf("%w: hash %q", ErrMalformed, r.Hash)
+	}
+	switch r.Status {
+	case ResultDone:
+		if r.Rank == 0 && (r.CID == "" || r.Hash == "") {
+			return fmt.Errorf("%w: a done result of rank 0 without its checkpoint's cid and hash", ErrMalformed)
+		}
+	case ResultFailed, ResultDeclined:
+		if r.CID != "" || r.Hash != "" {
+			return fmt.Errorf("%w: a %s result with a checkpoint", ErrMalformed, r.Status)
+		}
+		if r.Reason == "" {
+			return fmt.Errorf("%w: a %s result without a reason", ErrMalformed, r.Status)
+		}
+	default:
+		return fmt.Errorf("%w: status %q, want done, failed or declined", ErrMalformed, r.Status)
 	}
 	return nil
 }
