@@ -71,8 +71,11 @@ type Manifest struct {
 	Evaluation Evaluation `json:"evaluation"`
 }
 
-// Resources is what a job needs of a node.
+// Resources is what a job needs of a node (of each node, for a multi-rig job).
 type Resources struct {
+	// Nodes is how many rigs the job spans (a multi-rig PyTorch job, run by a pool);
+	// 0 or absent means one. GPUs and the rest are per rig.
+	Nodes        int     `json:"nodes,omitempty"`
 	GPUs         int     `json:"gpus"`
 	GPUMemoryMiB int64   `json:"gpu_memory_mib,omitempty"`
 	MinScore     float64 `json:"min_score,omitempty"`
@@ -83,6 +86,9 @@ type Resources struct {
 	MemoryMiB        int64   `json:"memory_mib,omitempty"`
 	DiskMiB          int64   `json:"disk_mib,omitempty"`
 }
+
+// NodeCount is how many rigs the job spans: resources.nodes, at least 1.
+func (r Resources) NodeCount() int { return max(r.Nodes, 1) }
 
 // Input is one read-only mount: exactly one of CID, Dataset and File is set.
 type Input struct {
@@ -289,6 +295,9 @@ func (m *Manifest) Validate() []error {
 		}
 	}
 	r := m.Resources
+	if r.Nodes < 0 || r.Nodes > runtime.MaxNodes {
+		bad("resources.nodes: %d out of range 1..%d (0 or absent means 1)", r.Nodes, runtime.MaxNodes)
+	}
 	if r.GPUs < 0 || r.GPUs > MaxGPUs {
 		bad("resources.gpus: %d out of range 0..%d", r.GPUs, MaxGPUs)
 	}

@@ -69,6 +69,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"memory overflows bytes", strings.Replace(v, `"memory_mib": 65536`, `"memory_mib": 9007199254740992`, 1), []string{"memory_mib and gpu_memory_mib must be at most"}},
 		{"absurd amounts", strings.NewReplacer(`"cpus": 8`, `"cpus": 100000`, `"disk_mib": 102400`, `"disk_mib": 1099511627777`, `"min_score": 100`, `"min_score": 1e300`).Replace(v), []string{"resources.cpus", "resources.disk_mib", "resources.min_score"}},
 		{"min_verified_score out of range", strings.Replace(v, `"min_score": 100`, `"min_score": 100, "min_verified_score": -1`, 1), []string{"resources.min_verified_score"}},
+		{"negative nodes", strings.Replace(v, `"gpus": 2,`, `"nodes": -1, "gpus": 2,`, 1), []string{"resources.nodes: -1 out of range 1..64"}},
+		{"too many nodes", strings.Replace(v, `"gpus": 2,`, `"nodes": 65, "gpus": 2,`, 1), []string{"resources.nodes: 65 out of range 1..64"}},
+		{"nodes not a number", strings.Replace(v, `"gpus": 2,`, `"nodes": "2", "gpus": 2,`, 1), []string{"resources.nodes"}},
 		{"a century", strings.Replace(v, `"6h"`, `"876000h"`, 1), []string{"max_duration: must be positive and at most"}},
 		{"output past a petabyte", strings.Replace(v, `"max_bytes": 1073741824`, `"max_bytes": 1125899906842625`, 1), []string{"output.max_bytes"}},
 		{"threshold past the contract", strings.Replace(v, `"threshold": 0.9`, `"threshold": 5000`, 1), []string{"evaluation.threshold"}},
@@ -129,6 +132,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Add(bytes.Replace(valid, []byte(`"min_score": 100`), []byte(`"min_score": 100, "min_verified_score": 2.5`), 1))
 	f.Add([]byte(strings.NewReplacer(`"version": 1`, `"version": 2`, `"metric":`, `"direction": "lower", "metric":`).Replace(string(valid))))
+	f.Add(bytes.Replace(valid, []byte(`"gpus": 2,`), []byte(`"nodes": 2, "gpus": 2,`), 1))
+	f.Add(bytes.Replace(valid, []byte(`"gpus": 2,`), []byte(`"nodes": 65, "gpus": 2,`), 1))
 	f.Add(bytes.Replace(valid, []byte(`"memory_mib": 65536`), []byte(`"memory_mib": 17592186044416`), 1))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(bytes.NewReader(b))
@@ -140,6 +145,9 @@ func FuzzDecode(f *testing.F) {
 		}
 		if _, _, err := ParseImage(m.Image); err != nil {
 			t.Fatalf("decoded manifest has a bad image: %v", err)
+		}
+		if n := m.Resources.NodeCount(); n < 1 || n > 64 {
+			t.Fatalf("decoded manifest spans %d nodes", n)
 		}
 		if m.Resources.MemoryMiB<<20>>20 != m.Resources.MemoryMiB || m.Evaluation.Threshold*1e6 > 1<<32-1 {
 			t.Fatalf("decoded manifest overflows: memory_mib %d, threshold %v", m.Resources.MemoryMiB, m.Evaluation.Threshold)
@@ -191,5 +199,25 @@ func TestExampleTemplateDecodes(t *testing.T) {
 	}
 	if got := m.LocalFiles(); len(got) != 2 {
 		t.Errorf("local files %v, want the data set for training and for evaluation", got)
+	}
+}
+
+// TestNodes: resources.nodes, absent or 0, means one rig; 1..64 are taken as written.
+func TestNodes(t *testing.T) {
+	valid, err := os.ReadFile("testdata/valid.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		field string
+		want  int
+	}{{"", 1}, {`"nodes": 0,`, 1}, {`"nodes": 1,`, 1}, {`"nodes": 2,`, 2}, {`"nodes": 64,`, 64}} {
+		m, err := Decode(strings.NewReader(strings.Replace(string(valid), `"gpus": 2,`, tt.field+`"gpus": 2,`, 1)))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.field, err)
+		}
+		if got := m.Resources.NodeCount(); got != tt.want {
+			t.Errorf("%q: NodeCount %d, want %d", tt.field, got, tt.want)
+		}
 	}
 }

@@ -56,8 +56,11 @@ type Posting struct {
 	ManifestHash string    `json:"manifest_hash"` // hex sha256 of the manifest bytes
 	RewardWei    string    `json:"reward_wei"`
 	Deadline     time.Time `json:"deadline,omitempty"`
-	// Source is "chain" or "offer".
+	// Source is "chain", "offer" or "pool" (SourcePool).
 	Source string `json:"source"`
+	// Cluster is the rig's place in a multi-rig job (resources.nodes > 1), which only a
+	// pool dispatches; it goes into the container's runtime.Spec. Nil for one rig.
+	Cluster *runtime.Cluster `json:"cluster,omitempty"`
 	// Sealed marks a JobMarketV2 job: its output is sealed before it is published
 	// (Deps.Sealer), and its validators are drawn at acceptance.
 	Sealed bool `json:"sealed,omitempty"`
@@ -79,6 +82,12 @@ type Posting struct {
 	RunWindowSeconds    uint32 `json:"run_window_seconds,omitempty"`
 	AttestWindowSeconds uint32 `json:"attest_window_seconds,omitempty"`
 }
+
+// SourcePool is the Source of a job the node's pool coordinator dispatched to it: the
+// coordinator accepted it on chain and checked the contract's terms against the manifest,
+// so the member does not compare them again (it has no terms to compare), but it still
+// checks the manifest, its own policy and the dry run like any job's.
+const SourcePool = "pool"
 
 // RunWindow is the time the provider has from acceptance to submission.
 func (p Posting) RunWindow() time.Duration { return time.Duration(p.RunWindowSeconds) * time.Second }
@@ -105,6 +114,9 @@ type Record struct {
 	Attempts int `json:"attempts,omitempty"`
 	// Preflight is what the dry run before acceptance measured.
 	Preflight *Preflight `json:"preflight,omitempty"`
+	// DeclineTold says that the chain adapter (a DeclineNotifier: the pool) heard that
+	// this job of Source "pool" was declined.
+	DeclineTold bool `json:"decline_told,omitempty"`
 }
 
 // Job is a job and its record, as listed by the API.
@@ -138,6 +150,15 @@ type Chain interface {
 	// may wait for a deadline on chain; it must be idempotent.
 	Abandon(ctx context.Context, id, reason string) (refund string, err error)
 	Outcome(ctx context.Context, id string) (Outcome, error)
+}
+
+// DeclineNotifier is a Chain that must hear when a job it handed the machine is declined
+// after all (a pool member's adapter: its coordinator then gives the job to another
+// member at once). The machine calls Declined once per job of Source "pool" that ends
+// Declined, again after a restart until it succeeded; it must be idempotent. An error
+// wrapping ErrPermanent means there is nobody to tell any more.
+type DeclineNotifier interface {
+	Declined(ctx context.Context, id, reason string) error
 }
 
 // Content is what the state machine needs of IPFS.

@@ -183,8 +183,10 @@ func (m *Machine) Run(ctx context.Context) error {
 		return fmt.Errorf("jobs: re-attach to containers: %w", err)
 	}
 	open, err := m.deps.Store.List(func(j store.Job) bool {
-		// A failed job not yet given back on chain is unfinished business too.
-		return IsJobID(j.ID) && (!State(j.State).Terminal() || (State(j.State) == Failed && owesRefund(j.Data)))
+		// A failed job not yet given back on chain is unfinished business too, and so is
+		// a declined pool job its coordinator has not heard of.
+		return IsJobID(j.ID) && (!State(j.State).Terminal() || (State(j.State) == Failed && owesRefund(j.Data)) ||
+			(State(j.State) == Declined && m.owesDeclineNotice(j.Data)))
 	})
 	if err != nil {
 		return fmt.Errorf("jobs: %w", err)
@@ -307,6 +309,9 @@ func (m *Machine) drive(ctx context.Context, id string) {
 			m.releaseIdle(id)
 			if state == Failed {
 				m.abandon(ctx, id, log)
+			}
+			if state == Declined {
+				m.tellDeclined(ctx, id, log)
 			}
 			return
 		}
@@ -461,6 +466,11 @@ func (m *Machine) step(ctx context.Context, id string, state State, rec Record, 
 		}
 		return Uploading, fmt.Sprintf("exit 0 after %s", res.WallTime.Round(time.Second)), keep, nil
 	case Uploading:
+		if c := rec.Posting.Cluster; c != nil && c.NodeRank != 0 {
+			// Every rank trains, rank 0 writes the checkpoint: the others publish nothing
+			// and report done with no CID.
+			return Submitting, fmt.Sprintf("rank %d of a %d-rig job: rank 0 publishes the checkpoint", c.NodeRank, c.NNodes), nil, nil
+		}
 		cid, hash, keyHash, err := m.publish(ctx, id, rec)
 		if err != nil {
 			return "", "", nil, err
@@ -500,6 +510,9 @@ func (m *Machine) evaluate(ctx context.Context, id string, rec Record) (State, s
 	}
 	if reason := m.checkTerms(p, man); reason != "" {
 		return m.declined(id, p, man, KindTerms, reason)
+	}
+	if reason := checkNodes(p, man); reason != "" {
+		return m.declined(id, p, man, KindResources, reason)
 	}
 	if len(man.Command) == 0 {
 		return m.declined(id, p, man, KindManifest, "the manifest has no command: a job must say what it runs (the image's own entrypoint is not used)")
@@ -661,6 +674,61 @@ func (m *Machine) follow(ctx context.Context, id string) (State, string, func(*R
 			return "", "", nil, ctx.Err()
 		case <-t.C:
 		}
+	}
+}
+
+// owesDeclineNotice tells whether a declined job is a pool's that its coordinator has
+// not heard of yet.
+func (m *Machine) owesDeclineNotice(raw json.RawMessage) bool {
+	if _, ok := m.deps.Chain.(DeclineNotifier); !ok {
+		return false
+	}
+	rec, err := decodeRecord(raw)
+	return err == nil && rec.Posting.Source == SourcePool && !rec.DeclineTold
+}
+
+// tellDeclined tells the pool a job it dispatched was declined, once; after a restart,
+// Run resumes it.
+func (m *Machine) tellDeclined(ctx context.Context, id string, log *slog.Logger) {
+	dn, ok := m.deps.Chain.(DeclineNotifier)
+	if !ok {
+		return
+	}
+	j, err := m.deps.Store.Get(id)
+	if err != nil || !m.owesDeclineNotice(j.Data) {
+		return
+	}
+	rec, _ := decodeRecord(j.Data)
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		err := dn.Declined(ctx, id, rec.Reason)
+		if err != nil && !errors.Is(err, ErrPermanent) {
+			if ctx.Err() != nil {
+				return
+			}
+			wait := min(time.Duration(m.cfg.RetryBase)<<min(attempt-1, 16), time.Duration(m.cfg.RetryMax))
+			log.Warn("tell the pool the job was declined; retrying", "attempt", attempt, "in", wait, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			continue
+		}
+		note := "the pool heard it was declined"
+		if err != nil {
+			note = "the pool could not be told it was declined: " + err.Error()
+		}
+		log.Info(note)
+		m.deps.Store.Advance(id, string(Declined), string(Declined), note, func(sj *store.Job) error {
+			r, err := decodeRecord(sj.Data)
+			if err != nil {
+				return err
+			}
+			r.DeclineTold = true
+			sj.Data = mustJSON(r)
+			return nil
+		})
+		return
 	}
 }
 

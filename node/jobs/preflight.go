@@ -95,8 +95,8 @@ func ContractThreshold(t float64) (uint32, bool) {
 // checkTerms compares the contract's terms with the manifest; it returns why they do
 // not agree, or "".
 func (m *Machine) checkTerms(p Posting, man *job.Manifest) string {
-	if p.RunWindowSeconds == 0 {
-		return "" // not from the chain: no terms to compare
+	if p.RunWindowSeconds == 0 || p.Source == SourcePool {
+		return "" // not from the chain (the pool's coordinator compared them): no terms to compare
 	}
 	if want, ok := ContractThreshold(man.Evaluation.Threshold); !ok || p.Threshold != want {
 		return fmt.Sprintf("threshold mismatch: the chain's threshold is %d, the manifest's %g makes %d (threshold × 10⁶): validators would judge the job by another bar than its manifest says",
@@ -114,6 +114,27 @@ func (m *Machine) checkTerms(p Posting, man *job.Manifest) string {
 	}
 	if min := time.Duration(m.cfg.MinAttestWindow); time.Duration(p.AttestWindowSeconds)*time.Second < min {
 		return fmt.Sprintf("attest window %s is shorter than %s: validators could not attest in time", time.Duration(p.AttestWindowSeconds)*time.Second, min)
+	}
+	return ""
+}
+
+// checkNodes compares the rigs a manifest asks for with the posting's cluster: a
+// multi-rig job runs only as one member of a pool's cluster of that many rigs. It returns
+// why they do not agree, or "".
+func checkNodes(p Posting, man *job.Manifest) string {
+	n := man.Resources.NodeCount()
+	switch {
+	case p.Cluster == nil && n > 1:
+		return fmt.Sprintf("needs %d rigs: only a pool takes multi-rig jobs", n)
+	case p.Cluster == nil:
+		return ""
+	case p.Source != SourcePool:
+		return "a cluster place from another source than the pool's coordinator"
+	case p.Cluster.NNodes != n:
+		return fmt.Sprintf("the pool's cluster has %d rigs, the manifest's resources.nodes asks for %d", p.Cluster.NNodes, n)
+	}
+	if errs := p.Cluster.WithDefaults().Validate(); len(errs) > 0 {
+		return fmt.Sprintf("the pool's cluster place: %v", errors.Join(errs...))
 	}
 	return ""
 }
@@ -142,6 +163,7 @@ func (m *Machine) spec(ctx context.Context, id string, rec Record) (runtime.Spec
 		Network:        runtime.NetworkNone,
 		PrepareTimeout: time.Duration(m.cfg.PrepareTimeout),
 		RunTimeout:     man.MaxDuration.Duration,
+		Cluster:        rec.Posting.Cluster,
 		Resources: runtime.Resources{
 			CPUs:        man.Resources.CPUs,
 			MemoryBytes: man.Resources.MemoryMiB << 20,
