@@ -61,6 +61,9 @@ type Posting struct {
 	// Cluster is the rig's place in a multi-rig job (resources.nodes > 1), which only a
 	// pool dispatches; it goes into the container's runtime.Spec. Nil for one rig.
 	Cluster *runtime.Cluster `json:"cluster,omitempty"`
+	// PoolDispatch is the sequence number of the pool's dispatch that handed the job
+	// over (Source "pool"), which the member's result answers.
+	PoolDispatch uint64 `json:"pool_dispatch,omitempty"`
 	// Sealed marks a JobMarketV2 job: its output is sealed before it is published
 	// (Deps.Sealer), and its validators are drawn at acceptance.
 	Sealed bool `json:"sealed,omitempty"`
