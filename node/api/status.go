@@ -46,6 +46,8 @@ type Status struct {
 	PolicyPaused []string `json:"policy_paused,omitempty"`
 	// Idle is the operator's idle workload; nil when none is configured.
 	Idle *IdleStatus `json:"idle,omitempty"`
+	// PoolOwed is what the pool owes a member node; nil on a node in no pool.
+	PoolOwed *PoolOwed `json:"pool_owed,omitempty"`
 }
 
 // IdleStatus is what the operator's idle workload is doing.

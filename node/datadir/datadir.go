@@ -89,3 +89,7 @@ func (l Layout) BenchRuntimeLogs() string { return l.join("benchmark", "runtime"
 
 // DoctorReport is where `gpunode doctor` keeps its last report, served by the daemon.
 func (l Layout) DoctorReport() string { return l.join("doctor.json") }
+
+// PoolPayouts is where a pool coordinator keeps the address of the PoolPayouts contract
+// it deployed on its first start.
+func (l Layout) PoolPayouts() string { return l.join("pool-payouts.json") }

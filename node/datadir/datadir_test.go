@@ -14,7 +14,7 @@ func TestLayoutDistinct(t *testing.T) {
 		"runtime logs": l.RuntimeLogs(), "pool policy": l.PoolPolicy(), "identity": l.Identity(), "binding key": l.BindingKey(),
 		"keystore": l.Keystore(), "cursor": l.ChainCursor(), "devchain": l.Devchain(), "benchmark report": l.BenchmarkReport(),
 		"harness": l.Harness(), "bench runtime state": l.BenchRuntimeState(), "bench runtime logs": l.BenchRuntimeLogs(),
-		"doctor": l.DoctorReport(), "idle": l.Idle(),
+		"doctor": l.DoctorReport(), "idle": l.Idle(), "pool payouts": l.PoolPayouts(),
 	}
 	seen := map[string]string{}
 	for name, p := range paths {

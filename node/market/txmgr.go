@@ -113,6 +113,17 @@ func (m *TxManager) Send(ctx context.Context, to common.Address, value *big.Int,
 // depends on transactions mined before them in the same block, which the estimate (made
 // against the latest state) cannot see.
 func (m *TxManager) SendWithGasFloor(ctx context.Context, to common.Address, value *big.Int, data []byte, floor uint64) (*types.Receipt, error) {
+	return m.send(ctx, &to, value, data, floor)
+}
+
+// Deploy creates a contract from code (creation bytecode with its constructor arguments)
+// and returns the receipt, whose ContractAddress is the new contract's, once confirmed.
+func (m *TxManager) Deploy(ctx context.Context, code []byte) (*types.Receipt, error) {
+	return m.send(ctx, nil, nil, code, 0)
+}
+
+// send is Send to a contract, or a creation when to is nil.
+func (m *TxManager) send(ctx context.Context, to *common.Address, value *big.Int, data []byte, floor uint64) (*types.Receipt, error) {
 	if m.cfg.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, m.cfg.Timeout)
@@ -121,7 +132,7 @@ func (m *TxManager) SendWithGasFloor(ctx context.Context, to common.Address, val
 	if value == nil {
 		value = new(big.Int)
 	}
-	gas, err := m.b.EstimateGas(ctx, ethereum.CallMsg{From: m.from, To: &to, Value: value, Data: data})
+	gas, err := m.b.EstimateGas(ctx, ethereum.CallMsg{From: m.from, To: to, Value: value, Data: data})
 	if err != nil {
 		m.metrics.txs.WithLabelValues("estimate_failed").Inc()
 		return nil, fmt.Errorf("estimate gas: %w", contracts.Revert(err))
@@ -133,7 +144,7 @@ func (m *TxManager) SendWithGasFloor(ctx context.Context, to common.Address, val
 		return nil, err
 	}
 	tx, err := m.signAndSend(ctx, func(nonce uint64) *types.DynamicFeeTx {
-		return &types.DynamicFeeTx{ChainID: new(big.Int).SetUint64(m.cfg.ChainID), Nonce: nonce, GasTipCap: tip, GasFeeCap: feeCap, Gas: gas, To: &to, Value: value, Data: data}
+		return &types.DynamicFeeTx{ChainID: new(big.Int).SetUint64(m.cfg.ChainID), Nonce: nonce, GasTipCap: tip, GasFeeCap: feeCap, Gas: gas, To: to, Value: value, Data: data}
 	})
 	if err != nil {
 		return nil, err

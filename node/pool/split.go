@@ -40,11 +40,23 @@ type Config struct {
 	// FeeBPS is the pool's fee, in basis points (1/100 of a percent) of each job's reward,
 	// kept by the coordinator before the split: 500 = 5 %. At most 10000.
 	FeeBPS uint32 `toml:"fee_bps"`
+	// PayoutInterval is how often a coordinator publishes the shares it booked as a
+	// PoolPayouts epoch for the members to claim (`gpunode pool publish`: at once).
+	PayoutInterval configfile.Duration `toml:"payout_interval"`
+	// PayoutsContract is the coordinator's PoolPayouts contract. Empty: the coordinator
+	// deploys one on its first start and keeps its address in the data directory.
+	PayoutsContract string `toml:"payouts_contract"`
+	// ClaimWindow is how long members have to claim an epoch of a PoolPayouts the
+	// coordinator deploys; what is left after it goes back to the coordinator.
+	ClaimWindow configfile.Duration `toml:"claim_window"`
 }
 
 // Default returns the shipped configuration: in no pool, no fee.
 func Default() Config {
-	return Config{Heartbeat: configfile.Duration(15 * time.Second), HeartbeatBound: configfile.Duration(time.Minute)}
+	return Config{
+		Heartbeat: configfile.Duration(15 * time.Second), HeartbeatBound: configfile.Duration(time.Minute),
+		PayoutInterval: configfile.Duration(24 * time.Hour), ClaimWindow: configfile.Duration(30 * 24 * time.Hour),
+	}
 }
 
 // Validate reports every problem with the configuration.
@@ -55,6 +67,15 @@ func (c Config) Validate() []error {
 	}
 	if c.Heartbeat <= 0 || c.HeartbeatBound < 2*c.Heartbeat {
 		errs = append(errs, fmt.Errorf("heartbeat_bound: %s must be at least twice heartbeat (%s), so that one lost report does not count a member gone", time.Duration(c.HeartbeatBound), time.Duration(c.Heartbeat)))
+	}
+	if c.PayoutInterval < configfile.Duration(time.Minute) {
+		errs = append(errs, fmt.Errorf("payout_interval: %s is below one minute (each epoch costs a transaction)", time.Duration(c.PayoutInterval)))
+	}
+	if w := time.Duration(c.ClaimWindow); w < time.Hour || w/time.Second > math.MaxUint32 {
+		errs = append(errs, fmt.Errorf("claim_window: %s must be from 1h to %d s", w, uint32(math.MaxUint32)))
+	}
+	if c.PayoutsContract != "" && !common.IsHexAddress(c.PayoutsContract) {
+		errs = append(errs, fmt.Errorf("payouts_contract: %q is not an address", c.PayoutsContract))
 	}
 	if c.CoordinatorPeer != "" {
 		if c.Coordinator {
