@@ -95,8 +95,18 @@ func ContractThreshold(t float64) (uint32, bool) {
 // checkTerms compares the contract's terms with the manifest; it returns why they do
 // not agree, or "".
 func (m *Machine) checkTerms(p Posting, man *job.Manifest) string {
-	if p.RunWindowSeconds == 0 || p.Source == SourcePool {
-		return "" // not from the chain (the pool's coordinator compared them): no terms to compare
+	if p.Source == SourcePool {
+		return "" // the pool's coordinator compared them
+	}
+	return CheckTerms(p, man, time.Duration(m.cfg.MinAttestWindow))
+}
+
+// CheckTerms compares a chain posting's terms with its manifest, validators needing at
+// least minAttest to attest; it returns why they do not agree, or "". A pool
+// coordinator checks a posting with it as a provider would.
+func CheckTerms(p Posting, man *job.Manifest, minAttest time.Duration) string {
+	if p.RunWindowSeconds == 0 {
+		return "" // not from the chain: no terms to compare
 	}
 	if want, ok := ContractThreshold(man.Evaluation.Threshold); !ok || p.Threshold != want {
 		return fmt.Sprintf("threshold mismatch: the chain's threshold is %d, the manifest's %g makes %d (threshold × 10⁶): validators would judge the job by another bar than its manifest says",
@@ -112,7 +122,7 @@ func (m *Machine) checkTerms(p Posting, man *job.Manifest) string {
 	if p.Quorum < 1 || p.Quorum > n {
 		return fmt.Sprintf("quorum %d of %d validators: no result could ever pass", p.Quorum, n)
 	}
-	if min := time.Duration(m.cfg.MinAttestWindow); time.Duration(p.AttestWindowSeconds)*time.Second < min {
+	if min := minAttest; time.Duration(p.AttestWindowSeconds)*time.Second < min {
 		return fmt.Sprintf("attest window %s is shorter than %s: validators could not attest in time", time.Duration(p.AttestWindowSeconds)*time.Second, min)
 	}
 	return ""
