@@ -32,6 +32,7 @@ import (
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/p2p"
+	"github.com/gpunode/gpunode/node/poolmember"
 	providerrole "github.com/gpunode/gpunode/node/provider"
 	"github.com/gpunode/gpunode/node/sponsored"
 	"github.com/gpunode/gpunode/node/store"
@@ -144,6 +145,9 @@ type nodeOpts struct {
 	// closed leaves the gate closed: chain events pass by and offers are declined until
 	// the test calls open.
 	closed bool
+	// poolResults makes the node a pool member whose results go to poolCoordinator.
+	poolResults     poolmember.Sender
+	poolCoordinator peer.ID
 }
 
 // newChainNode starts a node's chain side and job side; they run until the test ends,
@@ -194,7 +198,8 @@ func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *m
 		rt = &procRuntime{done: map[string]runtime.Result{}, run: func(runtime.Spec) int { return 0 }}
 	}
 	n.work = openWork(cfg, workDeps{Market: m, Store: st, Content: content, Runtime: rt, DutyPolicy: o.policy,
-		PeerID: fmt.Sprintf("12D3KooWtestpeer%d", account), RetryGap: 50 * time.Millisecond}, quietLog())
+		PeerID: fmt.Sprintf("12D3KooWtestpeer%d", account), RetryGap: 50 * time.Millisecond,
+		PoolResults: o.poolResults, PoolCoordinator: o.poolCoordinator}, quietLog())
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { m.Run(ctx); close(done) }()

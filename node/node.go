@@ -27,6 +27,7 @@ import (
 	"github.com/gpunode/gpunode/node/metrics"
 	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/node/pool"
+	"github.com/gpunode/gpunode/node/poolmember"
 	"github.com/gpunode/gpunode/node/store"
 	"github.com/gpunode/gpunode/node/ui"
 	"github.com/gpunode/gpunode/runtime/docker"
@@ -111,6 +112,8 @@ type Node struct {
 	// the coordinator on a member. Both nil outside a pool.
 	poolCoordinator *pool.Coordinator
 	poolMember      *pool.Member
+	// poolAccepter takes a member's dispatches once its job side exists (attachWork).
+	poolAccepter atomic.Pointer[poolmember.Accepter]
 }
 
 // Open builds a node's real adapters from cfg. A machine without the NVIDIA driver is not

@@ -40,9 +40,7 @@ func (n *Node) openPool(nw *p2p.Network) error {
 	if err != nil {
 		return fmt.Errorf("pool.coordinator_peer: %w", err)
 	}
-	m, err := pool.NewMember(h, key, co, n.poolInventory, func(context.Context, pool.Dispatch) (bool, string) {
-		return false, "this member does not run pool-dispatched jobs yet"
-	}, n.log, n.reg)
+	m, err := pool.NewMember(h, key, co, n.poolInventory, n.acceptDispatch, n.log, n.reg)
 	if err != nil {
 		return err
 	}
@@ -69,6 +67,7 @@ func (n *Node) poolInventory() pool.Heartbeat {
 	if st.Admission != nil {
 		hb.Admission = st.Admission.State
 	}
+	hb.Running = n.poolRunning()
 	return hb
 }
 

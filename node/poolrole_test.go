@@ -55,9 +55,9 @@ func poolNode(t *testing.T, nw *p2p.Network, edit func(*pool.Config), deps Deps)
 }
 
 // A member daemon reports to its coordinator daemon over libp2p; `gpunode pool members`'s
-// route lists it alive with its payout account; the member refuses dispatched jobs (it
-// runs none yet) with a reason; once the member stops, the coordinator lists it gone
-// within the heartbeat bound.
+// route lists it alive with its payout account; the member, which has no job side here
+// (no chain, runtime or IPFS), refuses dispatched jobs with the reason; once the member
+// stops, the coordinator lists it gone within the heartbeat bound.
 func TestPoolMembersThroughDaemons(t *testing.T) {
 	coNW := offerNetwork(t, nil, nil, nil)
 	memNW := offerNetwork(t, nil, nil, nil)
@@ -88,7 +88,7 @@ func TestPoolMembersThroughDaemons(t *testing.T) {
 	}
 	ack, err := co.poolCoordinator.Dispatch(t.Context(), memNW.ID(), pool.Dispatch{JobID: "7", ManifestCID: "bafkreigh2akiscaildc",
 		ManifestHash: strings.Repeat("ab", 32), Deadline: time.Now().Add(time.Hour).Unix()})
-	if err != nil || ack.Accepted || !strings.Contains(ack.Reason, "does not run pool-dispatched jobs") {
+	if err != nil || ack.Accepted || !strings.Contains(ack.Reason, "this member takes no jobs") {
 		t.Fatalf("dispatch to the member: %+v %v", ack, err)
 	}
 

@@ -21,6 +21,7 @@ import (
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/offers"
 	"github.com/gpunode/gpunode/node/p2p"
+	"github.com/gpunode/gpunode/node/poolmember"
 	"github.com/gpunode/gpunode/node/provider"
 	"github.com/gpunode/gpunode/node/sponsored"
 	"github.com/gpunode/gpunode/node/store"
@@ -50,7 +51,10 @@ type work struct {
 	ledger    *earnings.Ledger
 	sponsored *sponsored.Jobs
 	offers    *offers.Desk
-	log       *slog.Logger
+	// pool takes the coordinator's dispatches on a pool member, which takes no chain
+	// postings or offers itself; nil on other nodes.
+	pool *poolmember.Accepter
+	log  *slog.Logger
 	// measured and reports are the benchmark's: the first registration waits for the
 	// benchmark at start, and each new report is registered at once. Nil without one.
 	measured, reports <-chan struct{}
@@ -86,6 +90,10 @@ type workDeps struct {
 	Host host.Host
 	// Logs opens a job's container log (hashed when a failed job is given back on v2).
 	Logs provider.Logs
+	// PoolResults, on a pool member, hands results to the coordinator PoolCoordinator:
+	// the machine's chain is then the pool's. Nil on other nodes.
+	PoolResults     poolmember.Sender
+	PoolCoordinator peer.ID
 }
 
 // openWork builds the node's job side, each part complete.
@@ -99,6 +107,10 @@ func openWork(cfg Config, d workDeps, log *slog.Logger) *work {
 	if v2 != nil {
 		chain = provider.Router{V1: chain, V2: v2.chain, Jobs: jobs.Records{Store: d.Store}}
 		sealer = v2.keys
+	}
+	if d.PoolResults != nil {
+		// A pool member's jobs come from its coordinator, and their results go back to it.
+		chain = poolmember.NewChain(d.PoolCoordinator, d.PoolResults, d.Market, jobs.Records{Store: d.Store}, log)
 	}
 	machine := jobs.New(cfg.Jobs, jobs.Deps{
 		RigScore:  d.Score,
@@ -125,7 +137,12 @@ func openWork(cfg Config, d workDeps, log *slog.Logger) *work {
 		}
 		val = v
 	}
+	var pool *poolmember.Accepter
+	if d.PoolResults != nil {
+		pool = poolmember.NewAccepter(machine, d.Market, log)
+	}
 	return &work{
+		pool:      pool,
 		self:      d.Market.Account(),
 		store:     d.Store,
 		machine:   machine,
@@ -161,6 +178,8 @@ func (w *work) handle(ctx context.Context, e market.Event) error {
 			return w.duties.Named(p, v.Threshold, v.ValidatorFee)
 		case v.Sponsor == w.self:
 			return w.sponsored.Record(p.ID) // our own job, as a researcher
+		case w.pool != nil:
+			return nil // a pool member: its coordinator faces the market
 		}
 		return w.machine.Discover(ctx, p)
 	case *bindings.JobMarketResultSubmitted:
@@ -242,7 +261,9 @@ func (g *gate) chainEvent(ctx context.Context, e market.Event) error {
 
 // offer is the network's p2p.OfferHandler.
 func (g *gate) offer(ctx context.Context, from peer.ID, o p2p.Offer) p2p.Decision {
-	if w := g.w.Load(); w != nil {
+	if w := g.w.Load(); w != nil && w.pool != nil {
+		return p2p.Decision{Reason: "this rig is a pool member: it takes jobs from its pool's coordinator only"}
+	} else if w != nil {
 		return w.offers.Decide(ctx, from, o)
 	}
 	return p2p.Decision{Reason: "this node takes no jobs"}
@@ -252,6 +273,7 @@ func (g *gate) offer(ctx context.Context, from peer.ID, o p2p.Offer) p2p.Decisio
 // active jobs for drain. The route table serves it (Node.backends).
 func (n *Node) attachWork(w *work) {
 	n.work = w
+	n.attachPoolMember(w)
 	n.reg.MustRegister(w.machine.Collector(), w.ledger.Collector())
 	n.policy.CountRunning(w.machine.Active)
 }
@@ -287,5 +309,6 @@ func (n *Node) workDeps(m *market.Market, st *store.Store, content jobs.Content,
 	if n.deps.Benchmark != nil {
 		d.Measured, d.Reports = n.deps.Benchmark.Measured(), n.deps.Benchmark.NewReports()
 	}
+	n.poolMemberDeps(&d)
 	return d
 }
