@@ -151,3 +151,50 @@ func TestRunningBounded(t *testing.T) {
 		t.Fatalf("running %v long after an ack the machine never recorded", got)
 	}
 }
+
+// FuzzAccept: whatever a dispatch holds (past pool.Member's signature and replay checks),
+// the accepter either refuses it or hands the machine a pool posting with an on-chain job
+// id, a deadline ahead, a lowercase hex manifest hash and a valid cluster place.
+func FuzzAccept(f *testing.F) {
+	f.Add("12", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", hash64, int64(3600), "", 0, 0, 0)
+	f.Add("12", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "0x"+hash64, int64(60), "pool-12", 1, 2, 1)
+	f.Add("v2-3", "Qm", "zz", int64(-5), "../x", -1, 65, 0)
+	f.Add("007", "bafk", hash64, int64(1), "pool-7", 0, 1, 64)
+	f.Fuzz(func(t *testing.T, id, cid, hash string, in int64, clusterID string, rank, nnodes, nproc int) {
+		mk, j := &fakeMarket{}, newFakeJobs()
+		mk.set(id, accepted(id))
+		a := NewAccepter(j, mk, testkit.Discard())
+		d := validDispatch(id)
+		d.ManifestCID, d.ManifestHash = cid, hash
+		d.Deadline = time.Now().Unix() + in
+		if clusterID != "" {
+			d.Cluster = &runtime.Cluster{ID: clusterID, NodeRank: rank, NNodes: nnodes, NProcPerNode: nproc}
+		}
+		ok, reason := a.Accept(t.Context(), d)
+		if !ok {
+			if reason == "" || len(j.discovered) != 0 {
+				t.Fatalf("refused without a reason (%q) or handed over %+v", reason, j.discovered)
+			}
+			return
+		}
+		if len(j.discovered) != 1 {
+			t.Fatalf("accepted, and the machine got %d jobs", len(j.discovered))
+		}
+		p := j.discovered[0]
+		switch {
+		case !jobs.IsJobID(p.ID) || strings.HasPrefix(p.ID, "v2-"):
+			t.Fatalf("accepted job id %q", p.ID)
+		case !p.Deadline.After(time.Now().Add(-time.Second)):
+			t.Fatalf("accepted a deadline in the past: %s", p.Deadline)
+		case len(p.ManifestHash) != 64 || strings.ToLower(p.ManifestHash) != p.ManifestHash:
+			t.Fatalf("manifest hash %q", p.ManifestHash)
+		case p.Source != jobs.SourcePool:
+			t.Fatalf("source %q", p.Source)
+		}
+		if p.Cluster != nil {
+			if errs := p.Cluster.WithDefaults().Validate(); len(errs) > 0 {
+				t.Fatalf("accepted cluster %+v: %v", p.Cluster, errs)
+			}
+		}
+	})
+}
