@@ -5,6 +5,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -26,7 +30,10 @@ type daemon struct {
 	socket  string
 	metrics string
 	stderr  *testkit.Buffer
-	done    chan error
+	// log is this generation's copy of stderr, <dir>/daemon.<n>.log: it outlives the
+	// process, so a test that restarts a daemon still has what the killed one said.
+	log  string
+	done chan error
 }
 
 func freeAddr(t *testing.T) string {
@@ -64,12 +71,28 @@ func startDaemonBin(t *testing.T, bin, dir string, args ...string) *daemon {
 	}
 	all := append([]string{"daemon", "--data-dir", filepath.Join(dir, "data"), "--api-socket", d.socket, "--metrics-listen", d.metrics, "--ui-listen", "", "--benchmark-on-start=false"}, args...)
 	d.cmd = exec.Command(bin, all...)
-	d.cmd.Stderr = d.stderr
+	gen, logFile := newGeneration(t, dir)
+	d.log = logFile.Name()
+	d.cmd.Stderr = io.MultiWriter(d.stderr, logFile)
 	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=") // not under systemd here
 	if err := d.cmd.Start(); err != nil {
+		logFile.Close()
 		t.Fatal(err)
 	}
-	go func() { d.done <- d.cmd.Wait() }()
+	go func() {
+		err := d.cmd.Wait() // returns once stderr is copied
+		logFile.Close()
+		d.done <- err
+	}()
+	if gen == 1 {
+		// Registered before the first generation's kill below, so it runs after every
+		// generation's: the logs are complete.
+		t.Cleanup(func() {
+			if t.Failed() {
+				logGenerations(t, dir, 60)
+			}
+		})
+	}
 	t.Cleanup(func() {
 		if d.cmd.ProcessState == nil {
 			d.cmd.Process.Kill()
@@ -93,6 +116,38 @@ func startDaemonBin(t *testing.T, bin, dir string, args ...string) *daemon {
 			t.Fatalf("daemon did not answer on %s within 30s: %v\n%s", d.socket, err, d.stderr)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// newGeneration creates the log file of the next daemon started over dir,
+// <dir>/daemon.<n>.log, and returns n.
+func newGeneration(t *testing.T, dir string) (int, *os.File) {
+	t.Helper()
+	for n := 1; ; n++ {
+		f, err := os.OpenFile(generationLog(dir, n), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, f
+	}
+}
+
+func generationLog(dir string, n int) string {
+	return filepath.Join(dir, fmt.Sprintf("daemon.%d.log", n))
+}
+
+// logGenerations logs the last lines of each daemon generation's log over dir.
+func logGenerations(t *testing.T, dir string, lines int) {
+	t.Helper()
+	for n := 1; ; n++ {
+		b, err := os.ReadFile(generationLog(dir, n))
+		if err != nil {
+			return
+		}
+		t.Logf("daemon generation %d over %s, last %d lines of %s:\n%s", n, filepath.Base(dir), lines, generationLog(dir, n), tail(string(b), lines))
 	}
 }
 

@@ -56,11 +56,13 @@ type member struct {
 
 func (m *member) start(t *testing.T) { m.d = startDaemonIn(t, m.dir, "--config", m.cfg) }
 
-// kill ends the daemon with SIGKILL: no shutdown code runs.
+// kill ends the daemon with SIGKILL: no shutdown code runs. Its log stays in its
+// generation's file (daemon.<n>.log), logged with the others' if the test fails.
 func (m *member) kill(t *testing.T) {
 	t.Helper()
 	m.d.cmd.Process.Kill()
 	<-m.d.done
+	t.Logf("killed %s at %s; its log: %s", m.name, time.Now().UTC().Format(time.RFC3339Nano), m.d.log)
 }
 
 func (m *member) cli(t *testing.T, args ...string) (string, error) {
