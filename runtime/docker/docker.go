@@ -678,9 +678,17 @@ func (r *Runtime) Recover(ctx context.Context) ([]runtime.Handle, error) {
 	var handles []runtime.Handle
 	for _, id := range ids {
 		r.mu.Lock()
-		_, watched := r.jobs[id]
+		w, watched := r.jobs[id]
 		r.mu.Unlock()
 		if watched {
+			// Watched since an earlier call, or started by this process: its
+			// container is accounted for (one being created has no ID yet).
+			cid := w.snapshot().ContainerID
+			for c, jid := range labelled {
+				if c == cid || (cid == "" && jid == id) {
+					delete(labelled, c)
+				}
+			}
 			continue
 		}
 		rec, err := r.records.load(id)
@@ -689,10 +697,9 @@ func (r *Runtime) Recover(ctx context.Context) ([]runtime.Handle, error) {
 			continue
 		}
 		if rec.State == stateFinished {
-			if rec.ContainerID != "" {
-				if _, ok := labelled[id]; ok {
-					r.removeContainer(rec.ContainerID)
-				}
+			if _, ok := labelled[rec.ContainerID]; ok && rec.ContainerID != "" {
+				r.removeContainer(rec.ContainerID)
+				delete(labelled, rec.ContainerID)
 			}
 			continue
 		}
@@ -700,8 +707,10 @@ func (r *Runtime) Recover(ctx context.Context) ([]runtime.Handle, error) {
 		r.mu.Lock()
 		r.jobs[id] = j
 		r.mu.Unlock()
-		delete(labelled, id)
-		h, err := r.reattach(ctx, j, labelled)
+		h, err := r.reattach(ctx, j)
+		if cid := j.snapshot().ContainerID; cid != "" {
+			delete(labelled, cid)
+		}
 		if err != nil {
 			r.log.Error("re-attach failed", "job_id", id, "err", err)
 			r.finishWithError(j, err)
@@ -711,13 +720,13 @@ func (r *Runtime) Recover(ctx context.Context) ([]runtime.Handle, error) {
 			handles = append(handles, *h)
 		}
 	}
-	for id, cid := range labelled {
+	for cid, id := range labelled {
 		r.log.Warn("container has this node's label but no job record; left alone", "job_id", id, "container_id", shortID(cid))
 	}
 	return handles, nil
 }
 
-func (r *Runtime) reattach(ctx context.Context, j *job, labelled map[string]string) (*runtime.Handle, error) {
+func (r *Runtime) reattach(ctx context.Context, j *job) (*runtime.Handle, error) {
 	rec := j.snapshot()
 	id := rec.Spec.JobID
 	cid := rec.ContainerID
@@ -776,7 +785,7 @@ func (r *Runtime) reattach(ctx context.Context, j *job, labelled map[string]stri
 	return &h, nil
 }
 
-// labelledContainers maps job IDs to container IDs of this instance's containers.
+// labelledContainers maps the IDs of this instance's job containers to their job IDs.
 func (r *Runtime) labelledContainers(ctx context.Context) (map[string]string, error) {
 	list, err := r.cli.ContainerList(ctx, container.ListOptions{
 		All:     true,
@@ -788,7 +797,7 @@ func (r *Runtime) labelledContainers(ctx context.Context) (map[string]string, er
 	out := map[string]string{}
 	for _, c := range list {
 		if id := c.Labels[LabelJob]; id != "" {
-			out[id] = c.ID
+			out[c.ID] = id
 		}
 	}
 	return out, nil
