@@ -96,3 +96,8 @@ func (m *Market) Settled(ctx context.Context) error {
 		}
 	}
 }
+
+// Receipt returns a mined transaction's receipt.
+func (m *Market) Receipt(ctx context.Context, tx common.Hash) (*types.Receipt, error) {
+	return m.client.TransactionReceipt(ctx, tx)
+}
