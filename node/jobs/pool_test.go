@@ -226,3 +226,27 @@ func TestPoolDeclineNotifiedAfterRestart(t *testing.T) {
 		}
 	})
 }
+
+// TestPoolJobStopsAtItsDeadline: a pool job's container may not run past the deadline the
+// coordinator gave it, nor past max_duration; a chain job's posting deadline (the accept
+// deadline) does not shorten its run.
+func TestPoolJobStopsAtItsDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, writeCheckpoint)
+		r.start()
+		soon := time.Now().Add(10 * time.Minute)
+		r.postWith("50", manifestJSON(nil), func(p *Posting) { poolPosting(0, 0)(p); p.Deadline = soon })
+		r.postWith("51", manifestJSON(nil), func(p *Posting) { poolPosting(0, 0)(p); p.Deadline = time.Now().Add(5 * time.Hour) })
+		r.postWith("52", manifestJSON(nil), func(p *Posting) { p.Deadline = soon })
+		for _, id := range []string{"50", "51", "52"} {
+			r.waitState(id, Submitted)
+		}
+		got := map[string]time.Duration{}
+		for _, s := range r.rt.checks {
+			got[s.JobID] = s.RunTimeout
+		}
+		if got["50"] > 10*time.Minute || got["50"] < 9*time.Minute || got["51"] != time.Hour || got["52"] != time.Hour {
+			t.Errorf("run timeouts %v, want job 50 cut to its pool deadline (10m), 51 and 52 max_duration (1h)", got)
+		}
+	})
+}

@@ -180,6 +180,10 @@ func (m *Machine) spec(ctx context.Context, id string, rec Record) (runtime.Spec
 			OutputBytes: man.Output.MaxBytes,
 		},
 	}
+	if p := rec.Posting; p.Source == SourcePool && !p.Deadline.IsZero() {
+		// The pool wants the result by its deadline: running past it is wasted.
+		spec.RunTimeout = min(spec.RunTimeout, max(time.Until(p.Deadline), time.Second))
+	}
 	for k, v := range man.Env {
 		spec.Env = append(spec.Env, k+"="+v)
 	}
