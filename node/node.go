@@ -114,6 +114,9 @@ type Node struct {
 	poolMember      *pool.Member
 	// poolAccepter takes a member's dispatches once its job side exists (attachWork).
 	poolAccepter atomic.Pointer[poolmember.Accepter]
+	// poolPay is the pool's payouts: the coordinator's ledger, contract and publisher, or
+	// a member's view of what it is owed. Nil outside a pool or without a chain.
+	poolPay *poolPayouts
 }
 
 // Open builds a node's real adapters from cfg. A machine without the NVIDIA driver is not
@@ -179,6 +182,9 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		st.Close()
 		log.Warn("the node takes no jobs: it needs a chain ([market]) and IPFS on the p2p network ([p2p], [ipfs])")
 		return n, nil
+	}
+	if err := n.openPoolPay(mk, st); err != nil {
+		n.setCheck("pool_payouts", err)
 	}
 	w := openWork(n.cfg, n.workDeps(mk, st, n.ipfs.Content(), rt), log)
 	n.attachWork(w)
@@ -325,6 +331,9 @@ func (n *Node) Run(ctx context.Context, reload <-chan struct{}) error {
 	}
 	g.Go(func() error { return n.idle.Run(gctx) })
 	g.Go(func() error { return n.runPool(gctx) })
+	if n.poolPay != nil {
+		g.Go(func() error { return n.poolPay.run(gctx) })
+	}
 	g.Go(func() error { return n.supervise(gctx) })
 	err = g.Wait()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
@@ -508,6 +517,7 @@ func (n *Node) Status() api.Status {
 	if n.deps.Network != nil {
 		s.PeerID = n.deps.Network.ID().String()
 	}
+	s.PoolOwed = n.poolPay.Owed()
 	if g := n.deps.GPUs; g != nil {
 		s.GPUMode = "nvml"
 		if g.Simulated() {

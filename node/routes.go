@@ -102,6 +102,13 @@ type (
 	PoolBackend interface {
 		Members() api.PoolMembers
 	}
+	// PoolPayBackend is the pool's payouts: on the coordinator its ledger and epochs, on
+	// a member what the coordinator owes it.
+	PoolPayBackend interface {
+		PoolPayouts(ctx context.Context) (api.PoolPayouts, error)
+		PoolPublish(ctx context.Context) (api.PoolPublishResult, error)
+		PoolClaim(ctx context.Context) (api.PoolClaimResult, error)
+	}
 	// LedgerBackend is the node's money and the jobs it posted, as its store keeps them.
 	LedgerBackend interface {
 		Ledger() ([]api.LedgerEntry, error)
@@ -122,6 +129,7 @@ type Backends struct {
 	Ledger    LedgerBackend
 	Challenge ChallengeBackend
 	Pool      PoolBackend
+	PoolPay   PoolPayBackend
 }
 
 // Body caps of the routes that take less than apiserver.MaxBody.
@@ -158,7 +166,7 @@ func Routes(b Backends, log *slog.Logger) []apiserver.Route {
 		unavailable = []api.Class{api.ErrNotFound, api.ErrUnavailable}
 		tx          = []api.Class{api.ErrNotFound, api.ErrConflict, api.ErrUnavailable}
 	)
-	st, pol, jb, rt, bench, ip, nw, mk, led, cc, pl := b.Status, b.Policy, b.Jobs, b.Runtime, b.Benchmark, b.IPFS, b.P2P, b.Market, b.Ledger, b.Challenge, b.Pool
+	st, pol, jb, rt, bench, ip, nw, mk, led, cc, pl, pp := b.Status, b.Policy, b.Jobs, b.Runtime, b.Benchmark, b.IPFS, b.P2P, b.Market, b.Ledger, b.Challenge, b.Pool, b.PoolPay
 	var uploadCap int64 = 1 // an upload route needs a cap; without IPFS it reads nothing
 	if ip != nil {
 		uploadCap = ip.UploadLimit()
@@ -185,6 +193,28 @@ func Routes(b Backends, log *slog.Logger) []apiserver.Route {
 			}
 			return pl.Members(), nil
 		})},
+		// The pool's payouts: the coordinator's ledger, a member's own.
+		{Pattern: "GET /v1/pool/payouts", Client: "PoolPayouts", Errors: []api.Class{api.ErrNotFound, api.ErrFailedPrecondition, api.ErrUnavailable},
+			Handler: apiserver.Get(func(ctx C, _ P) (api.PoolPayouts, error) {
+				if pp == nil {
+					return api.PoolPayouts{}, off("pool payouts ([pool] coordinator or coordinator_peer, with a chain)")
+				}
+				return pp.PoolPayouts(ctx)
+			})},
+		{Pattern: "POST /v1/pool/publish", Client: "PoolPublish", Errors: []api.Class{api.ErrNotFound, api.ErrFailedPrecondition, api.ErrUnavailable}, MaxBody: smallBody,
+			Handler: apiserver.Handle(func(ctx C, _ P, _ None) (api.PoolPublishResult, error) {
+				if pp == nil {
+					return api.PoolPublishResult{}, off("pool payouts ([pool] coordinator = true, with a chain)")
+				}
+				return pp.PoolPublish(ctx)
+			})},
+		{Pattern: "POST /v1/pool/claim", Client: "PoolClaim", Errors: []api.Class{api.ErrNotFound, api.ErrFailedPrecondition, api.ErrUnavailable}, MaxBody: smallBody,
+			Handler: apiserver.Handle(func(ctx C, _ P, _ None) (api.PoolClaimResult, error) {
+				if pp == nil {
+					return api.PoolClaimResult{}, off("pool payouts ([pool] coordinator_peer set, with a chain)")
+				}
+				return pp.PoolClaim(ctx)
+			})},
 
 		// Policy and admission.
 		{Pattern: "GET /v1/policy", Client: "Policy", Errors: notFound, Handler: apiserver.Get(func(C, P) (api.PolicyStatus, error) {
@@ -599,6 +629,9 @@ func (n *Node) backends() Backends {
 	}
 	if n.poolCoordinator != nil {
 		b.Pool = poolMembers{n.poolCoordinator, time.Duration(n.cfg.Pool.HeartbeatBound)}
+	}
+	if n.poolPay != nil {
+		b.PoolPay = n.poolPay
 	}
 	return b
 }

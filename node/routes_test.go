@@ -88,6 +88,19 @@ func (f fakePoolB) Members() api.PoolMembers {
 	return api.PoolMembers{Coordinator: "me", Members: []api.PoolMember{{PeerID: "m1", Alive: true}}}
 }
 
+// fakePoolPayB is the pool's payouts backend.
+type fakePoolPayB struct{ *routeFakes }
+
+func (f fakePoolPayB) PoolPayouts(context.Context) (api.PoolPayouts, error) {
+	return api.PoolPayouts{Role: "coordinator", Shares: []api.PoolShare{{JobID: "7", Wei: "10", State: api.ShareBooked}}}, f.call("PoolPayouts")
+}
+func (f fakePoolPayB) PoolPublish(context.Context) (api.PoolPublishResult, error) {
+	return api.PoolPublishResult{Epoch: 3, TotalWei: "10"}, f.call("PoolPublish")
+}
+func (f fakePoolPayB) PoolClaim(context.Context) (api.PoolClaimResult, error) {
+	return api.PoolClaimResult{Claims: []api.PoolClaim{{Epoch: 3, Wei: "10"}}, TotalWei: "10"}, f.call("PoolClaim")
+}
+
 func (f fakeStatusB) Status() api.Status { f.call("Status"); return api.Status{State: "running"} }
 func (f fakeStatusB) DoctorReport() (json.RawMessage, error) {
 	return json.RawMessage(`{"ok":true}`), f.call("DoctorReport")
@@ -358,6 +371,27 @@ var clientCalls = map[string]func(ctx context.Context, c *api.Client) error{
 		}
 		return err
 	},
+	"PoolPayouts": func(ctx context.Context, c *api.Client) error {
+		p, err := c.PoolPayouts(ctx)
+		if err == nil && (p.Role != "coordinator" || len(p.Shares) != 1 || p.Shares[0].JobID != "7") {
+			return fmt.Errorf("payouts %+v", p)
+		}
+		return err
+	},
+	"PoolPublish": func(ctx context.Context, c *api.Client) error {
+		r, err := c.PoolPublish(ctx)
+		if err == nil && (r.Epoch != 3 || r.TotalWei != "10") {
+			return fmt.Errorf("published %+v", r)
+		}
+		return err
+	},
+	"PoolClaim": func(ctx context.Context, c *api.Client) error {
+		r, err := c.PoolClaim(ctx)
+		if err == nil && (len(r.Claims) != 1 || r.TotalWei != "10") {
+			return fmt.Errorf("claimed %+v", r)
+		}
+		return err
+	},
 	"P2POffer": func(ctx context.Context, c *api.Client) error {
 		d, err := c.P2POffer(ctx, "peer", api.Offer{ID: "o1"})
 		if err == nil && (!d.Accepted || d.ID != "o1") {
@@ -390,7 +424,8 @@ var clientCalls = map[string]func(ctx context.Context, c *api.Client) error{
 
 func fakeBackends(f *routeFakes, last *benchmark.Report) Backends {
 	return Backends{Status: fakeStatusB{f}, Policy: fakePolicyB{f}, Jobs: fakeJobsB{f}, Runtime: fakeRuntimeB{f},
-		Benchmark: fakeBenchB{f, last}, IPFS: fakeIPFSB{f}, P2P: fakeP2PB{f}, Market: fakeMarketB{f}, Ledger: fakeLedgerB{f}, Challenge: fakeChalB{f}, Pool: fakePoolB{f}}
+		Benchmark: fakeBenchB{f, last}, IPFS: fakeIPFSB{f}, P2P: fakeP2PB{f}, Market: fakeMarketB{f}, Ledger: fakeLedgerB{f}, Challenge: fakeChalB{f}, Pool: fakePoolB{f},
+		PoolPay: fakePoolPayB{f}}
 }
 
 // serveRoutes serves the route table over b on a fresh socket.

@@ -19,9 +19,10 @@ import (
 func newPoolCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pool",
-		Short: "Pool operators: keys, signed pool policies, members",
+		Short: "Pool operators and members: keys, signed pool policies, members, payouts",
 	}
-	cmd.AddCommand(newPoolKeygenCmd(), newPoolSignCmd(), newPoolVerifyCmd(), newPoolPushCmd(), newPoolMembersCmd())
+	cmd.AddCommand(newPoolKeygenCmd(), newPoolSignCmd(), newPoolVerifyCmd(), newPoolPushCmd(), newPoolMembersCmd(),
+		newPoolPayoutsCmd(), newPoolPublishCmd(), newPoolClaimCmd())
 	return cmd
 }
 
@@ -212,4 +213,120 @@ func printPoolMembers(w io.Writer, m api.PoolMembers) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%.2f\t%s\t%s\n", p.PeerID, state, p.Account, p.GPUs, p.FreeGPUs, model, p.Score, p.Admission, p.LastSeen.Format(time.RFC3339))
 	}
 	return tw.Flush()
+}
+
+func newPoolPayoutsCmd() *cobra.Command {
+	socket := api.DefaultSocket
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "payouts",
+		Short: "Each member's share of each job the pool was paid for (a member: its own)",
+		Long: `On the pool's coordinator: every member's share of every paid job (GPU-seconds × score,
+less the pool's fee), booked, published in a PoolPayouts epoch, or claimed. On a member:
+its own shares and payouts, asked of its coordinator.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := api.NewClient(socket).PoolPayouts(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("pool payouts: %w", err)
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), p)
+			}
+			return printPoolPayouts(cmd.OutOrStdout(), p)
+		},
+	}
+	apiSocketVar(cmd.Flags(), &socket)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	return cmd
+}
+
+// printPoolPayouts prints the totals, then one line per share of a job.
+func printPoolPayouts(w io.Writer, p api.PoolPayouts) error {
+	who := "all members"
+	if p.Role == "member" {
+		who = "account " + p.Account
+	}
+	fmt.Fprintf(w, "Pool payouts (%s) of contract %s, %s: %s\n", p.Role, p.Contract, who, poolOwedLine(&p.Owed))
+	if p.Role == "coordinator" && p.FeeWei != "" {
+		fmt.Fprintf(w, "Pool fee %d bps: %s kept\n", p.FeeBPS, etherOf(p.FeeWei))
+	}
+	if !p.NextPublish.IsZero() {
+		fmt.Fprintf(w, "Next publication: %s\n", p.NextPublish.Local().Format(time.RFC3339))
+	}
+	if len(p.Shares) == 0 {
+		_, err := fmt.Fprintln(w, "No paid job has been booked yet.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tMEMBER\tSHARE\tGPU-SECONDS\tSCORE\tSTATE\tEPOCH\tBOOKED")
+	for _, s := range p.Shares {
+		epoch := "-"
+		if s.Epoch != nil {
+			epoch = strconv.FormatUint(*s.Epoch, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.2f\t%s\t%s\t%s\n", s.JobID, s.Member, etherOf(s.Wei), s.GPUSeconds, s.Score, s.State, epoch, s.BookedAt.Local().Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+func newPoolPublishCmd() *cobra.Command {
+	socket := api.DefaultSocket
+	cmd := &cobra.Command{
+		Use:   "publish",
+		Short: "Publish the booked shares now as a PoolPayouts epoch (on the pool's coordinator)",
+		Long: `Publishes every booked, unpublished share as the next epoch of the pool's PoolPayouts
+contract, funded with their sum (the coordinator withdraws its JobMarket credit first if
+its account holds less). The daemon also does this every pool.payout_interval.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := api.NewClient(socket).PoolPublish(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("pool publish: %w", err)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "published epoch %d of %s: %s to %d members for %d jobs (root %s)\n", r.Epoch, r.Contract, etherOf(r.TotalWei), r.Members, r.Jobs, r.Root)
+			if r.WithdrawnWei != "" {
+				fmt.Fprintf(out, "withdrew %s of JobMarket credit to fund it\n", etherOf(r.WithdrawnWei))
+			}
+			if r.TxHash != "" {
+				fmt.Fprintf(out, "tx %s, gas %d\n", r.TxHash, r.GasUsed)
+			} else {
+				fmt.Fprintln(out, "(found on chain: it was sent before the daemon restarted)")
+			}
+			return nil
+		},
+	}
+	apiSocketVar(cmd.Flags(), &socket)
+	return cmd
+}
+
+func newPoolClaimCmd() *cobra.Command {
+	socket := api.DefaultSocket
+	cmd := &cobra.Command{
+		Use:   "claim",
+		Short: "Claim every published, unclaimed payout the pool owes this member",
+		Long: `Asks the coordinator for this member's payouts, checks each proof against the root on
+chain, and claims every unclaimed one from the PoolPayouts contract with the node's
+account (which pays the gas).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := api.NewClient(socket).PoolClaim(cmd.Context())
+			out := cmd.OutOrStdout()
+			for _, c := range r.Claims {
+				fmt.Fprintf(out, "claimed epoch %d: %s (tx %s, gas %d)\n", c.Epoch, etherOf(c.Wei), c.TxHash, c.GasUsed)
+			}
+			if err != nil {
+				return fmt.Errorf("pool claim: %w", err)
+			}
+			if len(r.Claims) == 0 {
+				fmt.Fprintln(out, "nothing to claim")
+				return nil
+			}
+			fmt.Fprintf(out, "claimed %s in all to %s\n", etherOf(r.TotalWei), r.Account)
+			return nil
+		},
+	}
+	apiSocketVar(cmd.Flags(), &socket)
+	return cmd
 }

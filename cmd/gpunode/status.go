@@ -144,6 +144,9 @@ func printStatus(w io.Writer, st api.Status) error {
 			fmt.Fprintf(tw, "Earnings in %s:\t%s (token units)\n", te.Token, line)
 		}
 	}
+	if o := st.PoolOwed; o != nil {
+		fmt.Fprintf(tw, "Pool owes you:\t%s\n", poolOwedLine(o))
+	}
 	for _, c := range st.GPURuntime {
 		line := fmt.Sprintf("%s (patched from %s)", c.Version, c.Minimum)
 		if !c.OK {
@@ -240,4 +243,14 @@ func idleLine(i *api.IdleStatus) string {
 		s += "; " + i.LastError
 	}
 	return s
+}
+
+// poolOwedLine is what the pool owes a member: booked on the coordinator, published
+// (claimable with `gpunode pool claim`), and claimed.
+func poolOwedLine(o *api.PoolOwed) string {
+	line := fmt.Sprintf("%s booked, %s published unclaimed, %s claimed", etherOf(o.BookedWei), etherOf(o.PublishedWei), etherOf(o.ClaimedWei))
+	if o.Error != "" {
+		line += " — " + o.Error
+	}
+	return line
 }

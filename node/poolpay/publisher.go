@@ -35,8 +35,8 @@ type Chain interface {
 	Withdraw(ctx context.Context, token common.Address) (*types.Receipt, *big.Int, error)
 }
 
-// publishGas is what a publish costs at most (about 75,000 measured; see
-// node/pool's TestPayoutGas), with room: the account must hold it beside the epoch's total.
+// publishGas is what a publish costs at most (about 113,600 measured by node/pool's
+// TestPayoutGas), with room: the account must hold it beside the epoch's total.
 const publishGas = 150_000
 
 // EpochCount reads how many epochs contract has published.
