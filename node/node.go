@@ -183,7 +183,7 @@ func Open(cfg Config, log *slog.Logger) (*Node, error) {
 		log.Warn("the node takes no jobs: it needs a chain ([market]) and IPFS on the p2p network ([p2p], [ipfs])")
 		return n, nil
 	}
-	if err := n.openPoolPay(mk, st); err != nil {
+	if err := n.openPoolPay(mk, st, n.p2pHost()); err != nil {
 		n.setCheck("pool_payouts", err)
 	}
 	w := openWork(n.cfg, n.workDeps(mk, st, n.ipfs.Content(), rt), log)

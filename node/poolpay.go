@@ -35,6 +35,8 @@ const memberPayoutsRefresh = time.Minute
 type poolPayouts struct {
 	n  *Node
 	mk *market.Market
+	// h is the node's p2p host, which carries the payouts protocol; nil off the network.
+	h host.Host
 	// ledger is the coordinator's; nil on a member.
 	ledger *poolpay.Ledger
 	// ready holds the publisher and view once the contract is known (coordinator).
@@ -52,9 +54,9 @@ type payoutsReady struct {
 
 var errPayoutsNotReady = api.WithClass(api.ErrUnavailable, errors.New("the pool's PoolPayouts contract is not ready yet (deploying, or the chain is unreachable: see the pool_payouts check in gpunode status)"))
 
-// openPoolPay builds the node's payouts part over its chain side and store; nothing
-// outside a pool, or on a watch-only node.
-func (n *Node) openPoolPay(mk *market.Market, st *store.Store) error {
+// openPoolPay builds the node's payouts part over its chain side, store and p2p host (nil
+// off the network); nothing outside a pool.
+func (n *Node) openPoolPay(mk *market.Market, st *store.Store, h host.Host) error {
 	cfg := n.cfg.Pool
 	switch {
 	case mk == nil:
@@ -67,17 +69,25 @@ func (n *Node) openPoolPay(mk *market.Market, st *store.Store) error {
 		if err != nil {
 			return err
 		}
-		n.poolPay = &poolPayouts{n: n, mk: mk, ledger: l}
+		n.poolPay = &poolPayouts{n: n, mk: mk, h: h, ledger: l}
 	case cfg.CoordinatorPeer != "":
 		co, err := peer.Decode(cfg.CoordinatorPeer)
 		if err != nil {
 			return fmt.Errorf("pool.coordinator_peer: %w", err)
 		}
-		n.poolPay = &poolPayouts{n: n, mk: mk, coordinator: co}
+		n.poolPay = &poolPayouts{n: n, mk: mk, h: h, coordinator: co}
 	default:
 		return nil
 	}
 	return n.reg.Register(payoutsCollector{n.poolPay})
+}
+
+// p2pHost is the node's libp2p host; nil off the network.
+func (n *Node) p2pHost() host.Host {
+	if n.deps.Network == nil {
+		return nil
+	}
+	return n.deps.Network.Host()
 }
 
 // poolBooker is the ledger the coordinator's job flow books paid jobs in; nil elsewhere.
@@ -90,10 +100,10 @@ func (n *Node) poolBooker() *poolpay.Ledger {
 
 // identity is the node's libp2p host and key, for the payouts protocol.
 func (p *poolPayouts) identity() (host.Host, libp2pcrypto.PrivKey, error) {
-	if p.n.deps.Network == nil {
+	h := p.h
+	if h == nil {
 		return nil, nil, api.WithClass(api.ErrUnavailable, errors.New("pool payouts travel on the p2p network, which is off or did not start ([p2p])"))
 	}
-	h := p.n.deps.Network.Host()
 	key := h.Peerstore().PrivKey(h.ID())
 	if key == nil {
 		return nil, nil, errors.New("pool payouts: the p2p host has no private key")
@@ -227,8 +237,8 @@ func (p *poolPayouts) PoolPayouts(ctx context.Context) (api.PoolPayouts, error) 
 		return api.PoolPayouts{}, errPayoutsNotReady
 	}
 	id := ""
-	if p.n.deps.Network != nil {
-		id = p.n.deps.Network.ID().String()
+	if p.h != nil {
+		id = p.h.ID().String()
 	}
 	return r.view.Coordinator(ctx, id)
 }
