@@ -32,6 +32,7 @@ import (
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/p2p"
+	"github.com/gpunode/gpunode/node/pool"
 	"github.com/gpunode/gpunode/node/poolmember"
 	providerrole "github.com/gpunode/gpunode/node/provider"
 	"github.com/gpunode/gpunode/node/sponsored"
@@ -148,6 +149,9 @@ type nodeOpts struct {
 	// poolResults makes the node a pool member whose results go to poolCoordinator.
 	poolResults     poolmember.Sender
 	poolCoordinator peer.ID
+	// coordinator makes the node its pool's coordinator: chain postings go to the pool's
+	// flow.
+	coordinator *pool.Coordinator
 }
 
 // newChainNode starts a node's chain side and job side; they run until the test ends,
@@ -199,7 +203,7 @@ func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *m
 	}
 	n.work = openWork(cfg, workDeps{Market: m, Store: st, Content: content, Runtime: rt, DutyPolicy: o.policy,
 		PeerID: fmt.Sprintf("12D3KooWtestpeer%d", account), RetryGap: 50 * time.Millisecond,
-		PoolResults: o.poolResults, PoolCoordinator: o.poolCoordinator}, quietLog())
+		PoolResults: o.poolResults, PoolCoordinator: o.poolCoordinator, Coordinator: o.coordinator}, quietLog())
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { m.Run(ctx); close(done) }()
@@ -218,6 +222,11 @@ func (n *chainNode) open(t *testing.T) {
 	done := make(chan struct{})
 	go func() { n.work.machine.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	if n.work.coord != nil {
+		cdone := make(chan struct{})
+		go func() { n.work.coord.Run(ctx); close(cdone) }()
+		t.Cleanup(func() { cancel(); <-cdone })
+	}
 	n.gate.open(n.work)
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/pool"
+	"github.com/gpunode/gpunode/node/pooljobs"
 )
 
 // openPool starts the node's part in a pool on its p2p host: the coordinator's heartbeat
@@ -81,10 +82,46 @@ func (n *Node) runPool(ctx context.Context) error {
 	return n.poolMember.Run(ctx, time.Duration(n.cfg.Pool.Heartbeat))
 }
 
-// poolMembers serves GET /v1/pool/members from the coordinator.
+// poolMembers serves GET /v1/pool/members and /v1/pool/jobs from the coordinator.
 type poolMembers struct {
 	c     *pool.Coordinator
 	bound time.Duration
+	// jobs is the pool's job flow; nil on a coordinator that takes no jobs (no chain or
+	// no IPFS).
+	jobs *pooljobs.Flow
+}
+
+// Jobs lists the pool's jobs, newest first, with their members.
+func (p poolMembers) Jobs() (api.PoolJobs, error) {
+	out := api.PoolJobs{Jobs: []api.PoolJob{}}
+	if p.jobs == nil {
+		return out, api.WithClass(api.ErrNotFound, errors.New("this coordinator takes no jobs: it needs a chain ([market]) and IPFS on the p2p network"))
+	}
+	list, err := p.jobs.List()
+	if err != nil {
+		return out, err
+	}
+	for _, j := range list {
+		pj := api.PoolJob{ID: j.ID, State: string(j.State), CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt, RewardWei: j.Posting.RewardWei,
+			Nodes: j.Nodes, Reason: j.Reason, Members: poolAssignments(j.Assignments), Past: poolAssignments(j.Past),
+			Reassignments: j.Reassignments, OutputCID: j.OutputCID, AcceptTx: j.AcceptTx, SubmitTx: j.SubmitTx, Refund: j.Refund, Booked: j.Booked}
+		out.Jobs = append(out.Jobs, pj)
+	}
+	return out, nil
+}
+
+func poolAssignments(as []pooljobs.Assignment) []api.PoolAssignment {
+	out := []api.PoolAssignment{}
+	for _, a := range as {
+		pa := api.PoolAssignment{Rank: a.Rank, Member: a.Member, Account: a.Account, Score: a.Score, DispatchedAt: a.DispatchedAt.UTC(),
+			Status: a.Status, CID: a.CID, WallSeconds: a.WallSeconds, Reason: a.Reason}
+		if !a.ResultAt.IsZero() {
+			at := a.ResultAt.UTC()
+			pa.ResultAt = &at
+		}
+		out = append(out, pa)
+	}
+	return out
 }
 
 func (p poolMembers) Members() api.PoolMembers {

@@ -98,9 +98,10 @@ type (
 		Challenge(ctx context.Context, req api.ChallengeRequest) (api.ChallengeResult, error)
 		Verified(peerID string) *api.P2PVerified
 	}
-	// PoolBackend is the pool coordinator's view of its members.
+	// PoolBackend is the pool coordinator's view of its members and its jobs.
 	PoolBackend interface {
 		Members() api.PoolMembers
+		Jobs() (api.PoolJobs, error)
 	}
 	// PoolPayBackend is the pool's payouts: on the coordinator its ledger and epochs, on
 	// a member what the coordinator owes it.
@@ -192,6 +193,12 @@ func Routes(b Backends, log *slog.Logger) []apiserver.Route {
 				return api.PoolMembers{}, off("pool coordinator ([pool] coordinator = true)")
 			}
 			return pl.Members(), nil
+		})},
+		{Pattern: "GET /v1/pool/jobs", Client: "PoolJobs", Errors: notFound, Handler: apiserver.Get(func(C, P) (api.PoolJobs, error) {
+			if pl == nil {
+				return api.PoolJobs{}, off("pool coordinator ([pool] coordinator = true)")
+			}
+			return pl.Jobs()
 		})},
 		// The pool's payouts: the coordinator's ledger, a member's own.
 		{Pattern: "GET /v1/pool/payouts", Client: "PoolPayouts", Errors: []api.Class{api.ErrNotFound, api.ErrFailedPrecondition, api.ErrUnavailable},
@@ -628,7 +635,11 @@ func (n *Node) backends() Backends {
 		b.Jobs, b.Ledger = n.work.machine, n.work
 	}
 	if n.poolCoordinator != nil {
-		b.Pool = poolMembers{n.poolCoordinator, time.Duration(n.cfg.Pool.HeartbeatBound)}
+		pb := poolMembers{c: n.poolCoordinator, bound: time.Duration(n.cfg.Pool.HeartbeatBound)}
+		if n.work != nil {
+			pb.jobs = n.work.coord
+		}
+		b.Pool = pb
 	}
 	if n.poolPay != nil {
 		b.PoolPay = n.poolPay

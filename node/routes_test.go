@@ -88,6 +88,10 @@ func (f fakePoolB) Members() api.PoolMembers {
 	return api.PoolMembers{Coordinator: "me", Members: []api.PoolMember{{PeerID: "m1", Alive: true}}}
 }
 
+func (f fakePoolB) Jobs() (api.PoolJobs, error) {
+	return api.PoolJobs{Jobs: []api.PoolJob{{ID: "7", State: "running", Members: []api.PoolAssignment{{Member: "m1"}}}}}, f.call("Jobs")
+}
+
 // fakePoolPayB is the pool's payouts backend.
 type fakePoolPayB struct{ *routeFakes }
 
@@ -368,6 +372,13 @@ var clientCalls = map[string]func(ctx context.Context, c *api.Client) error{
 		m, err := c.PoolMembers(ctx)
 		if err == nil && (m.Coordinator != "me" || len(m.Members) != 1 || !m.Members[0].Alive) {
 			return fmt.Errorf("members %+v", m)
+		}
+		return err
+	},
+	"PoolJobs": func(ctx context.Context, c *api.Client) error {
+		j, err := c.PoolJobs(ctx)
+		if err == nil && (len(j.Jobs) != 1 || j.Jobs[0].State != "running" || j.Jobs[0].Members[0].Member != "m1") {
+			return fmt.Errorf("pool jobs %+v", j)
 		}
 		return err
 	},

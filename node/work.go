@@ -21,6 +21,8 @@ import (
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/offers"
 	"github.com/gpunode/gpunode/node/p2p"
+	"github.com/gpunode/gpunode/node/pool"
+	"github.com/gpunode/gpunode/node/pooljobs"
 	"github.com/gpunode/gpunode/node/poolmember"
 	"github.com/gpunode/gpunode/node/provider"
 	"github.com/gpunode/gpunode/node/sponsored"
@@ -54,7 +56,10 @@ type work struct {
 	// pool takes the coordinator's dispatches on a pool member, which takes no chain
 	// postings or offers itself; nil on other nodes.
 	pool *poolmember.Accepter
-	log  *slog.Logger
+	// coord is the pool coordinator's job flow: on a coordinator, the jobs posted on
+	// chain go to it, not to the machine. Nil on any other node.
+	coord *pooljobs.Flow
+	log   *slog.Logger
 	// measured and reports are the benchmark's: the first registration waits for the
 	// benchmark at start, and each new report is registered at once. Nil without one.
 	measured, reports <-chan struct{}
@@ -94,6 +99,9 @@ type workDeps struct {
 	// the machine's chain is then the pool's. Nil on other nodes.
 	PoolResults     poolmember.Sender
 	PoolCoordinator peer.ID
+	// Coordinator is the pool's coordinator side, on a pool coordinator: the jobs posted
+	// on chain are the pool's, dispatched to its members. Nil otherwise.
+	Coordinator *pool.Coordinator
 }
 
 // openWork builds the node's job side, each part complete.
@@ -141,7 +149,12 @@ func openWork(cfg Config, d workDeps, log *slog.Logger) *work {
 	if d.PoolResults != nil {
 		pool = poolmember.NewAccepter(machine, d.Market, log)
 	}
+	var coord *pooljobs.Flow
+	if d.Coordinator != nil {
+		coord = openPoolJobs(cfg, d, log)
+	}
 	return &work{
+		coord:     coord,
 		pool:      pool,
 		self:      d.Market.Account(),
 		store:     d.Store,
@@ -157,6 +170,35 @@ func openWork(cfg Config, d workDeps, log *slog.Logger) *work {
 		measured:  d.Measured,
 		reports:   d.Reports,
 	}
+}
+
+// openPoolJobs builds the pool coordinator's job flow: it accepts and submits with the
+// node's account (the pool's), and takes the members' results.
+func openPoolJobs(cfg Config, d workDeps, log *slog.Logger) *pooljobs.Flow {
+	jc := cfg.Jobs
+	f, err := pooljobs.New(pooljobs.Config{
+		HeartbeatBound:  time.Duration(cfg.Pool.HeartbeatBound),
+		ManifestTimeout: time.Duration(jc.ManifestTimeout),
+		FetchTimeout:    time.Duration(jc.UploadTimeout),
+		OutcomePoll:     time.Duration(jc.OutcomePoll),
+		MinAttestWindow: time.Duration(jc.MinAttestWindow),
+		RetryBase:       time.Duration(jc.RetryBase),
+		RetryMax:        time.Duration(jc.RetryMax),
+		MaxAttempts:     jc.MaxAttempts,
+	}, pooljobs.Deps{
+		Store:    d.Store,
+		Chain:    provider.NewChain(d.Market, pooljobs.Postings{Store: d.Store}, log),
+		Content:  d.Content,
+		Pool:     d.Coordinator,
+		Admitter: d.Admitter,
+	}, log)
+	if err != nil {
+		// Only a misconfiguration gets here; the configuration's validation refuses it first.
+		log.Error("pool coordinator: no job flow", "err", err)
+		return nil
+	}
+	d.Coordinator.SetResultHandler(f.Result)
+	return f
 }
 
 // handle is the market's event handler. Every confirmed event arrives once; acting on one
@@ -178,6 +220,8 @@ func (w *work) handle(ctx context.Context, e market.Event) error {
 			return w.duties.Named(p, v.Threshold, v.ValidatorFee)
 		case v.Sponsor == w.self:
 			return w.sponsored.Record(p.ID) // our own job, as a researcher
+		case w.coord != nil:
+			return w.coord.Posted(ctx, p) // the pool's, on its coordinator
 		case w.pool != nil:
 			return nil // a pool member: its coordinator faces the market
 		}
@@ -229,6 +273,15 @@ func (w *work) run(ctx context.Context) error {
 			w.v2.registrar.Run(ctx, w.measured, w.reports)
 		}()
 	}
+	if w.coord != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.coord.Run(ctx); err != nil {
+				w.log.Error("pool job flow stopped", "err", err)
+			}
+		}()
+	}
 	for {
 		err := w.machine.Run(ctx)
 		if err == nil || ctx.Err() != nil {
@@ -275,6 +328,9 @@ func (n *Node) attachWork(w *work) {
 	n.work = w
 	n.attachPoolMember(w)
 	n.reg.MustRegister(w.machine.Collector(), w.ledger.Collector())
+	if w.coord != nil {
+		n.reg.MustRegister(w.coord)
+	}
 	n.policy.CountRunning(w.machine.Active)
 }
 
@@ -310,5 +366,6 @@ func (n *Node) workDeps(m *market.Market, st *store.Store, content jobs.Content,
 		d.Measured, d.Reports = n.deps.Benchmark.Measured(), n.deps.Benchmark.NewReports()
 	}
 	n.poolMemberDeps(&d)
+	d.Coordinator = n.poolCoordinator
 	return d
 }

@@ -67,6 +67,9 @@ func (w *work) handleV2(ctx context.Context, ev any) error {
 		if v.Sponsor == w.self {
 			return nil // our own job, as a researcher
 		}
+		if w.coord != nil {
+			return w.coord.Posted(ctx, provider.PostingV2(v)) // declined: pools take no sealed jobs yet
+		}
 		return w.machine.Discover(ctx, provider.PostingV2(v))
 	case *bindings.JobMarketV2JobAccepted:
 		if !provider.Names(v.Validators, w.self) {

@@ -21,7 +21,7 @@ func newPoolCmd() *cobra.Command {
 		Use:   "pool",
 		Short: "Pool operators and members: keys, signed pool policies, members, payouts",
 	}
-	cmd.AddCommand(newPoolKeygenCmd(), newPoolSignCmd(), newPoolVerifyCmd(), newPoolPushCmd(), newPoolMembersCmd(),
+	cmd.AddCommand(newPoolKeygenCmd(), newPoolSignCmd(), newPoolVerifyCmd(), newPoolPushCmd(), newPoolMembersCmd(), newPoolJobsCmd(),
 		newPoolPayoutsCmd(), newPoolPublishCmd(), newPoolClaimCmd())
 	return cmd
 }

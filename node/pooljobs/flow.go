@@ -682,11 +682,12 @@ func (f *Flow) book(ctx context.Context, jobID string, rec Record, log *slog.Log
 		reward = new(big.Int)
 	}
 	works := Works(rec)
-	if f.d.Booker == nil {
+	booker := f.booker()
+	if booker == nil {
 		log.Info("pool job paid; no ledger to book the split in", "reward_wei", reward, "work", works)
 		return Paid, "validators confirmed the result", nil, nil
 	}
-	if err := f.d.Booker.Book(ctx, jobID, reward, works); err != nil {
+	if err := booker.Book(ctx, jobID, reward, works); err != nil {
 		if errors.Is(err, pool.ErrNoWork) || errors.Is(err, pool.ErrBadWork) || errors.Is(err, pool.ErrBadReward) {
 			reason := "paid, but the split cannot be booked: " + err.Error()
 			log.Error("pool job paid; split not booked", "err", err)

@@ -269,6 +269,33 @@ func New(cfg Config, d Deps, log *slog.Logger) (*Flow, error) {
 	return f, nil
 }
 
+// SetBooker sets what books completed jobs' splits (node/poolpay's ledger), when it is
+// built after the flow; nil logs the splits only.
+func (f *Flow) SetBooker(b Booker) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.d.Booker = b
+}
+
+func (f *Flow) booker() Booker {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.d.Booker
+}
+
+// Describe implements prometheus.Collector: the flow's metrics, for a caller that
+// registers it itself (Deps.Registerer nil).
+func (f *Flow) Describe(ch chan<- *prometheus.Desc) {
+	f.jobs.Describe(ch)
+	f.reassigned.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (f *Flow) Collect(ch chan<- prometheus.Metric) {
+	f.jobs.Collect(ch)
+	f.reassigned.Collect(ch)
+}
+
 // SealedReason is why a pool declines JobMarketV2 jobs.
 const SealedReason = "pools do not take sealed JobMarketV2 jobs yet"
 

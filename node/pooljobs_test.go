@@ -1,0 +1,192 @@
+package node
+
+import (
+	"context"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/libp2p/go-libp2p"
+	libp2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/internal/testkit"
+	"github.com/gpunode/gpunode/job/treehash"
+	"github.com/gpunode/gpunode/node/jobs"
+	"github.com/gpunode/gpunode/node/market"
+	"github.com/gpunode/gpunode/node/pool"
+	"github.com/gpunode/gpunode/node/pooljobs"
+	"github.com/gpunode/gpunode/node/validator"
+	"github.com/gpunode/gpunode/runtime"
+)
+
+// poolBooks records the splits a coordinator books.
+type poolBooks struct {
+	mu     sync.Mutex
+	jobs   []string
+	reward []*big.Int
+	work   [][]pool.Work
+}
+
+func (b *poolBooks) Book(_ context.Context, id string, reward *big.Int, w []pool.Work) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.jobs, b.reward, b.work = append(b.jobs, id), append(b.reward, reward), append(b.work, w)
+	return nil
+}
+
+// TestPoolCoordinatorTakesChainJob: on a pool coordinator, a job posted on the contract
+// goes to the pool's flow, not to the node's own machine; the pool accepts it on chain
+// with its account, dispatches it to a member over libp2p, takes the member's result,
+// checks its output, submits it with the pool's account; the validators pass it, and the
+// split is booked for the member.
+func TestPoolCoordinatorTakesChainJob(t *testing.T) {
+	dep := startDevchain(t)
+	ctx := t.Context()
+	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
+
+	newHost := func() (libp2pcrypto.PrivKey, host.Host) {
+		key, _, err := libp2pcrypto.GenerateEd25519Key(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.DisableMetrics())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		return key, h
+	}
+	coKey, coHost := newHost()
+	co, err := pool.NewCoordinator(coHost, coKey, 2*time.Second, quietLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jcfg := jobs.Default()
+	jcfg.OutcomePoll = jobs.Default().RetryBase
+	coordinator := newChainNode(t, dep, 1, content, nodeOpts{coordinator: co, jobs: jcfg})
+	if coordinator.work.coord == nil {
+		t.Fatal("a coordinator's job side has no pool flow")
+	}
+	if err := coordinator.work.registrar.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	books := &poolBooks{}
+	coordinator.work.coord.SetBooker(books)
+
+	// The member: a pool member on its own host that takes the dispatch and hands back a
+	// published checkpoint.
+	memKey, memHost := newHost()
+	if err := memHost.Connect(ctx, peer.AddrInfo{ID: coHost.ID(), Addrs: coHost.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	memberAccount := common.HexToAddress("0x00000000000000000000000000000000000000a7")
+	dispatched := make(chan pool.Dispatch, 1)
+	var running []string
+	var mu sync.Mutex
+	member, err := pool.NewMember(memHost, memKey, coHost.ID(), func() pool.Heartbeat {
+		mu.Lock()
+		defer mu.Unlock()
+		return pool.Heartbeat{Account: memberAccount, GPUs: 1, FreeGPUs: 1, Score: 42, Admission: "active", Running: running}
+	}, func(_ context.Context, d pool.Dispatch) (bool, string) {
+		mu.Lock()
+		running = append(running, d.JobID)
+		mu.Unlock()
+		dispatched <- d
+		return true, ""
+	}, quietLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	beatCtx, stopBeats := context.WithCancel(ctx)
+	beats := make(chan struct{})
+	go func() { member.Run(beatCtx, 100*time.Millisecond); close(beats) }()
+	t.Cleanup(func() { stopBeats(); <-beats })
+	testkit.Eventually(t, 10*time.Second, func() bool { m := co.Members(); return len(m) == 1 && m[0].Alive }, "member never reported")
+
+	fee := big.NewInt(10_000)
+	var validators []*chainNode
+	for i := range 2 {
+		validators = append(validators, newChainNode(t, dep, 2+i, content, nodeOpts{validate: true, runtime: &procRuntime{done: map[string]runtime.Result{}, run: func(s runtime.Spec) int {
+			os.WriteFile(filepath.Join(s.OutputDir, validator.ResultFile), []byte(`{"version":1,"metrics":{"accuracy":0.95}}`), 0o644)
+			return 0
+		}}}))
+	}
+	manifestCID, sum := testManifest(content)
+	sponsor := newChainNode(t, dep, 4, content)
+	reward := big.NewInt(1_000_000)
+	id, _, err := sponsor.market.PostJob(ctx, bindings.JobMarketJobParams{
+		Reward: reward, ValidatorFee: fee, Bond: new(big.Int), Threshold: 900000, Quorum: 2,
+		Validators: []common.Address{validators[0].addr, validators[1].addr},
+		AcceptBy:   big.NewInt(time.Now().Add(time.Hour).Unix()), RunWindow: 3600, AttestWindow: 3600,
+		ManifestCID: manifestCID, ManifestHash: sum,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var d pool.Dispatch
+	select {
+	case d = <-dispatched:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("no dispatch; pool job %+v", testkit.Lazy(func() string {
+			j, err := coordinator.work.coord.Get(id.String())
+			return j.ID + " " + string(j.State) + " " + j.Reason + errString(err)
+		}))
+	}
+	if d.JobID != id.String() || d.ManifestCID != manifestCID {
+		t.Fatalf("dispatch %+v", d)
+	}
+	view, err := coordinator.market.Job(ctx, id)
+	if err != nil || market.JobState(view.State) != market.StateAccepted || view.Provider != coordinator.addr {
+		t.Fatalf("on chain: %+v %v, want accepted by the pool's account", view, err)
+	}
+	out := t.TempDir()
+	os.WriteFile(filepath.Join(out, "model.json"), []byte(`{"w":[1]}`), 0o644)
+	cid, err := content.Publish(ctx, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	treeHash, err := treehash.Sum(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := member.SendResult(ctx, pool.Result{JobID: d.JobID, DispatchSeq: d.Seq, Status: pool.ResultDone, CID: cid, Hash: treeHash, WallSeconds: 12, GPUs: 1})
+	if err != nil || !ack.Accepted {
+		t.Fatalf("result: %+v %v", ack, err)
+	}
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		j, err := coordinator.work.coord.Get(id.String())
+		return err == nil && j.State == pooljobs.Paid
+	}, "pool job not paid: %s", testkit.Lazy(func() string {
+		j, err := coordinator.work.coord.Get(id.String())
+		return string(j.State) + " " + j.Reason + errString(err)
+	}))
+	credit, err := coordinator.market.Credit(ctx, common.Address{}, coordinator.addr)
+	if err != nil || credit.Cmp(reward) != 0 {
+		t.Fatalf("pool credit %s %v, want the reward %s", credit, err, reward)
+	}
+	books.mu.Lock()
+	defer books.mu.Unlock()
+	if len(books.jobs) != 1 || books.jobs[0] != id.String() || books.reward[0].Cmp(reward) != 0 ||
+		len(books.work[0]) != 1 || books.work[0][0].Member != memberAccount || books.work[0][0].Score != 42 {
+		t.Fatalf("booked %v %v %+v", books.jobs, books.reward, books.work)
+	}
+	// The node's own machine never saw the job.
+	if _, err := coordinator.work.machine.Get(id.String()); err == nil {
+		t.Fatal("the coordinator's own machine took the pool's job")
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return " " + err.Error()
+}
