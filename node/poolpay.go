@@ -18,6 +18,7 @@ import (
 	"github.com/gpunode/gpunode/contracts"
 	"github.com/gpunode/gpunode/node/api"
 	"github.com/gpunode/gpunode/node/market"
+	"github.com/gpunode/gpunode/node/pooljobs"
 	"github.com/gpunode/gpunode/node/poolpay"
 	"github.com/gpunode/gpunode/node/store"
 )
@@ -90,7 +91,11 @@ func (n *Node) p2pHost() host.Host {
 	return n.deps.Network.Host()
 }
 
-// poolBooker is the ledger the coordinator's job flow books paid jobs in; nil elsewhere.
+// The coordinator's ledger is its job flow's Booker.
+var _ pooljobs.Booker = (*poolpay.Ledger)(nil)
+
+// poolBooker is the ledger the coordinator's job flow books paid jobs in
+// (pooljobs.Deps.Booker); nil elsewhere.
 func (n *Node) poolBooker() *poolpay.Ledger {
 	if n.poolPay == nil {
 		return nil

@@ -196,8 +196,13 @@ func TestBookPublishClaim(t *testing.T) {
 		"no job id":  func() error { return l.Book(ctx, "", eth(1), works(m1)) },
 		"bad member": func() error { return l.Book(ctx, "9", eth(1), []pool.Work{{GPUSeconds: 1, Score: 1}}) },
 	} {
-		if err := bad(); !errors.Is(err, ErrBadBooking) {
+		err := bad()
+		if !errors.Is(err, ErrBadBooking) {
 			t.Errorf("%s: %v, want ErrBadBooking", name, err)
+		}
+		// The pool's job flow gives up on these rather than retrying.
+		if !errors.Is(err, pool.ErrBadReward) && !errors.Is(err, pool.ErrBadWork) && !errors.Is(err, pool.ErrNoWork) {
+			t.Errorf("%s: %v is not one of pool's permanent split errors", name, err)
 		}
 	}
 	jobs, err := l.Jobs()

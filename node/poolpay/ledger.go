@@ -84,13 +84,15 @@ func epochKey(contract common.Address, n uint64) string {
 var ErrBadBooking = errors.New("cannot book the job's split")
 
 // Book splits job jobID's reward among the members by their work (pool.Divide, less the
-// pool's fee) and books the shares, once: booking a job again changes nothing.
+// pool's fee) and books the shares, once: booking a job again changes nothing. A split
+// that can never be booked wraps pool.ErrBadReward, ErrBadWork or ErrNoWork (besides
+// ErrBadBooking); other errors (the store) may pass on a retry.
 func (l *Ledger) Book(_ context.Context, jobID string, reward *big.Int, work []pool.Work) error {
 	if jobID == "" || len(jobID) > 128 {
-		return fmt.Errorf("%w: job id %q", ErrBadBooking, jobID)
+		return fmt.Errorf("%w: job id %q: %w", ErrBadBooking, jobID, pool.ErrBadWork)
 	}
 	if reward == nil || reward.Sign() <= 0 {
-		return fmt.Errorf("%w: job %s: reward %v: nothing to split", ErrBadBooking, jobID, reward)
+		return fmt.Errorf("%w: job %s: %w %v: nothing to split", ErrBadBooking, jobID, pool.ErrBadReward, reward)
 	}
 	split, err := pool.Divide(reward, l.feeBPS, work)
 	if err != nil {

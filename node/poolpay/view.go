@@ -2,6 +2,7 @@ package poolpay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/big"
 	"sort"
@@ -269,7 +270,9 @@ func MemberView(a Answer) api.PoolPayouts {
 
 // ClaimAll claims, from the member's account on c, every payout of a (its coordinator's
 // answer) the chain says is unclaimed. Each proof is checked against the root the chain
-// holds for its epoch first, so a wrong answer costs no gas.
+// holds for its epoch first, so a wrong answer costs no gas; a payout that cannot be
+// claimed (a wrong proof, a claim window over) is left and reported in the error, and
+// the others are claimed.
 func ClaimAll(ctx context.Context, c Chain, a Answer) (api.PoolClaimResult, error) {
 	self := c.Account()
 	out := api.PoolClaimResult{Account: self.Hex(), Contract: a.Contract.Hex(), Claims: []api.PoolClaim{}, TotalWei: "0"}
@@ -280,6 +283,7 @@ func ClaimAll(ctx context.Context, c Chain, a Answer) (api.PoolClaimResult, erro
 		return out, fmt.Errorf("pool claim: the coordinator pays account %s, this node's is %s: report the same account (restart the node after changing keys)", a.Account, self)
 	}
 	total := new(big.Int)
+	var skipped []error // payouts that cannot be claimed; the others are
 	for _, p := range a.Payouts {
 		done, err := Claimed(ctx, c, a.Contract, p.Epoch, self)
 		if err != nil {
@@ -299,10 +303,12 @@ func ClaimAll(ctx context.Context, c Chain, a Answer) (api.PoolClaimResult, erro
 		e := pool.Epoch{Contract: a.Contract, Number: p.Epoch, Root: on.Root}
 		payout := pool.Payout{Member: self, Wei: wei, Proof: p.Proof}
 		if !e.Verify(payout) {
-			return out, fmt.Errorf("pool claim: epoch %d: the coordinator's proof for %s wei does not match the root on chain", p.Epoch, wei)
+			skipped = append(skipped, fmt.Errorf("pool claim: epoch %d: the coordinator's proof for %s wei does not match the root on chain", p.Epoch, wei))
+			continue
 		}
 		if time.Now().After(on.Deadline) || on.Swept {
-			return out, fmt.Errorf("pool claim: epoch %d: the claim window ended %s", p.Epoch, on.Deadline.UTC().Format(time.RFC3339))
+			skipped = append(skipped, fmt.Errorf("pool claim: epoch %d: the claim window ended %s", p.Epoch, on.Deadline.UTC().Format(time.RFC3339)))
+			continue
 		}
 		r, err := c.SendTo(ctx, fmt.Sprintf("claim pool epoch %d", p.Epoch), a.Contract, nil, pool.PackClaim(e, payout))
 		if err != nil {
@@ -312,5 +318,5 @@ func ClaimAll(ctx context.Context, c Chain, a Answer) (api.PoolClaimResult, erro
 		out.Claims = append(out.Claims, api.PoolClaim{Epoch: p.Epoch, Wei: wei.String(), TxHash: r.TxHash.Hex(), GasUsed: r.GasUsed})
 		out.TotalWei = total.String()
 	}
-	return out, nil
+	return out, errors.Join(skipped...)
 }
