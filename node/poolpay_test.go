@@ -25,6 +25,7 @@ import (
 	"github.com/gpunode/gpunode/node/market"
 	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/pool"
+	"github.com/gpunode/gpunode/node/pooljobs"
 	"github.com/gpunode/gpunode/node/store"
 )
 
@@ -195,5 +196,44 @@ gpunode_pool_payouts_wei{state="fee"} `+strconv.FormatFloat(fee, 'e', -1, 64)+`
 gpunode_pool_payouts_wei{state="published"} `+strconv.FormatFloat(want, 'e', -1, 64)+`
 `), "gpunode_pool_payouts_wei"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPoolBookerWired: the coordinator's job flow books paid jobs in its payouts ledger;
+// a member's job side has no Booker (not a typed nil the flow would call).
+func TestPoolBookerWired(t *testing.T) {
+	dep := devchain.StartTest(t, 20*time.Millisecond)
+	depFile := filepath.Join(t.TempDir(), "dep.json")
+	if err := devchain.WriteDeployment(depFile, dep); err != nil {
+		t.Fatal(err)
+	}
+	mk := payoutsMarket(t, dep, depFile, 1)
+	for _, coordinator := range []bool{true, false} {
+		cfg := Default()
+		cfg.DataDir = t.TempDir()
+		if coordinator {
+			cfg.Pool.Coordinator = true
+		} else {
+			cfg.Pool.CoordinatorPeer = offerNetwork(t, nil, nil, nil).ID().String()
+		}
+		n, err := New(cfg, quietLog(), Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := store.Open(cfg.Layout().State())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		if err := n.openPoolPay(mk, st, nil); err != nil {
+			t.Fatal(err)
+		}
+		d := n.workDeps(mk, st, nil, nil)
+		if coordinator && (d.Booker == nil || d.Booker != pooljobs.Booker(n.poolBooker())) {
+			t.Fatalf("coordinator's flow books in %v, want its ledger", d.Booker)
+		}
+		if !coordinator && d.Booker != nil {
+			t.Fatalf("a member's job side has a Booker %#v", d.Booker)
+		}
 	}
 }

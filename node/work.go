@@ -102,6 +102,9 @@ type workDeps struct {
 	// Coordinator is the pool's coordinator side, on a pool coordinator: the jobs posted
 	// on chain are the pool's, dispatched to its members. Nil otherwise.
 	Coordinator *pool.Coordinator
+	// Booker books the coordinator's paid jobs' splits (its payouts ledger); nil: the
+	// flow only logs them.
+	Booker pooljobs.Booker
 }
 
 // openWork builds the node's job side, each part complete.
@@ -191,6 +194,7 @@ func openPoolJobs(cfg Config, d workDeps, log *slog.Logger) *pooljobs.Flow {
 		Content:  d.Content,
 		Pool:     d.Coordinator,
 		Admitter: d.Admitter,
+		Booker:   d.Booker,
 	}, log)
 	if err != nil {
 		// Only a misconfiguration gets here; the configuration's validation refuses it first.
@@ -371,5 +375,8 @@ func (n *Node) workDeps(m *market.Market, st *store.Store, content jobs.Content,
 	}
 	n.poolMemberDeps(&d)
 	d.Coordinator = n.poolCoordinator
+	if b := n.poolBooker(); b != nil {
+		d.Booker = b
+	}
 	return d
 }
