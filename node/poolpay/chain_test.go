@@ -452,3 +452,42 @@ func TestPublishWithdrawsCredit(t *testing.T) {
 		t.Fatalf("after funding: %+v %v", pub.EpochRecord, err)
 	}
 }
+
+// TestPublisherRun: the publisher publishes booked shares by itself once they have waited
+// an interval, and nothing while nothing is booked.
+func TestPublisherRun(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	co := e.fresh(eth(1000))
+	c, err := Contract(ctx, co, "", filepath.Join(t.TempDir(), "c.json"), time.Hour, testkit.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := NewLedger(openStore(t, filepath.Join(t.TempDir(), "state.db")), 0, testkit.Discard())
+	const interval = 300 * time.Millisecond
+	p := NewPublisher(l, co, c, interval, testkit.Discard())
+	if due, err := p.Due(); err != nil || !due.IsZero() {
+		t.Fatalf("due with nothing booked: %s %v", due, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	booked := time.Now()
+	if err := l.Book(ctx, "1", eth(10), works(addr(1))); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		n, err := EpochCount(ctx, co, c)
+		return err == nil && n == 1
+	}, "the booked share was never published")
+	rec, ok, err := l.Epoch(c, 0)
+	if !ok || err != nil || rec.State != EpochPublished {
+		t.Fatalf("epoch 0 in the ledger: %+v %v", rec, err)
+	}
+	if waited := rec.PreparedAt.Sub(booked); waited < interval {
+		t.Fatalf("published %s after the booking, before the interval %s", waited, interval)
+	}
+	if due, err := p.Due(); err != nil || !due.IsZero() {
+		t.Fatalf("due after publishing everything: %s %v", due, err)
+	}
+}
