@@ -339,12 +339,20 @@ func (f *Flow) busy() map[string]int {
 }
 
 // runDeadline is when the job's result must be on chain.
-func runDeadline(rec Record) time.Time {
-	w := rec.Posting.RunWindow()
-	if w <= 0 {
-		w = 24 * time.Hour
+func runDeadline(rec Record) time.Time { return rec.AcceptedAt.Add(runWindow(rec)) }
+
+func runWindow(rec Record) time.Duration {
+	if w := rec.Posting.RunWindow(); w > 0 {
+		return w
 	}
-	return rec.AcceptedAt.Add(w)
+	return 24 * time.Hour
+}
+
+// resultDeadline is when the members' results must be back: a tenth of the run window
+// (at most 30 minutes) before the run deadline, left to fetch and check the output and
+// submit it.
+func resultDeadline(rec Record) time.Time {
+	return runDeadline(rec).Add(-min(runWindow(rec)/10, 30*time.Minute))
 }
 
 // clusterOf places rank r of a multi-rig job; nil for one rig. A job dispatched again
@@ -391,9 +399,9 @@ func (f *Flow) dispatch(ctx context.Context, id, jobID string, log *slog.Logger)
 		if len(assigned) >= rec.Nodes {
 			return Running, fmt.Sprintf("dispatched to %s", members(rec.Assignments)), nil, nil
 		}
-		deadline := runDeadline(rec)
+		deadline := resultDeadline(rec)
 		if f.now().After(deadline) {
-			reason := fmt.Sprintf("no member took the job before its run deadline %s", deadline.UTC().Format(time.RFC3339))
+			reason := fmt.Sprintf("no member took the job in time to run it before its run deadline %s", runDeadline(rec).UTC().Format(time.RFC3339))
 			if len(refusals) > 0 {
 				reason += ": " + joinReasons(refusals)
 			}
@@ -576,8 +584,8 @@ func (f *Flow) watch(ctx context.Context, id, jobID string, log *slog.Logger) (S
 		if done == len(rec.Assignments) && done > 0 {
 			return Verifying, fmt.Sprintf("all %d rank(s) done", done), nil, nil
 		}
-		if d := runDeadline(rec); f.now().After(d) {
-			reason := fmt.Sprintf("the members did not finish before the run deadline %s", d.UTC().Format(time.RFC3339))
+		if d := resultDeadline(rec); f.now().After(d) {
+			reason := fmt.Sprintf("the members did not finish in time to submit before the run deadline %s", runDeadline(rec).UTC().Format(time.RFC3339))
 			return Failed, reason, func(r *Record) { r.Reason = reason }, nil
 		}
 		select {

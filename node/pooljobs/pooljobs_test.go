@@ -53,6 +53,10 @@ func TestJobDispatchedVerifiedSubmittedAndBooked(t *testing.T) {
 	if d := m.dispatches(); len(d) != 1 || d[0].JobID != "7" || d[0].Cluster != nil || d[0].ManifestCID != "bafkreimanifest7" {
 		t.Fatalf("member took %+v", d)
 	}
+	// The member's deadline leaves a tenth of the hour's run window to check and submit.
+	if d, want := m.dispatches()[0].Deadline, j.AcceptedAt.Add(54*time.Minute).Unix(); d < want-1 || d > want+1 {
+		t.Fatalf("dispatch deadline %d, want %d", d, want)
+	}
 	testkit.Eventually(t, 10*time.Second, func() bool { return testutil.ToFloat64(r.flow.jobs.WithLabelValues("paid")) == 1 },
 		"gpunode_pool_jobs_total{result=paid} never 1")
 	// The member sending its result again (its ack lost) is told it is recorded.
@@ -269,7 +273,7 @@ func TestNobodyTakesTheJobGivenBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	j := r.waitState("15", Failed)
-	if !strings.Contains(j.Reason, "no member took the job before its run deadline") || !strings.Contains(j.Reason, "busy with its own work") {
+	if !strings.Contains(j.Reason, "no member took the job in time to run it before its run deadline") || !strings.Contains(j.Reason, "busy with its own work") {
 		t.Fatalf("reason %q", j.Reason)
 	}
 	testkit.Eventually(t, 10*time.Second, func() bool { return r.job("15").Refund != "" }, "job never given back")
@@ -483,5 +487,47 @@ func TestMultiRigRankFailureReassignsWholeJob(t *testing.T) {
 	hash := r.content.output(t, "bafkreioutput41", "x")
 	if ack, err := first[0].send(pool.Result{JobID: "41", Status: pool.ResultDone, CID: "bafkreioutput41", Hash: hash, WallSeconds: 1}); err != nil || ack.Accepted || !strings.Contains(ack.Reason, "reassigned") {
 		t.Fatalf("result of the replaced rank 0 answered %+v %v", ack, err)
+	}
+}
+
+// A member the coordinator still counts alive but cannot reach (its host went away
+// between two heartbeats) is passed over for the next one.
+func TestUnreachableMemberPassedOver(t *testing.T) {
+	p := newPool(t, 30*time.Second, 0)
+	gone := p.add(2, 99) // preferred: best score
+	other := p.add(2, 50)
+	gone.kill()
+	if err := gone.n.h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, p)
+	r.post("42", manifestJSON(nil))
+	if m := r.holder("42"); m != other {
+		t.Fatalf("job went to %s, want the reachable member", m.n.h.ID())
+	}
+	if h := r.history("42"); !strings.Contains(h, "dispatched to "+other.n.h.ID().String()) {
+		t.Fatalf("history:\n%s", h)
+	}
+}
+
+// Members that do not finish in time to submit: the job is given back, saying why.
+func TestMembersTooSlowGivenBack(t *testing.T) {
+	p := newPool(t, 30*time.Second, 1)
+	r := newRig(t, p)
+	r.post("43", manifestJSON(nil))
+	r.holder("43")
+	if err := r.flow.advance(StoreID("43"), Running, Running, "test: accepted long ago", func(rec *Record) {
+		rec.AcceptedAt = time.Now().Add(-55 * time.Minute) // past the members' deadline, before the chain's
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.flow.poke(StoreID("43"))
+	j := r.waitState("43", Failed)
+	if !strings.Contains(j.Reason, "the members did not finish in time to submit") {
+		t.Fatalf("reason %q", j.Reason)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return r.job("43").Refund != "" }, "job never given back")
+	if _, submits, abandons := r.chain.counts(); len(submits) != 0 || len(abandons) != 1 {
+		t.Fatalf("submits %v, abandons %v", submits, abandons)
 	}
 }
