@@ -124,7 +124,7 @@ func openDocker(t *testing.T, allow ...string) *docker.Runtime {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := docker.Default()
-	cfg.Instance = "e2e-" + filepath.Base(dir)
+	cfg.Instance = instanceFor("examples", dir)
 	cfg.StateDir, cfg.LogDir = filepath.Join(dir, "jobs"), filepath.Join(dir, "logs")
 	cfg.DatasetAllowlist = allow
 	cfg.DockerConfig = "/nonexistent/config.json"
@@ -134,7 +134,7 @@ func openDocker(t *testing.T, allow ...string) *docker.Runtime {
 	}
 	t.Cleanup(func() {
 		rt.Close()
-		exec.Command("sh", "-c", "docker ps -aq --filter label=gpunode.instance="+cfg.Instance+" | xargs -r docker rm -f").Run()
+		exec.Command("sh", "-c", "docker ps -aq --filter label="+docker.LabelInstance+"="+cfg.Instance+" | xargs -r docker rm -f -v").Run()
 	})
 	return rt
 }

@@ -156,7 +156,8 @@ func startLoop(t *testing.T) *loop {
 		dir := t.TempDir()
 		keystore, pw := importKey(t, dir, l.dep.Accounts[account].PrivateKey)
 		c := loopbackConfig("127.0.0.1", boot)
-		c.Runtime.Instance = "e2e-" + name + "-" + filepath.Base(dir)
+		instance := instanceFor(name, dir)
+		c.Runtime.Instance = instance
 		c.Runtime.DatasetAllowlist = []string{l.datasets}
 		c.Runtime.DockerConfig = "/nonexistent/config.json"
 		c.Jobs.PrepareTimeout = configfile.Duration(20 * time.Second)
@@ -174,7 +175,7 @@ func startLoop(t *testing.T) *loop {
 		c.Policy.File = policy
 		cfg := writeConfig(t, c)
 		m := &member{name: name, dir: dir, cfg: cfg, account: l.dep.Accounts[account].Address}
-		t.Cleanup(func() { leaveNothing(dir, "e2e-"+name+"-"+filepath.Base(dir)) })
+		t.Cleanup(func() { leaveNothing(dir, instance) })
 		return m
 	}
 	// Account 0 deployed the contracts; 1 posts jobs, 2 takes them, 3 and 4 judge them.
@@ -903,6 +904,16 @@ func portFree(p int) bool {
 	}
 	ln.Close()
 	return true
+}
+
+// instanceFor names the container runtime instance of a test's daemon over dir. The
+// runtime labels its containers with it, and leaveNothing removes them by it. Every
+// test's temp dirs end in the same sequence numbers (…/007), so the name hashes the whole
+// path: two test processes on one engine (engineers running the e2e tests side by side)
+// must never share an instance, or one's cleanup kills the other's running jobs.
+func instanceFor(name, dir string) string {
+	h := sha256.Sum256([]byte(dir))
+	return "e2e-" + name + "-" + hex.EncodeToString(h[:6])
 }
 
 // leaveNothing removes what a daemon of a test leaves behind when it stops with a job
