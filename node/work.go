@@ -334,10 +334,6 @@ func (n *Node) attachWork(w *work) {
 	n.reg.MustRegister(w.machine.Collector(), w.ledger.Collector())
 	if w.coord != nil {
 		n.reg.MustRegister(w.coord)
-		// Paid pool jobs are booked in the payouts ledger; without one, logged only.
-		if l := n.poolBooker(); l != nil {
-			w.coord.SetBooker(l)
-		}
 	}
 	n.policy.CountRunning(w.machine.Active)
 }
