@@ -277,6 +277,9 @@ func (p *poolPayouts) PoolClaim(ctx context.Context) (api.PoolClaimResult, error
 	if p.ledger != nil {
 		return api.PoolClaimResult{}, api.WithClass(api.ErrFailedPrecondition, errors.New("a coordinator has no payouts to claim: members claim theirs"))
 	}
+	if p.mk.Account() == (common.Address{}) {
+		return api.PoolClaimResult{}, api.WithClass(api.ErrFailedPrecondition, fmt.Errorf("pool claim: %w", market.ErrWatchOnly))
+	}
 	a, err := p.fetch(ctx)
 	if err != nil {
 		return api.PoolClaimResult{}, err
