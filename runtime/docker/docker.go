@@ -415,7 +415,8 @@ func (r *Runtime) monitor(j *job, started time.Time) {
 				return
 			}
 			if errdefs.IsNotFound(err) {
-				r.finishWithError(j, fmt.Errorf("job %s: container vanished: %w", id, err))
+				r.finishWithError(j, fmt.Errorf("job %s: container vanished: %w (%v)", id, errRemovedOutside, err))
+				r.release(j)
 				return
 			}
 			log.Warn("wait for container failed; retrying", "err", err)
@@ -479,7 +480,14 @@ func (r *Runtime) collect(j *job) {
 		if r.ctx.Err() != nil {
 			return
 		}
+		gone := errdefs.IsNotFound(err)
+		if gone {
+			err = errRemovedOutside
+		}
 		r.finishWithError(j, fmt.Errorf("job %s: inspect exited container: %w", rec.Spec.JobID, err))
+		if gone {
+			r.release(j)
+		}
 		return
 	}
 	started, _ := time.Parse(time.RFC3339Nano, ins.State.StartedAt)
@@ -507,7 +515,11 @@ func (r *Runtime) collect(j *job) {
 	if rec.OutputFull {
 		res.Error = fmt.Sprintf("job %s: output passed its cap of %d bytes: the job was stopped", rec.Spec.JobID, rec.Spec.Resources.OutputBytes)
 	}
-	if err := r.publishOutput(r.ctx, rec); err != nil {
+	removing := ins.State.Status == "removing"
+	if removing {
+		// Killed by the removal (exit 137), and its files are going with it.
+		res.Error = fmt.Sprintf("job %s: exit %d: %v", rec.Spec.JobID, ins.State.ExitCode, errRemovedOutside)
+	} else if err := r.publishOutput(r.ctx, rec); err != nil {
 		if r.ctx.Err() != nil {
 			return
 		}
@@ -519,9 +531,16 @@ func (r *Runtime) collect(j *job) {
 	// the host and must find only the published copy.
 	r.release(j)
 	r.finish(j, res)
-	r.removeContainer(rec.ContainerID)
+	if !removing {
+		r.removeContainer(rec.ContainerID)
+	}
 	r.leaveCluster(rec.Spec.Cluster)
 }
+
+// errRemovedOutside is why a job ends whose container the node did not remove: the
+// engine removed it on someone else's request (docker rm -f, a cleanup by this node's
+// instance label), killing the job.
+var errRemovedOutside = errors.New("its container was removed from outside the node while the job ran (docker rm -f on it, or on every container with this node's instance label); the job was killed and its output is lost")
 
 // release removes a finished job's raw output, once its container is gone.
 func (r *Runtime) release(j *job) {

@@ -4,11 +4,16 @@ package docker_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/container"
 
 	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/runtime"
@@ -95,4 +100,55 @@ func warnings(log string) []string {
 		}
 	}
 	return out
+}
+
+// TestJobRemovedFromOutside: a job's container force-removed by someone else (docker rm
+// -f, a cleanup by the instance label) dies with exit 137 while the engine takes its
+// files away. The result says so, rather than the engine's "Could not find the file
+// /out in container" from collecting the output of a container being removed, and the
+// raw output is released.
+func TestJobRemovedFromOutside(t *testing.T) {
+	img := probeImage(t)
+	cli := engine(t)
+	dir := t.TempDir()
+	cfg := testConfig(conformance.Options{StateDir: filepath.Join(dir, "s"), LogDir: filepath.Join(dir, "l")})
+	rt := openRuntime(t, cfg)
+	defer rt.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	for _, after := range []string{"started", "re-attached"} {
+		t.Run(after, func(t *testing.T) {
+			rt := rt
+			spec := runtime.Spec{JobID: "rm-" + after, Image: img, Command: []string{"/probe", "write:/out/epoch-1=x", "sleep:60s"}, OutputDir: filepath.Join(dir, after)}
+			h, err := rt.Start(ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after == "re-attached" {
+				rt.Close()
+				rt = openRuntime(t, cfg)
+				defer rt.Close()
+				if _, err := rt.Recover(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := cli.ContainerRemove(ctx, h.ContainerID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := rt.Wait(ctx, spec.JobID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Succeeded() || !strings.Contains(res.Error, "removed from outside the node") {
+				t.Errorf("result %+v; want a failure that says the container was removed from outside", res)
+			}
+			if res.ExitCode != 0 && res.ExitCode != 137 {
+				t.Errorf("exit code %d, want 137 (killed by the removal) or none (gone before inspected)", res.ExitCode)
+			}
+			testkit.Eventually(t, 30*time.Second, func() bool {
+				_, err := os.Stat(filepath.Join(cfg.StateDir, "out", spec.JobID))
+				return errors.Is(err, fs.ErrNotExist)
+			}, "the raw output of job %s to be released", spec.JobID)
+		})
+	}
 }
