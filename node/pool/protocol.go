@@ -359,6 +359,10 @@ type Member struct {
 	lastSeq  uint64
 	lastTime int64
 	refused  *prometheus.CounterVec
+	// cancels takes the coordinator's cancels (cancel.go); cancelsRefused counts the
+	// refused ones.
+	cancels        cancels
+	cancelsRefused *prometheus.CounterVec
 }
 
 // NewMember takes dispatches on h (identity key) from coordinator alone, answering with
@@ -376,18 +380,28 @@ func NewMember(h host.Host, key crypto.PrivKey, coordinator peer.ID, inventory I
 			Name: "gpunode_pool_dispatches_refused_total",
 			Help: "Dispatch messages this member refused, by reason (malformed, forged, other_pool, replayed).",
 		}, []string{"reason"}),
+		cancelsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpunode_pool_cancels_refused_total",
+			Help: "Cancel messages this member refused, by reason (malformed, forged, other_pool, replayed).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		if err := reg.Register(m.refused); err != nil {
-			return nil, fmt.Errorf("pool metrics: %w", err)
+		for _, c := range []prometheus.Collector{m.refused, m.cancelsRefused} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("pool metrics: %w", err)
+			}
 		}
 	}
 	h.SetStreamHandler(DispatchProtocol, m.handleDispatch)
+	h.SetStreamHandler(CancelProtocol, m.handleCancel)
 	return m, nil
 }
 
-// Close stops taking dispatches.
-func (m *Member) Close() { m.h.RemoveStreamHandler(DispatchProtocol) }
+// Close stops taking dispatches and cancels.
+func (m *Member) Close() {
+	m.h.RemoveStreamHandler(DispatchProtocol)
+	m.h.RemoveStreamHandler(CancelProtocol)
+}
 
 // Beat sends one heartbeat and returns the coordinator's answer.
 func (m *Member) Beat(ctx context.Context) error {
