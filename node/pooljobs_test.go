@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"math/big"
 	"os"
@@ -17,9 +18,11 @@ import (
 
 	"github.com/gpunode/gpunode/contracts/bindings"
 	"github.com/gpunode/gpunode/internal/testkit"
+	"github.com/gpunode/gpunode/job"
 	"github.com/gpunode/gpunode/job/treehash"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
+	"github.com/gpunode/gpunode/node/policy"
 	"github.com/gpunode/gpunode/node/pool"
 	"github.com/gpunode/gpunode/node/pooljobs"
 	"github.com/gpunode/gpunode/node/validator"
@@ -189,4 +192,42 @@ func errString(err error) string {
 		return ""
 	}
 	return " " + err.Error()
+}
+
+// TestPoolAdmitterSeesMembersVerifiedScore: a job asking for a challenge-verified
+// throughput is admitted by the coordinator's policy when a live, active member holds
+// it — the coordinator's own rig holds none — and declined when none does.
+func TestPoolAdmitterSeesMembersVerifiedScore(t *testing.T) {
+	h, err := policy.New(policy.Config{History: 10}, quietLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
+	cid, _ := testManifest(content)
+	m, err := job.Decode(bytes.NewReader(content.blobs[cid]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Resources.MinVerifiedScore = 50
+	p := jobs.Posting{ID: "1", Sponsor: "0x1111111111111111111111111111111111111111", RewardWei: "2000"}
+	if ok, _ := NewAdmitter(h).Admit(p, m); ok {
+		t.Fatal("the coordinator's own rig, verified at 0, admitted a job needing 50")
+	}
+	var members []pool.MemberInfo
+	a := poolAdmitter{Admitter: NewAdmitter(h), members: func() []pool.MemberInfo { return members }}
+	for _, c := range []struct {
+		name string
+		mi   pool.MemberInfo
+		want bool
+	}{
+		{"a live member verified at 60", pool.MemberInfo{Heartbeat: pool.Heartbeat{Verified: 60, Admission: "active"}, Alive: true}, true},
+		{"a gone member verified at 60", pool.MemberInfo{Heartbeat: pool.Heartbeat{Verified: 60, Admission: "active"}}, false},
+		{"a drained member verified at 60", pool.MemberInfo{Heartbeat: pool.Heartbeat{Verified: 60, Admission: "drained"}, Alive: true}, false},
+		{"a live member verified at 40", pool.MemberInfo{Heartbeat: pool.Heartbeat{Verified: 40, Admission: "active"}, Alive: true}, false},
+	} {
+		members = []pool.MemberInfo{c.mi}
+		if ok, reasons := a.Admit(p, m); ok != c.want {
+			t.Errorf("%s: admitted %v (%v), want %v", c.name, ok, reasons, c.want)
+		}
+	}
 }

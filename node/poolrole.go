@@ -9,7 +9,9 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/gpunode/gpunode/job"
 	"github.com/gpunode/gpunode/node/api"
+	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/p2p"
 	"github.com/gpunode/gpunode/node/pool"
 	"github.com/gpunode/gpunode/node/pooljobs"
@@ -134,4 +136,25 @@ func (p poolMembers) Members() api.PoolMembers {
 		})
 	}
 	return out
+}
+
+// poolAdmitter is the coordinator's policy over the pool's jobs: the rule that looks at
+// the rig (resources.min_verified_score) sees the best verified throughput among the live
+// members, not the coordinator's own rig's. The flow then picks members that meet it, and
+// each member checks its own rig again.
+type poolAdmitter struct {
+	Admitter
+	members func() []pool.MemberInfo
+}
+
+// Admit implements jobs.Admitter.
+func (a poolAdmitter) Admit(p jobs.Posting, m *job.Manifest) (bool, []string) {
+	r := a.request(p, m)
+	for _, mi := range a.members() {
+		if mi.Alive && mi.Admission == "active" && mi.Verified > r.Node.VerifiedTFLOPS {
+			r.Node.VerifiedTFLOPS = mi.Verified
+		}
+	}
+	d := a.h.Offer(r)
+	return d.Allow, d.Reasons()
 }

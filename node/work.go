@@ -179,6 +179,10 @@ func openWork(cfg Config, d workDeps, log *slog.Logger) *work {
 // node's account (the pool's), and takes the members' results.
 func openPoolJobs(cfg Config, d workDeps, log *slog.Logger) *pooljobs.Flow {
 	jc := cfg.Jobs
+	admit := d.Admitter
+	if a, ok := admit.(Admitter); ok {
+		admit = poolAdmitter{Admitter: a, members: d.Coordinator.Members}
+	}
 	f, err := pooljobs.New(pooljobs.Config{
 		HeartbeatBound:  time.Duration(cfg.Pool.HeartbeatBound),
 		ManifestTimeout: time.Duration(jc.ManifestTimeout),
@@ -193,7 +197,7 @@ func openPoolJobs(cfg Config, d workDeps, log *slog.Logger) *pooljobs.Flow {
 		Chain:    provider.NewChain(d.Market, pooljobs.Postings{Store: d.Store}, log),
 		Content:  d.Content,
 		Pool:     d.Coordinator,
-		Admitter: d.Admitter,
+		Admitter: admit,
 		Booker:   d.Booker,
 	}, log)
 	if err != nil {
