@@ -264,6 +264,18 @@ func (f *Flow) evaluate(ctx context.Context, rec Record) (State, string, update,
 		}
 	}
 	nodes := nodesOf(man)
+	// Just after a start the members have not all reported yet: wait for a heartbeat
+	// bound before counting them.
+	f.mu.Lock()
+	settled := f.started.Add(f.cfg.HeartbeatBound)
+	f.mu.Unlock()
+	for wait := settled.Sub(f.now()); wait > 0 && len(f.candidates(man, nil)) < nodes; wait = settled.Sub(f.now()) {
+		select {
+		case <-ctx.Done():
+			return "", "", nil, ctx.Err()
+		case <-time.After(min(wait, f.cfg.Tick)):
+		}
+	}
 	if n := len(f.candidates(man, nil)); n < nodes {
 		return declined(fmt.Sprintf("pool capacity: the job needs %d live active members with %d free GPUs and a score of at least %g; %d have them",
 			nodes, man.Resources.GPUs, man.Resources.MinScore, n))

@@ -318,7 +318,7 @@ func TestRestartResumesAndNeverSubmitsTwice(t *testing.T) {
 
 // Postings the pool does not take are declined with the reason, nothing sent on chain.
 func TestPoolDeclines(t *testing.T) {
-	p := newPool(t, 5*time.Second, 1) // one member, 2 free GPUs, score 90
+	p := newPool(t, time.Second, 1) // one member, 2 free GPUs, score 90
 	r := newRig(t, p)
 	for id, c := range map[string]struct {
 		man  []byte
@@ -529,5 +529,17 @@ func TestMembersTooSlowGivenBack(t *testing.T) {
 	testkit.Eventually(t, 10*time.Second, func() bool { return r.job("43").Refund != "" }, "job never given back")
 	if _, submits, abandons := r.chain.counts(); len(submits) != 0 || len(abandons) != 1 {
 		t.Fatalf("submits %v, abandons %v", submits, abandons)
+	}
+}
+
+// A job posted just after the coordinator started, before its members reported, waits a
+// heartbeat bound for them rather than being declined for want of capacity.
+func TestJobPostedBeforeMembersReportWaitsForThem(t *testing.T) {
+	p := newPool(t, 3*time.Second, 0)
+	r := newRig(t, p)
+	r.post("44", manifestJSON(nil))
+	m := p.add(2, 90)
+	if got := r.holder("44"); got != m {
+		t.Fatalf("job went to %v", got)
 	}
 }
