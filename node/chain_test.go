@@ -122,6 +122,16 @@ func (r *procRuntime) Wait(_ context.Context, id string) (runtime.Result, error)
 	return res, nil
 }
 
+// Stop finds every job finished already: it ran in Start.
+func (r *procRuntime) Stop(_ context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.done[id]; !ok {
+		return runtime.ErrUnknownJob
+	}
+	return nil
+}
+
 func (r *procRuntime) Recover(context.Context) ([]runtime.Handle, error) { return nil, nil }
 
 // chainNode is one node's chain side: its market, store and job side.

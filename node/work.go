@@ -35,6 +35,7 @@ import (
 type ContainerRuntime interface {
 	Start(ctx context.Context, spec runtime.Spec) (runtime.Handle, error)
 	Wait(ctx context.Context, jobID string) (runtime.Result, error)
+	Stop(ctx context.Context, jobID string) error
 	Recover(ctx context.Context) ([]runtime.Handle, error)
 }
 

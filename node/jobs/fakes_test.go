@@ -181,13 +181,27 @@ type fakeRuntime struct {
 	// check answers the dry run; nil passes every job with a 1 MB image.
 	check  func(spec runtime.Spec, maxImageBytes int64) (runtime.Checked, error)
 	checks []runtime.Spec
+	// stops are closed by Stop: the job ends cancelled; stopped counts the calls.
+	stops   map[string]chan struct{}
+	stopped map[string]int
+	// stopErr, when set, is what Stop answers (the engine does not answer).
+	stopErr error
+	// checkHold, when set, holds the dry run until it is closed or its context ends.
+	checkHold chan struct{}
 }
 
-func (r *fakeRuntime) Check(_ context.Context, spec runtime.Spec, maxImageBytes int64) (runtime.Checked, error) {
+func (r *fakeRuntime) Check(ctx context.Context, spec runtime.Spec, maxImageBytes int64) (runtime.Checked, error) {
 	r.mu.Lock()
 	r.checks = append(r.checks, spec)
-	check := r.check
+	check, hold := r.check, r.checkHold
 	r.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return runtime.Checked{}, ctx.Err()
+		}
+	}
 	if check == nil {
 		return runtime.Checked{ImageID: "sha256:0", ImageBytes: 1 << 20, Platform: "linux/amd64"}, nil
 	}
@@ -195,7 +209,8 @@ func (r *fakeRuntime) Check(_ context.Context, spec runtime.Spec, maxImageBytes 
 }
 
 func newFakeRuntime(train func(runtime.Spec) int) *fakeRuntime {
-	return &fakeRuntime{starts: map[string]int{}, results: map[string]chan runtime.Result{}, train: train}
+	return &fakeRuntime{starts: map[string]int{}, results: map[string]chan runtime.Result{}, train: train,
+		stops: map[string]chan struct{}{}, stopped: map[string]int{}}
 }
 
 func (r *fakeRuntime) Start(_ context.Context, spec runtime.Spec) (runtime.Handle, error) {
@@ -210,11 +225,19 @@ func (r *fakeRuntime) Start(_ context.Context, spec runtime.Spec) (runtime.Handl
 	r.starts[spec.JobID]++
 	ch := make(chan runtime.Result, 1)
 	r.results[spec.JobID] = ch
+	stop := make(chan struct{})
+	r.stops[spec.JobID] = stop
 	release := r.release
 	go func() {
 		start := time.Now()
 		if release != nil {
-			<-release
+			select {
+			case <-release:
+			case <-stop:
+				ch <- runtime.Result{JobID: spec.JobID, ExitCode: 137, Cancelled: true, StartedAt: start, FinishedAt: time.Now(),
+					WallTime: time.Since(start), OutputDir: spec.OutputDir}
+				return
+			}
 		}
 		code := r.train(spec)
 		ch <- runtime.Result{JobID: spec.JobID, ExitCode: code, StartedAt: start, FinishedAt: time.Now(),
@@ -237,6 +260,33 @@ func (r *fakeRuntime) Wait(ctx context.Context, id string) (runtime.Result, erro
 	case <-ctx.Done():
 		return runtime.Result{}, ctx.Err()
 	}
+}
+
+// Stop ends a job that is still held by release as cancelled; a finished job is left
+// as it ended.
+func (r *fakeRuntime) Stop(_ context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	stop, ok := r.stops[id]
+	if !ok {
+		return runtime.ErrUnknownJob
+	}
+	r.stopped[id]++
+	if r.stopErr != nil {
+		return r.stopErr
+	}
+	select {
+	case <-stop:
+	default:
+		close(stop)
+	}
+	return nil
+}
+
+func (r *fakeRuntime) stopCount(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stopped[id]
 }
 
 func (r *fakeRuntime) Recover(context.Context) ([]runtime.Handle, error) { return nil, nil }

@@ -120,6 +120,9 @@ type Record struct {
 	// DeclineTold says that the chain adapter (a DeclineNotifier: the pool) heard that
 	// this job of Source "pool" was declined.
 	DeclineTold bool `json:"decline_told,omitempty"`
+	// Cancelled says why the job was cancelled (Machine.Cancel: a pool took it back), once
+	// it was: the job is stopped, not run on, also after a restart.
+	Cancelled string `json:"cancelled,omitempty"`
 }
 
 // Job is a job and its record, as listed by the API.
@@ -208,6 +211,8 @@ type ContainerLimits struct {
 type Runtime interface {
 	Start(ctx context.Context, spec runtime.Spec) (runtime.Handle, error)
 	Wait(ctx context.Context, jobID string) (runtime.Result, error)
+	// Stop stops a job's container (SIGTERM, a grace period, SIGKILL): a cancelled job's.
+	Stop(ctx context.Context, jobID string) error
 	Recover(ctx context.Context) ([]runtime.Handle, error)
 }
 

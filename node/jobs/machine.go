@@ -125,9 +125,11 @@ type Machine struct {
 
 	mu      sync.Mutex
 	running map[string]bool
-	wg      sync.WaitGroup
-	ctx     context.Context
-	posted  chan Posting
+	// steps interrupts each driven job's current step (Cancel).
+	steps  map[string]context.CancelFunc
+	wg     sync.WaitGroup
+	ctx    context.Context
+	posted chan Posting
 }
 
 // New returns a machine; Run starts it.
@@ -138,6 +140,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Machine {
 		log:     log.With("component", "jobs"),
 		alloc:   newAllocator(deps.GPUs, deps.GPUUsable),
 		running: map[string]bool{},
+		steps:   map[string]context.CancelFunc{},
 		posted:  make(chan Posting, 64),
 	}
 }
@@ -297,56 +300,72 @@ func (m *Machine) spawn(id string) {
 // drive takes one job through its states until it ends or the node stops.
 func (m *Machine) drive(ctx context.Context, id string) {
 	log := m.log.With("job_id", id)
-	for ctx.Err() == nil {
-		j, err := m.deps.Store.Get(id)
-		if err != nil {
-			log.Error("load job", "err", err)
-			return
-		}
-		state := State(j.State)
-		if state.Terminal() {
-			m.alloc.release(id)
-			m.releaseIdle(id)
-			if state == Failed {
-				m.abandon(ctx, id, log)
-			}
-			if state == Declined {
-				m.tellDeclined(ctx, id, log)
-			}
-			return
-		}
-		rec, err := decodeRecord(j.Data)
-		if err != nil {
-			log.Error("load job", "err", err)
-			return
-		}
-		next, note, update, err := m.step(ctx, id, state, rec, log)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			if m.retry(ctx, id, state, rec, err, log) {
-				continue
-			}
-			return
-		}
-		if _, err := m.deps.Store.Advance(id, string(state), string(next), note, func(sj *store.Job) error {
-			r, err := decodeRecord(sj.Data)
-			if err != nil {
-				return err
-			}
-			r.Attempts = 0
-			if update != nil {
-				update(&r)
-			}
-			sj.Data = mustJSON(r)
-			return nil
-		}); err != nil {
-			log.Error("record transition", "from", state, "to", next, "err", err)
-			return
-		}
-		log.Info("job "+string(next), "from", state, "note", note)
+	for ctx.Err() == nil && m.turn(ctx, id, log) {
 	}
+}
+
+// turn makes one step of a job (or its cancellation, once Cancel recorded one) and
+// reports whether to go on. A Cancel interrupts the step: the next turn stops the job.
+func (m *Machine) turn(ctx context.Context, id string, log *slog.Logger) bool {
+	sctx, done := m.stepContext(ctx, id)
+	defer done()
+	j, err := m.deps.Store.Get(id)
+	if err != nil {
+		log.Error("load job", "err", err)
+		return false
+	}
+	state := State(j.State)
+	if state.Terminal() {
+		m.alloc.release(id)
+		m.releaseIdle(id)
+		if state == Failed {
+			m.abandon(ctx, id, log)
+		}
+		if state == Declined {
+			m.tellDeclined(ctx, id, log)
+		}
+		return false
+	}
+	rec, err := decodeRecord(j.Data)
+	if err != nil {
+		log.Error("load job", "err", err)
+		return false
+	}
+	var next State
+	var note string
+	var update func(*Record)
+	if rec.Cancelled != "" && cancelNow(state) {
+		next, note, update, err = m.finishCancel(ctx, id, state, rec, log)
+	} else {
+		next, note, update, err = m.step(sctx, id, state, rec, log)
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		if sctx.Err() != nil {
+			return true // cancelled meanwhile: the next turn stops the job
+		}
+		goOn := m.retry(sctx, id, state, rec, err, log)
+		return goOn || (sctx.Err() != nil && ctx.Err() == nil)
+	}
+	if _, err := m.deps.Store.Advance(id, string(state), string(next), note, func(sj *store.Job) error {
+		r, err := decodeRecord(sj.Data)
+		if err != nil {
+			return err
+		}
+		r.Attempts = 0
+		if update != nil {
+			update(&r)
+		}
+		sj.Data = mustJSON(r)
+		return nil
+	}); err != nil {
+		log.Error("record transition", "from", state, "to", next, "err", err)
+		return false
+	}
+	log.Info("job "+string(next), "from", state, "note", note)
+	return true
 }
 
 // retry handles a failed step: a permanent error or too many attempts ends the job,

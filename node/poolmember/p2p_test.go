@@ -78,6 +78,8 @@ type heldRuntime struct {
 	results map[string]chan runtime.Result
 	release chan struct{}
 	specs   map[string]runtime.Spec
+	// stops end a job cancelled (Stop) before it was released.
+	stops map[string]chan struct{}
 }
 
 func (r *heldRuntime) Start(_ context.Context, spec runtime.Spec) (runtime.Handle, error) {
@@ -88,9 +90,19 @@ func (r *heldRuntime) Start(_ context.Context, spec runtime.Spec) (runtime.Handl
 	}
 	ch := make(chan runtime.Result, 1)
 	r.results[spec.JobID], r.specs[spec.JobID] = ch, spec
+	if r.stops == nil {
+		r.stops = map[string]chan struct{}{}
+	}
+	stop := make(chan struct{})
+	r.stops[spec.JobID] = stop
 	go func() {
 		start := time.Now()
-		<-r.release
+		select {
+		case <-r.release:
+		case <-stop:
+			ch <- runtime.Result{JobID: spec.JobID, ExitCode: 137, Cancelled: true, StartedAt: start, FinishedAt: time.Now(), WallTime: time.Since(start), OutputDir: spec.OutputDir}
+			return
+		}
 		os.WriteFile(filepath.Join(spec.OutputDir, "model.bin"), []byte("weights of "+spec.JobID), 0o644)
 		ch <- runtime.Result{JobID: spec.JobID, StartedAt: start, FinishedAt: time.Now(), WallTime: time.Since(start), OutputDir: spec.OutputDir}
 	}()
@@ -110,6 +122,33 @@ func (r *heldRuntime) Wait(ctx context.Context, id string) (runtime.Result, erro
 		return res, nil
 	case <-ctx.Done():
 		return runtime.Result{}, ctx.Err()
+	}
+}
+
+func (r *heldRuntime) Stop(_ context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	stop, ok := r.stops[id]
+	if !ok {
+		return runtime.ErrUnknownJob
+	}
+	select {
+	case <-stop:
+	default:
+		close(stop)
+	}
+	return nil
+}
+
+// stopped tells whether job id's container was stopped.
+func (r *heldRuntime) stopped(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-r.stops[id]:
+		return r.stops[id] != nil
+	default:
+		return false
 	}
 }
 
