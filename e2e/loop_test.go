@@ -520,9 +520,10 @@ func TestJobLoop(t *testing.T) {
 	}
 	l.provider.kill(t)
 	l.provider.start(t)
-	if !strings.Contains(l.provider.d.stderr.String(), "resuming job") {
-		t.Errorf("the restarted provider resumed nothing:\n%s", tail(l.provider.d.stderr.String(), 40))
-	}
+	// The API answers before the job machine has re-attached (it waits for the engine).
+	l.waitFor(t, "resumed job in the restarted provider's log", time.Minute, func() (bool, string) {
+		return strings.Contains(l.provider.d.stderr.String(), "resuming job"), tail(l.provider.d.stderr.String(), 40)
+	})
 
 	// Every job ends; the good ones are paid.
 	final := map[string]jobs.Detail{}
