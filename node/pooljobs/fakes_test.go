@@ -217,6 +217,7 @@ type member struct {
 	refuse  string
 	hideJob bool // its heartbeats do not list the jobs it took
 	took    []pool.Dispatch
+	cancels []pool.Cancel
 	stop    context.CancelFunc
 	stopped chan struct{}
 }
@@ -241,6 +242,26 @@ func (m *member) accept(_ context.Context, d pool.Dispatch) (bool, string) {
 	}
 	m.took = append(m.took, d)
 	return true, ""
+}
+
+func (m *member) cancel(_ context.Context, c pool.Cancel) (bool, string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cancels = append(m.cancels, c)
+	return true, ""
+}
+
+// cancelled is the reason of the cancels of job id it got, "" if none.
+func (m *member) cancelled(id string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, c := range m.cancels {
+		if c.JobID == id {
+			out = append(out, c.Reason)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func (m *member) dispatches() []pool.Dispatch {
@@ -314,6 +335,7 @@ func (p *testPool) add(free int, score float64) *member {
 		t.Fatal(err)
 	}
 	m.m = pm
+	pm.SetCancelHandler(m.cancel)
 	m.beat(t.Context())
 	p.members = append(p.members, m)
 	testkit.Eventually(t, 10*time.Second, func() bool {

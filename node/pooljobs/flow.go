@@ -55,6 +55,58 @@ func owesRefund(r Record) bool { return r.AcceptTx != "" && r.Refund == "" }
 // update is a change to a record, made in the transaction of a transition.
 type update func(*Record)
 
+// cancelTaken tells the members that were running the job and lost it in the transition
+// just recorded (it was reassigned, or given back) to stop it, so their rigs are not held
+// until the job's deadline. Best effort: a member that cannot be reached (gone) is only
+// logged, and its later result is refused anyway.
+func (f *Flow) cancelTaken(id, jobID string, before Record, next State, log *slog.Logger) {
+	j, err := f.d.Store.Get(id)
+	if err != nil {
+		return
+	}
+	after, err := decode(j)
+	if err != nil {
+		return
+	}
+	// Only the driver moves assignments to Past, so what was added is what this
+	// transition took.
+	var lost []Assignment
+	if len(after.Past) > len(before.Past) {
+		lost = append(lost, after.Past[len(before.Past):]...)
+	}
+	if next.Terminal() {
+		lost = append(lost, after.Assignments...)
+	}
+	reason := after.Reason
+	if reason == "" {
+		reason = "the pool took the job back"
+	}
+	for _, a := range lost {
+		if a.Status != "" {
+			continue // it finished, failed or declined by itself
+		}
+		pid, err := peer.Decode(a.Member)
+		if err != nil {
+			continue
+		}
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			ack, err := f.d.Pool.Cancel(ctx, pid, jobID, reason)
+			switch {
+			case err != nil:
+				log.Info("could not tell the member to stop the job taken from it", "member", a.Member, "err", err)
+			case !ack.Accepted:
+				log.Info("member did not stop the job taken from it", "member", a.Member, "reason", ack.Reason)
+			default:
+				log.Info("member stops the job taken from it", "member", a.Member)
+			}
+		}()
+	}
+}
+
 func (f *Flow) spawn(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -155,6 +207,9 @@ func (f *Flow) drive(ctx context.Context, id string) {
 		log.Info("pool job "+string(next), "from", state, "note", note)
 		if next.Terminal() {
 			f.jobs.WithLabelValues(string(next)).Inc()
+		}
+		if state == Dispatching || state == Running {
+			f.cancelTaken(id, jobID, rec, next, log)
 		}
 	}
 }

@@ -136,6 +136,8 @@ type Job struct {
 type Pool interface {
 	Members() []pool.MemberInfo
 	Dispatch(ctx context.Context, member peer.ID, d pool.Dispatch) (pool.Ack, error)
+	// Cancel takes a job back from a member, which stops running it.
+	Cancel(ctx context.Context, member peer.ID, jobID, reason string) (pool.Ack, error)
 }
 
 // Content is what the flow needs of IPFS: the manifest's bytes, and a member's output

@@ -120,6 +120,12 @@ func TestGoneMemberLosesJobAndLateResultRefused(t *testing.T) {
 	if got := testutil.ToFloat64(r.flow.reassigned.WithLabelValues("gone")); got != 1 {
 		t.Fatalf("gpunode_pool_reassignments_total{reason=gone} %v", got)
 	}
+	// Its host still answers: it is told to stop the job.
+	testkit.Eventually(t, 10*time.Second, func() bool { return strings.Contains(first.cancelled("9"), "is gone") },
+		"the member the job was taken from was not told to stop it")
+	if c := second.cancelled("9"); c != "" {
+		t.Fatalf("the new member was told to stop: %s", c)
+	}
 	// The old member's result, arriving late, is refused: its output is never submitted.
 	stale := r.content.output(t, "bafkreistale9", "old")
 	if ack, err := first.send(done("9", "bafkreistale9", stale)); err != nil || ack.Accepted || !strings.Contains(ack.Reason, "job reassigned to another member") {
@@ -160,6 +166,8 @@ func TestMemberNotRunningTheJobLosesIt(t *testing.T) {
 	if j := r.job("10"); !strings.Contains(j.Past[0].Reason, "stopped running the job") {
 		t.Fatalf("reason %q", j.Past[0].Reason)
 	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return strings.Contains(first.cancelled("10"), "stopped running the job") },
+		"the member the job was taken from was not told to stop it")
 	if got := testutil.ToFloat64(r.flow.reassigned.WithLabelValues("not_running")); got < 1 {
 		t.Fatalf("gpunode_pool_reassignments_total{reason=not_running} %v", got)
 	}
@@ -484,6 +492,12 @@ func TestMultiRigRankFailureReassignsWholeJob(t *testing.T) {
 			t.Fatalf("second dispatch %+v", d)
 		}
 	}
+	// Rank 0, still running, is told to stop; rank 1 failed by itself.
+	testkit.Eventually(t, 10*time.Second, func() bool { return strings.Contains(first[0].cancelled("41"), "rendezvous timed out") },
+		"the other rank was not told to stop")
+	if c := first[1].cancelled("41"); c != "" {
+		t.Fatalf("the failed rank was told to stop: %s", c)
+	}
 	hash := r.content.output(t, "bafkreioutput41", "x")
 	if ack, err := first[0].send(pool.Result{JobID: "41", Status: pool.ResultDone, CID: "bafkreioutput41", Hash: hash, WallSeconds: 1}); err != nil || ack.Accepted || !strings.Contains(ack.Reason, "reassigned") {
 		t.Fatalf("result of the replaced rank 0 answered %+v %v", ack, err)
@@ -527,6 +541,8 @@ func TestMembersTooSlowGivenBack(t *testing.T) {
 		t.Fatalf("reason %q", j.Reason)
 	}
 	testkit.Eventually(t, 10*time.Second, func() bool { return r.job("43").Refund != "" }, "job never given back")
+	testkit.Eventually(t, 10*time.Second, func() bool { return strings.Contains(p.members[0].cancelled("43"), "did not finish") },
+		"the member was not told to stop the job given back")
 	if _, submits, abandons := r.chain.counts(); len(submits) != 0 || len(abandons) != 1 {
 		t.Fatalf("submits %v, abandons %v", submits, abandons)
 	}
