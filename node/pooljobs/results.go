@@ -90,10 +90,11 @@ func take(rec *Record, state State, member string, r pool.Result, at time.Time) 
 		}
 		return refusal{fmt.Sprintf("job %s was not dispatched to you", r.JobID)}
 	}
+	// The dispatch it answers is not checked: a member holds a job once (the flow never
+	// gives a job back to a member it took it from), and a coordinator that crashed
+	// between a dispatch and its record sends the job again to a member whose machine
+	// keeps the first dispatch's number.
 	a := &rec.Assignments[idx]
-	if r.DispatchSeq != a.DispatchSeq {
-		return refusal{fmt.Sprintf("the result answers dispatch %d; the job's dispatch to you is %d", r.DispatchSeq, a.DispatchSeq)}
-	}
 	if a.Status != "" {
 		if a.Status == r.Status && a.CID == r.CID && a.Hash == r.Hash {
 			return errKnown
