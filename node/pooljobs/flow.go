@@ -455,6 +455,7 @@ func (f *Flow) dispatch(ctx context.Context, id, jobID string, log *slog.Logger)
 		if next, note, u, bad := f.check(jobID, rec, log); bad {
 			return next, note, u, nil
 		}
+		nodes := max(rec.Nodes, 1)
 		assigned := map[int]bool{}
 		skip := map[string]bool{}
 		for _, a := range rec.Assignments {
@@ -463,7 +464,7 @@ func (f *Flow) dispatch(ctx context.Context, id, jobID string, log *slog.Logger)
 		for _, a := range rec.Past {
 			skip[a.Member] = true
 		}
-		if len(assigned) >= rec.Nodes {
+		if len(assigned) >= nodes {
 			return Running, fmt.Sprintf("dispatched to %s", members(rec.Assignments)), nil, nil
 		}
 		deadline := resultDeadline(rec)
@@ -474,16 +475,18 @@ func (f *Flow) dispatch(ctx context.Context, id, jobID string, log *slog.Logger)
 			}
 			return Failed, reason, func(r *Record) { r.Reason = reason }, nil
 		}
-		for rank := 0; rank < rec.Nodes; rank++ {
+		for rank := 0; rank < nodes; rank++ {
 			if assigned[rank] {
 				continue
 			}
 			for _, m := range f.candidates(rec.Manifest, skip) {
 				a, why := f.offer(ctx, jobID, rec, rank, m, deadline)
 				if why != "" {
+					if refusals[m.Member] != why { // said once, not at every pass
+						log.Info("member did not take the pool job", "member", m.Member, "rank", rank, "reason", why)
+					}
 					refusals[m.Member] = why
 					skip[m.Member] = true
-					log.Info("member did not take the pool job", "member", m.Member, "rank", rank, "reason", why)
 					continue
 				}
 				delete(refusals, m.Member)
@@ -496,7 +499,7 @@ func (f *Flow) dispatch(ctx context.Context, id, jobID string, log *slog.Logger)
 				break
 			}
 		}
-		if len(assigned) >= rec.Nodes {
+		if len(assigned) >= nodes {
 			continue // recorded: the next pass moves on
 		}
 		select {
