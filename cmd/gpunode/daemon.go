@@ -26,6 +26,7 @@ type configFlags struct {
 	logFormat     string
 	logLevel      string
 	simulateGPUs  string
+	poolCoord     bool
 }
 
 func (f *configFlags) register(cmd *cobra.Command) {
@@ -39,6 +40,7 @@ func (f *configFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.logFormat, "log-format", "", "text or json (overrides log.format)")
 	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
 	fl.StringVar(&f.simulateGPUs, "simulate-gpus", "", "run on a simulated rig: dgxa100 (overrides gpu.simulate)")
+	fl.BoolVar(&f.poolCoord, "pool-coordinator", false, "be the pool's coordinator: take the market's jobs for the pool's members (overrides pool.coordinator)")
 }
 
 // load applies defaults, then the config file, then the flags that were set.
@@ -75,6 +77,9 @@ func (f *configFlags) load(cmd *cobra.Command) (node.Config, error) {
 	set("log-format", &cfg.Log.Format, f.logFormat)
 	set("log-level", &cfg.Log.Level, f.logLevel)
 	set("simulate-gpus", &cfg.GPU.Simulate, f.simulateGPUs)
+	if cmd.Flags().Changed("pool-coordinator") {
+		cfg.Pool.Coordinator = f.poolCoord
+	}
 	return cfg, cfg.Check(source + " with flags")
 }
 
