@@ -55,6 +55,16 @@ func (n *Node) acceptDispatch(ctx context.Context, d pool.Dispatch) (bool, strin
 	return a.Accept(ctx, d)
 }
 
+// cancelDispatch is the member's pool.CancelHandler: the machine stops a job the
+// coordinator took back.
+func (n *Node) cancelDispatch(ctx context.Context, c pool.Cancel) (bool, string) {
+	a := n.poolAccepter.Load()
+	if a == nil {
+		return true, "this member runs no jobs: nothing to stop"
+	}
+	return a.Cancel(ctx, c)
+}
+
 // poolRunning lists the pool's jobs the member holds, for its heartbeats.
 func (n *Node) poolRunning() []string {
 	if a := n.poolAccepter.Load(); a != nil {

@@ -47,6 +47,7 @@ func (n *Node) openPool(nw *p2p.Network) error {
 	if err != nil {
 		return err
 	}
+	m.SetCancelHandler(n.cancelDispatch)
 	n.poolMember = m
 	return nil
 }

@@ -165,3 +165,45 @@ func (m *Machine) stopContainer(ctx context.Context, id string) (*runtime.Result
 	}
 	return &res, nil
 }
+
+// Redispatched records that the pool dispatched job id to this rig again, as its
+// dispatch seq: the job's results answer the latest dispatch the rig acked. Only a pool
+// job under way, before its result is handed in, takes it.
+func (m *Machine) Redispatched(id string, seq uint64) error {
+	if !IsJobID(id) {
+		return fmt.Errorf("job %q: %w", id, store.ErrNotFound)
+	}
+	for range 5 {
+		j, err := m.deps.Store.Get(id)
+		if err != nil {
+			return fmt.Errorf("job %s: %w", id, err)
+		}
+		state := State(j.State)
+		switch {
+		case state.Terminal():
+			return fmt.Errorf("job %s has ended (%s)", id, state)
+		case state == Submitting, state == Submitted:
+			return fmt.Errorf("job %s is %s: its result answers the dispatch it was handed with", id, state)
+		}
+		_, err = m.deps.Store.Advance(id, string(state), string(state), fmt.Sprintf("dispatched again by the pool (dispatch %d)", seq), func(sj *store.Job) error {
+			r, err := decodeRecord(sj.Data)
+			if err != nil {
+				return err
+			}
+			if r.Posting.Source != SourcePool {
+				return fmt.Errorf("job %s came from %q, not from a pool", id, r.Posting.Source)
+			}
+			if r.Cancelled != "" {
+				return fmt.Errorf("job %s was cancelled: %s", id, r.Cancelled)
+			}
+			r.Posting.PoolDispatch = seq
+			sj.Data = mustJSON(r)
+			return nil
+		})
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("job %s is changing state; dispatch it again", id)
+}

@@ -153,3 +153,40 @@ func TestCancelFinishedAndUnknown(t *testing.T) {
 		}
 	})
 }
+
+// A pool job dispatched again records the latest dispatch, which its result answers; a
+// chain job, a cancelled job and a finished one do not take a dispatch.
+func TestRedispatched(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, writeCheckpoint)
+		r.rt.release = make(chan struct{})
+		r.start()
+		r.postWith("40", manifestJSON(nil), func(p *Posting) { poolPosting(0, 0)(p); p.PoolDispatch = 3 })
+		r.post("41", manifestJSON(nil))
+		r.waitState("40", Running)
+		r.waitState("41", Running)
+		if err := r.m.Redispatched("40", 9); err != nil {
+			t.Fatal(err)
+		}
+		if j, _ := r.m.Get("40"); j.Posting.PoolDispatch != 9 || j.State != Running {
+			t.Fatalf("after the repeat: %s, dispatch %d, want running, 9", j.State, j.Posting.PoolDispatch)
+		}
+		if err := r.m.Redispatched("41", 9); err == nil || !strings.Contains(err.Error(), "not from a pool") {
+			t.Fatalf("chain job dispatched by a pool: %v", err)
+		}
+		if err := r.m.Cancel(t.Context(), "40", takenBack); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.m.Redispatched("40", 10); err == nil {
+			t.Fatal("a cancelled job took a dispatch")
+		}
+		r.waitState("40", Failed)
+		if err := r.m.Redispatched("40", 11); err == nil || !strings.Contains(err.Error(), "ended") {
+			t.Fatalf("a failed job took a dispatch: %v", err)
+		}
+		if j, _ := r.m.Get("40"); j.Posting.PoolDispatch != 9 {
+			t.Fatalf("dispatch %d, want 9", j.Posting.PoolDispatch)
+		}
+		close(r.rt.release)
+	})
+}

@@ -77,6 +77,7 @@ func (c *Coordinator) Cancel(ctx context.Context, member peer.ID, jobID, reason 
 	if len(reason) > 512 {
 		reason = truncateUTF8(reason, 512)
 	}
+	defer c.sends.lock(member)()
 	c.mu.Lock()
 	c.seq++
 	seq := c.seq

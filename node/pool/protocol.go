@@ -60,6 +60,8 @@ type Coordinator struct {
 	// (seq, time) against replays.
 	results    ResultHandler
 	lastResult map[peer.ID][2]int64
+	// sends orders the dispatches and cancels sent to each member (order.go).
+	sends peerLocks
 }
 
 // NewCoordinator serves heartbeats on h, whose identity key is key. A member whose last
@@ -275,6 +277,7 @@ func (c *Coordinator) Dispatch(ctx context.Context, member peer.ID, d Dispatch) 
 	if !alive {
 		return Ack{}, fmt.Errorf("dispatch job %s: member %s is not alive (no heartbeat within %s)", d.JobID, member, c.bound)
 	}
+	defer c.sends.lock(member)()
 	c.mu.Lock()
 	c.seq++
 	d.Seq = c.seq
@@ -352,8 +355,9 @@ type Member struct {
 
 	mu  sync.Mutex
 	seq uint64
-	// rseq counts the results sent.
-	rseq uint64
+	// rseq counts the results sent; sendMu orders them (order.go).
+	rseq   uint64
+	sendMu sync.Mutex
 	// lastSeq and lastTime are the coordinator's last dispatch taken: a copy of an old
 	// one has both no greater (a restarted coordinator counts from 1 again, later).
 	lastSeq  uint64
@@ -433,6 +437,8 @@ func (m *Member) Beat(ctx context.Context) error {
 // reassigned, …). An error means the result did not get there, or the answer is not the
 // coordinator's.
 func (m *Member) SendResult(ctx context.Context, r Result) (Ack, error) {
+	m.sendMu.Lock()
+	defer m.sendMu.Unlock()
 	m.mu.Lock()
 	m.rseq++
 	r.Seq = m.rseq

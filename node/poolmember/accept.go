@@ -22,6 +22,10 @@ type Machine interface {
 	Discover(ctx context.Context, p jobs.Posting) error
 	Get(id string) (jobs.Job, error)
 	List() ([]jobs.Job, error)
+	// Cancel stops a job the pool took back; Redispatched records a repeated dispatch
+	// of a job under way, which its result then answers.
+	Cancel(ctx context.Context, id, reason string) error
+	Redispatched(id string, seq uint64) error
 }
 
 // pendingFor is how long an acked dispatch counts as running before the machine has
@@ -97,7 +101,12 @@ func (a *Accepter) posting(ctx context.Context, d pool.Dispatch) (jobs.Posting, 
 	case err == nil && j.State.Terminal():
 		return jobs.Posting{}, fmt.Sprintf("job %s: this member has ended it already (%s: %s)", d.JobID, j.State, j.Reason)
 	case err == nil:
-		return jobs.Posting{}, "" // a repeated dispatch of a job under way
+		// A repeated dispatch of a job under way: its result answers this dispatch, the
+		// one the coordinator records as the latest.
+		if err := a.m.Redispatched(d.JobID, d.Seq); err != nil {
+			return jobs.Posting{}, fmt.Sprintf("job %s: a repeated dispatch: %v", d.JobID, err)
+		}
+		return jobs.Posting{}, ""
 	case !errors.Is(err, store.ErrNotFound):
 		return jobs.Posting{}, fmt.Sprintf("job %s: %v", d.JobID, err)
 	}
@@ -168,4 +177,45 @@ func (a *Accepter) Running() []string {
 		out = out[:64]
 	}
 	return out
+}
+
+// TakenBackPrefix starts the reason of a job the pool took back.
+const TakenBackPrefix = "taken back by the pool: "
+
+// Cancel is the member's pool.CancelHandler: the coordinator took a job back (it
+// reassigned it, gave it back, or does not know it), so the member's machine stops it.
+// A job the member does not have is nothing to stop; one acked a moment ago and not yet
+// in the machine is waited for, as long as the coordinator waits.
+func (a *Accepter) Cancel(ctx context.Context, c pool.Cancel) (bool, string) {
+	var j jobs.Job
+	for {
+		var err error
+		j, err = a.m.Get(c.JobID)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return false, fmt.Sprintf("job %s: %v", c.JobID, err)
+		}
+		a.mu.Lock()
+		_, pending := a.pending[c.JobID]
+		a.mu.Unlock()
+		if !pending {
+			return true, fmt.Sprintf("job %s is not on this member: nothing to stop", c.JobID)
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Sprintf("job %s is still being taken in; send the cancel again", c.JobID)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if j.Posting.Source != jobs.SourcePool {
+		return false, fmt.Sprintf("job %s came to this rig from %s, not from the pool", c.JobID, j.Posting.Source)
+	}
+	if err := a.m.Cancel(ctx, c.JobID, TakenBackPrefix+c.Reason); err != nil {
+		a.log.Warn("pool cancel not taken", "job_id", c.JobID, "err", err)
+		return false, err.Error()
+	}
+	a.log.Info("job taken back by the pool", "job_id", c.JobID, "state", j.State, "reason", c.Reason)
+	return true, ""
 }

@@ -79,6 +79,9 @@ type fakeJobs struct {
 	byID       map[string]jobs.Job
 	discovered []jobs.Posting
 	failList   bool
+	// cancels and redispatches record what the machine was asked.
+	cancels      map[string]string
+	redispatches map[string]uint64
 }
 
 func newFakeJobs() *fakeJobs { return &fakeJobs{byID: map[string]jobs.Job{}} }
@@ -110,6 +113,33 @@ func (f *fakeJobs) Discover(_ context.Context, p jobs.Posting) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.discovered = append(f.discovered, p)
+	return nil
+}
+
+func (f *fakeJobs) Cancel(_ context.Context, id, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j, ok := f.byID[id]
+	switch {
+	case !ok:
+		return fmt.Errorf("job %q: %w", id, store.ErrNotFound)
+	case j.State == jobs.Submitted:
+		return fmt.Errorf("job %s is submitted: %w", id, jobs.ErrTooLate)
+	}
+	if f.cancels == nil {
+		f.cancels = map[string]string{}
+	}
+	f.cancels[id] = reason
+	return nil
+}
+
+func (f *fakeJobs) Redispatched(id string, seq uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.redispatches == nil {
+		f.redispatches = map[string]uint64{}
+	}
+	f.redispatches[id] = seq
 	return nil
 }
 
