@@ -161,7 +161,8 @@ func TestMemberNotRunningTheJobLosesIt(t *testing.T) {
 	first := r.holder("10")
 	testkit.Eventually(t, bound+10*time.Second, func() bool {
 		j := r.job("10")
-		return j.Reassignments == 1 && len(j.Past) == 1 && j.Past[0].Member == first.n.h.ID().String()
+		// The next member hides it too and loses it a bound later: at least once.
+		return j.Reassignments >= 1 && len(j.Past) >= 1 && j.Past[0].Member == first.n.h.ID().String()
 	}, "job not taken from a member that stopped listing it: %s", testkit.Lazy(func() string { return r.history("10") }))
 	if j := r.job("10"); !strings.Contains(j.Past[0].Reason, "stopped running the job") {
 		t.Fatalf("reason %q", j.Past[0].Reason)
@@ -550,7 +551,7 @@ func TestMembersTooSlowGivenBack(t *testing.T) {
 // A job posted just after the coordinator started, before its members reported, waits a
 // heartbeat bound for them rather than being declined for want of capacity.
 func TestJobPostedBeforeMembersReportWaitsForThem(t *testing.T) {
-	p := newPool(t, 3*time.Second, 0)
+	p := newPool(t, 15*time.Second, 0) // the member below joins well within it
 	r := newRig(t, p)
 	r.post("44", manifestJSON(nil))
 	m := p.add(2, 90)
