@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -218,8 +219,14 @@ type member struct {
 	hideJob bool // its heartbeats do not list the jobs it took
 	took    []pool.Dispatch
 	cancels []pool.Cancel
-	stop    context.CancelFunc
-	stopped chan struct{}
+	// ended are the jobs it no longer runs, as a real member: it handed a result back,
+	// or was told to stop. extra are jobs its heartbeats list besides those it took.
+	ended map[string]bool
+	extra []string
+	// noCancels makes it refuse every cancel (its machine is not up yet).
+	noCancels bool
+	stop      context.CancelFunc
+	stopped   chan struct{}
 }
 
 func (m *member) inventory() pool.Heartbeat {
@@ -228,9 +235,12 @@ func (m *member) inventory() pool.Heartbeat {
 	hb := pool.Heartbeat{Account: m.account, GPUs: 2, FreeGPUs: m.free, GPUModel: "NVIDIA A100", Score: m.score, Admission: "active"}
 	if !m.hideJob {
 		for _, d := range m.took {
-			hb.Running = append(hb.Running, d.JobID)
+			if !m.ended[d.JobID] {
+				hb.Running = append(hb.Running, d.JobID)
+			}
 		}
 	}
+	hb.Running = append(hb.Running, m.extra...)
 	return hb
 }
 
@@ -247,8 +257,21 @@ func (m *member) accept(_ context.Context, d pool.Dispatch) (bool, string) {
 func (m *member) cancel(_ context.Context, c pool.Cancel) (bool, string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.noCancels {
+		return false, "this member takes no cancels yet"
+	}
 	m.cancels = append(m.cancels, c)
+	m.end(c.JobID)
 	return true, ""
+}
+
+// end makes its heartbeats stop listing job id; m.mu held.
+func (m *member) end(id string) {
+	if m.ended == nil {
+		m.ended = map[string]bool{}
+	}
+	m.ended[id] = true
+	m.extra = slices.DeleteFunc(m.extra, func(x string) bool { return x == id })
 }
 
 // cancelled is the reason of the cancels of job id it got, "" if none.
@@ -297,6 +320,9 @@ func (m *member) send(r pool.Result) (pool.Ack, error) {
 			r.DispatchSeq = d.Seq
 		}
 	}
+	m.mu.Lock()
+	m.end(r.JobID)
+	m.mu.Unlock()
 	return m.m.SendResult(m.t.Context(), r)
 }
 

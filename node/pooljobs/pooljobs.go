@@ -338,6 +338,11 @@ func (f *Flow) Run(ctx context.Context) error {
 		f.log.Info("resuming pool job", "job_id", strings.TrimPrefix(j.ID, Prefix), "state", j.State)
 		f.spawn(j.ID)
 	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		f.reconcile(ctx) // members running jobs that are not theirs are told to stop
+	}()
 	for {
 		select {
 		case <-ctx.Done():
