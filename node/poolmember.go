@@ -60,7 +60,9 @@ func (n *Node) acceptDispatch(ctx context.Context, d pool.Dispatch) (bool, strin
 func (n *Node) cancelDispatch(ctx context.Context, c pool.Cancel) (bool, string) {
 	a := n.poolAccepter.Load()
 	if a == nil {
-		return true, "this member runs no jobs: nothing to stop"
+		// Its job side is not up yet (or never will be): the coordinator tells it again
+		// while its heartbeats list the job.
+		return false, "this member's job side is not running: it cannot stop jobs yet"
 	}
 	return a.Cancel(ctx, c)
 }
