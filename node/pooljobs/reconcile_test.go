@@ -87,3 +87,32 @@ func TestMemberRunningAJobNotItsToldToStop(t *testing.T) {
 		t.Fatalf("the job moved: %s %+v", j.State, j.Assignments)
 	}
 }
+
+// A member still listing a job the pool gave back, which did not take the cancel sent
+// then, is told to stop it once it takes cancels.
+func TestMemberToldToStopJobThePoolEnded(t *testing.T) {
+	p := newPool(t, time.Second, 1)
+	r := newRig(t, p)
+	r.post("62", manifestJSON(nil))
+	m := r.holder("62")
+	m.mu.Lock()
+	m.noCancels = true
+	m.mu.Unlock()
+	if err := r.flow.advance(StoreID("62"), Running, Running, "test: accepted long ago", func(rec *Record) {
+		rec.AcceptedAt = time.Now().Add(-55 * time.Minute) // past the members' deadline, before the chain's
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.flow.poke(StoreID("62"))
+	r.waitState("62", Failed)
+	testkit.Eventually(t, 10*time.Second, func() bool { return r.job("62").Refund != "" }, "job never given back")
+	if c := m.cancelled("62"); c != "" {
+		t.Fatalf("a member refusing cancels recorded one: %s", c)
+	}
+	m.mu.Lock()
+	m.noCancels = false
+	m.mu.Unlock()
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(m.cancelled("62"), "the pool ended the job: the members did not finish in time")
+	}, "the member was not told to stop the job the pool gave back: %q", testkit.Lazy(func() string { return m.cancelled("62") }))
+}
