@@ -121,7 +121,7 @@ func startPool(t *testing.T, o poolOpts) *poolNet {
 	newNode := func(name, dir string, account int, boot []string, edit func(c *node.Config)) *member {
 		keystore, pw := importKey(t, dir, l.dep.Accounts[account].PrivateKey)
 		c := loopbackConfig("127.0.0.1", boot)
-		instance := "e2e-" + name + "-" + filepath.Base(dir)
+		instance := instanceFor(name, dir) // unique per run: see instanceFor
 		c.Runtime.Instance = instance
 		c.Runtime.DatasetAllowlist = []string{l.datasets}
 		c.Runtime.DockerConfig = "/nonexistent/config.json"
