@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -188,5 +189,46 @@ func TestRedispatched(t *testing.T) {
 			t.Fatalf("dispatch %d, want 9", j.Posting.PoolDispatch)
 		}
 		close(r.rt.release)
+	})
+}
+
+// heldChain holds acceptances until hold is closed (an accept transaction under way).
+type heldChain struct {
+	*fakeChain
+	hold chan struct{}
+}
+
+func (c *heldChain) Accept(ctx context.Context, id string) (string, error) {
+	select {
+	case <-c.hold:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return c.fakeChain.Accept(ctx, id)
+}
+
+// A job cancelled while its acceptance is under way is accepted first (a transaction is
+// not cut off), then stopped before it starts, and given back.
+func TestCancelWhileAccepting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, writeCheckpoint)
+		hc := &heldChain{fakeChain: r.chain, hold: make(chan struct{})}
+		r.deps.Chain = hc
+		r.start()
+		r.post("5", manifestJSON(nil))
+		r.waitState("5", Accepting)
+		if err := r.m.Cancel(t.Context(), "5", takenBack); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if j, _ := r.m.Get("5"); j.State != Accepting {
+			t.Fatalf("job %s, want still accepting until the acceptance is through", j.State)
+		}
+		close(hc.hold)
+		j := r.waitState("5", Failed)
+		synctest.Wait()
+		if j.Reason != takenBack || r.chain.accepts != 1 || r.rt.starts["5"] != 0 || r.chain.abandoned["5"] != takenBack {
+			t.Fatalf("reason %q, accepts %d, starts %d, given back with %q", j.Reason, r.chain.accepts, r.rt.starts["5"], r.chain.abandoned["5"])
+		}
 	})
 }
