@@ -188,7 +188,11 @@ func TestRedispatched(t *testing.T) {
 		if j, _ := r.m.Get("40"); j.Posting.PoolDispatch != 9 {
 			t.Fatalf("dispatch %d, want 9", j.Posting.PoolDispatch)
 		}
-		close(r.rt.release)
+		// Job 41 is stopped too: nothing runs on once the test ends.
+		if err := r.m.Cancel(t.Context(), "41", "test over"); err != nil {
+			t.Fatal(err)
+		}
+		r.waitState("41", Failed)
 	})
 }
 

@@ -233,6 +233,7 @@ func TestPoolDeclineNotifiedAfterRestart(t *testing.T) {
 func TestPoolJobStopsAtItsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, writeCheckpoint)
+		r.deps.GPUs = []string{"GPU-a", "GPU-b", "GPU-c"} // the three jobs may run at once
 		r.start()
 		soon := time.Now().Add(10 * time.Minute)
 		r.postWith("50", manifestJSON(nil), func(p *Posting) { poolPosting(0, 0)(p); p.Deadline = soon })
