@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -65,6 +66,8 @@ type testNode struct {
 	rig *rig
 	reg *prometheus.Registry
 	dir string
+	// stopWithin bounds how long Run may take to return after the test ends; 0: 20s.
+	stopWithin time.Duration
 }
 
 var testLogLevel = func() slog.Level {
@@ -106,13 +109,14 @@ func startNode(t testing.TB, i int, bootstrap []string, opts ...nodeOpt) *testNo
 	go func() { done <- n.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
+		within := cmp.Or(tn.stopWithin, 20*time.Second)
 		select {
 		case err := <-done:
 			if err != nil {
 				t.Errorf("node %d: run: %v", i, err)
 			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("node %d: Run did not return 20s after cancel", i)
+		case <-time.After(within):
+			t.Errorf("node %d: Run did not return %s after cancel", i, within)
 		}
 	})
 	return tn
