@@ -223,8 +223,10 @@ type member struct {
 	// or was told to stop. extra are jobs its heartbeats list besides those it took.
 	ended map[string]bool
 	extra []string
-	// noCancels makes it refuse every cancel (its machine is not up yet).
+	// noCancels makes it refuse every cancel (its machine is not up yet); refused counts
+	// the cancels it refused.
 	noCancels bool
+	refused   int
 	stop      context.CancelFunc
 	stopped   chan struct{}
 }
@@ -258,6 +260,7 @@ func (m *member) cancel(_ context.Context, c pool.Cancel) (bool, string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.noCancels {
+		m.refused++
 		return false, "this member takes no cancels yet"
 	}
 	m.cancels = append(m.cancels, c)

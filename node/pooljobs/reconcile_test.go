@@ -106,6 +106,14 @@ func TestMemberToldToStopJobThePoolEnded(t *testing.T) {
 	r.flow.poke(StoreID("62"))
 	r.waitState("62", Failed)
 	testkit.Eventually(t, 10*time.Second, func() bool { return r.job("62").Refund != "" }, "job never given back")
+	// Two cancels are refused — the one sent when the pool gave the job back and the
+	// reconcile's first, which race — before the member takes cancels, so the one it
+	// takes is a reconcile's.
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.refused >= 2
+	}, "the member was not sent two cancels while it refused them")
 	if c := m.cancelled("62"); c != "" {
 		t.Fatalf("a member refusing cancels recorded one: %s", c)
 	}
