@@ -47,7 +47,7 @@ func (f *Flow) reconcileOnce(ctx context.Context, sent map[string]told) {
 			continue
 		}
 		for _, jobID := range m.Running {
-			reason, stop := f.notYours(jobID, m.Member)
+			reason, stop := f.notYours(jobID, m.Member, m.LastSeen)
 			if !stop {
 				continue
 			}
@@ -79,9 +79,11 @@ func (f *Flow) reconcileOnce(ctx context.Context, sent map[string]told) {
 	}
 }
 
-// notYours says whether member, whose heartbeat lists jobID, should not be running it,
-// and why.
-func (f *Flow) notYours(jobID, member string) (string, bool) {
+// notYours says whether member, whose heartbeat received at seen lists jobID, should
+// not be running it, and why. A heartbeat from before the job was taken from the member
+// or ended lists it rightly: the member is told only by later ones (the cancel sent when
+// the job was taken tells it at once).
+func (f *Flow) notYours(jobID, member string, seen time.Time) (string, bool) {
 	j, err := f.d.Store.Get(StoreID(jobID))
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Sprintf("job %s is not one of this pool's jobs", jobID), true
@@ -98,7 +100,7 @@ func (f *Flow) notYours(jobID, member string) (string, bool) {
 		if a.Member != member {
 			continue
 		}
-		if state.Terminal() && a.Status == "" {
+		if state.Terminal() && a.Status == "" && seen.After(j.UpdatedAt) {
 			why := rec.Reason
 			if why == "" {
 				why = "the job is " + string(state)
@@ -109,6 +111,9 @@ func (f *Flow) notYours(jobID, member string) (string, bool) {
 	}
 	for i := len(rec.Past) - 1; i >= 0; i-- {
 		if a := rec.Past[i]; a.Member == member {
+			if !seen.After(later(a.TakenAt, a.ResultAt)) {
+				return "", false
+			}
 			return "job reassigned to another member: " + a.Reason, true
 		}
 	}
