@@ -12,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gpunode/gpunode/internal/testenv"
 )
 
 // stops records the cancels a member's handler was handed.
@@ -120,16 +122,19 @@ func TestForgedCancelRefused(t *testing.T) {
 	base := Cancel{Version: Version, Coordinator: co.h.ID().String(), Member: mem.h.ID().String(), Seq: 10,
 		Time: time.Now().UnixMilli(), JobID: "21", Reason: "job reassigned"}
 	t.Run("cancel from a stranger naming the coordinator", func(t *testing.T) {
+		testenv.Attack(t, "pool", "cancel from a stranger naming the coordinator")
 		if ack := send(t, evil, evil.key, base); ack.Accepted || !strings.Contains(ack.Reason, "not this pool's coordinator") {
 			t.Fatalf("stranger's cancel answered %+v", ack)
 		}
 	})
 	t.Run("cancel signed by the coordinator's key over a stranger's stream", func(t *testing.T) {
+		testenv.Attack(t, "pool", "cancel signed by the coordinator's key over a stranger's stream")
 		if ack := send(t, evil, co.key, base); ack.Accepted {
 			t.Fatalf("relayed cancel answered %+v", ack)
 		}
 	})
 	t.Run("cancel for another member", func(t *testing.T) {
+		testenv.Attack(t, "pool", "cancel for another member")
 		c := base
 		c.Member = other.h.ID().String()
 		if ack := send(t, co, co.key, c); ack.Accepted || !strings.Contains(ack.Reason, "not signed by the peer it names") {
@@ -137,11 +142,13 @@ func TestForgedCancelRefused(t *testing.T) {
 		}
 	})
 	t.Run("cancel signed by another key", func(t *testing.T) {
+		testenv.Attack(t, "pool", "cancel signed by another key")
 		if ack := send(t, co, evil.key, base); ack.Accepted || !strings.Contains(ack.Reason, "not signed by the peer") {
 			t.Fatalf("cancel signed by another key answered %+v", ack)
 		}
 	})
 	t.Run("cancel from far in the future", func(t *testing.T) {
+		testenv.Attack(t, "pool", "cancel from far in the future")
 		c := base
 		c.Time = time.Now().Add(time.Hour).UnixMilli()
 		if ack := send(t, co, co.key, c); ack.Accepted {
@@ -149,6 +156,7 @@ func TestForgedCancelRefused(t *testing.T) {
 		}
 	})
 	t.Run("malformed cancel", func(t *testing.T) {
+		testenv.Attack(t, "pool", "malformed cancel")
 		c := base
 		c.Reason = ""
 		if ack := send(t, co, co.key, c); ack.Accepted || !strings.Contains(ack.Reason, "without a reason") {
@@ -159,6 +167,7 @@ func TestForgedCancelRefused(t *testing.T) {
 		t.Fatalf("the handler took %+v", got.got)
 	}
 	t.Run("replayed cancel", func(t *testing.T) {
+		testenv.Attack(t, "pool", "replayed cancel")
 		if ack := send(t, co, co.key, base); !ack.Accepted {
 			t.Fatalf("honest cancel refused: %s", ack.Reason)
 		}

@@ -19,6 +19,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gpunode/gpunode/internal/testenv"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -180,6 +182,7 @@ func TestForgedMessagesRefused(t *testing.T) {
 		return ack
 	}
 	t.Run("heartbeat naming another member", func(t *testing.T) {
+		testenv.Attack(t, "pool", "heartbeat naming another member")
 		forged := hb
 		forged.Member = mem.h.ID().String()
 		if ack := send(t, evil.key, "hb", KindHeartbeat, forged); ack.Accepted || !strings.Contains(ack.Reason, "not signed by the peer") && !strings.Contains(ack.Reason, "sent a heartbeat for") {
@@ -187,6 +190,7 @@ func TestForgedMessagesRefused(t *testing.T) {
 		}
 	})
 	t.Run("heartbeat for another pool", func(t *testing.T) {
+		testenv.Attack(t, "pool", "heartbeat for another pool")
 		other := hb
 		other.Member, other.Pool = evil.h.ID().String(), mem.h.ID().String()
 		if ack := send(t, evil.key, "hb", KindHeartbeat, other); ack.Accepted || !strings.Contains(ack.Reason, "another pool") {
@@ -194,6 +198,7 @@ func TestForgedMessagesRefused(t *testing.T) {
 		}
 	})
 	t.Run("heartbeat from far in the future", func(t *testing.T) {
+		testenv.Attack(t, "pool", "heartbeat from far in the future")
 		late := hb
 		late.Member, late.Time = evil.h.ID().String(), time.Now().Add(time.Hour).UnixMilli()
 		if ack := send(t, evil.key, "hb", KindHeartbeat, late); ack.Accepted {
@@ -201,6 +206,7 @@ func TestForgedMessagesRefused(t *testing.T) {
 		}
 	})
 	t.Run("replayed heartbeat", func(t *testing.T) {
+		testenv.Attack(t, "pool", "replayed heartbeat")
 		own := hb
 		own.Member = evil.h.ID().String()
 		if ack := send(t, evil.key, "hb", KindHeartbeat, own); !ack.Accepted {
@@ -211,6 +217,7 @@ func TestForgedMessagesRefused(t *testing.T) {
 		}
 	})
 	t.Run("dispatch from a peer that is not the coordinator", func(t *testing.T) {
+		testenv.Attack(t, "pool", "dispatch from a peer that is not the coordinator")
 		d := dispatch("9")
 		d.Version, d.Coordinator, d.Member, d.Seq, d.Time = Version, co.h.ID().String(), mem.h.ID().String(), 1, time.Now().UnixMilli()
 		if ack := send(t, evil.key, "dispatch", KindDispatch, d); ack.Accepted || took.count() != 0 {
@@ -421,6 +428,7 @@ func TestForgedResultRefused(t *testing.T) {
 	base := doneResult("11")
 	base.Version, base.Coordinator, base.Seq, base.Time = Version, co.h.ID().String(), 1, time.Now().UnixMilli()
 	t.Run("result naming another member", func(t *testing.T) {
+		testenv.Attack(t, "pool", "result naming another member")
 		r := base
 		r.Member = mem.h.ID().String()
 		if ack := send(t, evil.key, r); ack.Accepted || !strings.Contains(ack.Reason, "sent a result for") {
@@ -428,6 +436,7 @@ func TestForgedResultRefused(t *testing.T) {
 		}
 	})
 	t.Run("result signed by the member's key over evil's stream", func(t *testing.T) {
+		testenv.Attack(t, "pool", "result signed by the member's key over evil's stream")
 		r := base
 		r.Member = mem.h.ID().String()
 		if ack := send(t, mem.key, r); ack.Accepted || !strings.Contains(ack.Reason, "not signed by the peer") {
@@ -435,6 +444,7 @@ func TestForgedResultRefused(t *testing.T) {
 		}
 	})
 	t.Run("result for another pool", func(t *testing.T) {
+		testenv.Attack(t, "pool", "result for another pool")
 		r := base
 		r.Member, r.Coordinator = evil.h.ID().String(), mem.h.ID().String()
 		if ack := send(t, evil.key, r); ack.Accepted || !strings.Contains(ack.Reason, "another pool") {
@@ -442,6 +452,7 @@ func TestForgedResultRefused(t *testing.T) {
 		}
 	})
 	t.Run("malformed result", func(t *testing.T) {
+		testenv.Attack(t, "pool", "malformed result")
 		r := base
 		r.Member, r.Status = evil.h.ID().String(), "paid"
 		if ack := send(t, evil.key, r); ack.Accepted || !strings.Contains(ack.Reason, "status") {
@@ -452,6 +463,7 @@ func TestForgedResultRefused(t *testing.T) {
 		t.Fatalf("the handler took %+v", got.got)
 	}
 	t.Run("replayed result", func(t *testing.T) {
+		testenv.Attack(t, "pool", "replayed result")
 		r := base
 		r.Member = evil.h.ID().String()
 		if ack := send(t, evil.key, r); !ack.Accepted {

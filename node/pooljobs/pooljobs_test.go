@@ -9,6 +9,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/job"
 	"github.com/gpunode/gpunode/node/jobs"
@@ -177,6 +178,7 @@ func TestMemberNotRunningTheJobLosesIt(t *testing.T) {
 // Results the flow must refuse: from a member the job was never dispatched to, for a
 // job the pool does not have, for another rank than the member's.
 func TestResultsFromStrangersRefused(t *testing.T) {
+	testenv.Attack(t, "pool", "results from a stranger and from a member the job is not on")
 	p := newPool(t, 2*time.Second, 2)
 	r := newRig(t, p)
 	r.post("11", manifestJSON(nil))
@@ -210,6 +212,7 @@ func TestResultsFromStrangersRefused(t *testing.T) {
 // A member reports a CID whose content does not match the tree hash it reports: the
 // pool submits nothing of it, and the job goes to another member.
 func TestOutputNotMatchingItsHashIsNotSubmitted(t *testing.T) {
+	testenv.Attack(t, "pool", "member reports an output whose content does not match its hash")
 	p := newPool(t, 2*time.Second, 2)
 	r := newRig(t, p)
 	r.post("13", manifestJSON(nil))

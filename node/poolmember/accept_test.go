@@ -10,6 +10,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/gpunode/gpunode/contracts/bindings"
+	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/node/jobs"
 	"github.com/gpunode/gpunode/node/market"
@@ -103,6 +104,7 @@ func TestAcceptRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			testenv.Attack(t, "pool", "dispatch a member must refuse: "+tt.name)
 			mk, j := &fakeMarket{}, newFakeJobs()
 			mk.set("12", accepted("12"))
 			d := validDispatch("12")

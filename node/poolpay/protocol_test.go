@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/gpunode/gpunode/internal/testenv"
 	"github.com/gpunode/gpunode/internal/testkit"
 	"github.com/gpunode/gpunode/node/pool"
 )
@@ -168,6 +169,7 @@ func TestPayoutsProtocol(t *testing.T) {
 	}
 
 	// A stranger (connected, signed, but no heartbeat) gets nothing.
+	testenv.Attack(t, "pool", "strangers and forged requests ask the coordinator for members' payouts")
 	stranger := newP2PNode(t)
 	stranger.connect(t, ce.node)
 	if _, err := Fetch(ctx, stranger.h, stranger.key, ce.node.h.ID()); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "not a member") {
@@ -195,6 +197,7 @@ func TestPayoutsProtocol(t *testing.T) {
 // refused before any transaction while the others are claimed; a second run claims
 // nothing.
 func TestClaimAll(t *testing.T) {
+	testenv.Attack(t, "pool", "coordinator hands a member a payout with a raised amount")
 	ce := newCoordinatorEnv(t)
 	ctx := t.Context()
 	member := ce.fresh(eth(1000))
