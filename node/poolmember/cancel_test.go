@@ -56,13 +56,23 @@ func TestAcceptCancel(t *testing.T) {
 	if ok || !strings.Contains(reason, "send the cancel again") {
 		t.Fatalf("cancel of a job not yet in the machine: %v %q", ok, reason)
 	}
-	go func() {
-		time.Sleep(30 * time.Millisecond) // the machine records the job while the cancel waits
-		j.put(jobs.Job{ID: "12", State: jobs.Discovered, Record: jobs.Record{Posting: j.discovered[0]}})
-	}()
+	// The machine records the job while the cancel waits for it.
 	wait, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if ok, reason := a.Cancel(wait, cancelOf("12", "reassigned")); !ok {
+	missedBefore := j.missed("12")
+	answered := make(chan string, 1)
+	go func() {
+		ok, reason := a.Cancel(wait, cancelOf("12", "reassigned"))
+		if ok {
+			reason = ""
+		} else if reason == "" {
+			reason = "refused"
+		}
+		answered <- reason
+	}()
+	testkit.Eventually(t, 5*time.Second, func() bool { return j.missed("12") > missedBefore }, "the cancel never looked for the job")
+	j.put(jobs.Job{ID: "12", State: jobs.Discovered, Record: jobs.Record{Posting: j.discovered[0]}})
+	if reason := <-answered; reason != "" {
 		t.Fatalf("cancel of a job just recorded: %s", reason)
 	}
 	if got := j.cancels["12"]; got != TakenBackPrefix+"reassigned" {

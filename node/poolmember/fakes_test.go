@@ -82,6 +82,8 @@ type fakeJobs struct {
 	// cancels and redispatches record what the machine was asked.
 	cancels      map[string]string
 	redispatches map[string]uint64
+	// misses counts the lookups of jobs it does not have.
+	misses map[string]int
 }
 
 func newFakeJobs() *fakeJobs { return &fakeJobs{byID: map[string]jobs.Job{}} }
@@ -91,9 +93,20 @@ func (f *fakeJobs) Get(id string) (jobs.Job, error) {
 	defer f.mu.Unlock()
 	j, ok := f.byID[id]
 	if !ok {
+		if f.misses == nil {
+			f.misses = map[string]int{}
+		}
+		f.misses[id]++
 		return jobs.Job{}, fmt.Errorf("job %q: %w", id, store.ErrNotFound)
 	}
 	return j, nil
+}
+
+// missed is how often job id was looked up and not found.
+func (f *fakeJobs) missed(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.misses[id]
 }
 
 func (f *fakeJobs) List() ([]jobs.Job, error) {
