@@ -241,6 +241,10 @@ func (m *Manifest) ImageDigest() string {
 	return d
 }
 
+// ValidDatasetTag reports whether s is a dataset tag: lowercase letters, digits, . _ -,
+// at most 63 characters, starting with a letter or digit.
+func ValidDatasetTag(s string) bool { return tagRE.MatchString(s) }
+
 // Datasets returns the local dataset tags the job mounts.
 func (m *Manifest) Datasets() []string {
 	var out []string

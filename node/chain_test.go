@@ -162,6 +162,8 @@ type nodeOpts struct {
 	// coordinator makes the node its pool's coordinator: chain postings go to the pool's
 	// flow.
 	coordinator *pool.Coordinator
+	// admitter is the node's policy over offered jobs (nil admits everything).
+	admitter jobs.Admitter
 }
 
 // newChainNode starts a node's chain side and job side; they run until the test ends,
@@ -213,7 +215,7 @@ func newChainNode(t *testing.T, dep devchain.Deployment, account int, content *m
 	}
 	n.work = openWork(cfg, workDeps{Market: m, Store: st, Content: content, Runtime: rt, DutyPolicy: o.policy,
 		PeerID: fmt.Sprintf("12D3KooWtestpeer%d", account), RetryGap: 50 * time.Millisecond,
-		PoolResults: o.poolResults, PoolCoordinator: o.poolCoordinator, Coordinator: o.coordinator}, quietLog())
+		PoolResults: o.poolResults, PoolCoordinator: o.poolCoordinator, Coordinator: o.coordinator, Admitter: o.admitter}, quietLog())
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { m.Run(ctx); close(done) }()

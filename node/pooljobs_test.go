@@ -3,9 +3,12 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -184,6 +187,131 @@ func TestPoolCoordinatorTakesChainJob(t *testing.T) {
 	// The node's own machine never saw the job.
 	if _, err := coordinator.work.machine.Get(id.String()); err == nil {
 		t.Fatal("the coordinator's own machine took the pool's job")
+	}
+}
+
+// TestPoolCoordinatorTakesDatasetJobForMember: the coordinator shares no dataset (its
+// own rig's policy declines a job that mounts one), yet the pool takes a job mounting a
+// member's private dataset and dispatches it to the member that reports it, not to a
+// better-scored member without it. The member's own policy is the authority on whether
+// the sponsor may use it, when the dispatch arrives.
+func TestPoolCoordinatorTakesDatasetJobForMember(t *testing.T) {
+	dep := startDevchain(t)
+	ctx := t.Context()
+	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
+	newHost := func() (libp2pcrypto.PrivKey, host.Host) {
+		key, _, err := libp2pcrypto.GenerateEd25519Key(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.DisableMetrics())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		return key, h
+	}
+	coKey, coHost := newHost()
+	co, err := pool.NewCoordinator(coHost, coKey, 2*time.Second, quietLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The coordinator's policy: the default, which shares no local dataset.
+	h, err := policy.New(policy.Config{History: 10}, quietLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	coordinator := newChainNode(t, dep, 1, content, nodeOpts{coordinator: co, admitter: NewAdmitter(h)})
+	if err := coordinator.work.registrar.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two members: one with the better score and no dataset, one with the dataset.
+	dispatched := make(chan string, 4)
+	startMember := func(name string, score float64, datasets []string) host.Host {
+		key, mh := newHost()
+		if err := mh.Connect(ctx, peer.AddrInfo{ID: coHost.ID(), Addrs: coHost.Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var running []string
+		m, err := pool.NewMember(mh, key, coHost.ID(), func() pool.Heartbeat {
+			mu.Lock()
+			defer mu.Unlock()
+			return pool.Heartbeat{Account: common.HexToAddress("0x00000000000000000000000000000000000000a8"), GPUs: 1, FreeGPUs: 1, Score: score,
+				Admission: "active", Datasets: datasets, Running: running}
+		}, func(_ context.Context, d pool.Dispatch) (bool, string) {
+			mu.Lock()
+			running = append(running, d.JobID)
+			mu.Unlock()
+			dispatched <- name
+			return true, ""
+		}, quietLog(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		beatCtx, stop := context.WithCancel(ctx)
+		beats := make(chan struct{})
+		go func() { m.Run(beatCtx, 100*time.Millisecond); close(beats) }()
+		t.Cleanup(func() { stop(); <-beats })
+		return mh
+	}
+	startMember("fast", 90, nil)
+	holder := startMember("holder", 40, []string{"medical-ct"})
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		alive := 0
+		for _, m := range co.Members() {
+			if m.Alive {
+				alive++
+			}
+		}
+		return alive == 2
+	}, "members never reported")
+
+	image := "reg.local/t@sha256:" + fmt.Sprintf("%064d", 1)
+	raw := []byte(`{"version":1,"image":"` + image + `","command":["/train"],"resources":{"gpus":1},
+		"inputs":[{"dataset":"medical-ct","path":"/data"}],
+		"output":{"path":"/out","max_bytes":1048576},"max_duration":"30m","network":{"mode":"none"},
+		"evaluation":{"image":"` + image + `","command":["/eval"],"metric":"accuracy","threshold":0.9}}`)
+	man, err := job.Decode(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sponsor := newChainNode(t, dep, 4, content)
+	// The coordinator's own rig's policy would decline it.
+	if ok, reasons := NewAdmitter(h).Admit(jobs.Posting{Sponsor: sponsor.addr.Hex(), RewardWei: "1000000"}, man); ok || !strings.Contains(strings.Join(reasons, ";"), "medical-ct") {
+		t.Fatalf("the coordinator's own policy admitted the dataset job (%v); the test shows nothing", reasons)
+	}
+	id, _, err := sponsor.market.PostJob(ctx, bindings.JobMarketJobParams{
+		Reward: big.NewInt(1_000_000), ValidatorFee: big.NewInt(10_000), Bond: new(big.Int), Threshold: 900000, Quorum: 2,
+		Validators: []common.Address{dep.Accounts[2].Address, dep.Accounts[3].Address},
+		AcceptBy:   big.NewInt(time.Now().Add(time.Hour).Unix()), RunWindow: 3600, AttestWindow: 3600,
+		ManifestCID: content.put(raw), ManifestHash: sha256.Sum256(raw),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case who := <-dispatched:
+		if who != "holder" {
+			t.Fatalf("the job went to the %s member, want the one with the dataset", who)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("no dispatch; pool job %s", testkit.Lazy(func() string {
+			j, err := coordinator.work.coord.Get(id.String())
+			return j.ID + " " + string(j.State) + " " + j.Reason + errString(err)
+		}))
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		j, err := coordinator.work.coord.Get(id.String())
+		return err == nil && j.State == pooljobs.Running && len(j.Assignments) == 1 && j.Assignments[0].Member == holder.ID().String()
+	}, "pool job not running on the member with the dataset: %s", testkit.Lazy(func() string {
+		j, err := coordinator.work.coord.Get(id.String())
+		return fmt.Sprintf("%s %s %+v%s", j.State, j.Reason, j.Assignments, errString(err))
+	}))
+	view, err := coordinator.market.Job(ctx, id)
+	if err != nil || market.JobState(view.State) != market.StateAccepted || view.Provider != coordinator.addr {
+		t.Fatalf("on chain: %+v %v, want accepted by the pool's account", view, err)
 	}
 }
 

@@ -72,7 +72,24 @@ func (n *Node) poolInventory() pool.Heartbeat {
 		hb.Admission = st.Admission.State
 	}
 	hb.Running = n.poolRunning()
+	hb.Datasets = n.sharedDatasets(hb.GPUModel)
 	return hb
+}
+
+// sharedDatasets lists the tags of the rig's datasets its policy shares with someone,
+// at most pool.MaxDatasets: what a member tells its coordinator (never the paths). Its
+// policy still decides, per sponsor, when a job that mounts one is dispatched to it.
+func (n *Node) sharedDatasets(model string) []string {
+	if n.policy == nil {
+		return nil
+	}
+	var out []string
+	for _, tag := range n.policy.Advert(model).Datasets {
+		if _, ok := n.cfg.Datasets[tag]; ok && job.ValidDatasetTag(tag) && len(out) < pool.MaxDatasets {
+			out = append(out, tag)
+		}
+	}
+	return out
 }
 
 // runPool sends a member's heartbeats until ctx ends.
@@ -132,17 +149,21 @@ func (p poolMembers) Members() api.PoolMembers {
 	for _, m := range p.c.Members() {
 		out.Members = append(out.Members, api.PoolMember{
 			PeerID: m.Member, Account: m.Account.Hex(), GPUs: m.GPUs, FreeGPUs: m.FreeGPUs, GPUModel: m.GPUModel,
-			Score: m.Score, Verified: m.Verified, Admission: m.Admission, Running: m.Running,
+			Score: m.Score, Verified: m.Verified, Admission: m.Admission, Running: m.Running, Datasets: m.Datasets,
 			LastSeen: m.LastSeen.UTC(), Alive: m.Alive,
 		})
 	}
 	return out
 }
 
-// poolAdmitter is the coordinator's policy over the pool's jobs: the rule that looks at
-// the rig (resources.min_verified_score) sees the best verified throughput among the live
-// members, not the coordinator's own rig's. The flow then picks members that meet it, and
-// each member checks its own rig again.
+// poolAdmitter is the coordinator's policy over the pool's jobs. It decides what is the
+// pool's to decide — sponsors, prices, images, network, durations — but not what is a
+// rig's: the rule on verified throughput (resources.min_verified_score) sees the best
+// among the live members, not the coordinator's own rig's; datasets and thermal limits
+// are not checked here (policy.Request.Pool), and price floors are those for any GPU
+// model ("*"), since the coordinator's GPUs run nothing. The flow then picks members
+// that meet the job (free GPUs, scores, the datasets they report), and each member's
+// own policy checks its rig again when the job is dispatched to it.
 type poolAdmitter struct {
 	Admitter
 	members func() []pool.MemberInfo
@@ -151,6 +172,8 @@ type poolAdmitter struct {
 // Admit implements jobs.Admitter.
 func (a poolAdmitter) Admit(p jobs.Posting, m *job.Manifest) (bool, []string) {
 	r := a.request(p, m)
+	r.Pool = true
+	r.Node.GPUModel, r.Node.MaxGPUTempC, r.Node.MaxGPUPowerW = "", 0, 0
 	for _, mi := range a.members() {
 		if mi.Alive && mi.Admission == "active" && mi.Verified > r.Node.VerifiedTFLOPS {
 			r.Node.VerifiedTFLOPS = mi.Verified

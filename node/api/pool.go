@@ -18,6 +18,8 @@ type PoolMember struct {
 	Verified  float64  `json:"verified,omitempty"`
 	Admission string   `json:"admission"`
 	Running   []string `json:"running,omitempty"`
+	// Datasets are the tags of the datasets the member's policy shares.
+	Datasets []string `json:"datasets,omitempty"`
 	// LastSeen is when its last heartbeat arrived; Alive says whether that was within
 	// the coordinator's heartbeat bound.
 	LastSeen time.Time `json:"last_seen"`

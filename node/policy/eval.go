@@ -23,6 +23,10 @@ type Request struct {
 	Node NodeState `json:"node"`
 	// Market holds the contract's terms of the job, when it comes from the chain.
 	Market Terms `json:"market"`
+	// Pool marks a pool coordinator judging a job for its members: the rules about a
+	// rig (datasets, thermal limits) are left to the member that runs it, whose own
+	// policy checks them again when the job is dispatched to it.
+	Pool bool `json:"pool,omitempty"`
 }
 
 // NodeState is what the policy needs to know about the node.
@@ -189,7 +193,9 @@ func (s *Set) Evaluate(r Request, st Stage) Decision {
 	for _, l := range ls {
 		checks = append(checks, l.p.evaluate(l.name, r, st)...)
 	}
-	checks = append(checks, datasetChecks(ls, r)...)
+	if !r.Pool {
+		checks = append(checks, datasetChecks(ls, r)...)
+	}
 	if min := r.Manifest.Resources.MinVerifiedScore; min > 0 {
 		checks = append(checks, Check{Layer: "node", Rule: "resources.min_verified_score", Kind: KindGPUs, Pass: r.Node.VerifiedTFLOPS >= min,
 			Detail: fmt.Sprintf("job needs %g TFLOPS verified by a capacity challenge; this rig holds %g (a peer verifies it with `gpunode bench challenge`)", min, r.Node.VerifiedTFLOPS)})
@@ -289,7 +295,12 @@ func (p *Policy) evaluate(name string, r Request, st Stage) []Check {
 		add("price_floors", KindPrice, price.Cmp(floor) >= 0, "offered %s wei per GPU-hour, floor for %q is %s", price, model, floor)
 	}
 
-	out = append(out, p.nodeChecks(name, r.Node)...)
+	for _, c := range p.nodeChecks(name, r.Node) {
+		if r.Pool && c.Kind == KindThermal {
+			continue // the coordinator's GPUs do not run the job
+		}
+		out = append(out, c)
+	}
 
 	if len(p.programs) > 0 {
 		vars, err := celVars(r)

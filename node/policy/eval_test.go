@@ -257,6 +257,37 @@ func TestMinVerifiedScore(t *testing.T) {
 	}
 }
 
+// TestPoolRequestLeavesRigRulesToMembers: a pool coordinator judging a job for its
+// members does not check the rules about a rig (its datasets, its GPUs' heat) — the
+// member that runs the job does — but still applies the rest of its policy.
+func TestPoolRequestLeavesRigRulesToMembers(t *testing.T) {
+	local := mustParse(t, `[thermal]
+max_gpu_temp_c = 50
+[sponsors]
+deny = ["`+sponsorB+`"]`)
+	r := testRequest(t)
+	withDataset(&r)
+	r.Node.MaxGPUTempC = 90
+	s := &Set{Local: local}
+	d := s.Evaluate(r, Offer)
+	failed := map[Kind]bool{}
+	for _, c := range d.Failed() {
+		failed[c.Kind] = true
+	}
+	if d.Allow || !failed[KindDataset] || !failed[KindThermal] {
+		t.Fatalf("a rig's own evaluation should fail on its dataset and heat:\n%s", explain(d))
+	}
+	r.Pool = true
+	if d := s.Evaluate(r, Offer); !d.Allow {
+		t.Fatalf("a pool evaluation checked the coordinator's rig:\n%s", explain(d))
+	}
+	r.Sponsor = sponsorB
+	d = s.Evaluate(r, Offer)
+	if d.Allow || len(d.Failed()) != 1 || d.Failed()[0].Rule != "sponsors.deny" {
+		t.Fatalf("a pool evaluation must still apply the coordinator's sponsor rules:\n%s", explain(d))
+	}
+}
+
 func TestEvaluateLayersMustAllAllow(t *testing.T) {
 	pool := mustParse(t, "[limits]\nmax_gpus = 4\n[sponsors]\ndeny = [\""+sponsorB+"\"]\n")
 	local := mustParse(t, "[limits]\nmax_gpus = 1\n")

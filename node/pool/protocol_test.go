@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"strings"
@@ -55,7 +56,8 @@ func connect(t *testing.T, a, b node) {
 func inventory(gpus, free int) Inventory {
 	return func() Heartbeat {
 		return Heartbeat{Account: common.HexToAddress("0x00000000000000000000000000000000000000a1"),
-			GPUs: gpus, FreeGPUs: free, GPUModel: "NVIDIA A100-SXM4-80GB", Score: 95.5, Admission: "active"}
+			GPUs: gpus, FreeGPUs: free, GPUModel: "NVIDIA A100-SXM4-80GB", Score: 95.5, Admission: "active",
+			Datasets: []string{"medical-ct", "imagenet-1k"}}
 	}
 }
 
@@ -272,6 +274,12 @@ func FuzzOpenHeartbeat(f *testing.F) {
 	var buf bytes.Buffer
 	WriteFrame(&buf, s)
 	f.Add(buf.Bytes())
+	bad := hb
+	bad.Datasets = []string{"../../etc"}
+	s, _ = Sign(key, KindHeartbeat, bad)
+	buf.Reset()
+	WriteFrame(&buf, s)
+	f.Add(buf.Bytes())
 	f.Add([]byte{0, 0, 0, 2, '{', '}'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ReadFrame(bytes.NewReader(b))
@@ -480,6 +488,45 @@ func TestForgedResultRefused(t *testing.T) {
 		if n := testutil.ToFloat64(c.refused.WithLabelValues(KindResult, reason)); n != want {
 			t.Errorf("%s results counted %v, want %v", reason, n, want)
 		}
+	}
+}
+
+// TestHeartbeatDatasets: a member's dataset tags are bounded in number and must be tags
+// (never paths, nothing a shell or a log line would trip on).
+func TestHeartbeatDatasets(t *testing.T) {
+	co, mem := newNode(t), newNode(t)
+	ok := inventory(8, 6)()
+	ok.Version, ok.Pool, ok.Member, ok.Seq, ok.Time = Version, co.h.ID().String(), mem.h.ID().String(), 1, time.Now().UnixMilli()
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid heartbeat: %v", err)
+	}
+	many := make([]string, MaxDatasets+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("set-%d", i)
+	}
+	for name, c := range map[string]struct {
+		tags []string
+		want string
+	}{
+		"a path":          {[]string{"/srv/data/medical"}, "dataset tag"},
+		"a parent":        {[]string{".."}, "dataset tag"},
+		"upper case":      {[]string{"Medical"}, "dataset tag"},
+		"empty":           {[]string{""}, "dataset tag"},
+		"too long":        {[]string{strings.Repeat("a", 64)}, "dataset tag"},
+		"a newline":       {[]string{"ct\nforged"}, "dataset tag"},
+		"too many":        {many, "datasets, at most"},
+		"one bad of many": {[]string{"ok", "a b"}, "dataset tag"},
+	} {
+		h := ok
+		h.Datasets = c.tags
+		if err := h.Validate(); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want ErrMalformed about %q", name, err, c.want)
+		}
+	}
+	h := ok
+	h.Datasets = many[:MaxDatasets]
+	if err := h.Validate(); err != nil {
+		t.Errorf("%d datasets: %v", MaxDatasets, err)
 	}
 }
 

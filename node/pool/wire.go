@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/gpunode/gpunode/job"
 	"github.com/gpunode/gpunode/runtime"
 )
 
@@ -76,7 +77,14 @@ type Heartbeat struct {
 	Admission string `json:"admission"`
 	// Running lists the dispatched jobs it runs now.
 	Running []string `json:"running,omitempty"`
+	// Datasets are the tags of the local datasets the member's policy shares (never
+	// their paths): the coordinator dispatches a job that mounts one only to a member
+	// that has it, and that member's policy still decides whether this sponsor may.
+	Datasets []string `json:"datasets,omitempty"`
 }
+
+// MaxDatasets bounds the dataset tags of a heartbeat.
+const MaxDatasets = 64
 
 // Dispatch assigns a job the pool accepted on chain to a member.
 type Dispatch struct {
@@ -193,6 +201,13 @@ func (h Heartbeat) Validate() error {
 		return fmt.Errorf("%w: gpu model %q", ErrMalformed, h.GPUModel)
 	case len(h.Running) > 64:
 		return fmt.Errorf("%w: %d running jobs", ErrMalformed, len(h.Running))
+	case len(h.Datasets) > MaxDatasets:
+		return fmt.Errorf("%w: %d datasets, at most %d", ErrMalformed, len(h.Datasets), MaxDatasets)
+	}
+	for _, tag := range h.Datasets {
+		if !job.ValidDatasetTag(tag) {
+			return fmt.Errorf("%w: dataset tag %q", ErrMalformed, tag)
+		}
 	}
 	switch h.Admission {
 	case "active", "cordoned", "draining", "drained":

@@ -217,8 +217,12 @@ type member struct {
 	free    int
 	refuse  string
 	hideJob bool // its heartbeats do not list the jobs it took
-	took    []pool.Dispatch
-	cancels []pool.Cancel
+	// datasets are the dataset tags its heartbeats report; asked counts the dispatches
+	// offered to it, taken or refused.
+	datasets []string
+	asked    int
+	took     []pool.Dispatch
+	cancels  []pool.Cancel
 	// ended are the jobs it no longer runs, as a real member: it handed a result back,
 	// or was told to stop. extra are jobs its heartbeats list besides those it took.
 	ended map[string]bool
@@ -234,7 +238,8 @@ type member struct {
 func (m *member) inventory() pool.Heartbeat {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	hb := pool.Heartbeat{Account: m.account, GPUs: 2, FreeGPUs: m.free, GPUModel: "NVIDIA A100", Score: m.score, Admission: "active"}
+	hb := pool.Heartbeat{Account: m.account, GPUs: 2, FreeGPUs: m.free, GPUModel: "NVIDIA A100", Score: m.score, Admission: "active",
+		Datasets: m.datasets}
 	if !m.hideJob {
 		for _, d := range m.took {
 			if !m.ended[d.JobID] {
@@ -249,6 +254,7 @@ func (m *member) inventory() pool.Heartbeat {
 func (m *member) accept(_ context.Context, d pool.Dispatch) (bool, string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.asked++
 	if m.refuse != "" {
 		return false, m.refuse
 	}
@@ -288,6 +294,12 @@ func (m *member) cancelled(id string) string {
 		}
 	}
 	return strings.Join(out, "; ")
+}
+
+func (m *member) offers() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.asked
 }
 
 func (m *member) dispatches() []pool.Dispatch {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 
@@ -332,6 +333,9 @@ func (f *Flow) evaluate(ctx context.Context, rec Record) (State, string, update,
 		}
 	}
 	if n := len(f.candidates(man, nil)); n < nodes {
+		if tag := f.missingDataset(man); tag != "" {
+			return declined(fmt.Sprintf("no live member has dataset %q", tag))
+		}
 		return declined(fmt.Sprintf("pool capacity: the job needs %d live active members with %d free GPUs and a score of at least %g; %d have them",
 			nodes, man.Resources.GPUs, man.Resources.MinScore, n))
 	}
@@ -360,7 +364,8 @@ func (f *Flow) candidates(man *job.Manifest, skip map[string]bool) []pool.Member
 		case !m.Alive, m.Admission != "active", skip[m.Member],
 			m.FreeGPUs < man.Resources.GPUs,
 			scoreOf(m) < man.Resources.MinScore,
-			m.Verified < man.Resources.MinVerifiedScore:
+			m.Verified < man.Resources.MinVerifiedScore,
+			!hasDatasets(m, man.Datasets()):
 			continue
 		}
 		out = append(out, m)
@@ -382,6 +387,31 @@ func (f *Flow) candidates(man *job.Manifest, skip map[string]bool) []pool.Member
 		}
 	}
 	return out
+}
+
+// hasDatasets reports whether a member reports every dataset tag in tags. It only
+// narrows the choice: the member's own policy decides whether the sponsor may use them.
+func hasDatasets(m pool.MemberInfo, tags []string) bool {
+	for _, t := range tags {
+		if !slices.Contains(m.Datasets, t) {
+			return false
+		}
+	}
+	return true
+}
+
+// missingDataset names a dataset the job mounts that no live, active member reports;
+// "" if each is somewhere.
+func (f *Flow) missingDataset(man *job.Manifest) string {
+	members := f.d.Pool.Members()
+	for _, t := range man.Datasets() {
+		if !slices.ContainsFunc(members, func(m pool.MemberInfo) bool {
+			return m.Alive && m.Admission == "active" && slices.Contains(m.Datasets, t)
+		}) {
+			return t
+		}
+	}
+	return ""
 }
 
 // busy counts the ranks of unfinished pool jobs each member runs.

@@ -2,6 +2,7 @@ package pooljobs
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -374,6 +375,79 @@ func TestPoolDeclines(t *testing.T) {
 		"gpunode_pool_jobs_total{result=declined} %v, want 6", testkit.Lazy(func() string {
 			return fmt.Sprint(testutil.ToFloat64(r.flow.jobs.WithLabelValues("declined")))
 		}))
+}
+
+func withDataset(tag string) func(map[string]any) {
+	return func(m map[string]any) { m["inputs"] = []any{map[string]any{"dataset": tag, "path": "/data"}} }
+}
+
+// hasDatasets makes m report tags and waits until the coordinator has heard it.
+func (p *testPool) hasDatasets(m *member, tags ...string) {
+	m.mu.Lock()
+	m.datasets = tags
+	m.mu.Unlock()
+	testkit.Eventually(p.t, 10*time.Second, func() bool {
+		for _, mi := range p.c.Members() {
+			if mi.Member == m.n.h.ID().String() && slices.Equal(mi.Datasets, tags) {
+				return true
+			}
+		}
+		return false
+	}, "the coordinator never heard the member's datasets %v", tags)
+}
+
+// A job mounting a private dataset goes to the member that reports it, not to a
+// better-placed member without it; a job whose dataset no live member reports is
+// declined saying which.
+func TestDatasetJobGoesToMemberThatHasIt(t *testing.T) {
+	p := newPool(t, 2*time.Second, 0)
+	best := p.add(2, 99) // first in line for any job, but holds no dataset
+	holder := p.add(2, 50)
+	p.hasDatasets(best, "imagenet")
+	p.hasDatasets(holder, "imagenet", "medical-ct")
+	r := newRig(t, p)
+	r.post("41", manifestJSON(withDataset("medical-ct")))
+	if m := r.holder("41"); m != holder {
+		t.Fatalf("job went to %s, want the member with the dataset", m.n.h.ID())
+	}
+	if len(best.dispatches()) != 0 {
+		t.Fatalf("the member without the dataset took %+v", best.dispatches())
+	}
+	// A job without a dataset still goes to the best-placed member.
+	r.post("42", manifestJSON(nil))
+	if m := r.holder("42"); m != best {
+		t.Fatalf("a plain job went to %s, want the best-placed member", m.n.h.ID())
+	}
+	r.post("43", manifestJSON(withDataset("genomes")))
+	if j := r.waitState("43", Declined); j.Reason != `no live member has dataset "genomes"` {
+		t.Fatalf("declined with %q", j.Reason)
+	}
+	if accepts, _, _ := r.chain.counts(); accepts != 2 {
+		t.Fatalf("%d accepts, want jobs 41 and 42 only", accepts)
+	}
+}
+
+// The only member with the dataset refuses the dispatch (its own policy does not share
+// it with this sponsor): the job is not given to a member without the dataset.
+func TestDatasetJobNotReassignedToMemberWithout(t *testing.T) {
+	p := newPool(t, 2*time.Second, 0)
+	other := p.add(2, 99)
+	holder := p.add(2, 50)
+	p.hasDatasets(holder, "medical-ct")
+	holder.mu.Lock()
+	holder.refuse = "policy: local datasets: sponsor may not use dataset \"medical-ct\""
+	holder.mu.Unlock()
+	r := newRig(t, p)
+	r.post("44", manifestJSON(withDataset("medical-ct")))
+	// Each pass offers the job again to the members it may go to: a few passes.
+	testkit.Eventually(t, 20*time.Second, func() bool { return holder.offers() >= 3 },
+		"the member with the dataset was offered the job %s times, want 3", testkit.Lazy(func() string { return fmt.Sprint(holder.offers()) }))
+	if n := other.offers(); n != 0 {
+		t.Fatalf("the member without the dataset was offered the job %d times", n)
+	}
+	if j := r.job("44"); j.State != Dispatching {
+		t.Fatalf("job 44 %s (%s), want still looking for a member", j.State, j.Reason)
+	}
 }
 
 // Another provider accepted the job first: lost, nothing dispatched.
