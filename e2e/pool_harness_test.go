@@ -135,19 +135,17 @@ func startPool(t *testing.T, o poolOpts) *poolNet {
 		c.Market.PollInterval = 250 * time.Millisecond
 		c.Datasets = map[string]string{"digits": l.datasets}
 		c.Pool.Heartbeat, c.Pool.HeartbeatBound = configfile.Duration(o.heartbeat), configfile.Duration(o.bound)
-		// The operator shares its datasets with the researcher, and only with them.
-		tags := []string{"digits"}
 		if edit != nil {
 			edit(&c)
 		}
-		for tag := range c.Datasets {
-			if tag != "digits" {
-				tags = append(tags, tag)
-			}
-		}
+		// The operator shares its datasets with the researcher, and only with them; a
+		// node without datasets has no datasets table.
 		var policy strings.Builder
-		policy.WriteString("version = 1\n[datasets]\n")
-		for _, tag := range tags {
+		policy.WriteString("version = 1\n")
+		if len(c.Datasets) > 0 {
+			policy.WriteString("[datasets]\n")
+		}
+		for tag := range c.Datasets {
 			fmt.Fprintf(&policy, "%s = [%q]\n", tag, l.dep.Accounts[1].Address.Hex())
 		}
 		c.Policy.File = filepath.Join(dir, "policy.toml")
@@ -162,8 +160,7 @@ func startPool(t *testing.T, o poolOpts) *poolNet {
 	l.sponsor.start(t)
 	mark("researcher started")
 	boot := []string{loopbackAddr(t, l.sponsor.d)}
-	// The host's system directories, as datasets of the members for the DDP job; the
-	// coordinator's policy, which it evaluates the pool's jobs by, shares them too.
+	// The host's system directories, as datasets of the members for the DDP job.
 	hostDatasets := func(c *node.Config) {
 		if !o.ddp {
 			return
@@ -178,7 +175,10 @@ func startPool(t *testing.T, o poolOpts) *poolNet {
 	p.coordinator = newNode("coordinator", t.TempDir(), 2, boot, func(c *node.Config) {
 		c.Pool.Coordinator = true
 		c.Pool.FeeBPS = poolFee
-		hostDatasets(c)
+		// The coordinator runs no job: it has no datasets and its policy shares none.
+		// It dispatches a job mounting one to a member that reports it, whose own
+		// policy decides.
+		c.Datasets = nil
 	})
 	l.provider = p.coordinator
 	p.coordinator.start(t)
