@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -121,5 +123,34 @@ func TestPoolMembersOffOutsideAPool(t *testing.T) {
 			t.Fatalf("members outside a pool: %v, want not_found naming [pool] coordinator", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A member reports in its heartbeats the tags of the datasets its policy shares — not a
+// dataset its policy keeps to itself, nor a tag its policy names but the rig lacks, and
+// never a path.
+func TestPoolInventoryReportsSharedDatasetTags(t *testing.T) {
+	cfg := Default()
+	dir := t.TempDir()
+	cfg.DataDir, cfg.API.Socket, cfg.Metrics.Listen, cfg.UI.Listen = dir, filepath.Join(dir, "api.sock"), "", ""
+	data := t.TempDir()
+	cfg.Datasets = map[string]string{"medical-ct": data, "genomes": data, "private": data}
+	cfg.Policy.File = filepath.Join(dir, "policy.toml")
+	if err := os.WriteFile(cfg.Policy.File, []byte("version = 1\n[datasets]\n\"medical-ct\" = [\"*\"]\ngenomes = [\"0x1111111111111111111111111111111111111111\"]\nabsent = [\"*\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Check("test"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb := n.poolInventory()
+	if got := strings.Join(hb.Datasets, ","); got != "genomes,medical-ct" {
+		t.Fatalf("heartbeat datasets %q, want genomes,medical-ct", got)
+	}
+	if strings.Contains(fmt.Sprint(hb), data) {
+		t.Fatalf("heartbeat %+v holds a dataset's path", hb)
 	}
 }
