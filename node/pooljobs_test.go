@@ -53,6 +53,7 @@ func (b *poolBooks) Book(_ context.Context, id string, reward *big.Int, w []pool
 // checks its output, submits it with the pool's account; the validators pass it, and the
 // split is booked for the member.
 func TestPoolCoordinatorTakesChainJob(t *testing.T) {
+	t.Parallel() // its own dev chain and hosts; the longest of the package's tests
 	dep := startDevchain(t)
 	ctx := t.Context()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}
@@ -196,6 +197,7 @@ func TestPoolCoordinatorTakesChainJob(t *testing.T) {
 // better-scored member without it. The member's own policy is the authority on whether
 // the sponsor may use it, when the dispatch arrives.
 func TestPoolCoordinatorTakesDatasetJobForMember(t *testing.T) {
+	t.Parallel() // its own dev chain and hosts; the longest of the package's tests
 	dep := startDevchain(t)
 	ctx := t.Context()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}

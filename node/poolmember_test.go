@@ -62,6 +62,7 @@ func testPeer(t *testing.T) peer.ID {
 // and runs one it has in its own machine, handing the checkpoint back to the coordinator
 // (not the chain).
 func TestPoolMemberJobSide(t *testing.T) {
+	t.Parallel() // its own dev chain and hosts; the longest of the package's tests
 	dep := startDevchain(t)
 	ctx := t.Context()
 	content := &memContent{blobs: map[string][]byte{}, trees: map[string]string{}}

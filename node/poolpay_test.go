@@ -95,6 +95,7 @@ func payoutsNode(t *testing.T, nw *p2p.Network, mk *market.Market, edit func(*po
 // share less gas) and its status says what the pool owes it; the roles' wrong commands
 // are refused; the coordinator's metrics show the published total.
 func TestPoolPayoutsThroughDaemons(t *testing.T) {
+	t.Parallel() // its own dev chain and hosts; the longest of the package's tests
 	dep := devchain.StartTest(t, 20*time.Millisecond)
 	depFile := filepath.Join(t.TempDir(), "dep.json")
 	if err := devchain.WriteDeployment(depFile, dep); err != nil {

@@ -61,6 +61,7 @@ func poolNode(t *testing.T, nw *p2p.Network, edit func(*pool.Config), deps Deps)
 // (no chain, runtime or IPFS), refuses dispatched jobs with the reason; once the member
 // stops, the coordinator lists it gone within the heartbeat bound.
 func TestPoolMembersThroughDaemons(t *testing.T) {
+	t.Parallel() // its own dev chain and hosts; the longest of the package's tests
 	coNW := offerNetwork(t, nil, nil, nil)
 	memNW := offerNetwork(t, nil, nil, nil)
 	if err := memNW.Host().Connect(t.Context(), peer.AddrInfo{ID: coNW.ID(), Addrs: coNW.Host().Addrs()}); err != nil {
